@@ -1,0 +1,37 @@
+package model
+
+// ProxyType is what kind of xDS client a proxy is.
+type ProxyType string
+
+// Proxy types, as Istio names them in the node id.
+const (
+	SidecarProxy ProxyType = "sidecar"
+	Router       ProxyType = "router"
+)
+
+// PortMapping maps a port the proxy listens on to a port on loopback.
+type PortMapping struct {
+	Port       uint32 // where the proxy listens
+	TargetPort uint32 // where traffic goes (127.0.0.1:TargetPort), or the listen port override
+}
+
+// Proxy is a connected xDS client as the generators see it: parsed and checked
+// from the node id and metadata by the ADS server (see docs/xds.md). Proxy
+// values are immutable.
+type Proxy struct {
+	ID             string
+	Type           ProxyType
+	Namespace      string
+	WorkloadName   string
+	Labels         map[string]string
+	ServiceAccount string
+	IPs            []string
+	// Generator is "grpc" for proxyless gRPC clients, empty for proxies.
+	Generator string
+	// Inbound is BOWLINE_INBOUND: mesh ports the sidecar listens on and the app ports behind them.
+	Inbound []PortMapping
+	// OutboundHTTP is BOWLINE_OUTBOUND_HTTP, the explicit HTTP proxy address ("" if none).
+	OutboundHTTP string
+	// GatewayPorts is BOWLINE_GATEWAY_PORTS: Gateway server port -> port to listen on instead.
+	GatewayPorts []PortMapping
+}
