@@ -25,12 +25,6 @@ var validators = map[string]kindValidator{
 	config.KindTelemetry:             validateTelemetry,
 }
 
-// Register adds the rules for a kind defined outside this package (Bowline's
-// own kinds). It is meant to be called while wiring, before any validation.
-func Register(kind string, v func(obj *config.Object) []config.FieldError) {
-	validators[kind] = v
-}
-
 // Object returns every semantic problem of obj. A kind without rules has none.
 func Object(obj *config.Object) []config.FieldError {
 	v, ok := validators[obj.GVK.Kind]
