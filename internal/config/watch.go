@@ -1,0 +1,205 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Validator checks decoded objects and returns those without errors plus the
+// located problems (validation.Objects has this shape).
+type Validator func(objs []*Object) (valid []*Object, problems Problems)
+
+// DirSource keeps a Store in step with a directory of YAML/JSON files. Every
+// change on disk is re-read and validated; a file with errors keeps its last
+// good objects in force, and its problems are published with the snapshot.
+type DirSource struct {
+	dir      string
+	store    *Store
+	validate Validator
+	opts     ParseOptions
+	log      *slog.Logger
+	debounce time.Duration
+
+	// lastGood holds, per file, the objects of its last valid read.
+	lastGood map[string][]*Object
+}
+
+// DirSourceConfig configures a DirSource.
+type DirSourceConfig struct {
+	// Dir is the directory to read and watch, recursively.
+	Dir string
+	// Validate is applied to each file's objects; nil accepts everything that decodes.
+	Validate Validator
+	// Options are passed to Parse.
+	Options ParseOptions
+	// Debounce coalesces bursts of file events; 100ms when zero.
+	Debounce time.Duration
+	// Logger receives reload notes; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// NewDirSource returns a source publishing into store. It starts nothing.
+func NewDirSource(cfg DirSourceConfig, store *Store) *DirSource {
+	if cfg.Debounce == 0 {
+		cfg.Debounce = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Validate == nil {
+		cfg.Validate = func(objs []*Object) ([]*Object, Problems) { return objs, nil }
+	}
+	return &DirSource{dir: cfg.Dir, store: store, validate: cfg.Validate, opts: cfg.Options, log: cfg.Logger, debounce: cfg.Debounce, lastGood: map[string][]*Object{}}
+}
+
+// Reload reads the directory once and publishes the result.
+func (d *DirSource) Reload() (*Snapshot, error) {
+	files, err := configFiles(d.dir)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		objs     []*Object
+		problems Problems
+		skipped  []Skipped
+		seen     = map[string]bool{}
+	)
+	for _, f := range files {
+		seen[f] = true
+		data, err := os.ReadFile(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed between the walk and the read
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f, err)
+		}
+		res := Parse(d.rel(f), data, d.opts)
+		valid, vproblems := d.validate(res.Objects)
+		fileProblems := append(res.Problems, vproblems...)
+		skipped = append(skipped, res.Skipped...)
+		problems = append(problems, fileProblems...)
+		if fileProblems.HasErrors() {
+			if prev, ok := d.lastGood[f]; ok {
+				d.log.Info("config file invalid, keeping last good version", slog.String("file", d.rel(f)), slog.Int("problems", len(fileProblems)))
+				objs = append(objs, prev...)
+				continue
+			}
+			d.log.Info("config file invalid, valid objects in it applied", slog.String("file", d.rel(f)), slog.Int("problems", len(fileProblems)))
+			objs = append(objs, valid...)
+			continue
+		}
+		d.lastGood[f] = valid
+		objs = append(objs, valid...)
+	}
+	for f := range d.lastGood {
+		if !seen[f] {
+			delete(d.lastGood, f)
+		}
+	}
+	objs, dupProblems := dedupe(objs)
+	problems = append(problems, dupProblems...)
+	return d.store.Publish(objs, problems, skipped), nil
+}
+
+// rel names a file for messages: the path as found under the watched directory.
+func (d *DirSource) rel(f string) string { return f }
+
+// dedupe keeps the first object of each kind/namespace/name and reports the rest.
+func dedupe(objs []*Object) ([]*Object, Problems) {
+	seen := map[Key]*Object{}
+	out := objs[:0:0]
+	var problems Problems
+	for _, o := range objs {
+		if first, ok := seen[o.Key()]; ok {
+			problems = append(problems, Problem{Severity: SeverityError, File: o.Source.File, Line: o.Source.Line, Kind: o.GVK.Kind, Namespace: o.Meta.Namespace, Name: o.Meta.Name,
+				Message: fmt.Sprintf("duplicate of the object at %s; the first one is used", first.Source)})
+			continue
+		}
+		seen[o.Key()] = o
+		out = append(out, o)
+	}
+	return out, problems
+}
+
+// Run reads the directory, then watches it until ctx is done. Problems in the
+// files never stop it; only a watch failure does.
+func (d *DirSource) Run(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", d.dir, err)
+	}
+	defer w.Close()
+	if err := d.watchTree(w); err != nil {
+		return err
+	}
+	if _, err := d.Reload(); err != nil {
+		return err
+	}
+	var timer *time.Timer
+	var fire <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("watch: event channel closed")
+			}
+			if ev.Has(fsnotify.Create) {
+				if info, err := os.Stat(ev.Name); err == nil && info.IsDir() {
+					_ = d.watchTree(w) // a new subdirectory
+				}
+			}
+			if timer == nil {
+				timer = time.NewTimer(d.debounce)
+			} else {
+				timer.Reset(d.debounce)
+			}
+			fire = timer.C
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("watch: error channel closed")
+			}
+			d.log.Info("config watch error", slog.String("dir", d.dir), slog.String("error", err.Error()))
+		case <-fire:
+			fire = nil
+			snap, err := d.Reload()
+			if err != nil {
+				d.log.Info("config reload failed, keeping current version", slog.String("dir", d.dir), slog.String("error", err.Error()))
+				continue
+			}
+			d.log.Info("config reloaded", slog.Uint64("version", snap.Version), slog.Int("objects", len(snap.Objects)), slog.Int("problems", len(snap.Problems)))
+		}
+	}
+}
+
+// watchTree adds the directory and every subdirectory to w.
+func (d *DirSource) watchTree(w *fsnotify.Watcher) error {
+	return filepath.WalkDir(d.dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() {
+			return nil
+		}
+		if path != d.dir && strings.HasPrefix(e.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if err := w.Add(path); err != nil {
+			return fmt.Errorf("watch %s: %w", path, err)
+		}
+		return nil
+	})
+}

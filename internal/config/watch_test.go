@@ -1,0 +1,138 @@
+package config
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+func vsWithWeight(w string) string {
+	return `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: ` + w + `
+`
+}
+
+// waitFor polls the store until cond holds; it fails the test after a deadline.
+func waitFor(t *testing.T, s *Store, what string, cond func(*Snapshot) bool) *Snapshot {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if snap := s.Current(); cond(snap) {
+			return snap
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; current: version %d, %d objects, problems %v", what, s.Current().Version, len(s.Current().Objects), s.Current().Problems)
+	return nil
+}
+
+func weightOf(snap *Snapshot) int32 {
+	for _, o := range snap.Objects {
+		if vs, ok := o.Spec.(*networking.VirtualService); ok {
+			return vs.Http[0].Route[0].Weight
+		}
+	}
+	return -1
+}
+
+func TestDirSourceKeepsLastGood(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "reviews.yaml")
+	if err := os.WriteFile(file, []byte(vsWithWeight("100")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := NewStore()
+	src := NewDirSource(DirSourceConfig{Dir: dir, Debounce: 20 * time.Millisecond}, store)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := src.Run(ctx); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	waitFor(t, store, "first load", func(s *Snapshot) bool { return weightOf(s) == 100 })
+
+	// An invalid edit is reported and the last good object stays in force.
+	if err := os.WriteFile(file, []byte(vsWithWeight("heavy")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap := waitFor(t, store, "problem reported", func(s *Snapshot) bool { return len(s.Problems) > 0 })
+	if got := weightOf(snap); got != 100 {
+		t.Errorf("weight after invalid edit = %d, want last good 100", got)
+	}
+	if !strings.Contains(snap.Problems.Error(), "reviews.yaml:9: VirtualService default/reviews: spec.http[0].route[0].weight: expected integer") {
+		t.Errorf("problems = %v", snap.Problems)
+	}
+
+	// A valid edit applies and clears the problem.
+	if err := os.WriteFile(file, []byte(vsWithWeight("90")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap = waitFor(t, store, "valid edit", func(s *Snapshot) bool { return weightOf(s) == 90 })
+	if len(snap.Problems) != 0 {
+		t.Errorf("problems after fix: %v", snap.Problems)
+	}
+
+	// A new file in a new subdirectory is picked up; removing it removes its objects.
+	sub := filepath.Join(dir, "more")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the watcher add the directory before the file appears
+	dr := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews}\n"
+	if err := os.WriteFile(filepath.Join(sub, "dr.yaml"), []byte(dr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, store, "new file", func(s *Snapshot) bool { return len(s.Objects) == 2 })
+	if err := os.RemoveAll(sub); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, store, "removed file", func(s *Snapshot) bool { return len(s.Objects) == 1 })
+}
+
+func TestStoreSubscribe(t *testing.T) {
+	store := NewStore()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := store.Subscribe(ctx)
+	store.Publish(nil, nil, nil)
+	store.Publish(nil, nil, nil)
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatal("no wake-up after publish")
+	}
+	if v := store.Current().Version; v != 2 {
+		t.Errorf("version = %d, want 2", v)
+	}
+}
+
+func TestDedupe(t *testing.T) {
+	a := Parse("a.yaml", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: r}\n"), ParseOptions{})
+	b := Parse("b.yaml", []byte("apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: r}\n"), ParseOptions{})
+	objs, problems := dedupe(append(a.Objects, b.Objects...))
+	if len(objs) != 1 || objs[0].Source.File != "a.yaml" {
+		t.Fatalf("kept %v", objs)
+	}
+	if want := "b.yaml:1: DestinationRule default/r: duplicate of the object at a.yaml:1; the first one is used"; problems.Error() != want {
+		t.Errorf("problem = %q, want %q", problems.Error(), want)
+	}
+}
