@@ -1,0 +1,89 @@
+package xdsconfig
+
+import "time"
+
+// DiscoveryType is a cluster's discovery type.
+type DiscoveryType int
+
+// Discovery types.
+const (
+	DiscoveryStatic DiscoveryType = iota
+	DiscoveryStrictDNS
+	DiscoveryLogicalDNS
+	DiscoveryEDS
+	DiscoveryOriginalDst
+)
+
+// LBPolicy is a cluster's load-balancing policy.
+type LBPolicy int
+
+// Load-balancing policies.
+const (
+	LBRoundRobin LBPolicy = iota
+	LBLeastRequest
+	LBRandom
+	LBRingHash
+	LBMaglev
+)
+
+// UpstreamProtocol is the HTTP protocol spoken to a cluster's endpoints.
+type UpstreamProtocol int
+
+// Upstream protocols.
+const (
+	// ProtocolHTTP1 is HTTP/1.1, Envoy's default.
+	ProtocolHTTP1 UpstreamProtocol = iota
+	// ProtocolHTTP2 is HTTP/2 in cleartext (h2c).
+	ProtocolHTTP2
+	// ProtocolDownstream speaks what the downstream spoke.
+	ProtocolDownstream
+)
+
+// Cluster is a checked envoy.config.cluster.v3.Cluster.
+type Cluster struct {
+	// Name is the xDS resource name.
+	Name string
+	// Type is the discovery type.
+	Type DiscoveryType
+	// EDSName is the ClusterLoadAssignment to fetch for EDS clusters.
+	EDSName string
+	// LB is the load-balancing policy.
+	LB LBPolicy
+	// ConnectTimeout bounds TCP connects (Envoy default 5s).
+	ConnectTimeout time.Duration
+	// Limits are the default-priority circuit-breaker thresholds.
+	Limits Limits
+	// Outlier is the outlier detection config, or nil.
+	Outlier *OutlierDetection
+	// Protocol is the upstream HTTP protocol.
+	Protocol UpstreamProtocol
+	// Endpoints are the load_assignment of STATIC and DNS clusters.
+	Endpoints *ClusterLoadAssignment
+}
+
+// Limits are circuit-breaker thresholds (Envoy defaults 1024 each, retries 3).
+type Limits struct {
+	// MaxConnections bounds connections to the cluster.
+	MaxConnections uint32
+	// MaxPending bounds requests waiting for a connection.
+	MaxPending uint32
+	// MaxRequests bounds outstanding requests.
+	MaxRequests uint32
+	// MaxRetries bounds outstanding retries.
+	MaxRetries uint32
+}
+
+// OutlierDetection is the supported subset of outlier detection.
+type OutlierDetection struct {
+	// Consecutive5xx ejects a host after this many consecutive 5xx (default 5).
+	Consecutive5xx uint32
+	// ConsecutiveGatewayFailure ejects a host after this many consecutive
+	// 502/503/504 or connect failures; 0 disables.
+	ConsecutiveGatewayFailure uint32
+	// Interval is the ejection-sweep interval (default 10s).
+	Interval time.Duration
+	// BaseEjectionTime is multiplied by the number of ejections (default 30s).
+	BaseEjectionTime time.Duration
+	// MaxEjectionPercent caps ejected hosts (default 10).
+	MaxEjectionPercent uint32
+}

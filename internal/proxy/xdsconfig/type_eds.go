@@ -1,0 +1,53 @@
+package xdsconfig
+
+// HealthStatus is an endpoint's health from EDS.
+type HealthStatus int
+
+// Health statuses; Unknown and Healthy receive traffic.
+const (
+	HealthUnknown HealthStatus = iota
+	HealthHealthy
+	HealthUnhealthy
+	HealthDraining
+	HealthTimeout
+	HealthDegraded
+)
+
+// ClusterLoadAssignment is a checked envoy.config.endpoint.v3.ClusterLoadAssignment.
+type ClusterLoadAssignment struct {
+	// ClusterName is the resource name.
+	ClusterName string
+	// Endpoints are the endpoints of priority 0 (other priorities are ignored).
+	Endpoints []Endpoint
+}
+
+// Endpoint is one upstream host.
+type Endpoint struct {
+	// Address is host:port; the host is a name for DNS clusters.
+	Address string
+	// Weight is the load-balancing weight (default 1).
+	Weight uint32
+	// Health is the EDS health status.
+	Health HealthStatus
+	// Workload is the istio workload identity from metadata, when present.
+	Workload WorkloadMeta
+}
+
+// Routable reports whether the endpoint may receive traffic.
+func (e *Endpoint) Routable() bool {
+	return e.Health == HealthUnknown || e.Health == HealthHealthy || e.Health == HealthDegraded
+}
+
+// WorkloadMeta is what Istio-style endpoint metadata says about a workload.
+type WorkloadMeta struct {
+	// Name is the workload name.
+	Name string
+	// Namespace is the workload namespace.
+	Namespace string
+	// App is the canonical service (app label).
+	App string
+	// Version is the canonical revision (version label).
+	Version string
+	// Principal is the SPIFFE identity, when known.
+	Principal string
+}

@@ -1,0 +1,175 @@
+package xdsconfig
+
+import (
+	"fmt"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+const typeHTTPProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// UnmarshalCluster checks a Cluster and converts it.
+func UnmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
+	out, err := unmarshalCluster(c)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+	}
+	return out, nil
+}
+
+func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
+	if err := checkFields(c, "", "name", "type", "eds_cluster_config", "lb_policy", "connect_timeout",
+		"circuit_breakers", "outlier_detection", "load_assignment", "typed_extension_protocol_options",
+		"http2_protocol_options", "dns_lookup_family", "dns_refresh_rate", "respect_dns_ttl", "common_lb_config",
+		"alt_stat_name", "metadata", "per_connection_buffer_limit_bytes", "cleanup_interval",
+		"upstream_connection_options", "lb_config", "ring_hash_lb_config", "maglev_lb_config",
+		"least_request_lb_config", "round_robin_lb_config", "track_cluster_stats"); err != nil {
+		return nil, err
+	}
+	if c.GetName() == "" {
+		return nil, fmt.Errorf("field name: empty")
+	}
+	out := &Cluster{Name: c.GetName(), ConnectTimeout: 5 * time.Second,
+		Limits: Limits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 1024, MaxRetries: 3}}
+	if ct := c.GetConnectTimeout(); ct != nil {
+		out.ConnectTimeout = ct.AsDuration()
+	}
+	switch c.GetType() {
+	case clusterv3.Cluster_STATIC:
+		out.Type = DiscoveryStatic
+	case clusterv3.Cluster_STRICT_DNS:
+		out.Type = DiscoveryStrictDNS
+	case clusterv3.Cluster_LOGICAL_DNS:
+		out.Type = DiscoveryLogicalDNS
+	case clusterv3.Cluster_EDS:
+		out.Type = DiscoveryEDS
+		if c.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
+			return nil, fmt.Errorf("field eds_cluster_config.eds_config: only ads is supported")
+		}
+		out.EDSName = c.GetEdsClusterConfig().GetServiceName()
+		if out.EDSName == "" {
+			out.EDSName = c.GetName()
+		}
+	case clusterv3.Cluster_ORIGINAL_DST:
+		out.Type = DiscoveryOriginalDst
+	default:
+		if c.GetClusterType() != nil {
+			return nil, fmt.Errorf("field cluster_type: unsupported")
+		}
+		return nil, fmt.Errorf("field type: %v unsupported", c.GetType())
+	}
+	switch c.GetLbPolicy() {
+	case clusterv3.Cluster_ROUND_ROBIN:
+		out.LB = LBRoundRobin
+	case clusterv3.Cluster_LEAST_REQUEST:
+		out.LB = LBLeastRequest
+	case clusterv3.Cluster_RANDOM:
+		out.LB = LBRandom
+	case clusterv3.Cluster_RING_HASH:
+		out.LB = LBRingHash
+	case clusterv3.Cluster_MAGLEV:
+		out.LB = LBMaglev
+	case clusterv3.Cluster_CLUSTER_PROVIDED:
+		if out.Type != DiscoveryOriginalDst {
+			return nil, fmt.Errorf("field lb_policy: CLUSTER_PROVIDED needs type ORIGINAL_DST")
+		}
+	default:
+		return nil, fmt.Errorf("field lb_policy: %v unsupported", c.GetLbPolicy())
+	}
+	for i, t := range c.GetCircuitBreakers().GetThresholds() {
+		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
+			continue
+		}
+		p := fmt.Sprintf("circuit_breakers.thresholds[%d]", i)
+		if err := checkFields(t, p, "priority", "max_connections", "max_pending_requests", "max_requests",
+			"max_retries", "track_remaining"); err != nil {
+			return nil, err
+		}
+		setLimit(&out.Limits.MaxConnections, t.GetMaxConnections())
+		setLimit(&out.Limits.MaxPending, t.GetMaxPendingRequests())
+		setLimit(&out.Limits.MaxRequests, t.GetMaxRequests())
+		setLimit(&out.Limits.MaxRetries, t.GetMaxRetries())
+	}
+	if od := c.GetOutlierDetection(); od != nil {
+		if err := checkFields(od, "outlier_detection", "consecutive_5xx", "consecutive_gateway_failure",
+			"interval", "base_ejection_time", "max_ejection_percent", "enforcing_consecutive_5xx",
+			"enforcing_consecutive_gateway_failure", "enforcing_success_rate", "split_external_local_origin_errors"); err != nil {
+			return nil, err
+		}
+		o := &OutlierDetection{Consecutive5xx: 5, Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second,
+			MaxEjectionPercent: 10}
+		setLimit(&o.Consecutive5xx, od.GetConsecutive_5Xx())
+		setLimit(&o.ConsecutiveGatewayFailure, od.GetConsecutiveGatewayFailure())
+		setLimit(&o.MaxEjectionPercent, od.GetMaxEjectionPercent())
+		if e := od.GetEnforcingConsecutive_5Xx(); e != nil && e.GetValue() == 0 {
+			o.Consecutive5xx = 0
+		}
+		if e := od.GetEnforcingConsecutiveGatewayFailure(); e != nil && e.GetValue() == 0 {
+			o.ConsecutiveGatewayFailure = 0
+		}
+		if d := od.GetInterval(); d != nil {
+			o.Interval = d.AsDuration()
+		}
+		if d := od.GetBaseEjectionTime(); d != nil {
+			o.BaseEjectionTime = d.AsDuration()
+		}
+		if o.Interval <= 0 {
+			return nil, fmt.Errorf("field outlier_detection.interval: must be positive")
+		}
+		out.Outlier = o
+	}
+	if c.GetHttp2ProtocolOptions() != nil {
+		out.Protocol = ProtocolHTTP2
+	}
+	for k, v := range c.GetTypedExtensionProtocolOptions() {
+		p := fmt.Sprintf("typed_extension_protocol_options[%s]", k)
+		if k != typeHTTPProtocolOptions {
+			return nil, fmt.Errorf("field %s: unsupported", p)
+		}
+		o := &httpv3.HttpProtocolOptions{}
+		if err := v.UnmarshalTo(o); err != nil {
+			return nil, fmt.Errorf("field %s: %w", p, err)
+		}
+		if err := checkFields(o, p, "common_http_protocol_options", "explicit_http_config",
+			"use_downstream_protocol_config", "upstream_http_protocol_options"); err != nil {
+			return nil, err
+		}
+		switch u := o.GetUpstreamProtocolOptions().(type) {
+		case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_:
+			if u.ExplicitHttpConfig.GetHttp2ProtocolOptions() != nil {
+				out.Protocol = ProtocolHTTP2
+			} else if u.ExplicitHttpConfig.GetHttp3ProtocolOptions() != nil {
+				return nil, fmt.Errorf("field %s.explicit_http_config.http3_protocol_options: unsupported", p)
+			}
+		case *httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig:
+			out.Protocol = ProtocolDownstream
+		}
+	}
+	if la := c.GetLoadAssignment(); la != nil {
+		if la.GetClusterName() == "" {
+			la.ClusterName = c.GetName()
+		}
+		cla, err := unmarshalCLA(la, "load_assignment")
+		if err != nil {
+			return nil, err
+		}
+		out.Endpoints = cla
+	}
+	switch out.Type {
+	case DiscoveryStatic, DiscoveryStrictDNS, DiscoveryLogicalDNS:
+		if out.Endpoints == nil {
+			return nil, fmt.Errorf("field load_assignment: required for type %v", c.GetType())
+		}
+	}
+	return out, nil
+}
+
+func setLimit(dst *uint32, v *wrapperspb.UInt32Value) {
+	if v != nil {
+		*dst = v.GetValue()
+	}
+}

@@ -1,0 +1,257 @@
+package xdsconfig
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Type URLs of the filters the proxy implements.
+const (
+	typeHCM      = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+	typeTCPProxy = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+	typeRouter   = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+	typeFault    = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+	typeCORS     = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"
+)
+
+// UnmarshalListener checks a Listener and converts it. The error names the
+// listener and the offending field.
+func UnmarshalListener(l *listenerv3.Listener) (*Listener, error) {
+	out, err := unmarshalListener(l)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+	}
+	return out, nil
+}
+
+func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
+	if err := checkFields(l, "", "name", "address", "bind_to_port", "use_original_dst", "filter_chains",
+		"default_filter_chain", "traffic_direction", "listener_filters", "continue_on_listener_filters_timeout",
+		"listener_filters_timeout", "access_log", "stat_prefix", "per_connection_buffer_limit_bytes",
+		"api_listener"); err != nil {
+		return nil, err
+	}
+	if l.GetName() == "" {
+		return nil, fmt.Errorf("field name: empty")
+	}
+	out := &Listener{Name: l.GetName(), BindToPort: true}
+	if l.GetApiListener() != nil {
+		// api_listener is for proxyless clients; the proxy ignores it.
+		out.BindToPort = false
+		return out, nil
+	}
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil {
+		return nil, fmt.Errorf("field address.socket_address: missing")
+	}
+	if err := checkFields(sa, "address.socket_address", "address", "port_value", "protocol", "ipv4_compat"); err != nil {
+		return nil, err
+	}
+	ip, err := netip.ParseAddr(sa.GetAddress())
+	if err != nil {
+		return nil, fmt.Errorf("field address.socket_address.address: %w", err)
+	}
+	if sa.GetPortValue() > 65535 {
+		return nil, fmt.Errorf("field address.socket_address.port_value: %d out of range", sa.GetPortValue())
+	}
+	out.Address = netip.AddrPortFrom(ip, uint16(sa.GetPortValue()))
+	if b := l.GetBindToPort(); b != nil {
+		out.BindToPort = b.GetValue()
+	}
+	out.UseOriginalDst = l.GetUseOriginalDst().GetValue()
+	for i, lf := range l.GetListenerFilters() {
+		// Istio adds these inspectors; the proxy sniffs nothing yet but they are
+		// harmless to accept.
+		switch lf.GetName() {
+		case "envoy.filters.listener.original_dst", "envoy.filters.listener.http_inspector",
+			"envoy.filters.listener.tls_inspector":
+		default:
+			return nil, fmt.Errorf("field listener_filters[%d]: filter %q unsupported", i, lf.GetName())
+		}
+	}
+	for i, fc := range l.GetFilterChains() {
+		c, err := unmarshalFilterChain(fc, fmt.Sprintf("filter_chains[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		out.FilterChains = append(out.FilterChains, *c)
+	}
+	if fc := l.GetDefaultFilterChain(); fc != nil {
+		c, err := unmarshalFilterChain(fc, "default_filter_chain")
+		if err != nil {
+			return nil, err
+		}
+		out.DefaultChain = c
+	}
+	if len(out.FilterChains) == 0 && out.DefaultChain == nil && !out.UseOriginalDst {
+		return nil, fmt.Errorf("field filter_chains: empty")
+	}
+	return out, nil
+}
+
+func unmarshalFilterChain(fc *listenerv3.FilterChain, path string) (*FilterChain, error) {
+	if err := checkFields(fc, path, "name", "filter_chain_match", "filters", "metadata"); err != nil {
+		return nil, err
+	}
+	out := &FilterChain{Name: fc.GetName()}
+	if m := fc.GetFilterChainMatch(); m != nil {
+		if err := checkFields(m, path+".filter_chain_match", "destination_port"); err != nil {
+			return nil, err
+		}
+		out.DestinationPort = m.GetDestinationPort().GetValue()
+	}
+	if len(fc.GetFilters()) != 1 {
+		return nil, fmt.Errorf("field %s.filters: want exactly one network filter (http_connection_manager or tcp_proxy), got %d", path, len(fc.GetFilters()))
+	}
+	f := fc.GetFilters()[0]
+	fpath := path + ".filters[0]"
+	tc := f.GetTypedConfig()
+	if tc == nil {
+		return nil, fmt.Errorf("field %s.typed_config: missing", fpath)
+	}
+	switch tc.GetTypeUrl() {
+	case typeHCM:
+		h := &hcmv3.HttpConnectionManager{}
+		if err := tc.UnmarshalTo(h); err != nil {
+			return nil, fmt.Errorf("field %s.typed_config: %w", fpath, err)
+		}
+		hcm, err := unmarshalHCM(h, fpath+".typed_config")
+		if err != nil {
+			return nil, err
+		}
+		out.HTTP = hcm
+	case typeTCPProxy:
+		t := &tcpproxyv3.TcpProxy{}
+		if err := tc.UnmarshalTo(t); err != nil {
+			return nil, fmt.Errorf("field %s.typed_config: %w", fpath, err)
+		}
+		tp, err := unmarshalTCPProxy(t, fpath+".typed_config")
+		if err != nil {
+			return nil, err
+		}
+		out.TCP = tp
+	default:
+		return nil, fmt.Errorf("field %s.typed_config: network filter type %q unsupported", fpath, tc.GetTypeUrl())
+	}
+	return out, nil
+}
+
+func unmarshalHCM(h *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionManager, error) {
+	if err := checkFields(h, path, "stat_prefix", "codec_type", "rds", "route_config", "http_filters",
+		"access_log", "use_remote_address", "generate_request_id", "preserve_external_request_id",
+		"forward_client_cert_details", "set_current_client_cert_details", "normalize_path",
+		"merge_slashes", "path_with_escaped_slashes_action", "stream_idle_timeout", "common_http_protocol_options",
+		"http_protocol_options", "http2_protocol_options", "upgrade_configs", "server_name", "tracing",
+		"request_id_extension", "internal_address_config", "xff_num_trusted_hops", "delayed_close_timeout",
+		"max_request_headers_kb", "strip_port_mode", "strip_any_host_port"); err != nil {
+		return nil, err
+	}
+	out := &HTTPConnectionManager{StatPrefix: h.GetStatPrefix(), StreamIdleTimeout: h.GetStreamIdleTimeout().AsDuration()}
+	switch rs := h.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_Rds:
+		if err := checkFields(rs.Rds, path+".rds", "config_source", "route_config_name"); err != nil {
+			return nil, err
+		}
+		if rs.Rds.GetConfigSource().GetAds() == nil {
+			return nil, fmt.Errorf("field %s.rds.config_source: only ads is supported", path)
+		}
+		if rs.Rds.GetRouteConfigName() == "" {
+			return nil, fmt.Errorf("field %s.rds.route_config_name: empty", path)
+		}
+		out.RDSName = rs.Rds.GetRouteConfigName()
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		rc, err := unmarshalRouteConfig(rs.RouteConfig, path+".route_config")
+		if err != nil {
+			return nil, err
+		}
+		out.Routes = rc
+	default:
+		return nil, fmt.Errorf("field %s.route_specifier: rds or route_config required", path)
+	}
+	sawRouter := false
+	for i, hf := range h.GetHttpFilters() {
+		p := fmt.Sprintf("%s.http_filters[%d]", path, i)
+		if sawRouter {
+			return nil, fmt.Errorf("field %s: filter after the router", p)
+		}
+		url := hf.GetTypedConfig().GetTypeUrl()
+		switch {
+		case url == typeRouter || (url == "" && strings.HasSuffix(hf.GetName(), ".router")):
+			if tc := hf.GetTypedConfig(); tc != nil {
+				if err := tc.UnmarshalTo(&routerv3.Router{}); err != nil {
+					return nil, fmt.Errorf("field %s.typed_config: %w", p, err)
+				}
+			}
+			sawRouter = true
+		case url == typeFault:
+			f, err := unmarshalFaultAny(hf.GetTypedConfig(), p+".typed_config")
+			if err != nil {
+				return nil, err
+			}
+			out.Fault = f
+		case url == typeCORS:
+			if err := hf.GetTypedConfig().UnmarshalTo(&corsv3.Cors{}); err != nil {
+				return nil, fmt.Errorf("field %s.typed_config: %w", p, err)
+			}
+			out.CORS = true
+		default:
+			if hf.GetIsOptional() {
+				continue
+			}
+			return nil, fmt.Errorf("field %s: http filter %q (%s) unsupported", p, hf.GetName(), url)
+		}
+	}
+	if !sawRouter {
+		return nil, fmt.Errorf("field %s.http_filters: the router filter is required", path)
+	}
+	return out, nil
+}
+
+func unmarshalFaultAny(a *anypb.Any, path string) (*Fault, error) {
+	f := &faultv3.HTTPFault{}
+	if err := a.UnmarshalTo(f); err != nil {
+		return nil, fmt.Errorf("field %s: %w", path, err)
+	}
+	return unmarshalFault(f, path)
+}
+
+func unmarshalTCPProxy(t *tcpproxyv3.TcpProxy, path string) (*TCPProxy, error) {
+	if err := checkFields(t, path, "stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log",
+		"max_connect_attempts"); err != nil {
+		return nil, err
+	}
+	out := &TCPProxy{StatPrefix: t.GetStatPrefix(), IdleTimeout: t.GetIdleTimeout().AsDuration()}
+	switch cs := t.GetClusterSpecifier().(type) {
+	case *tcpproxyv3.TcpProxy_Cluster:
+		if cs.Cluster == "" {
+			return nil, fmt.Errorf("field %s.cluster: empty", path)
+		}
+		out.Clusters = []WeightedCluster{{Name: cs.Cluster, Weight: 1}}
+	case *tcpproxyv3.TcpProxy_WeightedClusters:
+		for i, c := range cs.WeightedClusters.GetClusters() {
+			p := fmt.Sprintf("%s.weighted_clusters.clusters[%d]", path, i)
+			if err := checkFields(c, p, "name", "weight"); err != nil {
+				return nil, err
+			}
+			if c.GetName() == "" {
+				return nil, fmt.Errorf("field %s.name: empty", p)
+			}
+			out.Clusters = append(out.Clusters, WeightedCluster{Name: c.GetName(), Weight: c.GetWeight()})
+		}
+		if totalWeight(out.Clusters) == 0 {
+			return nil, fmt.Errorf("field %s.weighted_clusters: total weight is 0", path)
+		}
+	default:
+		return nil, fmt.Errorf("field %s.cluster_specifier: cluster or weighted_clusters required", path)
+	}
+	return out, nil
+}
