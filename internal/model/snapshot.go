@@ -1,0 +1,225 @@
+package model
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/registry"
+)
+
+// Log attribute keys.
+const (
+	attrObject  = "object"
+	attrReason  = "reason"
+	attrVersion = "version"
+)
+
+// Defaults for Options.
+const (
+	DefaultDomain        = "cluster.local"
+	DefaultRootNamespace = "istio-system"
+	// MeshGateway is the reserved gateway name for sidecars.
+	MeshGateway = "mesh"
+)
+
+// Options tune Build.
+type Options struct {
+	// Domain is the cluster domain; DefaultDomain if empty.
+	Domain string
+	// RootNamespace holds mesh-wide defaults (Sidecar, DestinationRule); DefaultRootNamespace if empty.
+	RootNamespace string
+	// Log receives DEBUG notes about config Build had to skip; nil discards them.
+	Log *slog.Logger
+}
+
+// ServiceView is what Build needs from the service registry.
+type ServiceView interface {
+	// Services returns every service; Build does not modify them.
+	Services() []*registry.Service
+}
+
+var _ ServiceView = (*registry.View)(nil)
+
+// Snapshot is the immutable mesh model: configuration resolved with Istio's
+// rules plus the services. It is safe for concurrent use; nothing reachable
+// from it may be modified.
+type Snapshot struct {
+	version          string
+	domain           string
+	rootNamespace    string
+	services         []*registry.Service
+	virtualServices  []*VirtualService
+	destinationRules []*DestinationRule
+	gateways         []*Gateway
+	sidecars         []*Sidecar
+	problems         []string
+}
+
+// Build resolves objs (any kinds; those that shape traffic are used) and the
+// services into a Snapshot. Objects are assumed validated; what cannot be
+// resolved (a missing delegate, say) is skipped and listed in Problems.
+func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot {
+	if opts.Domain == "" {
+		opts.Domain = DefaultDomain
+	}
+	if opts.RootNamespace == "" {
+		opts.RootNamespace = DefaultRootNamespace
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sorted := slices.Clone(objs)
+	config.SortObjects(sorted)
+
+	s := &Snapshot{domain: opts.Domain, rootNamespace: opts.RootNamespace}
+	if services != nil {
+		s.services = services.Services()
+	}
+	var vsObjs []*config.Object
+	for _, o := range sorted {
+		switch spec := o.Spec.(type) {
+		case *networking.VirtualService:
+			vsObjs = append(vsObjs, o)
+		case *networking.DestinationRule:
+			s.destinationRules = append(s.destinationRules, newDestinationRule(o, spec, opts.Domain))
+		case *networking.Gateway:
+			s.gateways = append(s.gateways, &Gateway{Name: o.Meta.Name, Namespace: o.Meta.Namespace,
+				Selector: spec.GetSelector(), Servers: spec.GetServers()})
+		case *networking.Sidecar:
+			s.sidecars = append(s.sidecars, newSidecar(o, spec))
+		}
+	}
+	s.virtualServices, s.problems = buildVirtualServices(vsObjs, opts.Domain)
+	for _, p := range s.problems {
+		log.Debug("config skipped", slog.String(attrReason, p))
+	}
+	s.version = contentHash(sorted, s.services, opts)
+	log.Debug("mesh snapshot built", slog.String(attrVersion, s.version))
+	return s
+}
+
+// Version changes if and only if the snapshot's inputs change.
+func (s *Snapshot) Version() string { return s.version }
+
+// Domain is the cluster domain.
+func (s *Snapshot) Domain() string { return s.domain }
+
+// RootNamespace is the mesh config root namespace.
+func (s *Snapshot) RootNamespace() string { return s.rootNamespace }
+
+// Problems lists config Build skipped, one message each naming the resource.
+func (s *Snapshot) Problems() []string { return s.problems }
+
+// Services returns every service.
+func (s *Snapshot) Services() []*registry.Service { return s.services }
+
+// ServicesFor returns the services visible to p (exportTo) and in its
+// Sidecar scope, sorted by hostname.
+func (s *Snapshot) ServicesFor(p *Proxy) []*registry.Service {
+	scope := s.ScopeFor(p)
+	var out []*registry.Service
+	seen := map[string]bool{}
+	for _, svc := range s.preferLocal(p, s.services) {
+		if seen[svc.Hostname] || !exportedTo(svc.ExportTo, svc.Namespace, p.Namespace) ||
+			!scope.Allows(svc.Namespace, svc.Hostname) {
+			continue
+		}
+		seen[svc.Hostname] = true
+		out = append(out, svc)
+	}
+	slices.SortStableFunc(out, func(a, b *registry.Service) int { return strings.Compare(a.Hostname, b.Hostname) })
+	return out
+}
+
+// preferLocal orders services so that for one hostname the one in p's
+// namespace comes first (Istio prefers the proxy's namespace on conflicts).
+func (s *Snapshot) preferLocal(p *Proxy, svcs []*registry.Service) []*registry.Service {
+	out := slices.Clone(svcs)
+	slices.SortStableFunc(out, func(a, b *registry.Service) int {
+		if c := strings.Compare(a.Hostname, b.Hostname); c != 0 {
+			return c
+		}
+		switch {
+		case a.Namespace == p.Namespace && b.Namespace != p.Namespace:
+			return -1
+		case b.Namespace == p.Namespace && a.Namespace != p.Namespace:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// LookupService returns the service named host visible to p (ignoring
+// Sidecar scope, as Istio does for route destinations), or nil.
+func (s *Snapshot) LookupService(p *Proxy, host string) *registry.Service {
+	for _, svc := range s.preferLocal(p, s.services) {
+		if svc.Hostname == host && exportedTo(svc.ExportTo, svc.Namespace, p.Namespace) {
+			return svc
+		}
+	}
+	return nil
+}
+
+// Gateway is a resolved Gateway object.
+type Gateway struct {
+	Name, Namespace string
+	// Selector picks the router proxies that serve this Gateway.
+	Selector map[string]string
+	Servers  []*networking.Server
+}
+
+// Ref returns "namespace/name", the form VirtualService.gateways resolve to.
+func (g *Gateway) Ref() string { return g.Namespace + "/" + g.Name }
+
+// GatewaysFor returns the Gateways whose selector matches the router p's labels.
+func (s *Snapshot) GatewaysFor(p *Proxy) []*Gateway {
+	if p.Type != Router {
+		return nil
+	}
+	var out []*Gateway
+	for _, g := range s.gateways {
+		if registry.LabelsMatch(g.Selector, p.Labels) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func contentHash(objs []*config.Object, services []*registry.Service, opts Options) string {
+	h := sha256.New()
+	write := func(parts ...string) {
+		for _, p := range parts {
+			h.Write([]byte(p))
+			h.Write([]byte{0})
+		}
+	}
+	write(opts.Domain, opts.RootNamespace)
+	det := proto.MarshalOptions{Deterministic: true}
+	for _, o := range objs {
+		write(o.GVK.Kind, o.Meta.Namespace, o.Meta.Name)
+		for _, k := range slices.Sorted(maps.Keys(o.Meta.Labels)) {
+			write(k, o.Meta.Labels[k])
+		}
+		if m, ok := o.Spec.(proto.Message); ok {
+			b, _ := det.Marshal(m)
+			h.Write(b)
+		} else {
+			b, _ := json.Marshal(o.Spec)
+			h.Write(b)
+		}
+	}
+	b, _ := json.Marshal(services) // maps are encoded in key order
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

@@ -1,0 +1,144 @@
+package registry
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/bowline-mesh/bowline/internal/config"
+)
+
+// Build turns the ServiceEntry and WorkloadEntry objects among objs, and the
+// registered workloads, into a View. Other kinds are ignored. Input is
+// assumed validated (see internal/config/validation); Build only skips what it
+// cannot use. It is a pure function.
+func Build(objs []*config.Object, workloads []Workload) *View {
+	var entries []*config.Object
+	var wes []*config.Object
+	for _, o := range objs {
+		switch o.Spec.(type) {
+		case *networking.ServiceEntry:
+			entries = append(entries, o)
+		case *networking.WorkloadEntry:
+			wes = append(wes, o)
+		}
+	}
+	config.SortObjects(entries)
+	config.SortObjects(wes)
+	ws := slices.Clone(workloads)
+	slices.SortFunc(ws, func(a, b Workload) int { return strings.Compare(a.Key(), b.Key()) })
+
+	var services []*Service
+	for _, o := range entries {
+		services = append(services, fromServiceEntry(o, wes, ws)...)
+	}
+	return NewView(services)
+}
+
+func fromServiceEntry(o *config.Object, wes []*config.Object, ws []Workload) []*Service {
+	se := o.Spec.(*networking.ServiceEntry)
+	ns := o.Meta.Namespace
+	var ports []Port
+	for _, p := range se.GetPorts() {
+		ports = append(ports, Port{Name: p.GetName(), Number: p.GetNumber(),
+			Protocol: ProtocolFor(p.GetProtocol(), p.GetName()), TargetPort: p.GetTargetPort()})
+	}
+	slices.SortFunc(ports, func(a, b Port) int { return cmp.Compare(a.Number, b.Number) })
+
+	res := ResolutionStatic
+	switch se.GetResolution() {
+	case networking.ServiceEntry_DNS:
+		res = ResolutionDNS
+	case networking.ServiceEntry_DNS_ROUND_ROBIN:
+		res = ResolutionDNSRoundRobin
+	case networking.ServiceEntry_NONE:
+		res = ResolutionNone
+	}
+
+	var eps []*Endpoint
+	for _, we := range se.GetEndpoints() {
+		eps = append(eps, fromWorkloadEntry("", ns, we))
+	}
+	if sel := se.GetWorkloadSelector().GetLabels(); se.GetWorkloadSelector() != nil {
+		for _, w := range wes {
+			if w.Meta.Namespace != ns {
+				continue
+			}
+			we := w.Spec.(*networking.WorkloadEntry)
+			if LabelsMatch(sel, we.GetLabels()) {
+				eps = append(eps, fromWorkloadEntry(w.Meta.Name, ns, we))
+			}
+		}
+		for _, w := range ws {
+			if w.Namespace == ns && LabelsMatch(sel, w.Labels) {
+				eps = append(eps, fromWorkload(w))
+			}
+		}
+	}
+
+	var out []*Service
+	for _, host := range se.GetHosts() {
+		hostEps := eps
+		if res == ResolutionDNS || res == ResolutionDNSRoundRobin {
+			if len(hostEps) == 0 {
+				// A DNS entry without endpoints resolves its own host name.
+				hostEps = []*Endpoint{{Address: host, Namespace: ns, Healthy: true}}
+			}
+		}
+		if res == ResolutionNone {
+			hostEps = nil
+		}
+		sorted := slices.Clone(hostEps)
+		slices.SortStableFunc(sorted, func(a, b *Endpoint) int {
+			if c := strings.Compare(a.Address, b.Address); c != 0 {
+				return c
+			}
+			return strings.Compare(a.WorkloadName, b.WorkloadName)
+		})
+		out = append(out, &Service{
+			Hostname:     host,
+			Namespace:    ns,
+			Name:         o.Meta.Name,
+			Addresses:    slices.Clone(se.GetAddresses()),
+			Ports:        ports,
+			Resolution:   res,
+			MeshExternal: se.GetLocation() == networking.ServiceEntry_MESH_EXTERNAL,
+			ExportTo:     slices.Clone(se.GetExportTo()),
+			Endpoints:    sorted,
+		})
+	}
+	return out
+}
+
+func fromWorkloadEntry(name, ns string, we *networking.WorkloadEntry) *Endpoint {
+	return &Endpoint{
+		Address:        we.GetAddress(),
+		Ports:          maps.Clone(we.GetPorts()),
+		Labels:         maps.Clone(we.GetLabels()),
+		WorkloadName:   name,
+		Namespace:      ns,
+		ServiceAccount: we.GetServiceAccount(),
+		Locality:       we.GetLocality(),
+		Network:        we.GetNetwork(),
+		Weight:         we.GetWeight(),
+		Healthy:        true,
+	}
+}
+
+func fromWorkload(w Workload) *Endpoint {
+	return &Endpoint{
+		Address:        w.Address,
+		Ports:          maps.Clone(w.Ports),
+		Labels:         maps.Clone(w.Labels),
+		WorkloadName:   w.Name,
+		Namespace:      w.Namespace,
+		ServiceAccount: w.ServiceAccount,
+		Locality:       w.Locality,
+		Network:        w.Network,
+		Weight:         w.Weight,
+		Healthy:        w.Healthy,
+	}
+}
