@@ -4,7 +4,6 @@ import "github.com/bowline-mesh/bowline/internal/config"
 
 // Placeholders until the networking rules land; each file replaces its stub.
 
-func validateVirtualService(*config.Object) []config.FieldError  { return nil }
 func validateDestinationRule(*config.Object) []config.FieldError { return nil }
 func validateGateway(*config.Object) []config.FieldError         { return nil }
 func validateServiceEntry(*config.Object) []config.FieldError    { return nil }
