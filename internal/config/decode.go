@@ -22,6 +22,20 @@ import (
 type specDecoder struct {
 	lines LineIndex
 	errs  []FieldError
+	depth int
+}
+
+// maxDepth bounds nesting, so recursive YAML aliases cannot loop forever.
+const maxDepth = 64
+
+// enter descends one level; it reports false (and an error) past maxDepth.
+func (d *specDecoder) enter(path string) bool {
+	d.depth++
+	if d.depth > maxDepth {
+		d.errorf(path, "nested too deeply (recursive alias?)")
+		return false
+	}
+	return true
 }
 
 func (d *specDecoder) errorf(path, format string, args ...any) {
@@ -64,6 +78,10 @@ func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!
 
 // message checks a mapping node against md.
 func (d *specDecoder) message(path string, n *yaml.Node, md protoreflect.MessageDescriptor) {
+	defer func() { d.depth-- }()
+	if !d.enter(path) {
+		return
+	}
 	n = resolveAlias(n)
 	if isNull(n) {
 		return
@@ -301,6 +319,10 @@ func wellKnown(name protoreflect.FullName) func(d *specDecoder, path string, n *
 
 // recordLines indexes the lines of free-form content (Struct, Any) without checking it.
 func (d *specDecoder) recordLines(path string, n *yaml.Node) {
+	defer func() { d.depth-- }()
+	if !d.enter(path) {
+		return
+	}
 	n = resolveAlias(n)
 	switch n.Kind {
 	case yaml.MappingNode:

@@ -77,6 +77,7 @@ func TestParseProblems(t *testing.T) {
 		{"missing name", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {}\n", "metadata.name: required"},
 		{"bad version", "apiVersion: security.istio.io/v1alpha3\nkind: PeerAuthentication\nmetadata: {name: x}\n", "apiVersion: PeerAuthentication is not served at version v1alpha3"},
 		{"bad yaml", "apiVersion: [\n", "invalid YAML"},
+		{"recursive alias", "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: e}\nspec:\n  configPatches:\n  - patch:\n      value: &x {a: *x}\n", "nested too deeply (recursive alias?)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

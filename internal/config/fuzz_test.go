@@ -1,0 +1,42 @@
+package config
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// FuzzParse feeds arbitrary bytes to the loader: it must never panic, and
+// every object it returns must have a name, a namespace and a spec.
+func FuzzParse(f *testing.F) {
+	seeds := []string{
+		reviewsVS,
+		vsWithWeight("50"),
+		"apiVersion: v1\nkind: List\nitems:\n- apiVersion: security.istio.io/v1\n  kind: AuthorizationPolicy\n  metadata: {name: a}\n  spec: {action: DENY, rules: [{to: [{operation: {paths: [/admin*]}}]}]}\n",
+		"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: e}\nspec: {hosts: [a.com], ports: [{number: 443, name: https, protocol: TLS}], resolution: DNS}\n",
+		"{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"Gateway\",\"metadata\":{\"name\":\"g\"},\"spec\":{\"selector\":{\"istio\":\"ingressgateway\"}}}",
+		"a: &x [*x]\n",
+		"---\n---\n- 1\n",
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  http:\n  - timeout: 1.5s\n    retries: {attempts: 3, perTryTimeout: 2s}\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res := Parse("fuzz.yaml", data, ParseOptions{})
+		for _, o := range res.Objects {
+			if o.Meta.Name == "" || o.Meta.Namespace == "" || o.Spec == nil {
+				t.Fatalf("incomplete object %+v", o)
+			}
+		}
+		for _, p := range res.Problems {
+			if p.Message == "" {
+				t.Fatalf("problem without message: %+v", p)
+			}
+		}
+	})
+}
