@@ -48,9 +48,8 @@ type Schema struct {
 	DecodeSpec func(json []byte) (any, error)
 }
 
-// schemas is the fixed table of kinds Bowline reads. Bowline's own kinds are
-// added by RegisterSchema from their packages' init-free constructors; see
-// Schemas.
+// schemas is the fixed table of kinds Bowline reads: Istio's, and Bowline's
+// own Workload (see workload.go).
 var schemas = []Schema{
 	{Group: GroupNetworking, Kind: KindVirtualService, Versions: []string{"v1", "v1beta1", "v1alpha3"}, NewSpec: func() proto.Message { return &networking.VirtualService{} }},
 	{Group: GroupNetworking, Kind: KindDestinationRule, Versions: []string{"v1", "v1beta1", "v1alpha3"}, NewSpec: func() proto.Message { return &networking.DestinationRule{} }},
@@ -65,6 +64,7 @@ var schemas = []Schema{
 	{Group: GroupSecurity, Kind: KindAuthorizationPolicy, Versions: []string{"v1", "v1beta1"}, NewSpec: func() proto.Message { return &security.AuthorizationPolicy{} }},
 	{Group: GroupSecurity, Kind: KindRequestAuthentication, Versions: []string{"v1", "v1beta1"}, NewSpec: func() proto.Message { return &security.RequestAuthentication{} }},
 	{Group: GroupTelemetry, Kind: KindTelemetry, Versions: []string{"v1", "v1alpha1"}, NewSpec: func() proto.Message { return &telemetry.Telemetry{} }},
+	{Group: GroupBowline, Kind: KindWorkload, Versions: []string{"v1alpha1"}, DecodeSpec: decodeWorkload},
 }
 
 // LookupSchema finds the schema for group and kind. ok is false for kinds

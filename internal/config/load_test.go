@@ -124,3 +124,38 @@ items:
 		t.Errorf("objects = %s", got)
 	}
 }
+
+func TestParseWorkload(t *testing.T) {
+	good := `apiVersion: bowline.dev/v1alpha1
+kind: Workload
+metadata: {name: reviews-v2}
+spec:
+  serviceAccount: bookinfo-reviews
+  labels: {app: reviews, version: v2}
+  command: ["./bin/reviews"]
+  env: {STAR_COLOR: black}
+  ports: [{name: http, containerPort: 9080}]
+`
+	res := Parse("w.yaml", []byte(good), ParseOptions{})
+	if len(res.Problems) != 0 || len(res.Objects) != 1 {
+		t.Fatalf("problems %v, objects %d", res.Problems, len(res.Objects))
+	}
+	w := res.Objects[0].Spec.(*WorkloadSpec)
+	if w.Replicas != 1 || w.Env["STAR_COLOR"] != "black" || w.Ports[0].ContainerPort != 9080 {
+		t.Errorf("spec = %+v", w)
+	}
+	tests := []struct{ name, spec, want string }{
+		{"no command", "spec: {labels: {app: a}}", "w.yaml:4: Workload default/w: spec.command: required: the program to run"},
+		{"unknown field", "spec:\n  command: [x]\n  replica: 2", `w.yaml:6: Workload default/w: spec.replica: unknown field "replica" in Workload`},
+		{"bad port", "spec:\n  command: [x]\n  ports: [{name: http, containerPort: 70000}]", "w.yaml:6: Workload default/w: spec.ports[0].containerPort: must be between 1 and 65535"},
+		{"bad label", "spec:\n  command: [x]\n  labels: {app: 'a b'}", "spec.labels[app]: invalid label value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Parse("w.yaml", []byte("apiVersion: bowline.dev/v1alpha1\nkind: Workload\nmetadata: {name: w}\n"+tt.spec+"\n"), ParseOptions{})
+			if len(res.Objects) != 0 || !strings.Contains(res.Problems.Error(), tt.want) {
+				t.Errorf("problems:\n%s\nwant:\n%s", res.Problems.Error(), tt.want)
+			}
+		})
+	}
+}
