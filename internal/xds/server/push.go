@@ -1,0 +1,229 @@
+package server
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bowline-mesh/bowline/internal/model"
+)
+
+// generated is one proxy's resources with a content hash per type.
+type generated struct {
+	res      map[string][]types.Resource
+	versions map[string]string // type URL -> content hash
+}
+
+// node is the push state of one connected node id.
+type node struct {
+	proxy    *model.Proxy
+	streams  int
+	versions map[string]string // per type, last set in the cache
+	setAt    time.Time         // when the last snapshot was set
+}
+
+// pusher generates per proxy and sets changed snapshots in the cache. It
+// is safe for concurrent use; pushes are serialized.
+type pusher struct {
+	cache   cachev3.SnapshotCache
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
+
+	mu    sync.Mutex
+	mesh  Mesh
+	nodes map[string]*node
+}
+
+func newPusher(c cachev3.SnapshotCache, log *slog.Logger, m *metrics, now func() time.Time) *pusher {
+	return &pusher{cache: c, log: log, metrics: m, now: now, nodes: map[string]*node{}}
+}
+
+// connect adds a stream of p and, if a mesh is built, sets its snapshot so
+// the stream's first requests are answered.
+func (p *pusher) connect(proxy *model.Proxy) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, ok := p.nodes[proxy.ID]
+	if !ok {
+		n = &node{}
+		p.nodes[proxy.ID] = n
+	}
+	n.streams++
+	n.proxy = proxy
+	if p.mesh == nil {
+		return
+	}
+	if g, ok := p.generate(p.mesh, proxy); ok {
+		p.set(context.Background(), proxy.ID, n, g)
+	}
+}
+
+// disconnect removes a stream of the proxy; the node's snapshot goes with its last stream.
+func (p *pusher) disconnect(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, ok := p.nodes[id]
+	if !ok {
+		return
+	}
+	n.streams--
+	if n.streams <= 0 {
+		delete(p.nodes, id)
+		p.cache.ClearSnapshot(id)
+	}
+}
+
+// setAt returns when the node's last snapshot was set.
+func (p *pusher) lastSet(id string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n, ok := p.nodes[id]; ok {
+		return n.setAt
+	}
+	return time.Time{}
+}
+
+// pushResult counts what a push did.
+type pushResult struct {
+	proxies int // connected proxies
+	changed int // proxies whose resources changed
+}
+
+// push makes mesh current and sets a new snapshot for every connected
+// proxy whose generated resources differ from what it has.
+func (p *pusher) push(ctx context.Context, mesh Mesh) pushResult {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mesh = mesh
+	// Proxies that differ only in ID share one generation.
+	memo := map[string]generated{}
+	ids := make([]string, 0, len(p.nodes))
+	for id := range p.nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	res := pushResult{proxies: len(ids)}
+	for _, id := range ids {
+		n := p.nodes[id]
+		key := proxyKey(n.proxy)
+		g, ok := memo[key]
+		if !ok {
+			if g, ok = p.generate(mesh, n.proxy); !ok {
+				continue
+			}
+			memo[key] = g
+		}
+		if p.set(ctx, id, n, g) {
+			res.changed++
+		}
+	}
+	return res
+}
+
+// set puts g in the cache for the node unless every type's version is
+// unchanged. It reports whether it did.
+func (p *pusher) set(ctx context.Context, id string, n *node, g generated) bool {
+	if n.versions != nil && equalVersions(n.versions, g.versions) {
+		return false
+	}
+	snap := &cachev3.Snapshot{}
+	for url, items := range g.res {
+		idx := cachev3.GetResponseType(url)
+		if idx == types.UnknownType {
+			continue
+		}
+		snap.Resources[idx] = cachev3.NewResources(g.versions[url], items)
+	}
+	if err := p.cache.SetSnapshot(ctx, id, snap); err != nil {
+		p.log.Info("set snapshot failed", slog.String(attrProxy, id), slog.String(attrError, err.Error()))
+		return false
+	}
+	n.versions = g.versions
+	n.setAt = p.now()
+	return true
+}
+
+// generate runs the generator for one proxy. A panicking generator is
+// logged and the proxy keeps what it has.
+func (p *pusher) generate(mesh Mesh, proxy *model.Proxy) (g generated, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Info("generator failed, proxy keeps its last config", slog.String(attrProxy, proxy.ID), slog.String(attrError, fmt.Sprint(r)))
+			p.metrics.generateErrors.Inc()
+			ok = false
+		}
+	}()
+	res := mesh.Generate(proxy)
+	versions := make(map[string]string, len(res.ByType))
+	for url, items := range res.ByType {
+		if v, ok := res.Versions[url]; ok {
+			versions[url] = v
+		} else {
+			versions[url] = contentHash(items)
+		}
+	}
+	return generated{res: res.ByType, versions: versions}, true
+}
+
+func equalVersions(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// contentHash hashes resources in name order, so equal content gives an
+// equal version whatever order the generator used.
+func contentHash(items []types.Resource) string {
+	type named struct {
+		name string
+		res  types.Resource
+	}
+	sorted := make([]named, len(items))
+	for i, r := range items {
+		sorted[i] = named{cachev3.GetResourceName(r), r}
+	}
+	slices.SortFunc(sorted, func(a, b named) int { return strings.Compare(a.name, b.name) })
+	h := fnv.New64a()
+	opts := proto.MarshalOptions{Deterministic: true}
+	var buf []byte
+	for _, r := range sorted {
+		var err error
+		buf, err = opts.MarshalAppend(buf[:0], r.res)
+		if err != nil {
+			buf = fmt.Appendf(buf[:0], "unmarshalable %s: %v", r.name, err)
+		}
+		h.Write([]byte(r.name))
+		h.Write([]byte{0})
+		h.Write(buf)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// proxyKey identifies what generation depends on: every field but the ID.
+func proxyKey(p *model.Proxy) string {
+	c := *p
+	c.ID = ""
+	b, err := json.Marshal(c)
+	if err != nil {
+		return p.ID // cannot happen for these field types; never share then
+	}
+	return string(b)
+}
