@@ -1,0 +1,158 @@
+package proxy
+
+import (
+	"io"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Access log formats.
+const (
+	accessLogOff  = "off"
+	accessLogJSON = "json"
+	accessLogText = "text"
+)
+
+// record is what one request or connection leaves in the access log and
+// metrics.
+type record struct {
+	start           time.Time
+	duration        time.Duration
+	method          string
+	path            string
+	protocol        string
+	authority       string
+	requestID       string
+	code            int
+	flags           flags
+	bytesIn         int64
+	bytesOut        int64
+	upstreamHost    string
+	upstreamCluster string
+	grpcStatus      string
+	inbound         bool
+	host            *host
+	listener        string
+}
+
+// accessLogger writes one line per record.
+type accessLogger struct {
+	format string
+	mu     sync.Mutex
+	w      io.Writer
+	buf    []byte
+}
+
+func newAccessLogger(format string, w io.Writer) *accessLogger {
+	return &accessLogger{format: format, w: w, buf: make([]byte, 0, 512)}
+}
+
+func (a *accessLogger) log(r *record) {
+	if a == nil || a.format == accessLogOff || a.w == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.buf[:0]
+	if a.format == accessLogText {
+		// Envoy's default format, abridged.
+		b = append(b, '[')
+		b = r.start.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, "] \""...)
+		b = append(b, r.method...)
+		b = append(b, ' ')
+		b = append(b, r.path...)
+		b = append(b, ' ')
+		b = append(b, r.protocol...)
+		b = append(b, "\" "...)
+		b = strconv.AppendInt(b, int64(r.code), 10)
+		b = append(b, ' ')
+		b = append(b, r.flags.String()...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.bytesIn, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.bytesOut, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.duration.Milliseconds(), 10)
+		b = append(b, " \""...)
+		b = append(b, r.requestID...)
+		b = append(b, "\" \""...)
+		b = append(b, r.authority...)
+		b = append(b, "\" \""...)
+		b = append(b, r.upstreamHost...)
+		b = append(b, "\" "...)
+		b = append(b, r.upstreamCluster...)
+		b = append(b, '\n')
+	} else {
+		b = append(b, `{"start_time":"`...)
+		b = r.start.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","method":`...)
+		b = appendJSONString(b, r.method)
+		b = append(b, `,"path":`...)
+		b = appendJSONString(b, r.path)
+		b = append(b, `,"protocol":`...)
+		b = appendJSONString(b, r.protocol)
+		b = append(b, `,"response_code":`...)
+		b = strconv.AppendInt(b, int64(r.code), 10)
+		b = append(b, `,"response_flags":"`...)
+		b = append(b, r.flags.String()...)
+		b = append(b, `","bytes_received":`...)
+		b = strconv.AppendInt(b, r.bytesIn, 10)
+		b = append(b, `,"bytes_sent":`...)
+		b = strconv.AppendInt(b, r.bytesOut, 10)
+		b = append(b, `,"duration":`...)
+		b = strconv.AppendInt(b, r.duration.Milliseconds(), 10)
+		b = append(b, `,"upstream_host":`...)
+		b = appendJSONString(b, r.upstreamHost)
+		b = append(b, `,"upstream_cluster":`...)
+		b = appendJSONString(b, r.upstreamCluster)
+		b = append(b, `,"x_request_id":`...)
+		b = appendJSONString(b, r.requestID)
+		b = append(b, `,"authority":`...)
+		b = appendJSONString(b, r.authority)
+		b = append(b, "}\n"...)
+	}
+	a.buf = b
+	_, _ = a.w.Write(b)
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendJSONString(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+n]...)
+			}
+			i += n
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+	}
+	return append(b, '"')
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,123 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// serveAdmin runs the admin endpoint on ln until ctx ends.
+func (p *Proxy) serveAdmin(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.ready.Load() {
+			http.Error(w, "PRE_INITIALIZING", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("LIVE\n"))
+	})
+	mux.Handle("/stats/prometheus", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/config_dump", p.configDump)
+	mux.HandleFunc("/clusters", func(w http.ResponseWriter, _ *http.Request) {
+		s := p.snap.Load()
+		var b strings.Builder
+		if s != nil {
+			names := make([]string, 0, len(s.clusters))
+			for n := range s.clusters {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				c := s.clusters[n]
+				b.WriteString(n + "::rq_active::" + itoa(int(c.active.Load())) + "\n")
+				clusterStatusLines(&b, c)
+			}
+		}
+		w.Header().Set("content-type", "text/plain")
+		_, _ = w.Write([]byte(b.String()))
+	})
+	mux.HandleFunc("/logging", func(w http.ResponseWriter, r *http.Request) {
+		if lvl := r.URL.Query().Get("level"); lvl != "" && p.cfg.LogLevel != nil {
+			if r.Method != http.MethodPost {
+				http.Error(w, "use POST to change the level", http.StatusMethodNotAllowed)
+				return
+			}
+			var l slog.Level
+			if err := l.UnmarshalText([]byte(lvl)); err != nil {
+				http.Error(w, "unknown level", http.StatusBadRequest)
+				return
+			}
+			p.cfg.LogLevel.Set(l)
+		}
+		level := "info"
+		if p.cfg.LogLevel != nil {
+			level = strings.ToLower(p.cfg.LogLevel.Level().String())
+		}
+		_, _ = w.Write([]byte("active level: " + level + "\n"))
+	})
+	mux.HandleFunc("/drain", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+			return
+		}
+		go p.drainAll()
+		_, _ = w.Write([]byte("OK\n"))
+	})
+	mux.HandleFunc("/quitquitquit", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+			return
+		}
+		p.Quit()
+		_, _ = w.Write([]byte("OK\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+// configDump writes the applied xDS resources as JSON, one list per type.
+func (p *Proxy) configDump(w http.ResponseWriter, _ *http.Request) {
+	st := p.xds.State()
+	acks, nacks, last := p.xds.Stats()
+	out := map[string]any{"acks": acks, "nacks": nacks, "connected": p.xds.Connected()}
+	if last != "" {
+		out["last_nack"] = last
+	}
+	configs := map[string][]json.RawMessage{}
+	for typ, rs := range st.Resources {
+		names := make([]string, 0, len(rs))
+		for n := range rs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			b, err := protojson.Marshal(rs[n].Raw)
+			if err != nil {
+				continue
+			}
+			configs[typ] = append(configs[typ], b)
+		}
+	}
+	out["configs"] = configs
+	w.Header().Set("content-type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
+}

@@ -1,0 +1,340 @@
+package proxy
+
+import (
+	"context"
+	"hash/fnv"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"sync/atomic"
+	"time"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// host is one upstream endpoint with its live counters. Hosts are kept across
+// snapshots by address so counters and outlier state survive EDS updates.
+type host struct {
+	addr     string
+	weight   uint32
+	health   xdsconfig.HealthStatus
+	workload xdsconfig.WorkloadMeta
+
+	active     atomic.Int64
+	total      atomic.Int64
+	failures   atomic.Int64
+	consec5xx  atomic.Uint32
+	consecGW   atomic.Uint32
+	ejections  atomic.Uint32
+	ejectUntil atomic.Int64 // unix nanos
+}
+
+func (h *host) ejected(now int64) bool { return h.ejectUntil.Load() > now }
+
+// hostSet is an immutable list of hosts and, for hash policies, their ring.
+type hostSet struct {
+	hosts []*host
+	ring  []ringEntry
+}
+
+type ringEntry struct {
+	hash uint64
+	h    *host
+}
+
+// cluster is the runtime of one xDS cluster: its config, hosts, pools and
+// circuit-breaker counters. A cluster whose config did not change is carried
+// into the next snapshot unchanged.
+type cluster struct {
+	cfg   *xdsconfig.Cluster
+	name  string
+	hosts atomic.Pointer[hostSet]
+	rr    atomic.Uint64
+
+	h1 *http.Transport
+	h2 *http.Transport
+
+	active  atomic.Int64
+	retries atomic.Int64
+	rqTotal atomic.Int64
+
+	// claSeen is the load assignment last installed (owned by the apply path).
+	claSeen *xdsconfig.ClusterLoadAssignment
+}
+
+func newCluster(cfg *xdsconfig.Cluster) *cluster {
+	c := &cluster{cfg: cfg, name: cfg.Name}
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &connectError{err: err}
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		return conn, nil
+	}
+	mk := func(h2 bool) *http.Transport {
+		t := &http.Transport{
+			DialContext:         dial,
+			MaxIdleConns:        0,
+			MaxIdleConnsPerHost: 256,
+			MaxConnsPerHost:     int(cfg.Limits.MaxConnections),
+			IdleConnTimeout:     time.Hour,
+			DisableCompression:  true,
+			ForceAttemptHTTP2:   false,
+			WriteBufferSize:     16 << 10,
+			ReadBufferSize:      16 << 10,
+		}
+		if h2 {
+			t.Protocols = new(http.Protocols)
+			t.Protocols.SetUnencryptedHTTP2(true)
+		}
+		return t
+	}
+	c.h1 = mk(false)
+	if cfg.Protocol != xdsconfig.ProtocolHTTP1 {
+		c.h2 = mk(true)
+	}
+	return c
+}
+
+// connectError marks a failure to connect to an upstream (flag UF).
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return "upstream connect: " + e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+// transport returns the pool for a request that arrived over downstream proto.
+func (c *cluster) transport(downstreamH2 bool) *http.Transport {
+	switch c.cfg.Protocol {
+	case xdsconfig.ProtocolHTTP2:
+		return c.h2
+	case xdsconfig.ProtocolDownstream:
+		if downstreamH2 {
+			return c.h2
+		}
+	}
+	return c.h1
+}
+
+func (c *cluster) close() {
+	c.h1.CloseIdleConnections()
+	if c.h2 != nil {
+		c.h2.CloseIdleConnections()
+	}
+}
+
+// setEndpoints installs a new endpoint list, keeping hosts already known.
+func (c *cluster) setEndpoints(cla *xdsconfig.ClusterLoadAssignment) {
+	old := map[string]*host{}
+	if hs := c.hosts.Load(); hs != nil {
+		for _, h := range hs.hosts {
+			old[h.addr] = h
+		}
+	}
+	hs := &hostSet{}
+	if cla != nil {
+		for _, ep := range cla.Endpoints {
+			h := old[ep.Address]
+			if h == nil || h.weight != ep.Weight || h.health != ep.Health || h.workload != ep.Workload {
+				nh := &host{addr: ep.Address, weight: ep.Weight, health: ep.Health, workload: ep.Workload}
+				if h != nil {
+					nh.active.Store(h.active.Load())
+					nh.total.Store(h.total.Load())
+					nh.ejectUntil.Store(h.ejectUntil.Load())
+					nh.ejections.Store(h.ejections.Load())
+				}
+				h = nh
+			}
+			hs.hosts = append(hs.hosts, h)
+		}
+	}
+	if c.cfg.LB == xdsconfig.LBRingHash || c.cfg.LB == xdsconfig.LBMaglev {
+		for _, h := range hs.hosts {
+			n := 64 * int(h.weight)
+			for i := 0; i < n; i++ {
+				hs.ring = append(hs.ring, ringEntry{hash: hash64(h.addr + "_" + strconv.Itoa(i)), h: h})
+			}
+		}
+		sort.Slice(hs.ring, func(i, j int) bool { return hs.ring[i].hash < hs.ring[j].hash })
+	}
+	c.hosts.Store(hs)
+}
+
+func hash64(s string) uint64 {
+	f := fnv.New64a()
+	_, _ = f.Write([]byte(s))
+	return f.Sum64()
+}
+
+// pick chooses a host for a request; avoid is a host to skip when others are
+// available (retry on other hosts); hashKey is used by ring hash and maglev.
+func (c *cluster) pick(avoid *host, hashKey string, hasHash bool) *host {
+	hs := c.hosts.Load()
+	if hs == nil || len(hs.hosts) == 0 {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	ok := func(h *host) bool {
+		return h.health != xdsconfig.HealthUnhealthy && h.health != xdsconfig.HealthDraining &&
+			h.health != xdsconfig.HealthTimeout && !h.ejected(now)
+	}
+	n := len(hs.hosts)
+	if n == 1 {
+		if h := hs.hosts[0]; ok(h) {
+			return h
+		}
+		return nil
+	}
+	try := func(h *host) bool { return ok(h) && h != avoid }
+	switch c.cfg.LB {
+	case xdsconfig.LBRingHash, xdsconfig.LBMaglev:
+		if hasHash && len(hs.ring) > 0 {
+			k := hash64(hashKey)
+			i := sort.Search(len(hs.ring), func(i int) bool { return hs.ring[i].hash >= k })
+			for j := 0; j < len(hs.ring); j++ {
+				e := hs.ring[(i+j)%len(hs.ring)]
+				if try(e.h) {
+					return e.h
+				}
+			}
+		}
+		return c.pickRandom(hs, try, ok)
+	case xdsconfig.LBRandom:
+		return c.pickRandom(hs, try, ok)
+	case xdsconfig.LBLeastRequest:
+		a, b := hs.hosts[rand.N(n)], hs.hosts[rand.N(n)]
+		if try(a) && try(b) {
+			if b.active.Load() < a.active.Load() {
+				return b
+			}
+			return a
+		}
+		if try(a) {
+			return a
+		}
+		if try(b) {
+			return b
+		}
+		return c.pickRoundRobin(hs, try, ok)
+	default:
+		return c.pickRoundRobin(hs, try, ok)
+	}
+}
+
+func (c *cluster) pickRoundRobin(hs *hostSet, try, ok func(*host) bool) *host {
+	n := uint64(len(hs.hosts))
+	start := c.rr.Add(1)
+	for i := uint64(0); i < n; i++ {
+		if h := hs.hosts[(start+i)%n]; try(h) {
+			return h
+		}
+	}
+	for i := uint64(0); i < n; i++ {
+		if h := hs.hosts[(start+i)%n]; ok(h) {
+			return h
+		}
+	}
+	return nil
+}
+
+func (c *cluster) pickRandom(hs *hostSet, try, ok func(*host) bool) *host {
+	n := len(hs.hosts)
+	start := rand.N(n)
+	for i := 0; i < n; i++ {
+		if h := hs.hosts[(start+i)%n]; try(h) {
+			return h
+		}
+	}
+	for i := 0; i < n; i++ {
+		if h := hs.hosts[(start+i)%n]; ok(h) {
+			return h
+		}
+	}
+	return nil
+}
+
+// overflow reports whether one more request would exceed the circuit breaker
+// (max_requests, or max_connections + max_pending_requests for HTTP/1.1).
+func (c *cluster) overflow() bool {
+	a := c.active.Load()
+	l := c.cfg.Limits
+	if a >= int64(l.MaxRequests) {
+		return true
+	}
+	return c.cfg.Protocol == xdsconfig.ProtocolHTTP1 && a >= int64(l.MaxConnections)+int64(l.MaxPending)
+}
+
+// report feeds outlier detection with the result of one attempt.
+func (c *cluster) report(h *host, code int, connectFailed bool) {
+	od := c.cfg.Outlier
+	is5xx := code >= 500 || connectFailed
+	gw := connectFailed || code == 502 || code == 503 || code == 504
+	if !is5xx {
+		h.consec5xx.Store(0)
+		h.consecGW.Store(0)
+		return
+	}
+	h.failures.Add(1)
+	if od == nil {
+		return
+	}
+	n5 := h.consec5xx.Add(1)
+	ng := uint32(0)
+	if gw {
+		ng = h.consecGW.Add(1)
+	}
+	if (od.Consecutive5xx > 0 && n5 >= od.Consecutive5xx) || (od.ConsecutiveGatewayFailure > 0 && ng >= od.ConsecutiveGatewayFailure) {
+		c.eject(h)
+	}
+}
+
+func (c *cluster) eject(h *host) {
+	od := c.cfg.Outlier
+	hs := c.hosts.Load()
+	now := time.Now().UnixNano()
+	ejected := 0
+	for _, o := range hs.hosts {
+		if o.ejected(now) {
+			ejected++
+		}
+	}
+	// Envoy always allows ejecting at least one host.
+	if ejected > 0 && (ejected+1)*100 > int(od.MaxEjectionPercent)*len(hs.hosts) {
+		return
+	}
+	n := h.ejections.Add(1)
+	h.ejectUntil.Store(now + int64(od.BaseEjectionTime)*int64(n))
+	h.consec5xx.Store(0)
+	h.consecGW.Store(0)
+}
+
+// clusterStatusLines renders /clusters in Envoy's text form.
+func clusterStatusLines(b *strings.Builder, c *cluster) {
+	hs := c.hosts.Load()
+	if hs == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	for _, h := range hs.hosts {
+		health := "healthy"
+		switch {
+		case h.ejected(now):
+			health = "/failed_outlier_check"
+		case !((&xdsconfig.Endpoint{Health: h.health}).Routable()):
+			health = "/failed_eds_health"
+		}
+		pre := c.name + "::" + h.addr + "::"
+		b.WriteString(pre + "health_flags::" + health + "\n")
+		b.WriteString(pre + "weight::" + strconv.Itoa(int(h.weight)) + "\n")
+		b.WriteString(pre + "rq_active::" + strconv.FormatInt(h.active.Load(), 10) + "\n")
+		b.WriteString(pre + "rq_total::" + strconv.FormatInt(h.total.Load(), 10) + "\n")
+		b.WriteString(pre + "rq_error::" + strconv.FormatInt(h.failures.Load(), 10) + "\n")
+	}
+}

@@ -1,0 +1,223 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// boundListener is one socket the proxy owns. Its socket survives config
+// changes that keep its address; connections are dispatched per config
+// snapshot at accept time.
+type boundListener struct {
+	addr netip.AddrPort
+	name string
+	ln   net.Listener
+	cl   *chanListener
+	srv  *http.Server
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // TCP-proxied connections, closed at the end of a drain
+}
+
+// connInfo is attached to every HTTP connection: which listener's config
+// serves it and where it was going.
+type connInfo struct {
+	bound  *boundListener
+	target netip.AddrPort // address of the listener whose chain serves the conn
+	dst    netip.AddrPort // original destination (or local address)
+}
+
+type connInfoKey struct{}
+
+// taggedConn carries connInfo from dispatch to the HTTP server.
+type taggedConn struct {
+	net.Conn
+	info *connInfo
+	r    *bufio.Reader // bytes already buffered by a CONNECT hijack, or nil
+}
+
+func (c *taggedConn) Read(b []byte) (int, error) {
+	if c.r != nil {
+		return c.r.Read(b)
+	}
+	return c.Conn.Read(b)
+}
+
+func (p *Proxy) listen(l *xdsconfig.Listener) (*boundListener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", l.Address.String())
+	if err != nil {
+		return nil, err
+	}
+	return &boundListener{addr: l.Address, name: l.Name, ln: ln, conns: map[net.Conn]struct{}{}}, nil
+}
+
+func (p *Proxy) startListener(b *boundListener) {
+	b.cl = newChanListener(b.ln.Addr())
+	b.srv = &http.Server{
+		Handler:           http.HandlerFunc(p.serveHTTP),
+		ReadHeaderTimeout: time.Minute,
+		IdleTimeout:       time.Hour,
+		ErrorLog:          nil,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*taggedConn); ok {
+				return context.WithValue(ctx, connInfoKey{}, tc.info)
+			}
+			return ctx
+		},
+	}
+	b.srv.Protocols = new(http.Protocols)
+	b.srv.Protocols.SetHTTP1(true)
+	b.srv.Protocols.SetUnencryptedHTTP2(true)
+	p.log.Info("listener up", slog.String("listener", b.name), slog.String("address", b.ln.Addr().String()))
+	p.draining.Add(2)
+	go func() {
+		defer p.draining.Done()
+		_ = b.srv.Serve(b.cl)
+	}()
+	go func() {
+		defer p.draining.Done()
+		p.acceptLoop(b)
+	}()
+}
+
+func (p *Proxy) acceptLoop(b *boundListener) {
+	for {
+		conn, err := b.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		p.dispatch(b, conn)
+	}
+}
+
+// dispatch picks the listener and filter chain for a new connection, using
+// SO_ORIGINAL_DST on use_original_dst listeners.
+func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
+	s := p.snap.Load()
+	l := s.byAddr[b.addr]
+	if l == nil {
+		_ = conn.Close()
+		return
+	}
+	local := addrPortOf(conn.LocalAddr())
+	dst, target := local, l
+	if l.UseOriginalDst {
+		if od, err := originalDst(conn); err == nil {
+			dst = od
+			if t := s.listenerFor(od); t != nil {
+				target = t
+			}
+		}
+	}
+	chain := target.ChainFor(dst.Port())
+	if chain == nil {
+		_ = conn.Close()
+		return
+	}
+	info := &connInfo{bound: b, target: target.Address, dst: dst}
+	if chain.TCP != nil {
+		p.draining.Add(1)
+		go func() {
+			defer p.draining.Done()
+			p.serveTCP(s, b, conn, target, chain.TCP, dst)
+		}()
+		return
+	}
+	b.cl.push(&taggedConn{Conn: conn, info: info})
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// drainListener stops accepting on b and lets its connections finish for up
+// to the drain duration, then closes what is left.
+func (p *Proxy) drainListener(b *boundListener) {
+	_ = b.ln.Close()
+	p.log.Info("listener draining", slog.String("listener", b.name), slog.String("address", b.addr.String()))
+	p.draining.Add(1)
+	go func() {
+		defer p.draining.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainDuration)
+		defer cancel()
+		if b.srv != nil {
+			if err := b.srv.Shutdown(ctx); err != nil {
+				_ = b.srv.Close()
+			}
+		}
+		for {
+			b.mu.Lock()
+			n := len(b.conns)
+			b.mu.Unlock()
+			if n == 0 || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.mu.Lock()
+		for c := range b.conns {
+			_ = c.Close()
+		}
+		b.mu.Unlock()
+	}()
+}
+
+// chanListener is a net.Listener fed by dispatch.
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+var _ net.Listener = (*chanListener)(nil)

@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Identity is what the proxy knows about its own workload, for metric labels.
+type Identity struct {
+	// Workload is the workload name.
+	Workload string
+	// Namespace is the workload namespace.
+	Namespace string
+	// Principal is the workload's SPIFFE identity, when known.
+	Principal string
+	// App is the app (canonical service) label.
+	App string
+	// Version is the version (canonical revision) label.
+	Version string
+}
+
+var requestLabels = []string{"reporter", "source_workload", "source_workload_namespace", "source_principal",
+	"source_app", "source_version", "destination_workload", "destination_workload_namespace",
+	"destination_principal", "destination_app", "destination_version", "destination_service",
+	"destination_service_name", "destination_service_namespace", "request_protocol", "response_code",
+	"grpc_response_status", "response_flags", "connection_security_policy"}
+
+// tcpLabels are requestLabels without response_code and grpc_response_status.
+var tcpLabels = []string{"reporter", "source_workload", "source_workload_namespace", "source_principal",
+	"source_app", "source_version", "destination_workload", "destination_workload_namespace",
+	"destination_principal", "destination_app", "destination_version", "destination_service",
+	"destination_service_name", "destination_service_namespace", "request_protocol", "response_flags",
+	"connection_security_policy"}
+
+// labelKey is one label tuple; it is comparable so resolved series can be cached.
+type labelKey [19]string
+
+type requestSeries struct {
+	total    prometheus.Counter
+	duration prometheus.Observer
+	reqSize  prometheus.Observer
+	respSize prometheus.Observer
+}
+
+type tcpSeries struct {
+	sent, received, opened, closed prometheus.Counter
+}
+
+// metrics holds the Istio standard metrics of one proxy in its own registry.
+type metrics struct {
+	reg      *prometheus.Registry
+	self     Identity
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	reqSize  *prometheus.HistogramVec
+	respSize *prometheus.HistogramVec
+	tcpSent  *prometheus.CounterVec
+	tcpRecv  *prometheus.CounterVec
+	tcpOpen  *prometheus.CounterVec
+	tcpClose *prometheus.CounterVec
+
+	cache    sync.Map // labelKey -> *requestSeries
+	tcpCache sync.Map // labelKey -> *tcpSeries
+}
+
+func newMetrics(self Identity) *metrics {
+	bytesBuckets := prometheus.ExponentialBuckets(1, 10, 9)
+	m := &metrics{
+		reg:  prometheus.NewRegistry(),
+		self: self,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_requests_total",
+			Help: "Requests handled by the proxy."}, requestLabels),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_request_duration_milliseconds",
+			Help:    "Request duration in milliseconds.",
+			Buckets: []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}},
+			requestLabels),
+		reqSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_request_bytes",
+			Help: "Request body sizes in bytes.", Buckets: bytesBuckets}, requestLabels),
+		respSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_response_bytes",
+			Help: "Response body sizes in bytes.", Buckets: bytesBuckets}, requestLabels),
+		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_sent_bytes_total",
+			Help: "Bytes sent to the downstream on TCP connections."}, tcpLabels),
+		tcpRecv: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_received_bytes_total",
+			Help: "Bytes received from the downstream on TCP connections."}, tcpLabels),
+		tcpOpen: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_connections_opened_total",
+			Help: "TCP connections opened."}, tcpLabels),
+		tcpClose: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_connections_closed_total",
+			Help: "TCP connections closed."}, tcpLabels),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.reqSize, m.respSize, m.tcpSent, m.tcpRecv, m.tcpOpen, m.tcpClose)
+	return m
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// key builds the label tuple of a record. Outbound (reporter source): the
+// source is this proxy and the destination comes from the endpoint's metadata
+// and the cluster name. Inbound (reporter destination): the destination is
+// this proxy; the source is unknown until mTLS peer identity exists.
+func (m *metrics) key(r *record, protocol, code, grpcStatus string) labelKey {
+	var k labelKey
+	self := [5]string{orUnknown(m.self.Workload), orUnknown(m.self.Namespace), orUnknown(m.self.Principal),
+		orUnknown(m.self.App), orUnknown(m.self.Version)}
+	var peer [5]string
+	if r.host != nil {
+		w := r.host.workload
+		peer = [5]string{orUnknown(w.Name), orUnknown(w.Namespace), orUnknown(w.Principal), orUnknown(w.App), orUnknown(w.Version)}
+	} else {
+		peer = [5]string{"unknown", "unknown", "unknown", "unknown", "unknown"}
+	}
+	svc, svcName, svcNS := serviceOf(r)
+	if r.inbound {
+		k[0] = "destination"
+		copy(k[1:6], peer[:])
+		copy(k[6:11], self[:])
+		k[18] = "none"
+	} else {
+		k[0] = "source"
+		copy(k[1:6], self[:])
+		copy(k[6:11], peer[:])
+		k[18] = "unknown"
+	}
+	k[11], k[12], k[13] = svc, svcName, svcNS
+	k[14], k[15], k[16], k[17] = protocol, code, grpcStatus, r.flags.String()
+	return k
+}
+
+// serviceOf derives destination_service* from an Istio cluster name
+// outbound|<port>|<subset>|<fqdn>, or from the authority for inbound.
+func serviceOf(r *record) (svc, name, ns string) {
+	c := r.upstreamCluster
+	if strings.HasPrefix(c, "outbound|") {
+		if i := strings.LastIndexByte(c, '|'); i >= 0 {
+			svc = c[i+1:]
+		}
+	} else {
+		svc = r.authority
+		if i := strings.LastIndexByte(svc, ':'); i > 0 && !strings.HasSuffix(svc, "]") {
+			svc = svc[:i]
+		}
+	}
+	if svc == "" {
+		return "unknown", "unknown", "unknown"
+	}
+	parts := strings.SplitN(svc, ".", 3)
+	name = parts[0]
+	ns = "unknown"
+	if len(parts) > 1 {
+		ns = parts[1]
+	}
+	return svc, name, ns
+}
+
+func (m *metrics) observeRequest(r *record) {
+	code := strconv.Itoa(r.code)
+	proto := "http"
+	if r.grpcStatus != "" {
+		proto = "grpc"
+	}
+	k := m.key(r, proto, code, orDash(r.grpcStatus))
+	s, ok := m.cache.Load(k)
+	if !ok {
+		lv := k[:]
+		s, _ = m.cache.LoadOrStore(k, &requestSeries{
+			total:    m.requests.WithLabelValues(lv...),
+			duration: m.duration.WithLabelValues(lv...),
+			reqSize:  m.reqSize.WithLabelValues(lv...),
+			respSize: m.respSize.WithLabelValues(lv...),
+		})
+	}
+	rs := s.(*requestSeries)
+	rs.total.Inc()
+	rs.duration.Observe(float64(r.duration.Microseconds()) / 1000)
+	rs.reqSize.Observe(float64(r.bytesIn))
+	rs.respSize.Observe(float64(r.bytesOut))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (m *metrics) tcp(r *record) *tcpSeries {
+	k := m.key(r, "tcp", "", "")
+	// Drop response_code and grpc_response_status positions for TCP.
+	var tk labelKey
+	copy(tk[:15], k[:15])
+	tk[15], tk[16] = k[17], k[18]
+	s, ok := m.tcpCache.Load(tk)
+	if !ok {
+		lv := tk[:17]
+		s, _ = m.tcpCache.LoadOrStore(tk, &tcpSeries{
+			sent:     m.tcpSent.WithLabelValues(lv...),
+			received: m.tcpRecv.WithLabelValues(lv...),
+			opened:   m.tcpOpen.WithLabelValues(lv...),
+			closed:   m.tcpClose.WithLabelValues(lv...),
+		})
+	}
+	return s.(*tcpSeries)
+}

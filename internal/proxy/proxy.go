@@ -1,0 +1,253 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// Config configures a proxy. The command fills it from flags.
+type Config struct {
+	// Discovery is the control plane's HOST:PORT.
+	Discovery string
+	// InsecureXDS uses plaintext gRPC to the control plane.
+	InsecureXDS bool
+	// Node describes the proxy to the control plane (id and metadata).
+	Node xdsclient.NodeInfo
+	// AdminAddress is where the admin endpoint listens ("" disables it).
+	AdminAddress string
+	// AccessLog is "off", "json" or "text".
+	AccessLog string
+	// AccessLogWriter receives access log lines (stdout in the command).
+	AccessLogWriter io.Writer
+	// DrainDuration bounds how long in-flight requests may finish on shutdown
+	// and on listener removal.
+	DrainDuration time.Duration
+	// Logger receives the proxy's logs.
+	Logger *slog.Logger
+	// LogLevel, when set, is changed by the admin /logging endpoint.
+	LogLevel *slog.LevelVar
+	// ForceSotW makes the xDS client skip delta xDS.
+	ForceSotW bool
+	// XDSBackoffBase is the first xDS reconnect delay (default 500ms).
+	XDSBackoffBase time.Duration
+}
+
+// Proxy is one running data plane. Construct it with New; Run starts it.
+type Proxy struct {
+	cfg     Config
+	log     *slog.Logger
+	xds     *xdsclient.Client
+	snap    atomic.Pointer[snapshot]
+	version atomic.Int64
+	ready   atomic.Bool
+	metrics *metrics
+	alog    *accessLogger
+
+	mu        sync.Mutex // guards bound and apply
+	bound     map[netip.AddrPort]*boundListener
+	draining  sync.WaitGroup
+	runCtx    context.Context
+	quit      chan struct{}
+	quitOnce  sync.Once
+	drainOnce sync.Once
+	adminAddr atomic.Pointer[string]
+}
+
+// New returns a proxy; it starts nothing.
+func New(cfg Config) *Proxy {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AccessLog == "" {
+		cfg.AccessLog = accessLogJSON
+	}
+	if cfg.DrainDuration <= 0 {
+		cfg.DrainDuration = 5 * time.Second
+	}
+	p := &Proxy{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		bound: map[netip.AddrPort]*boundListener{},
+		quit:  make(chan struct{}),
+		alog:  newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
+	}
+	p.metrics = newMetrics(Identity{Workload: cfg.Node.Workload, Namespace: cfg.Node.Namespace,
+		App: firstNonEmpty(cfg.Node.Labels["app"], cfg.Node.Labels["service.istio.io/canonical-name"]),
+		Version: firstNonEmpty(cfg.Node.Labels["version"], cfg.Node.Labels["service.istio.io/canonical-revision"]),
+		Principal: principal(cfg.Node)})
+	p.xds = xdsclient.New(xdsclient.Config{
+		Address:     cfg.Discovery,
+		Insecure:    cfg.InsecureXDS,
+		Node:        cfg.Node.Node(),
+		Logger:      cfg.Logger,
+		Apply:       p.apply,
+		ForceSotW:   cfg.ForceSotW,
+		BackoffBase: cfg.XDSBackoffBase,
+	})
+	return p
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func principal(n xdsclient.NodeInfo) string {
+	if n.ServiceAccount == "" || n.Namespace == "" {
+		return ""
+	}
+	return "spiffe://cluster.local/ns/" + n.Namespace + "/sa/" + n.ServiceAccount
+}
+
+// Ready reports whether a complete config has been applied.
+func (p *Proxy) Ready() bool { return p.ready.Load() }
+
+// AdminAddr returns the admin endpoint's bound address once Run has bound it.
+func (p *Proxy) AdminAddr() string {
+	if a := p.adminAddr.Load(); a != nil {
+		return *a
+	}
+	return ""
+}
+
+// Quit asks Run to drain and return, as /quitquitquit does.
+func (p *Proxy) Quit() { p.quitOnce.Do(func() { close(p.quit) }) }
+
+// Run serves until ctx ends or Quit is called, then stops accepting, lets
+// in-flight requests finish up to the drain duration and returns.
+func (p *Proxy) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p.mu.Lock()
+	p.runCtx = runCtx
+	p.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	if p.cfg.AdminAddress != "" {
+		ln, err := net.Listen("tcp", p.cfg.AdminAddress)
+		if err != nil {
+			return fmt.Errorf("listen admin %s: %w", p.cfg.AdminAddress, err)
+		}
+		a := ln.Addr().String()
+		p.adminAddr.Store(&a)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.serveAdmin(runCtx, ln); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := p.xds.Run(runCtx); err != nil {
+			errc <- err
+		}
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case <-p.quit:
+	case err = <-errc:
+	}
+	p.log.Info("proxy draining", slog.Duration("drain_duration", p.cfg.DrainDuration))
+	p.drainAll()
+	cancel()
+	wg.Wait()
+	p.mu.Lock()
+	if s := p.snap.Load(); s != nil {
+		for _, c := range s.clusters {
+			c.close()
+		}
+	}
+	p.mu.Unlock()
+	return err
+}
+
+// drainAll closes every listener and waits for in-flight work up to the
+// drain duration.
+func (p *Proxy) drainAll() {
+	p.drainOnce.Do(func() {
+		p.mu.Lock()
+		for addr, b := range p.bound {
+			delete(p.bound, addr)
+			p.drainListener(b)
+		}
+		p.mu.Unlock()
+		p.draining.Wait()
+	})
+}
+
+// apply is the xDS client's Apply: it binds new listeners (an error NACKs),
+// builds a snapshot, swaps it in, and drains listeners that went away.
+func (p *Proxy) apply(st *xdsclient.State) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.runCtx == nil || p.runCtx.Err() != nil {
+		return errors.New("proxy is not running")
+	}
+	want := map[netip.AddrPort]*xdsconfig.Listener{}
+	for _, l := range st.Listeners() {
+		if !l.BindToPort {
+			continue
+		}
+		if other := want[l.Address]; other != nil {
+			return fmt.Errorf("listener %q: field address: %s also used by listener %q", l.Name, l.Address, other.Name)
+		}
+		want[l.Address] = l
+	}
+	var opened []*boundListener
+	for addr, l := range want {
+		if p.bound[addr] != nil {
+			continue
+		}
+		b, err := p.listen(l)
+		if err != nil {
+			for _, o := range opened {
+				_ = o.ln.Close()
+			}
+			return fmt.Errorf("listener %q: field address: %w", l.Name, err)
+		}
+		opened = append(opened, b)
+	}
+	prev := p.snap.Load()
+	s := buildSnapshot(st, prev, p.version.Add(1))
+	p.snap.Store(s)
+	for _, b := range opened {
+		p.bound[b.addr] = b
+		p.startListener(b)
+	}
+	for addr, b := range p.bound {
+		if want[addr] == nil {
+			delete(p.bound, addr)
+			p.drainListener(b)
+		}
+	}
+	if prev != nil {
+		for name, c := range prev.clusters {
+			if s.clusters[name] != c {
+				c.close()
+			}
+		}
+	}
+	if st.Complete() && !p.ready.Load() {
+		p.ready.Store(true)
+		p.log.Info("proxy ready", slog.Int("listeners", len(s.listeners)), slog.Int("clusters", len(s.clusters)))
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// snapshot is one immutable, complete view of the config. Requests load it
+// once and finish on it even if a newer one is installed meanwhile.
+type snapshot struct {
+	version   int64
+	state     *xdsclient.State
+	listeners map[string]*xdsconfig.Listener
+	byAddr    map[netip.AddrPort]*xdsconfig.Listener
+	routes    map[string]*routeTable
+	clusters  map[string]*cluster
+}
+
+// listenerFor returns the listener that owns addr, falling back to the
+// 0.0.0.0 listener of the same port (Istio's virtual outbound listeners).
+func (s *snapshot) listenerFor(addr netip.AddrPort) *xdsconfig.Listener {
+	if l := s.byAddr[addr]; l != nil {
+		return l
+	}
+	return s.byAddr[netip.AddrPortFrom(netip.IPv4Unspecified(), addr.Port())]
+}
+
+// routesFor returns the route table of an HCM.
+func (s *snapshot) routesFor(h *xdsconfig.HTTPConnectionManager) *routeTable {
+	if h.RDSName != "" {
+		return s.routes[h.RDSName]
+	}
+	return s.routes["\x00inline\x00"+h.StatPrefix+"\x00"+h.Routes.Name]
+}
+
+// buildSnapshot makes a snapshot from an accepted state, reusing the cluster
+// runtimes of prev whose config did not change.
+func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64) *snapshot {
+	s := &snapshot{
+		version:   version,
+		state:     st,
+		listeners: st.Listeners(),
+		byAddr:    map[netip.AddrPort]*xdsconfig.Listener{},
+		routes:    map[string]*routeTable{},
+		clusters:  map[string]*cluster{},
+	}
+	for _, l := range s.listeners {
+		if l.Address.IsValid() {
+			s.byAddr[l.Address] = l
+		}
+		chains := append([]xdsconfig.FilterChain(nil), l.FilterChains...)
+		if l.DefaultChain != nil {
+			chains = append(chains, *l.DefaultChain)
+		}
+		for _, fc := range chains {
+			if fc.HTTP != nil && fc.HTTP.Routes != nil {
+				s.routes["\x00inline\x00"+fc.HTTP.StatPrefix+"\x00"+fc.HTTP.Routes.Name] = newRouteTable(fc.HTTP.Routes)
+			}
+		}
+	}
+	for name, rc := range st.Routes() {
+		if prev != nil && prev.routes[name] != nil && prev.routes[name].cfg == rc {
+			s.routes[name] = prev.routes[name]
+			continue
+		}
+		s.routes[name] = newRouteTable(rc)
+	}
+	eps := st.Endpoints()
+	for name, cc := range st.Clusters() {
+		var c *cluster
+		if prev != nil && prev.clusters[name] != nil && prev.clusters[name].cfg == cc {
+			c = prev.clusters[name]
+		} else {
+			c = newCluster(cc)
+		}
+		cla := cc.Endpoints
+		if cc.Type == xdsconfig.DiscoveryEDS {
+			cla = eps[cc.EDSName]
+		}
+		if hs := c.hosts.Load(); hs == nil || c.claSeen != cla {
+			c.setEndpoints(cla)
+			c.claSeen = cla
+		}
+		s.clusters[name] = c
+	}
+	return s
+}
+
+// routeTable is a route configuration indexed for virtual-host lookup.
+type routeTable struct {
+	cfg      *xdsconfig.RouteConfig
+	exact    map[string]*xdsconfig.VirtualHost
+	suffixes []domainEntry // "*.foo" and "*-foo", longest first
+	prefixes []domainEntry // "foo.*", longest first
+	star     *xdsconfig.VirtualHost
+}
+
+type domainEntry struct {
+	pattern string
+	vh      *xdsconfig.VirtualHost
+}
+
+func newRouteTable(rc *xdsconfig.RouteConfig) *routeTable {
+	t := &routeTable{cfg: rc, exact: map[string]*xdsconfig.VirtualHost{}}
+	for i := range rc.VirtualHosts {
+		vh := &rc.VirtualHosts[i]
+		for _, d := range vh.Domains {
+			switch {
+			case d == "*":
+				t.star = vh
+			case strings.HasPrefix(d, "*"):
+				t.suffixes = append(t.suffixes, domainEntry{d[1:], vh})
+			case strings.HasSuffix(d, "*"):
+				t.prefixes = append(t.prefixes, domainEntry{d[:len(d)-1], vh})
+			default:
+				t.exact[d] = vh
+			}
+		}
+	}
+	sort.SliceStable(t.suffixes, func(i, j int) bool { return len(t.suffixes[i].pattern) > len(t.suffixes[j].pattern) })
+	sort.SliceStable(t.prefixes, func(i, j int) bool { return len(t.prefixes[i].pattern) > len(t.prefixes[j].pattern) })
+	return t
+}
+
+// virtualHost finds the virtual host for an authority, trying it as given
+// and then without its port, in Envoy's order: exact, suffix wildcard,
+// prefix wildcard, "*".
+func (t *routeTable) virtualHost(authority string) *xdsconfig.VirtualHost {
+	host := strings.ToLower(authority)
+	if vh := t.matchDomain(host); vh != nil {
+		return vh
+	}
+	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
+		if vh := t.matchDomain(host[:i]); vh != nil {
+			return vh
+		}
+	}
+	return t.star
+}
+
+func (t *routeTable) matchDomain(host string) *xdsconfig.VirtualHost {
+	if vh := t.exact[host]; vh != nil {
+		return vh
+	}
+	for _, e := range t.suffixes {
+		if len(host) > len(e.pattern) && strings.HasSuffix(host, e.pattern) {
+			return e.vh
+		}
+	}
+	for _, e := range t.prefixes {
+		if len(host) > len(e.pattern) && strings.HasPrefix(host, e.pattern) {
+			return e.vh
+		}
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// serveTCP proxies one downstream connection to a tcp_proxy destination.
+func (p *Proxy) serveTCP(s *snapshot, b *boundListener, conn net.Conn, l *xdsconfig.Listener, tp *xdsconfig.TCPProxy,
+	dst netip.AddrPort) {
+	rec := record{start: time.Now(), protocol: "tcp", inbound: strings.HasPrefix(l.Name, "inbound"),
+		listener: l.Name, authority: dst.String()}
+	defer func() {
+		rec.duration = time.Since(rec.start)
+		p.alog.log(&rec)
+	}()
+	b.mu.Lock()
+	b.conns[conn] = struct{}{}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.conns, conn)
+		b.mu.Unlock()
+		_ = conn.Close()
+	}()
+	wc := pickWeighted(tp.Clusters)
+	rec.upstreamCluster = wc
+	c := s.clusters[wc]
+	if c == nil {
+		rec.flags |= flagNC
+		return
+	}
+	target := ""
+	if c.cfg.Type == xdsconfig.DiscoveryOriginalDst {
+		target = dst.String()
+	} else if h := c.pick(nil, "", false); h != nil {
+		target, rec.host = h.addr, h
+	}
+	if target == "" {
+		rec.flags |= flagUH
+		return
+	}
+	rec.upstreamHost = target
+	p.pipe(conn, nil, c, target, &rec, b)
+}
+
+// pipe connects down to target and copies both ways until both sides close.
+func (p *Proxy) pipe(down net.Conn, downReader io.Reader, c *cluster, target string, rec *record, b *boundListener) {
+	if c.overflow() {
+		rec.flags |= flagUO
+		return
+	}
+	c.active.Add(1)
+	defer c.active.Add(-1)
+	up, err := net.DialTimeout("tcp", target, c.cfg.ConnectTimeout)
+	if err != nil {
+		rec.flags |= flagUF
+		if rec.host != nil {
+			c.report(rec.host, 0, true)
+		}
+		return
+	}
+	if b != nil {
+		b.mu.Lock()
+		b.conns[up] = struct{}{}
+		b.mu.Unlock()
+		defer func() {
+			b.mu.Lock()
+			delete(b.conns, up)
+			b.mu.Unlock()
+		}()
+	}
+	defer up.Close()
+	ts := p.metrics.tcp(rec)
+	ts.opened.Inc()
+	defer ts.closed.Inc()
+	if downReader == nil {
+		downReader = down
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n, _ := io.Copy(up, downReader)
+		rec.bytesIn = n
+		ts.received.Add(float64(n))
+		if tc, ok := up.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}()
+	n, _ := io.Copy(down, up)
+	rec.bytesOut = n
+	ts.sent.Add(float64(n))
+	if tc, ok := down.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	} else {
+		_ = down.Close()
+	}
+	wg.Wait()
+}
+
+func pickWeighted(cs []xdsconfig.WeightedCluster) string {
+	if len(cs) == 1 {
+		return cs[0].Name
+	}
+	var total uint32
+	for _, c := range cs {
+		total += c.Weight
+	}
+	n := rand.N(total)
+	for _, c := range cs {
+		if n < c.Weight {
+			return c.Name
+		}
+		n -= c.Weight
+	}
+	return cs[len(cs)-1].Name
+}
+
+// serveConnect handles CONNECT on the explicit proxy: the authority's port
+// picks a virtual listener; a TCP chain is tunnelled to its cluster and an
+// HTTP chain is served by the proxy's HTTP pipeline inside the tunnel.
+func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, s *snapshot, info *connInfo, rec *record) {
+	rec.protocol = "tcp"
+	host, portStr, err := net.SplitHostPort(r.Host)
+	port, perr := strconv.Atoi(portStr)
+	if err != nil || perr != nil {
+		rec.flags |= flagNR
+		rec.code = p.local(w, http.StatusBadRequest, "bad authority")
+		return
+	}
+	var target netip.AddrPort
+	if ip, err := netip.ParseAddr(host); err == nil {
+		target = netip.AddrPortFrom(ip, uint16(port))
+	}
+	vl := s.listenerFor(netip.AddrPortFrom(target.Addr(), uint16(port)))
+	if !target.IsValid() {
+		vl = s.byAddr[netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(port))]
+	}
+	var fc *xdsconfig.FilterChain
+	if vl != nil {
+		fc = vl.ChainFor(uint16(port))
+	}
+	if fc == nil {
+		rec.flags |= flagNR
+		rec.code = p.local(w, http.StatusNotFound, "")
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		rec.code = p.local(w, http.StatusMethodNotAllowed, "CONNECT needs HTTP/1.1")
+		return
+	}
+	rec.code = http.StatusOK
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		rec.flags |= flagDC
+		return
+	}
+	_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\n\r\n")
+	var rd *bufio.Reader
+	if brw.Reader.Buffered() > 0 {
+		rd = brw.Reader
+	}
+	dst := netip.AddrPortFrom(vl.Address.Addr(), uint16(port))
+	if fc.HTTP != nil {
+		info.bound.cl.push(&taggedConn{Conn: conn, r: rd, info: &connInfo{bound: info.bound, target: vl.Address, dst: dst}})
+		return
+	}
+	defer conn.Close()
+	wc := pickWeighted(fc.TCP.Clusters)
+	rec.upstreamCluster = wc
+	c := s.clusters[wc]
+	if c == nil {
+		rec.flags |= flagNC
+		return
+	}
+	addr := r.Host
+	if c.cfg.Type != xdsconfig.DiscoveryOriginalDst {
+		h := c.pick(nil, "", false)
+		if h == nil {
+			rec.flags |= flagUH
+			return
+		}
+		addr, rec.host = h.addr, h
+	}
+	rec.upstreamHost = addr
+	var dr io.Reader
+	if rd != nil {
+		dr = rd
+	}
+	p.pipe(conn, dr, c, addr, rec, info.bound)
+}
