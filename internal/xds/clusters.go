@@ -1,0 +1,122 @@
+package xds
+
+import (
+	"math"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/bowline-mesh/bowline/internal/model"
+	"github.com/bowline-mesh/bowline/internal/registry"
+)
+
+// defaultConnectTimeout is Istio's mesh default connectTimeout.
+const defaultConnectTimeout = 10 * time.Second
+
+// buildServiceClusters adds the clusters (and EDS assignments) for every
+// port of svc: the subset-less one and one per DestinationRule subset.
+func (g *gen) buildServiceClusters(svc *registry.Service) {
+	if g.grpc && svc.Resolution == registry.ResolutionNone {
+		return // grpc-go has no ORIGINAL_DST
+	}
+	dr := g.snap.DestinationRuleFor(g.proxy, svc.Hostname, svc.Namespace)
+	for _, port := range svc.Ports {
+		var top *networking.TrafficPolicy
+		if dr != nil {
+			top = dr.TrafficPolicy
+		}
+		g.addCluster(svc, port, "", nil, effectivePolicy(port.Number, top, nil))
+		if dr == nil {
+			continue
+		}
+		for _, sub := range dr.Subsets {
+			g.addCluster(svc, port, sub.GetName(), sub.GetLabels(), effectivePolicy(port.Number, top, sub.GetTrafficPolicy()))
+		}
+	}
+}
+
+func (g *gen) addCluster(svc *registry.Service, port registry.Port, subset string, labels map[string]string, pol policy) {
+	name := OutboundCluster(port.Number, subset, svc.Hostname)
+	c := &clusterv3.Cluster{
+		Name:           name,
+		ConnectTimeout: durationpb.New(defaultConnectTimeout),
+		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
+	}
+	eps := selectEndpoints(svc.Endpoints, labels)
+	switch {
+	case svc.Resolution == registry.ResolutionNone:
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
+		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
+	case svc.Resolution == registry.ResolutionStatic:
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name}
+		g.endpoints[name] = loadAssignment(name, port, eps, true)
+	case svc.Resolution == registry.ResolutionDNSRoundRobin || g.grpc:
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
+		c.DnsLookupFamily = clusterv3.Cluster_V4_ONLY
+		if len(eps) > 1 {
+			eps = eps[:1]
+		}
+		c.LoadAssignment = loadAssignment(name, port, eps, false)
+	default:
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
+		c.DnsLookupFamily = clusterv3.Cluster_V4_ONLY
+		c.LoadAssignment = loadAssignment(name, port, eps, false)
+	}
+	if svc.Resolution != registry.ResolutionNone {
+		c.CircuitBreakers = defaultCircuitBreakers()
+		g.applyPolicy(c, svc, port, subset, pol)
+	}
+	g.clusters[name] = c
+}
+
+// defaultCircuitBreakers are Istio's: effectively unlimited unless a
+// connectionPool says otherwise.
+func defaultCircuitBreakers() *clusterv3.CircuitBreakers {
+	return &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections:     u32(math.MaxUint32),
+		MaxPendingRequests: u32(math.MaxUint32),
+		MaxRequests:        u32(math.MaxUint32),
+		MaxRetries:         u32(math.MaxUint32),
+		TrackRemaining:     true,
+	}}}
+}
+
+// addStaticClusters adds BlackHoleCluster and PassthroughCluster.
+func (g *gen) addStaticClusters() {
+	g.clusters[BlackHoleCluster] = &clusterv3.Cluster{
+		Name:                 BlackHoleCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(defaultConnectTimeout),
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: BlackHoleCluster},
+	}
+	g.clusters[PassthroughCluster] = &clusterv3.Cluster{
+		Name:                 PassthroughCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		ConnectTimeout:       durationpb.New(defaultConnectTimeout),
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		CircuitBreakers:      defaultCircuitBreakers(),
+	}
+}
+
+// addInboundCluster adds "inbound|port||": STATIC to 127.0.0.1:target.
+func (g *gen) addInboundCluster(m model.PortMapping) {
+	name := InboundCluster(m.Port)
+	g.clusters[name] = &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(defaultConnectTimeout),
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		CircuitBreakers:      defaultCircuitBreakers(),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
+				Endpoint: &endpointv3.Endpoint{Address: socketAddress("127.0.0.1", m.TargetPort)}}}},
+		}}},
+	}
+}
+
+func u32(v uint32) *wrapperspb.UInt32Value { return &wrapperspb.UInt32Value{Value: v} }

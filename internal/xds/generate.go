@@ -1,0 +1,126 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bowline-mesh/bowline/internal/model"
+)
+
+// Resources is everything one proxy gets, each list sorted by resource name.
+type Resources struct {
+	Listeners []types.Resource
+	Routes    []types.Resource
+	Clusters  []types.Resource
+	Endpoints []types.Resource
+	// Versions holds, per type URL, a hash of that type's resources: equal
+	// hashes mean equal content, so the server pushes a type only when it changes.
+	Versions map[string]string
+}
+
+// ByType returns the resources keyed by type URL, the shape
+// go-control-plane's cache.NewSnapshot takes.
+func (r Resources) ByType() map[string][]types.Resource {
+	return map[string][]types.Resource{
+		resourcev3.ListenerType: r.Listeners,
+		resourcev3.RouteType:    r.Routes,
+		resourcev3.ClusterType:  r.Clusters,
+		resourcev3.EndpointType: r.Endpoints,
+	}
+}
+
+// Version combines the per-type versions into one string (for a
+// go-control-plane snapshot version).
+func (r Resources) Version() string {
+	h := sha256.New()
+	for _, t := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
+		h.Write([]byte(r.Versions[t]))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// Generate builds the xDS resources for proxy from snap. It is a pure
+// function: the same inputs give equal output, and neither input is modified.
+// Sidecars get inbound/outbound listeners, per-port route configurations and
+// clusters; routers get the listeners and routes of the Gateways selecting
+// them; proxyless gRPC clients (Generator "grpc") get api_listeners.
+func Generate(snap *model.Snapshot, proxy *model.Proxy) Resources {
+	g := newGen(snap, proxy)
+	switch {
+	case proxy.Generator == "grpc":
+		g.buildGRPC()
+	case proxy.Type == model.Router:
+		g.buildRouter()
+	default:
+		g.buildSidecar()
+	}
+	return g.resources()
+}
+
+// gen accumulates one proxy's resources.
+type gen struct {
+	snap  *model.Snapshot
+	proxy *model.Proxy
+	grpc  bool
+
+	listeners map[string]*listenerv3.Listener
+	routes    map[string]*routev3.RouteConfiguration
+	clusters  map[string]*clusterv3.Cluster
+	endpoints map[string]*endpointv3.ClusterLoadAssignment
+}
+
+func newGen(snap *model.Snapshot, proxy *model.Proxy) *gen {
+	return &gen{snap: snap, proxy: proxy, grpc: proxy.Generator == "grpc",
+		listeners: map[string]*listenerv3.Listener{}, routes: map[string]*routev3.RouteConfiguration{},
+		clusters: map[string]*clusterv3.Cluster{}, endpoints: map[string]*endpointv3.ClusterLoadAssignment{}}
+}
+
+func (g *gen) resources() Resources {
+	r := Resources{
+		Listeners: sortedValues(g.listeners),
+		Routes:    sortedValues(g.routes),
+		Clusters:  sortedValues(g.clusters),
+		Endpoints: sortedValues(g.endpoints),
+	}
+	r.Versions = map[string]string{
+		resourcev3.ListenerType: hashResources(r.Listeners),
+		resourcev3.RouteType:    hashResources(r.Routes),
+		resourcev3.ClusterType:  hashResources(r.Clusters),
+		resourcev3.EndpointType: hashResources(r.Endpoints),
+	}
+	return r
+}
+
+func sortedValues[M ~map[string]V, V types.Resource](m M) []types.Resource {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, strings.Compare)
+	out := make([]types.Resource, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, m[k])
+	}
+	return out
+}
+
+func hashResources(rs []types.Resource) string {
+	h := sha256.New()
+	det := proto.MarshalOptions{Deterministic: true}
+	for _, r := range rs {
+		b, _ := det.Marshal(r)
+		h.Write(b)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

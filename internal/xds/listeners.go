@@ -1,0 +1,101 @@
+package xds
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// httpFilters returns the HCM filter chain: cors, fault, router for proxies
+// (Istio's order); fault, router for proxyless gRPC (grpc-go has no CORS).
+func (g *gen) httpFilters() []*hcmv3.HttpFilter {
+	var fs []*hcmv3.HttpFilter
+	if !g.grpc {
+		fs = append(fs, &hcmv3.HttpFilter{Name: filterCORS, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&corsv3.Cors{})}})
+	}
+	fs = append(fs,
+		&hcmv3.HttpFilter{Name: filterFault, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&faultv3.HTTPFault{})}},
+		&hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}})
+	return fs
+}
+
+// rdsHCM is an HCM that takes route rdsName over ADS.
+func (g *gen) rdsHCM(statPrefix, rdsName string) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource: adsSource(), RouteConfigName: rdsName}},
+		HttpFilters: g.httpFilters(),
+	}
+}
+
+// httpListener binds an HCM to addr:port.
+func httpListener(name, addr string, port uint32, bind bool, dir corev3.TrafficDirection, hcm *hcmv3.HttpConnectionManager) *listenerv3.Listener {
+	l := &listenerv3.Listener{
+		Name:             name,
+		Address:          socketAddress(addr, port),
+		TrafficDirection: dir,
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name: filterHCM, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(hcm)}}}}},
+	}
+	if !bind {
+		l.BindToPort = wrapperspb.Bool(false)
+	}
+	return l
+}
+
+func tcpListener(name, addr string, port uint32, bind bool, dir corev3.TrafficDirection, statPrefix, cluster string) *listenerv3.Listener {
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}}
+	l := &listenerv3.Listener{
+		Name:             name,
+		Address:          socketAddress(addr, port),
+		TrafficDirection: dir,
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name: filterTCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(tp)}}}}},
+	}
+	if !bind {
+		l.BindToPort = wrapperspb.Bool(false)
+	}
+	return l
+}
+
+// inboundListener is "inbound|PORT" on the instance IP: HTTP to
+// inbound|PORT|| through an inline route, or tcp_proxy for TCP ports.
+func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
+	name := "inbound|" + portName(port)
+	addr := "0.0.0.0"
+	if len(g.proxy.IPs) > 0 {
+		addr = g.proxy.IPs[0]
+	}
+	cluster := InboundCluster(port)
+	if !http {
+		return tcpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, "inbound_"+portName(port), cluster)
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: "inbound_" + portName(port),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: name,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    "inbound|http|" + portName(port),
+				Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Name:  "default",
+					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+						Timeout:          durationpb.New(0),
+					}},
+				}},
+			}},
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}},
+	}
+	return httpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, hcm)
+}

@@ -1,0 +1,182 @@
+package xds
+
+import (
+	"slices"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+
+	"github.com/bowline-mesh/bowline/internal/model"
+	"github.com/bowline-mesh/bowline/internal/registry"
+)
+
+// buildSidecar generates a sidecar's resources (docs/xds.md "Sidecar resources").
+func (g *gen) buildSidecar() {
+	g.addStaticClusters()
+	for _, m := range g.proxy.Inbound {
+		l := g.inboundListener(m.Port, g.inboundIsHTTP(m.Port))
+		g.listeners[l.Name] = l
+		g.addInboundCluster(m)
+	}
+
+	svcs := g.snap.ServicesFor(g.proxy)
+	vss := g.snap.VirtualServicesFor(g.proxy, model.MeshGateway)
+	perPort := map[uint32]*routeBuilder{}
+	explicit := newRouteBuilder(ExplicitProxyRoute)
+	for _, svc := range svcs {
+		g.buildServiceClusters(svc)
+		for _, port := range svc.Ports {
+			if !port.IsHTTP() {
+				g.addOutboundTCP(svc, port, vss)
+				continue
+			}
+			rb := perPort[port.Number]
+			if rb == nil {
+				rb = newRouteBuilder(portName(port.Number))
+				perPort[port.Number] = rb
+				name := "0.0.0.0_" + portName(port.Number)
+				g.listeners[name] = httpListener(name, "0.0.0.0", port.Number, false, corev3.TrafficDirection_OUTBOUND,
+					g.rdsHCM("outbound_0.0.0.0_"+portName(port.Number), rb.rc.Name))
+			}
+			routes := g.serviceRoutes(svc, port, vss)
+			vhName := svc.Hostname + ":" + portName(port.Number)
+			rb.add(vhName, g.domains(svc, port, false), routes)
+			explicit.add(vhName, g.domains(svc, port, true), routes)
+		}
+	}
+	for _, rb := range perPort {
+		rb.add("allow_any", []string{"*"}, []*routev3.Route{{
+			Name:   "allow_any",
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: PassthroughCluster}}},
+		}})
+		g.routes[rb.rc.Name] = rb.rc
+	}
+	if host, port, ok := splitHostPort(g.proxy.OutboundHTTP); ok {
+		g.routes[ExplicitProxyRoute] = explicit.rc
+		g.listeners[ExplicitProxyRoute] = httpListener(ExplicitProxyRoute, host, port, true, corev3.TrafficDirection_OUTBOUND,
+			g.rdsHCM(ExplicitProxyRoute, ExplicitProxyRoute))
+	}
+}
+
+// inboundIsHTTP looks for a service port this proxy's workload serves on
+// port; TCP ports get tcp_proxy, everything else HTTP.
+func (g *gen) inboundIsHTTP(port uint32) bool {
+	for _, svc := range g.snap.Services() {
+		for _, ep := range svc.Endpoints {
+			if !slices.Contains(g.proxy.IPs, ep.Address) {
+				continue
+			}
+			for _, sp := range svc.Ports {
+				if ep.PortFor(sp) == port {
+					return sp.IsHTTP()
+				}
+			}
+		}
+	}
+	return true
+}
+
+// serviceRoutes are the routes of svc:port: from the VirtualService that
+// claims the host, else (or when none of its routes applies here) the default.
+func (g *gen) serviceRoutes(svc *registry.Service, port registry.Port, vss []*model.VirtualService) []*routev3.Route {
+	if vs := model.VirtualServiceForHost(g.proxy, vss, svc.Hostname); vs != nil {
+		if routes := g.vsRoutes(vs, routeScope{port: port.Number, gateway: model.MeshGateway}); len(routes) > 0 {
+			return routes
+		}
+	}
+	return []*routev3.Route{g.defaultRoute(svc.Hostname, port.Number)}
+}
+
+// domains lists Istio's virtual host domains for svc:port: the FQDN, short
+// names (the bare name only from the service's own namespace), VIPs, each
+// with and without the port. For the explicit proxy every domain carries
+// the port, and port 80 also appears without it.
+func (g *gen) domains(svc *registry.Service, port registry.Port, explicit bool) []string {
+	names := []string{svc.Hostname}
+	same, anyNS := model.ShortNames(svc.Hostname, g.snap.Domain())
+	if svc.Namespace == g.proxy.Namespace {
+		names = append(names, same...)
+	}
+	names = append(names, anyNS...)
+	names = append(names, svc.Addresses...)
+	p := ":" + portName(port.Number)
+	var out []string
+	for _, n := range names {
+		if !explicit || port.Number == 80 {
+			out = append(out, n)
+		}
+		out = append(out, n+p)
+	}
+	return out
+}
+
+// routeBuilder collects virtual hosts for one route configuration, dropping
+// domains an earlier virtual host already took (Envoy rejects duplicates).
+type routeBuilder struct {
+	rc   *routev3.RouteConfiguration
+	used map[string]bool
+}
+
+func newRouteBuilder(name string) *routeBuilder {
+	return &routeBuilder{rc: &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspbFalse()}, used: map[string]bool{}}
+}
+
+func (b *routeBuilder) add(name string, domains []string, routes []*routev3.Route) {
+	var ds []string
+	for _, d := range domains {
+		if !b.used[d] {
+			b.used[d] = true
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) == 0 {
+		return
+	}
+	b.rc.VirtualHosts = append(b.rc.VirtualHosts, &routev3.VirtualHost{Name: name, Domains: ds, Routes: routes})
+}
+
+// addOutboundTCP adds "<vip>_<port>" (or 0.0.0.0_<port>) with tcp_proxy to
+// the service, or to the first matching VirtualService tcp route.
+func (g *gen) addOutboundTCP(svc *registry.Service, port registry.Port, vss []*model.VirtualService) {
+	addr := "0.0.0.0"
+	if len(svc.Addresses) > 0 {
+		addr = svc.Addresses[0]
+	}
+	name := addr + "_" + portName(port.Number)
+	if _, taken := g.listeners[name]; taken {
+		return // first service wins a shared wildcard port, as in Istio
+	}
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: OutboundCluster(port.Number, "", svc.Hostname),
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: OutboundCluster(port.Number, "", svc.Hostname)}}
+	if vs := model.VirtualServiceForHost(g.proxy, vss, svc.Hostname); vs != nil {
+		sc := routeScope{port: port.Number, gateway: model.MeshGateway}
+	routes:
+		for _, r := range vs.TCP {
+			for _, m := range r.GetMatch() {
+				if m.GetPort() != 0 && m.GetPort() != port.Number {
+					continue routes
+				}
+			}
+			switch ds := r.GetRoute(); {
+			case len(ds) == 1:
+				tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: g.destinationCluster(ds[0].GetDestination(), sc)}
+			case len(ds) > 1:
+				wc := &tcpproxyv3.TcpProxy_WeightedCluster{}
+				for _, d := range ds {
+					if d.GetWeight() > 0 {
+						wc.Clusters = append(wc.Clusters, &tcpproxyv3.TcpProxy_WeightedCluster_ClusterWeight{
+							Name: g.destinationCluster(d.GetDestination(), sc), Weight: uint32(d.GetWeight())})
+					}
+				}
+				tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_WeightedClusters{WeightedClusters: wc}
+			}
+			break
+		}
+	}
+	l := tcpListener(name, addr, port.Number, false, corev3.TrafficDirection_OUTBOUND, "", "")
+	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: toAny(tp)}
+	g.listeners[name] = l
+}
