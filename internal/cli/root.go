@@ -65,6 +65,7 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 	}
 	root.AddCommand(
 		newVersionCommand(s),
+		newProxyCommand(s),
 		newValidateCommand(s),
 	)
 	return root

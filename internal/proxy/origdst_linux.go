@@ -54,4 +54,3 @@ func originalDst(c net.Conn) (netip.AddrPort, error) {
 	}
 	return out, nil
 }
-

@@ -83,8 +83,8 @@ func New(cfg Config) *Proxy {
 		alog:  newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
 	}
 	p.metrics = newMetrics(Identity{Workload: cfg.Node.Workload, Namespace: cfg.Node.Namespace,
-		App: firstNonEmpty(cfg.Node.Labels["app"], cfg.Node.Labels["service.istio.io/canonical-name"]),
-		Version: firstNonEmpty(cfg.Node.Labels["version"], cfg.Node.Labels["service.istio.io/canonical-revision"]),
+		App:       firstNonEmpty(cfg.Node.Labels["app"], cfg.Node.Labels["service.istio.io/canonical-name"]),
+		Version:   firstNonEmpty(cfg.Node.Labels["version"], cfg.Node.Labels["service.istio.io/canonical-revision"]),
 		Principal: principal(cfg.Node)})
 	p.xds = xdsclient.New(xdsclient.Config{
 		Address:     cfg.Discovery,

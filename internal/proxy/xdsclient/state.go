@@ -49,13 +49,19 @@ type State struct {
 }
 
 // Listeners returns the checked listeners.
-func (s *State) Listeners() map[string]*xdsconfig.Listener { return values[*xdsconfig.Listener](s, ListenerType) }
+func (s *State) Listeners() map[string]*xdsconfig.Listener {
+	return values[*xdsconfig.Listener](s, ListenerType)
+}
 
 // Routes returns the checked route configurations.
-func (s *State) Routes() map[string]*xdsconfig.RouteConfig { return values[*xdsconfig.RouteConfig](s, RouteType) }
+func (s *State) Routes() map[string]*xdsconfig.RouteConfig {
+	return values[*xdsconfig.RouteConfig](s, RouteType)
+}
 
 // Clusters returns the checked clusters.
-func (s *State) Clusters() map[string]*xdsconfig.Cluster { return values[*xdsconfig.Cluster](s, ClusterType) }
+func (s *State) Clusters() map[string]*xdsconfig.Cluster {
+	return values[*xdsconfig.Cluster](s, ClusterType)
+}
 
 // Endpoints returns the checked load assignments.
 func (s *State) Endpoints() map[string]*xdsconfig.ClusterLoadAssignment {

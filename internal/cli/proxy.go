@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bowline-mesh/bowline/internal/proxy"
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
+)
+
+func newProxyCommand(s streams) *cobra.Command {
+	var (
+		cfg          proxy.Config
+		nodeID       string
+		labels       string
+		ip           string
+		typ          string
+		outbound     string
+		inbound      []string
+		gatewayPorts []string
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run the Bowline proxy (sidecar or gateway) fed by the control plane over xDS",
+		Example: `  # A sidecar for reviews-v1 that receives mesh traffic on 10.0.0.5:9080 for the app on 127.0.0.1:9081
+  # and gives the app an explicit HTTP proxy on 127.0.0.1:15080
+  bowline proxy --discovery 127.0.0.1:15010 --insecure-xds --namespace default --workload reviews-v1 \
+    --service-account bookinfo-reviews --labels app=reviews,version=v1 --ip 10.0.0.5 \
+    --inbound 9080=9081 --outbound-http-address 127.0.0.1:15080
+
+  # An ingress gateway serving Gateway port 80 on 8080
+  bowline proxy --discovery 127.0.0.1:15010 --insecure-xds --type router --namespace istio-system \
+    --workload ingressgateway --gateway-port 80=8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if typ != "sidecar" && typ != "router" {
+				return fmt.Errorf("--type: want sidecar or router, got %q", typ)
+			}
+			switch cfg.AccessLog {
+			case "off", "json", "text":
+			default:
+				return fmt.Errorf("--access-log: want off, json or text, got %q", cfg.AccessLog)
+			}
+			if ip != "" {
+				if net.ParseIP(ip) == nil {
+					return fmt.Errorf("--ip: %q is not an IP address", ip)
+				}
+			}
+			lbls, err := parseLabels(labels)
+			if err != nil {
+				return fmt.Errorf("--labels: %w", err)
+			}
+			in, err := parsePortMaps(inbound)
+			if err != nil {
+				return fmt.Errorf("--inbound: %w", err)
+			}
+			gw, err := parsePortMaps(gatewayPorts)
+			if err != nil {
+				return fmt.Errorf("--gateway-port: %w", err)
+			}
+			if outbound != "" {
+				if _, _, err := net.SplitHostPort(outbound); err != nil {
+					return fmt.Errorf("--outbound-http-address: %w", err)
+				}
+			}
+			cfg.Node = xdsclient.NodeInfo{ID: nodeID, Type: typ, Namespace: cfg.Node.Namespace,
+				Workload: cfg.Node.Workload, ServiceAccount: cfg.Node.ServiceAccount, Labels: lbls,
+				Inbound: in, OutboundHTTP: outbound, GatewayPorts: gw}
+			if ip != "" {
+				cfg.Node.IPs = []string{ip}
+			}
+			level := new(slog.LevelVar)
+			cfg.LogLevel = level
+			cfg.Logger = slog.New(slog.NewJSONHandler(s.err, &slog.HandlerOptions{Level: level}))
+			cfg.AccessLogWriter = s.out
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return proxy.New(cfg).Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Discovery, "discovery", "127.0.0.1:15010", "control plane xDS address HOST:PORT")
+	f.BoolVar(&cfg.InsecureXDS, "insecure-xds", false, "talk to the control plane in plaintext")
+	f.StringVar(&nodeID, "node-id", "", "xDS node id (default: Istio's form from --type, --ip, --workload, --namespace)")
+	f.StringVar(&cfg.Node.Namespace, "namespace", "default", "workload namespace")
+	f.StringVar(&cfg.Node.Workload, "workload", "", "workload name")
+	f.StringVar(&cfg.Node.ServiceAccount, "service-account", "default", "workload service account")
+	f.StringVar(&labels, "labels", "", "workload labels k=v,k=v")
+	f.StringVar(&ip, "ip", "127.0.0.1", "workload instance IP")
+	f.StringVar(&typ, "type", "sidecar", "proxy type: sidecar or router")
+	f.StringVar(&cfg.AdminAddress, "admin-address", "127.0.0.1:15000", "admin endpoint HOST:PORT")
+	f.StringVar(&outbound, "outbound-http-address", "", "explicit outbound HTTP proxy HOST:PORT for the app's HTTP_PROXY")
+	f.StringArrayVar(&inbound, "inbound", nil, "mesh port to application port PORT=APP_PORT (repeatable)")
+	f.StringArrayVar(&gatewayPorts, "gateway-port", nil, "gateway server port to listen port PORT=LISTEN_PORT (repeatable)")
+	f.StringVar(&cfg.AccessLog, "access-log", "json", "access log format: off, json or text")
+	f.DurationVar(&cfg.DrainDuration, "drain-duration", 5*time.Second, "how long in-flight requests may finish on shutdown")
+	return cmd
+}
+
+
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if s == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not k=v", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func parsePortMaps(in []string) (map[uint32]uint32, error) {
+	out := map[uint32]uint32{}
+	for _, s := range in {
+		for _, e := range strings.Split(s, ",") {
+			a, b, ok := strings.Cut(e, "=")
+			pa, err1 := strconv.ParseUint(a, 10, 16)
+			pb, err2 := strconv.ParseUint(b, 10, 16)
+			if !ok || err1 != nil || err2 != nil || pa == 0 || pb == 0 {
+				return nil, fmt.Errorf("%q is not PORT=PORT", e)
+			}
+			out[uint32(pa)] = uint32(pb)
+		}
+	}
+	return out, nil
+}
