@@ -67,6 +67,7 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 		newVersionCommand(s),
 		newProxyCommand(s),
 		newValidateCommand(s),
+		newAnalyzeCommand(s),
 	)
 	return root
 }

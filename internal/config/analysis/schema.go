@@ -1,6 +1,8 @@
 package analysis
 
 import (
+	"strings"
+
 	"github.com/bowline-mesh/bowline/internal/config"
 	"github.com/bowline-mesh/bowline/internal/config/validation"
 )
@@ -34,6 +36,16 @@ func (schemaAnalyzer) Analyze(c *Context) {
 	}
 	_, problems := validation.Objects(c.in.Objects)
 	for _, p := range problems {
+		if p.Severity == config.SeverityWarning && reportedByMatches(p.Message) {
+			continue
+		}
 		report(p)
 	}
+}
+
+// reportedByMatches reports whether a validation warning is one the matches
+// analyzer reports with Istio's own code and wording (IST0130, IST0131), as
+// Istio turns these validation warnings into those messages.
+func reportedByMatches(msg string) bool {
+	return strings.HasPrefix(msg, "rule is never used") || strings.HasPrefix(msg, "match is never used")
 }
