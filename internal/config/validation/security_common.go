@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	typev1beta1 "istio.io/api/type/v1beta1"
+	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/bowline-mesh/bowline/internal/config"
 )
@@ -63,52 +64,13 @@ func secCheckDryRun(r *secReport, obj *config.Object) {
 	}
 }
 
-// Kubernetes label syntax (k8s.io/apimachinery/pkg/util/validation).
-var (
-	secLabelNameRE   = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
-	secDNS1123Subdom = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-)
-
-// secLabelKeyProblem explains why k is not a valid Kubernetes label key, or returns "".
-func secLabelKeyProblem(k string) string {
-	prefix, name, hasPrefix := strings.Cut(k, "/")
-	if !hasPrefix {
-		name, prefix = prefix, ""
-	}
-	switch {
-	case hasPrefix && prefix == "":
-		return "prefix before '/' must not be empty"
-	case hasPrefix && (len(prefix) > 253 || !secDNS1123Subdom.MatchString(prefix)):
-		return "prefix must be a DNS subdomain (lowercase letters, digits, '-' and '.')"
-	case name == "":
-		return "name must not be empty"
-	case len(name) > 63:
-		return "name must be at most 63 characters"
-	case !secLabelNameRE.MatchString(name):
-		return "name must consist of letters, digits, '-', '_' or '.', and start and end with a letter or digit"
-	}
-	return ""
-}
-
-// secLabelValueProblem explains why v is not a valid Kubernetes label value, or returns "".
-func secLabelValueProblem(v string) string {
-	switch {
-	case v == "":
-		return ""
-	case len(v) > 63:
-		return "must be at most 63 characters"
-	case !secLabelNameRE.MatchString(v):
-		return "must consist of letters, digits, '-', '_' or '.', and start and end with a letter or digit"
-	}
-	return ""
-}
-
 // secCheckLabels checks a workload selector's labels at path (the map field,
-// e.g. "spec.selector.matchLabels"). what names the selector in the warning
-// for an empty selector, which is reported at selectorPath.
+// e.g. "spec.selector.matchLabels"): Istio's selector rules (no empty keys,
+// no wildcards) on top of Kubernetes label syntax. An empty selector is a
+// warning reported at selectorPath.
 func secCheckLabels(r *secReport, selectorPath, path string, labels map[string]string, maxLabels int) {
 	if len(labels) == 0 {
-		r.warnf(selectorPath, "workload selector has no labels and selects every workload in the namespace")
+		r.warnf(selectorPath, "workload selector without labels selects every workload in the namespace")
 		return
 	}
 	if len(labels) > maxLabels {
@@ -119,15 +81,15 @@ func secCheckLabels(r *secReport, selectorPath, path string, labels map[string]s
 		kp := secKey(path, k)
 		switch {
 		case k == "":
-			r.errorf(kp, "label key must not be empty")
+			r.errorf(kp, "empty label key is not supported in a selector")
 		case strings.Contains(k, "*") || strings.Contains(v, "*"):
-			r.errorf(kp, "wildcards are not supported in selectors (%s=%s)", k, v)
+			r.errorf(kp, "wildcard is not supported in a selector: %q", k+"="+v)
 		default:
-			if p := secLabelKeyProblem(k); p != "" {
-				r.errorf(kp, "invalid label key %q: %s", k, p)
+			if errs := k8svalidation.IsQualifiedName(k); len(errs) > 0 {
+				r.errorf(kp, "invalid label key %q: %s", k, errs[0])
 			}
-			if p := secLabelValueProblem(v); p != "" {
-				r.errorf(kp, "invalid label value %q: %s", v, p)
+			if errs := k8svalidation.IsValidLabelValue(v); len(errs) > 0 {
+				r.errorf(kp, "invalid label value %q: %s", v, errs[0])
 			}
 		}
 	}
