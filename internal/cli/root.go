@@ -68,6 +68,8 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 		newProxyCommand(s),
 		newValidateCommand(s),
 		newAnalyzeCommand(s),
+		newDiscoveryCommand(s),
+		newProxyStatusCommand(s),
 	)
 	return root
 }
