@@ -106,7 +106,6 @@ func newProxyCommand(s streams) *cobra.Command {
 	return cmd
 }
 
-
 func parseLabels(s string) (map[string]string, error) {
 	out := map[string]string{}
 	if s == "" {

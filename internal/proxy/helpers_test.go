@@ -150,7 +150,6 @@ func socketAddr(ip string, p uint32) *corev3.Address {
 		Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: p}}}}
 }
 
-
 func anyOf(t *testing.T, m types.Resource) *anypb.Any {
 	t.Helper()
 	a, err := anypb.New(m)
@@ -168,7 +167,7 @@ func ads() *corev3.ConfigSource {
 func httpListener(t *testing.T, name string, p int, rds string) *listenerv3.Listener {
 	t.Helper()
 	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: name,
+		StatPrefix:     name,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: rds}},
 		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router",
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(t, &routerv3.Router{})}}},
