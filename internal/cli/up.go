@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bowline-mesh/bowline/internal/config/validation"
+	"github.com/bowline-mesh/bowline/internal/local"
+	"github.com/bowline-mesh/bowline/internal/xds/server"
+)
+
+type upOptions struct {
+	stateDir      string
+	ingressPort   uint32
+	accessLog     string
+	netns         bool
+	xdsAddress    string
+	debugAddress  string
+	domain        string
+	rootNamespace string
+	drain         time.Duration
+	proxyBinary   string
+}
+
+func newUpCommand(s streams) *cobra.Command {
+	o := &upOptions{}
+	cmd := &cobra.Command{
+		Use:   "up DIR",
+		Short: "Run the whole mesh on this machine: control plane, workloads, sidecars and ingress gateway",
+		Long: `Up runs a mesh on one machine with no Kubernetes. DIR holds Istio YAML
+(VirtualService, DestinationRule, Gateway, ServiceEntry, policies, ...) and Bowline
+Workload definitions (bowline.dev/v1alpha1 Workload: a command, labels, ports,
+replicas). Up starts the control plane in-process, then for every replica a sidecar
+and the app; apps call services by name (http://reviews:9080) through their sidecar
+(HTTP_PROXY). Services are ServiceEntries selecting workloads by labels.
+
+Edits to files in DIR take effect live. State (ports, addresses, the ingress URL) is
+written to DIR/.bowline/up.json and logs to DIR/.bowline/logs/. Ctrl-C stops
+everything; sidecars drain first.`,
+		Example: `  # Build Bookinfo and run it
+  make -C samples/bookinfo
+  bowline up samples/bookinfo/platform/local
+
+  # Serve the ingress gateway on port 18080 instead of the Gateway's port
+  bowline up samples/bookinfo/platform/local --ingress-port 18080`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runUp(cmd.Context(), s, o, args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.stateDir, "state-dir", "", "where up.json and logs/ go (default DIR/.bowline)")
+	f.Uint32Var(&o.ingressPort, "ingress-port", 0, "serve the ingress Gateway's first HTTP port on this port instead")
+	f.StringVar(&o.accessLog, "access-log", "json", "proxy access logs: off, json or text")
+	f.BoolVar(&o.netns, "netns", false, "run each replica in its own network namespace with iptables capture (Linux, root)")
+	f.StringVar(&o.xdsAddress, "xds-address", "127.0.0.1:0", "where the control plane serves xDS (port 0 picks a free one)")
+	f.StringVar(&o.debugAddress, "debug-address", "127.0.0.1:0", "where the control plane serves /debug, /metrics and registration")
+	f.StringVar(&o.domain, "domain", "cluster.local", "cluster domain")
+	f.StringVar(&o.rootNamespace, "root-namespace", "istio-system", "mesh config root namespace")
+	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "how long sidecars finish in-flight requests on shutdown")
+	f.StringVar(&o.proxyBinary, "proxy-binary", "", "bowline binary to run as sidecars (default: this binary)")
+	_ = f.MarkHidden("proxy-binary")
+	return cmd
+}
+
+func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
+	if o.netns {
+		return &exitError{code: 2, err: errors.New("--netns is not available yet: run without it (sidecars use HTTP_PROXY)")}
+	}
+	switch o.accessLog {
+	case "off", "json", "text":
+	default:
+		return &exitError{code: 2, err: fmt.Errorf("--access-log %q: use off, json or text", o.accessLog)}
+	}
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		return &exitError{code: 2, err: fmt.Errorf("%s is not a directory", dir)}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	logger := slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cp, err := server.New(server.Config{
+		XDSAddress: o.xdsAddress, DebugAddress: o.debugAddress, Insecure: true,
+		ConfigDir: dir, Validate: validation.Objects,
+		Generator: newGenerator(o.domain, o.rootNamespace, logger),
+		Domain:    o.domain, RootNamespace: o.rootNamespace, Version: version, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	up, err := local.NewUp(local.Config{
+		Dir: dir, StateDir: o.stateDir, ProxyBinary: o.proxyBinary, IngressPort: o.ingressPort,
+		AccessLog: o.accessLog, Domain: o.domain, DrainDuration: o.drain, Logger: logger,
+		Ready: func(st *local.State) {
+			fmt.Fprintf(s.out, "bowline up: %d replicas serving after %s\n", len(st.Workloads), time.Since(start).Round(time.Millisecond))
+			if st.Ingress != "" {
+				fmt.Fprintf(s.out, "ingress: %s\n", st.Ingress)
+			}
+			fmt.Fprintf(s.out, "state: %s\n", filepath.Join(stateDirOf(dir, o.stateDir), local.StateFile))
+		},
+	}, cp, cp.Registry())
+	if err != nil {
+		return err
+	}
+	return up.Run(ctx)
+}
+
+func stateDirOf(dir, stateDir string) string {
+	if stateDir != "" {
+		return stateDir
+	}
+	return filepath.Join(dir, ".bowline")
+}

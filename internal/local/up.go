@@ -1,0 +1,331 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/registry"
+)
+
+// ControlPlane is what `bowline up` needs from the in-process control plane
+// (*server.Server implements it).
+type ControlPlane interface {
+	// Run serves until ctx ends.
+	Run(ctx context.Context) error
+	// Addresses returns the xDS and debug addresses once listening.
+	Addresses(ctx context.Context) (xds, debug net.Addr, ok bool)
+	// Store is the configuration store the control plane watches DIR into.
+	Store() *config.Store
+}
+
+// Registrar registers replicas as workloads with the control plane's registry.
+type Registrar interface {
+	Register(w registry.Workload) error
+	Deregister(id string) error
+	SetHealth(id string, healthy bool) error
+}
+
+// Config configures Up.
+type Config struct {
+	// Dir is the directory of Istio YAML and Workload definitions (watched by the control plane).
+	Dir string
+	// StateDir receives up.json and logs/; Dir/.bowline when empty.
+	StateDir string
+	// ProxyBinary is the bowline executable started as sidecars and gateway.
+	ProxyBinary string
+	// IngressPort, when non-zero, serves the ingress Gateway's first HTTP port on this port instead.
+	IngressPort uint32
+	// AccessLog is passed to every proxy: off, json or text.
+	AccessLog string
+	// Domain is the cluster domain (cluster.local).
+	Domain string
+	// DrainDuration bounds how long sidecars finish in-flight requests on shutdown.
+	DrainDuration time.Duration
+	// Logger receives progress; slog.Default() when nil.
+	Logger *slog.Logger
+	// Ready, when set, is called once every replica is healthy for the first time
+	// (or at once if there are none), with the state written to up.json.
+	Ready func(*State)
+}
+
+// Up runs a whole mesh on one machine. Build it with NewUp, start it with Run.
+type Up struct {
+	cfg Config
+	cp  ControlPlane
+	reg Registrar
+	log *slog.Logger
+
+	mu       sync.Mutex
+	state    State
+	replicas map[string]*replica // by replica id
+	ingress  *gatewayProc
+}
+
+// NewUp checks cfg. It starts nothing.
+func NewUp(cfg Config, cp ControlPlane, reg Registrar) (*Up, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("no directory given")
+	}
+	abs, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("directory %s: %w", cfg.Dir, err)
+	}
+	cfg.Dir = abs
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(cfg.Dir, ".bowline")
+	}
+	if cfg.ProxyBinary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the bowline binary for sidecars: %w", err)
+		}
+		cfg.ProxyBinary = exe
+	}
+	if cfg.AccessLog == "" {
+		cfg.AccessLog = "json"
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = "cluster.local"
+	}
+	if cfg.DrainDuration == 0 {
+		cfg.DrainDuration = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Up{cfg: cfg, cp: cp, reg: reg, log: cfg.Logger, replicas: map[string]*replica{}}, nil
+}
+
+// Run starts the control plane, the ingress gateway and every replica, keeps
+// them in step with the directory, and stops everything when ctx ends.
+func (u *Up) Run(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Join(u.cfg.StateDir, "logs"), 0o755); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	cpCtx, cpCancel := context.WithCancel(context.Background())
+	cpDone := make(chan error, 1)
+	go func() { cpDone <- u.cp.Run(cpCtx) }()
+	defer func() {
+		cpCancel()
+		<-cpDone
+	}()
+	xdsAddr, debugAddr, ok := u.cp.Addresses(ctx)
+	if !ok {
+		select {
+		case err := <-cpDone:
+			cpDone <- err
+			return fmt.Errorf("control plane: %w", err)
+		default:
+			return nil
+		}
+	}
+	u.state = State{PID: os.Getpid(), Started: time.Now().UTC(), ConfigDir: u.cfg.Dir,
+		ControlPlane: ControlPlaneState{XDS: xdsAddr.String(), Debug: debugAddr.String()}}
+	u.log.Info("control plane serving", slog.String("xds", xdsAddr.String()), slog.String("debug", debugAddr.String()))
+
+	runCtx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	var wg sync.WaitGroup
+	store := u.cp.Store()
+	updates := store.Subscribe(runCtx)
+	readyOnce := sync.Once{}
+	reconcile := func() {
+		snap := store.Current()
+		if snap.Version == 0 {
+			return
+		}
+		for _, p := range snap.Problems {
+			u.log.Info("config problem", slog.String("problem", p.String()))
+		}
+		u.reconcile(runCtx, &wg, snap)
+		if err := u.writeState(); err != nil {
+			u.log.Info("state not written", slog.String("error", err.Error()))
+		}
+		if u.cfg.Ready != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if u.waitHealthy(runCtx) {
+					readyOnce.Do(func() { u.cfg.Ready(u.snapshotState()) })
+				}
+			}()
+		}
+	}
+	reconcile()
+	for {
+		select {
+		case <-ctx.Done():
+			u.log.Info("stopping")
+			u.stopAll()
+			stopAll()
+			wg.Wait()
+			return nil
+		case err := <-cpDone:
+			cpDone <- err
+			u.stopAll()
+			stopAll()
+			wg.Wait()
+			if err == nil {
+				err = errors.New("stopped unexpectedly")
+			}
+			return fmt.Errorf("control plane: %w", err)
+		case <-updates:
+			reconcile()
+		}
+	}
+}
+
+// desiredReplica is one replica the directory asks for.
+type desiredReplica struct {
+	id       string // namespace/workload-index
+	name     string // workload-index
+	obj      *config.Object
+	spec     *config.WorkloadSpec
+	index    int
+	specHash string
+}
+
+// reconcile starts replicas the config asks for and stops those it no longer does.
+func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Snapshot) {
+	want := map[string]desiredReplica{}
+	var gateways []*config.Object
+	for _, o := range snap.Objects {
+		switch o.GVK.Kind {
+		case config.KindWorkload:
+			spec := o.Spec.(*config.WorkloadSpec)
+			for i := range spec.Replicas {
+				name := o.Meta.Name + "-" + strconv.Itoa(i)
+				id := o.Meta.Namespace + "/" + name
+				want[id] = desiredReplica{id: id, name: name, obj: o, spec: spec, index: i, specHash: specHash(o)}
+			}
+		case config.KindGateway:
+			gateways = append(gateways, o)
+		}
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for id, r := range u.replicas {
+		if d, ok := want[id]; !ok || d.specHash != r.specHash {
+			u.log.Info("stopping replica", slog.String("replica", id))
+			r.stop()
+			delete(u.replicas, id)
+		}
+	}
+	ids := make([]string, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if _, ok := u.replicas[id]; ok {
+			continue
+		}
+		r, err := u.newReplica(want[id])
+		if err != nil {
+			u.log.Info("replica not started", slog.String("replica", id), slog.String("error", err.Error()))
+			continue
+		}
+		u.replicas[id] = r
+		r.start(ctx, wg)
+	}
+	u.reconcileIngress(ctx, wg, gateways)
+}
+
+// waitHealthy waits until every current replica has been healthy once.
+func (u *Up) waitHealthy(ctx context.Context) bool {
+	for {
+		u.mu.Lock()
+		all := true
+		for _, r := range u.replicas {
+			if !r.everHealthy() {
+				all = false
+			}
+		}
+		if u.ingress != nil && !u.ingress.ready() {
+			all = false
+		}
+		u.mu.Unlock()
+		if all {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stopAll stops every replica and the gateway (they drain), deregistering first.
+func (u *Up) stopAll() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for id, r := range u.replicas {
+		r.stop()
+		delete(u.replicas, id)
+	}
+	if u.ingress != nil {
+		u.ingress.stop()
+		u.ingress = nil
+	}
+}
+
+func (u *Up) snapshotState() *State {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s := u.state
+	s.Workloads = nil
+	for _, r := range u.replicas {
+		s.Workloads = append(s.Workloads, r.state)
+	}
+	sort.Slice(s.Workloads, func(i, j int) bool {
+		if s.Workloads[i].Namespace != s.Workloads[j].Namespace {
+			return s.Workloads[i].Namespace < s.Workloads[j].Namespace
+		}
+		return s.Workloads[i].Name < s.Workloads[j].Name
+	})
+	if u.ingress != nil {
+		s.Ingress = u.ingress.url
+		s.IngressAdmin = u.ingress.admin
+	}
+	return &s
+}
+
+func (u *Up) writeState() error {
+	return WriteState(u.cfg.StateDir, u.snapshotState())
+}
+
+// gatewayServerPorts returns the HTTP-ish server ports of Gateways selecting
+// the ingress gateway (istio: ingressgateway), sorted.
+func gatewayServerPorts(gateways []*config.Object) []uint32 {
+	seen := map[uint32]bool{}
+	var ports []uint32
+	for _, o := range gateways {
+		gw := o.Spec.(*networking.Gateway)
+		if !registry.LabelsMatch(gw.GetSelector(), ingressLabels) {
+			continue
+		}
+		for _, s := range gw.GetServers() {
+			n := s.GetPort().GetNumber()
+			if n == 0 || seen[n] {
+				continue
+			}
+			seen[n] = true
+			ports = append(ports, n)
+		}
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	return ports
+}
