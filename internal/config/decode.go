@@ -377,7 +377,7 @@ func decodeSpec(n *yaml.Node, msg proto.Message) error {
 	if err := n.Decode(&v); err != nil {
 		return err
 	}
-	v = normalizeDurations(v, msg.ProtoReflect().Descriptor())
+	v = normalizeDurations(stringKeys(v), msg.ProtoReflect().Descriptor())
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -385,9 +385,33 @@ func decodeSpec(n *yaml.Node, msg proto.Message) error {
 	return protojson.UnmarshalOptions{}.Unmarshal(b, msg)
 }
 
+// stringKeys turns maps with non-string keys (YAML `8080: {...}` under a
+// map<uint32, ...> field such as portLevelMtls) into string-keyed maps, the
+// form protojson reads.
+func stringKeys(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = stringKeys(e)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[fmt.Sprint(k)] = stringKeys(e)
+		}
+		return m
+	case []any:
+		for i, e := range t {
+			t[i] = stringKeys(e)
+		}
+		return t
+	}
+	return v
+}
+
 // normalizeDurations rewrites Go-style durations ("100ms") into protobuf
-// JSON form ("0.100s") wherever the descriptor says a Duration goes, and
-// map keys YAML decoded as non-strings into strings.
+// JSON form ("0.100s") wherever the descriptor says a Duration goes.
 func normalizeDurations(v any, md protoreflect.MessageDescriptor) any {
 	if md == nil {
 		return v
