@@ -62,6 +62,8 @@ type Snapshot struct {
 	gateways         []*Gateway
 	sidecars         []*Sidecar
 	problems         []string
+	// security holds AuthorizationPolicy and RequestAuthentication (security.go).
+	security securityConfig
 }
 
 // Build resolves objs (any kinds; those that shape traffic are used) and the
@@ -97,6 +99,8 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 				Selector: spec.GetSelector(), Servers: spec.GetServers()})
 		case *networking.Sidecar:
 			s.sidecars = append(s.sidecars, newSidecar(o, spec))
+		default:
+			s.security.addSecurity(o)
 		}
 	}
 	s.virtualServices, s.problems = buildVirtualServices(vsObjs, opts.Domain)
