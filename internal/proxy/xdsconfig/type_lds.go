@@ -66,11 +66,8 @@ type HTTPConnectionManager struct {
 	RDSName string
 	// Routes is the inline route_config, or nil with RDSName.
 	Routes *RouteConfig
-	// Fault is the listener-level fault filter config, or nil.
-	Fault *Fault
-	// CORS is true when the cors filter is in the chain (policies are passed
-	// through unchanged; preflight handling is not implemented).
-	CORS bool
+	// Filters are the http_filters in order; the last one is the router.
+	Filters []HTTPFilter
 	// StreamIdleTimeout is stream_idle_timeout; 0 means the proxy default.
 	StreamIdleTimeout time.Duration
 }

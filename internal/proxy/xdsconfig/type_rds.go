@@ -28,6 +28,12 @@ type VirtualHost struct {
 	Headers HeaderEdits
 	// Retry is the virtual host's default retry policy, or nil.
 	Retry *RetryPolicy
+	// CORS is the virtual host's CORS policy (typed_per_filter_config
+	// envoy.filters.http.cors or the deprecated cors field), or nil.
+	CORS *CORSPolicy
+	// PerFilter holds checked typed_per_filter_config of filters other than
+	// cors and fault, by filter name.
+	PerFilter map[string]any
 }
 
 // PathMatchKind says how a route matches the path.
@@ -97,6 +103,12 @@ type Route struct {
 	Headers HeaderEdits
 	// Fault is the per-route fault config (typed_per_filter_config), or nil.
 	Fault *Fault
+	// CORS is the route's CORS policy, or the virtual host's when the route
+	// has none, or nil.
+	CORS *CORSPolicy
+	// PerFilter holds checked typed_per_filter_config of filters other than
+	// cors and fault, by filter name (the virtual host's entries are merged in).
+	PerFilter map[string]any
 }
 
 // WeightedCluster is one destination cluster with its weight.
@@ -131,8 +143,8 @@ type RouteAction struct {
 	HostRewrite string
 	// Mirrors are the shadow destinations.
 	Mirrors []Mirror
-	// HashHeaders are the header names hashed for ring hash and maglev.
-	HashHeaders []string
+	// Hash are the hash policies for ring hash and maglev, in order.
+	Hash []HashPolicy
 }
 
 // Mirror is a request mirror policy.
@@ -152,6 +164,11 @@ const (
 	RetryRetriable4xx
 	RetryReset
 	RetryRetriableStatusCodes
+	RetryCancelled
+	RetryDeadlineExceeded
+	RetryInternal
+	RetryResourceExhausted
+	RetryUnavailable
 )
 
 // RetryPolicy is a checked retry policy.
@@ -162,9 +179,11 @@ type RetryPolicy struct {
 	NumRetries uint32
 	// PerTryTimeout bounds each attempt; 0 means the overall timeout.
 	PerTryTimeout time.Duration
-	// BaseInterval is the backoff base (default 25ms).
+	// BaseInterval is the backoff base (default 25ms). Attempt n waits a
+	// uniformly random time in (0, min(BaseInterval*2^(n-1), MaxInterval)]
+	// (full jitter), as Envoy does.
 	BaseInterval time.Duration
-	// MaxInterval is the backoff cap (default 10x base).
+	// MaxInterval is the backoff cap (default 10x base, 250ms).
 	MaxInterval time.Duration
 	// StatusCodes are retried with RetryRetriableStatusCodes.
 	StatusCodes []uint32

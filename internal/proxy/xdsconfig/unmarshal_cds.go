@@ -22,6 +22,9 @@ func UnmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 }
 
 func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
+	if c.GetTransportSocket() != nil {
+		return nil, fmt.Errorf("field transport_socket: upstream TLS is unsupported until the proxy has certificates (SDS)")
+	}
 	if err := checkFields(c, "", "name", "type", "eds_cluster_config", "lb_policy", "connect_timeout",
 		"circuit_breakers", "outlier_detection", "load_assignment", "typed_extension_protocol_options",
 		"http2_protocol_options", "dns_lookup_family", "dns_refresh_rate", "respect_dns_ttl", "common_lb_config",
@@ -97,8 +100,15 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if od := c.GetOutlierDetection(); od != nil {
 		if err := checkFields(od, "outlier_detection", "consecutive_5xx", "consecutive_gateway_failure",
 			"interval", "base_ejection_time", "max_ejection_percent", "enforcing_consecutive_5xx",
-			"enforcing_consecutive_gateway_failure", "enforcing_success_rate", "split_external_local_origin_errors"); err != nil {
+			"enforcing_consecutive_gateway_failure", "enforcing_success_rate", "split_external_local_origin_errors",
+			"enforcing_consecutive_local_origin_failure", "enforcing_local_origin_success_rate"); err != nil {
 			return nil, err
+		}
+		// Local-origin failures are only counted apart with
+		// split_external_local_origin_errors; the proxy counts them as 5xx
+		// (Envoy's default), so local-origin enforcement has nothing to act on.
+		if od.GetSplitExternalLocalOriginErrors() {
+			return nil, fmt.Errorf("field outlier_detection.split_external_local_origin_errors: unsupported")
 		}
 		o := &OutlierDetection{Consecutive5xx: 5, Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second,
 			MaxEjectionPercent: 10}

@@ -75,9 +75,12 @@ func unmarshalLbEndpoint(lb *endpointv3.LbEndpoint, path string) (*Endpoint, err
 	return ep, nil
 }
 
-// workloadFromMetadata reads filter_metadata["istio"]: Istio's "workload"
-// value "name;namespace;canonical-service;canonical-revision;cluster", or the
-// individual keys workload_name, namespace, app, version, principal.
+// workloadFromMetadata reads filter_metadata["istio"] as Bowline's
+// generators write it (docs/xds.md): {workload, namespace, service_account,
+// labels: {app, version, ...}}. The app and version fall back to the
+// canonical-service labels; Istio's older single-string form
+// workload: "name;namespace;canonical-service;canonical-revision;cluster" is
+// still understood.
 func workloadFromMetadata(md *corev3.Metadata) WorkloadMeta {
 	var w WorkloadMeta
 	st := md.GetFilterMetadata()["istio"]
@@ -85,7 +88,7 @@ func workloadFromMetadata(md *corev3.Metadata) WorkloadMeta {
 		return w
 	}
 	f := st.GetFields()
-	if s := f["workload"].GetStringValue(); s != "" {
+	if s := f["workload"].GetStringValue(); strings.Contains(s, ";") {
 		parts := strings.Split(s, ";")
 		get := func(i int) string {
 			if i < len(parts) {
@@ -94,21 +97,26 @@ func workloadFromMetadata(md *corev3.Metadata) WorkloadMeta {
 			return ""
 		}
 		w.Name, w.Namespace, w.App, w.Version = get(0), get(1), get(2), get(3)
-	}
-	if s := f["workload_name"].GetStringValue(); s != "" {
+	} else {
 		w.Name = s
 	}
 	if s := f["namespace"].GetStringValue(); s != "" {
 		w.Namespace = s
 	}
-	if s := f["app"].GetStringValue(); s != "" {
-		w.App = s
-	}
-	if s := f["version"].GetStringValue(); s != "" {
-		w.Version = s
-	}
-	if s := f["principal"].GetStringValue(); s != "" {
-		w.Principal = s
+	labels := f["labels"].GetStructValue().GetFields()
+	w.App = firstOf(labels["app"].GetStringValue(), labels["service.istio.io/canonical-name"].GetStringValue(), w.App)
+	w.Version = firstOf(labels["version"].GetStringValue(), labels["service.istio.io/canonical-revision"].GetStringValue(), w.Version)
+	if sa := f["service_account"].GetStringValue(); sa != "" && w.Namespace != "" {
+		w.Principal = "spiffe://cluster.local/ns/" + w.Namespace + "/sa/" + sa
 	}
 	return w
+}
+
+func firstOf(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -183,32 +182,28 @@ func unmarshalHCM(h *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionM
 		if sawRouter {
 			return nil, fmt.Errorf("field %s: filter after the router", p)
 		}
-		url := hf.GetTypedConfig().GetTypeUrl()
-		switch {
-		case url == typeRouter || (url == "" && strings.HasSuffix(hf.GetName(), ".router")):
-			if tc := hf.GetTypedConfig(); tc != nil {
-				if err := tc.UnmarshalTo(&routerv3.Router{}); err != nil {
-					return nil, fmt.Errorf("field %s.typed_config: %w", p, err)
-				}
-			}
-			sawRouter = true
-		case url == typeFault:
-			f, err := unmarshalFaultAny(hf.GetTypedConfig(), p+".typed_config")
-			if err != nil {
-				return nil, err
-			}
-			out.Fault = f
-		case url == typeCORS:
-			if err := hf.GetTypedConfig().UnmarshalTo(&corsv3.Cors{}); err != nil {
-				return nil, fmt.Errorf("field %s.typed_config: %w", p, err)
-			}
-			out.CORS = true
-		default:
+		if err := checkFields(hf, p, "name", "typed_config", "is_optional"); err != nil {
+			return nil, err
+		}
+		tc := hf.GetTypedConfig()
+		if tc == nil && strings.HasSuffix(hf.GetName(), ".router") {
+			tc, _ = anypb.New(&routerv3.Router{})
+		}
+		if tc == nil {
+			return nil, fmt.Errorf("field %s.typed_config: missing", p)
+		}
+		cfg, ok, err := unmarshalHTTPFilterConfig(tc, p+".typed_config")
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			if hf.GetIsOptional() {
 				continue
 			}
-			return nil, fmt.Errorf("field %s: http filter %q (%s) unsupported", p, hf.GetName(), url)
+			return nil, fmt.Errorf("field %s: http filter %q (%s) unsupported", p, hf.GetName(), tc.GetTypeUrl())
 		}
+		_, sawRouter = cfg.(*Router)
+		out.Filters = append(out.Filters, HTTPFilter{Name: hf.GetName(), TypeURL: tc.GetTypeUrl(), Config: cfg})
 	}
 	if !sawRouter {
 		return nil, fmt.Errorf("field %s.http_filters: the router filter is required", path)

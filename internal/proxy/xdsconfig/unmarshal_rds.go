@@ -51,7 +51,7 @@ func unmarshalRouteConfig(rc *routev3.RouteConfiguration, path string) (*RouteCo
 func unmarshalVirtualHost(vh *routev3.VirtualHost, path string) (*VirtualHost, error) {
 	if err := checkFields(vh, path, "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
 		"response_headers_to_add", "response_headers_to_remove", "retry_policy", "include_request_attempt_count",
-		"include_attempt_count_in_response", "typed_per_filter_config"); err != nil {
+		"include_attempt_count_in_response", "typed_per_filter_config", "cors"); err != nil {
 		return nil, err
 	}
 	if len(vh.GetDomains()) == 0 {
@@ -76,9 +76,27 @@ func unmarshalVirtualHost(vh *routev3.VirtualHost, path string) (*VirtualHost, e
 			return nil, err
 		}
 	}
-	for k := range vh.GetTypedPerFilterConfig() {
-		if k != "envoy.filters.http.cors" {
-			return nil, fmt.Errorf("field %s.typed_per_filter_config[%s]: unsupported", path, k)
+	if c := vh.GetCors(); c != nil {
+		if out.CORS, err = unmarshalLegacyCORS(c, path+".cors"); err != nil {
+			return nil, err
+		}
+	}
+	for k, v := range vh.GetTypedPerFilterConfig() {
+		p := fmt.Sprintf("%s.typed_per_filter_config[%s]", path, k)
+		switch {
+		case k == filterCORS:
+			if out.CORS, err = unmarshalCORSAny(v, p); err != nil {
+				return nil, err
+			}
+		default:
+			cfg, err := unmarshalPerFilter(k, v, p)
+			if err != nil {
+				return nil, err
+			}
+			if out.PerFilter == nil {
+				out.PerFilter = map[string]any{}
+			}
+			out.PerFilter[k] = cfg
 		}
 	}
 	for i, r := range vh.GetRoutes() {
@@ -88,6 +106,17 @@ func unmarshalVirtualHost(vh *routev3.VirtualHost, path string) (*VirtualHost, e
 		}
 		if rt.Action != nil && rt.Action.Retry == nil {
 			rt.Action.Retry = out.Retry
+		}
+		if rt.CORS == nil {
+			rt.CORS = out.CORS
+		}
+		for k, v := range out.PerFilter {
+			if _, ok := rt.PerFilter[k]; !ok {
+				if rt.PerFilter == nil {
+					rt.PerFilter = map[string]any{}
+				}
+				rt.PerFilter[k] = v
+			}
 		}
 		out.Routes = append(out.Routes, *rt)
 	}
@@ -117,15 +146,30 @@ func unmarshalRoute(r *routev3.Route, path string) (*Route, error) {
 			if out.Fault, err = unmarshalFaultAny(v, p); err != nil {
 				return nil, err
 			}
-		case k == "envoy.filters.http.cors":
+		case k == filterCORS:
+			if out.CORS, err = unmarshalCORSAny(v, p); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, fmt.Errorf("field %s: unsupported", p)
+			cfg, err := unmarshalPerFilter(k, v, p)
+			if err != nil {
+				return nil, err
+			}
+			if out.PerFilter == nil {
+				out.PerFilter = map[string]any{}
+			}
+			out.PerFilter[k] = cfg
 		}
 	}
 	switch a := r.GetAction().(type) {
 	case *routev3.Route_Route:
 		if out.Action, err = unmarshalRouteAction(a.Route, path+".route"); err != nil {
 			return nil, err
+		}
+		if c := a.Route.GetCors(); c != nil && out.CORS == nil {
+			if out.CORS, err = unmarshalLegacyCORS(c, path+".route.cors"); err != nil {
+				return nil, err
+			}
 		}
 	case *routev3.Route_Redirect:
 		if out.Redirect, err = unmarshalRedirect(a.Redirect, path+".redirect"); err != nil {
@@ -259,7 +303,7 @@ func unmarshalHeaderMatcher(h *routev3.HeaderMatcher, path string) (*HeaderMatch
 func unmarshalRouteAction(a *routev3.RouteAction, path string) (*RouteAction, error) {
 	if err := checkFields(a, path, "cluster", "weighted_clusters", "timeout", "retry_policy", "prefix_rewrite",
 		"regex_rewrite", "host_rewrite_literal", "request_mirror_policies", "hash_policy", "max_stream_duration",
-		"max_grpc_timeout", "cluster_not_found_response_code", "idle_timeout"); err != nil {
+		"max_grpc_timeout", "cluster_not_found_response_code", "idle_timeout", "cors"); err != nil {
 		return nil, err
 	}
 	out := &RouteAction{Timeout: a.GetTimeout().AsDuration(), PrefixRewrite: a.GetPrefixRewrite(),
@@ -329,11 +373,46 @@ func unmarshalRouteAction(a *routev3.RouteAction, path string) (*RouteAction, er
 		out.Mirrors = append(out.Mirrors, Mirror{Cluster: m.GetCluster(), PerMillion: pm})
 	}
 	for i, h := range a.GetHashPolicy() {
-		p := fmt.Sprintf("%s.hash_policy[%d]", path, i)
-		if err := checkFields(h, p, "header", "terminal"); err != nil {
+		hp, err := unmarshalHashPolicy(h, fmt.Sprintf("%s.hash_policy[%d]", path, i))
+		if err != nil {
 			return nil, err
 		}
-		out.HashHeaders = append(out.HashHeaders, strings.ToLower(h.GetHeader().GetHeaderName()))
+		out.Hash = append(out.Hash, *hp)
+	}
+	return out, nil
+}
+
+func unmarshalHashPolicy(h *routev3.RouteAction_HashPolicy, p string) (*HashPolicy, error) {
+	if err := checkFields(h, p, "header", "cookie", "connection_properties", "query_parameter", "terminal"); err != nil {
+		return nil, err
+	}
+	out := &HashPolicy{Terminal: h.GetTerminal()}
+	switch s := h.GetPolicySpecifier().(type) {
+	case *routev3.RouteAction_HashPolicy_Header_:
+		if err := checkFields(s.Header, p+".header", "header_name"); err != nil {
+			return nil, err
+		}
+		out.Kind, out.Name = HashHeader, strings.ToLower(s.Header.GetHeaderName())
+	case *routev3.RouteAction_HashPolicy_Cookie_:
+		if err := checkFields(s.Cookie, p+".cookie", "name", "ttl", "path"); err != nil {
+			return nil, err
+		}
+		out.Kind, out.Name, out.CookiePath = HashCookie, s.Cookie.GetName(), s.Cookie.GetPath()
+		if ttl := s.Cookie.GetTtl(); ttl != nil {
+			out.CookieTTL, out.HasCookieTTL = ttl.AsDuration(), true
+		}
+	case *routev3.RouteAction_HashPolicy_ConnectionProperties_:
+		if !s.ConnectionProperties.GetSourceIp() {
+			return nil, fmt.Errorf("field %s.connection_properties.source_ip: must be true", p)
+		}
+		out.Kind = HashSourceIP
+	case *routev3.RouteAction_HashPolicy_QueryParameter_:
+		out.Kind, out.Name = HashQueryParameter, s.QueryParameter.GetName()
+	default:
+		return nil, fmt.Errorf("field %s.policy_specifier: missing", p)
+	}
+	if out.Kind != HashSourceIP && out.Name == "" {
+		return nil, fmt.Errorf("field %s: empty name", p)
 	}
 	return out, nil
 }
@@ -367,8 +446,16 @@ func unmarshalRetry(rp *routev3.RetryPolicy, path string) (*RetryPolicy, error) 
 			out.On |= RetryReset
 		case "retriable-status-codes":
 			out.On |= RetryRetriableStatusCodes
-		case "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable":
-			// gRPC conditions: the proxy retries gRPC only on transport failures.
+		case "cancelled":
+			out.On |= RetryCancelled
+		case "deadline-exceeded":
+			out.On |= RetryDeadlineExceeded
+		case "internal":
+			out.On |= RetryInternal
+		case "resource-exhausted":
+			out.On |= RetryResourceExhausted
+		case "unavailable":
+			out.On |= RetryUnavailable
 		default:
 			return nil, fmt.Errorf("field %s.retry_on: condition %q unsupported", path, on)
 		}
