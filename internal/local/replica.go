@@ -38,6 +38,7 @@ type replica struct {
 	cancel  context.CancelFunc
 	healthy atomic.Bool
 	ever    atomic.Bool
+	changed atomic.Int64 // unix nanos of the last health change
 	files   []*os.File
 }
 
@@ -247,6 +248,8 @@ func (r *replica) stop() {
 
 func (r *replica) everHealthy() bool { return r.ever.Load() }
 
+func (r *replica) lastHealthChange() time.Time { return time.Unix(0, r.changed.Load()) }
+
 // probe reports health to the registry: healthy when the app accepts
 // connections on its port and the sidecar is ready.
 func (r *replica) probe(ctx context.Context) {
@@ -256,6 +259,7 @@ func (r *replica) probe(ctx context.Context) {
 		ok := tcpOpen(fmt.Sprintf("127.0.0.1:%d", r.state.AppPort)) && httpOK(ctx, client, "http://"+r.state.Admin+"/ready")
 		if ok != r.healthy.Load() {
 			r.healthy.Store(ok)
+			r.changed.Store(time.Now().UnixNano())
 			if err := r.reg.SetHealth(r.id, ok); err != nil {
 				r.log.Debug("health not reported", slog.String("replica", r.id), slog.String("error", err.Error()))
 			} else {

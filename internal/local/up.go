@@ -2,10 +2,12 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -243,21 +245,30 @@ func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Sna
 	u.reconcileIngress(ctx, wg, gateways)
 }
 
-// waitHealthy waits until every current replica has been healthy once.
+// waitHealthy waits until every current replica has been healthy once and
+// the control plane has pushed that to every proxy, which has accepted it.
 func (u *Up) waitHealthy(ctx context.Context) bool {
 	for {
 		u.mu.Lock()
 		all := true
+		var lastChange time.Time
+		proxies := len(u.replicas)
 		for _, r := range u.replicas {
 			if !r.everHealthy() {
 				all = false
 			}
+			if c := r.lastHealthChange(); c.After(lastChange) {
+				lastChange = c
+			}
 		}
-		if u.ingress != nil && !u.ingress.ready() {
-			all = false
+		if u.ingress != nil {
+			proxies++
+			if !u.ingress.ready() {
+				all = false
+			}
 		}
 		u.mu.Unlock()
-		if all {
+		if all && u.converged(ctx, proxies, lastChange) {
 			return true
 		}
 		select {
@@ -266,6 +277,52 @@ func (u *Up) waitHealthy(ctx context.Context) bool {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// syncz is the part of the control plane's /debug/syncz that Up reads.
+type syncz struct {
+	Proxies []struct {
+		ID    string `json:"id"`
+		Types map[string]struct {
+			Sent   string    `json:"sent"`
+			Acked  string    `json:"acked"`
+			SentAt time.Time `json:"sentAt"`
+		} `json:"types"`
+	} `json:"proxies"`
+}
+
+// converged reports whether at least n proxies are connected, each has
+// accepted everything sent to it, and something was sent after since.
+func (u *Up) converged(ctx context.Context, n int, since time.Time) bool {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+u.state.ControlPlane.Debug+"/debug/syncz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var sz syncz
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&sz) != nil {
+		return false
+	}
+	if len(sz.Proxies) < n {
+		return false
+	}
+	var latest time.Time
+	for _, p := range sz.Proxies {
+		for _, ts := range p.Types {
+			if ts.Sent == "" || ts.Sent != ts.Acked {
+				return false
+			}
+			if ts.SentAt.After(latest) {
+				latest = ts.SentAt
+			}
+		}
+	}
+	return !latest.Before(since)
 }
 
 // stopAll stops every replica and the gateway (they drain), deregistering first.

@@ -1,0 +1,395 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// meshUp is a running `bowline up` process.
+type meshUp struct {
+	t       *testing.T
+	dir     string
+	cmd     *exec.Cmd
+	ingress string
+	stdout  *lockedBuffer
+	stderr  *lockedBuffer
+	done    chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// bookinfoDir copies the local Bookinfo platform files into a fresh
+// directory with the apps in ./bin, as `make -C samples/bookinfo` would.
+func bookinfoDir(t *testing.T, bins string) string {
+	t.Helper()
+	root := repoRoot(t)
+	dir := t.TempDir()
+	src := filepath.Join(root, "samples", "bookinfo", "platform", "local")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") {
+			continue
+		}
+		copyFile(t, filepath.Join(src, e.Name()), filepath.Join(dir, e.Name()))
+	}
+	if err := os.Symlink(filepath.Join(bins, "bookinfo"), filepath.Join(dir, "bin")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startUp runs `bowline up dir` and waits until it reports every replica serving.
+func startUp(t *testing.T, bowline, dir string, extra ...string) *meshUp {
+	t.Helper()
+	port := freePort(t)
+	args := append([]string{"up", dir, "--ingress-port", fmt.Sprint(port), "--access-log", "off", "--drain-duration", "1s"}, extra...)
+	cmd := exec.Command(bowline, args...)
+	m := &meshUp{t: t, dir: dir, cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	pr, pw := io.Pipe()
+	cmd.Stdout = io.MultiWriter(m.stdout, pw)
+	cmd.Stderr = m.stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { m.done <- cmd.Wait(); pw.Close() }()
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "ingress: "); ok {
+				ready <- rest
+			}
+		}
+	}()
+	select {
+	case m.ingress = <-ready:
+		t.Logf("bowline up serving after %s at %s", time.Since(start).Round(time.Millisecond), m.ingress)
+	case err := <-m.done:
+		t.Fatalf("bowline up exited early: %v\nstderr:\n%s", err, m.stderr.String())
+	case <-time.After(60 * time.Second):
+		m.stop()
+		t.Fatalf("bowline up not ready after 60s\nstdout:\n%s\nstderr:\n%s", m.stdout.String(), m.stderr.String())
+	}
+	t.Cleanup(m.stop)
+	return m
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (m *meshUp) stop() {
+	if m.cmd.ProcessState != nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-m.done:
+		m.done <- err
+	case <-time.After(30 * time.Second):
+		_ = m.cmd.Process.Kill()
+		m.t.Errorf("bowline up did not stop within 30s after SIGTERM")
+	}
+}
+
+// page is what a user sees on /productpage.
+type page struct {
+	status   int
+	reviews  string // "reviews-v1", ... or "" when reviews were unavailable
+	stars    string // "black", "red" or "" (none)
+	body     string
+	duration time.Duration
+}
+
+var servedBy = regexp.MustCompile(`Reviews served by: (reviews-v\d)`)
+
+func (m *meshUp) productPage(t *testing.T, user string) page {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.ingress+"/productpage", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.AddCookie(&http.Cookie{Name: "session", Value: user})
+	}
+	start := time.Now()
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	if err != nil {
+		t.Fatalf("GET /productpage: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	p := page{status: resp.StatusCode, body: string(body), duration: time.Since(start)}
+	if sm := servedBy.FindStringSubmatch(p.body); sm != nil {
+		p.reviews = sm[1]
+	}
+	switch {
+	case strings.Contains(p.body, "stars-black"):
+		p.stars = "black"
+	case strings.Contains(p.body, "stars-red"):
+		p.stars = "red"
+	}
+	return p
+}
+
+// scenario replaces the routing file the test edits in the running directory.
+func (m *meshUp) scenario(t *testing.T, files ...string) {
+	t.Helper()
+	root := repoRoot(t)
+	var docs []string
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(root, "samples", "bookinfo", "networking", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, string(data))
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, "scenario.yaml"), []byte(strings.Join(docs, "\n---\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eventually polls the page until ok holds for n consecutive requests.
+func (m *meshUp) eventually(t *testing.T, user string, n int, what string, ok func(page) bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	streak := 0
+	var last page
+	for time.Now().Before(deadline) {
+		last = m.productPage(t, user)
+		if ok(last) {
+			if streak++; streak >= n {
+				return
+			}
+			continue
+		}
+		streak = 0
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not seen within 15s; last page: status %d, reviews %q, stars %q, %s", what, last.status, last.reviews, last.stars, excerpt(last.body))
+}
+
+func excerpt(body string) string {
+	if i := strings.Index(body, "Sorry"); i >= 0 {
+		return body[i:min(len(body), i+120)]
+	}
+	return fmt.Sprintf("%d bytes", len(body))
+}
+
+// split counts which reviews version served n requests.
+func (m *meshUp) split(t *testing.T, user string, n int) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	for range n {
+		p := m.productPage(t, user)
+		if p.status != http.StatusOK {
+			t.Fatalf("status %d: %s", p.status, excerpt(p.body))
+		}
+		counts[p.reviews]++
+	}
+	return counts
+}
+
+func within(got, n int, want, tolerance float64) bool {
+	f := float64(got) / float64(n)
+	return f >= want-tolerance && f <= want+tolerance
+}
+
+// TestBookinfoUp brings Bookinfo up with `bowline up`, applies each routing
+// scenario of Istio's Bookinfo tasks by editing a file in the running
+// directory, and checks what a user sees on /productpage.
+func TestBookinfoUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds binaries and runs processes")
+	}
+	bins := binaries(t)
+	dir := bookinfoDir(t, bins)
+	m := startUp(t, filepath.Join(bins, "bowline"), dir)
+
+	t.Run("no routing rules: all versions answer", func(t *testing.T) {
+		counts := m.split(t, "", 45)
+		for _, v := range []string{"reviews-v1", "reviews-v2", "reviews-v3"} {
+			if counts[v] == 0 {
+				t.Errorf("%s never answered in 45 requests: %v", v, counts)
+			}
+		}
+		p := m.productPage(t, "")
+		if !strings.Contains(p.body, "The Comedy of Errors") {
+			t.Errorf("page lacks the book details: %s", excerpt(p.body))
+		}
+	})
+
+	t.Run("all v1", func(t *testing.T) {
+		m.scenario(t, "virtual-service-all-v1.yaml")
+		m.eventually(t, "", 10, "only v1", func(p page) bool { return p.reviews == "reviews-v1" })
+		counts := m.split(t, "", 30)
+		if counts["reviews-v1"] != 30 {
+			t.Errorf("all-v1: %v", counts)
+		}
+		if p := m.productPage(t, ""); p.stars != "" {
+			t.Errorf("v1 shows %s stars", p.stars)
+		}
+	})
+
+	t.Run("80/20 v1/v2", func(t *testing.T) {
+		m.scenario(t, "virtual-service-reviews-80-20.yaml")
+		m.eventually(t, "", 1, "a v2 answer", func(p page) bool { return p.reviews == "reviews-v2" })
+		const n = 200
+		counts := m.split(t, "", n)
+		if !within(counts["reviews-v1"], n, 0.8, 0.1) || !within(counts["reviews-v2"], n, 0.2, 0.1) || counts["reviews-v3"] != 0 {
+			t.Errorf("80/20 split over %d requests: %v", n, counts)
+		}
+	})
+
+	t.Run("50/50 v1/v3", func(t *testing.T) {
+		m.scenario(t, "virtual-service-reviews-50-v3.yaml")
+		m.eventually(t, "", 1, "a v3 answer", func(p page) bool { return p.reviews == "reviews-v3" })
+		const n = 200
+		counts := m.split(t, "", n)
+		if !within(counts["reviews-v1"], n, 0.5, 0.12) || !within(counts["reviews-v3"], n, 0.5, 0.12) || counts["reviews-v2"] != 0 {
+			t.Errorf("50/50 split over %d requests: %v", n, counts)
+		}
+		if p := m.productPage(t, ""); p.reviews == "reviews-v3" && p.stars != "red" {
+			t.Errorf("v3 shows %q stars, want red", p.stars)
+		}
+	})
+
+	t.Run("jason sees v2", func(t *testing.T) {
+		m.scenario(t, "virtual-service-reviews-test-v2.yaml")
+		m.eventually(t, "jason", 5, "jason on v2", func(p page) bool { return p.reviews == "reviews-v2" && p.stars == "black" })
+		if counts := m.split(t, "", 20); counts["reviews-v1"] != 20 {
+			t.Errorf("anonymous users: %v, want all v1", counts)
+		}
+		if counts := m.split(t, "jason", 20); counts["reviews-v2"] != 20 {
+			t.Errorf("jason: %v, want all v2", counts)
+		}
+	})
+
+	t.Run("ratings abort for jason", func(t *testing.T) {
+		m.scenario(t, "virtual-service-reviews-test-v2.yaml", "virtual-service-ratings-test-abort.yaml")
+		m.eventually(t, "jason", 3, "ratings unavailable", func(p page) bool {
+			return p.status == http.StatusOK && strings.Contains(p.body, "Ratings service is currently unavailable")
+		})
+		if p := m.productPage(t, ""); strings.Contains(p.body, "Ratings service is currently unavailable") {
+			t.Errorf("anonymous user also sees the ratings error")
+		}
+	})
+
+	t.Run("ratings delay for jason", func(t *testing.T) {
+		m.scenario(t, "virtual-service-reviews-test-v2.yaml", "virtual-service-ratings-test-delay.yaml")
+		m.eventually(t, "jason", 1, "reviews unavailable after the delay", func(p page) bool {
+			return strings.Contains(p.body, "Sorry, product reviews are currently unavailable for this book.")
+		})
+		p := m.productPage(t, "jason")
+		if !strings.Contains(p.body, "Sorry, product reviews are currently unavailable for this book.") {
+			t.Errorf("jason's page: %s", excerpt(p.body))
+		}
+		// productpage gives reviews 3 s and one retry: about 6 s in all, as in Istio's task.
+		if p.duration < 5*time.Second || p.duration > 9*time.Second {
+			t.Errorf("jason's page took %s, want about 6s", p.duration)
+		}
+		if q := m.productPage(t, ""); q.duration > 2*time.Second || q.reviews != "reviews-v1" {
+			t.Errorf("anonymous page took %s (reviews %q); the delay applies to jason only", q.duration, q.reviews)
+		}
+	})
+
+	t.Run("nothing restarted", func(t *testing.T) {
+		logs := m.stderr.String()
+		for _, bad := range []string{"process exited, restarting", "stopping replica", "replica not started"} {
+			if strings.Contains(logs, bad) {
+				t.Errorf("bowline up logged %q while scenarios changed", bad)
+			}
+		}
+	})
+
+	t.Run("clean shutdown", func(t *testing.T) {
+		m.stop()
+		if err := <-m.done; err != nil {
+			t.Errorf("bowline up exit: %v\n%s", err, m.stderr.String())
+		}
+		m.done <- nil
+		if left := processesUnder(dir); len(left) > 0 {
+			t.Errorf("processes left behind: %v", left)
+		}
+	})
+}
+
+// processesUnder lists running processes whose command line mentions dir.
+func processesUnder(dir string) []string {
+	var left []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left = left[:0]
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if err != nil {
+				continue
+			}
+			cmdline := strings.ReplaceAll(string(data), "\x00", " ")
+			if strings.Contains(cmdline, dir) {
+				if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(stat), ") Z ") {
+					continue // a zombie about to be reaped
+				}
+				left = append(left, e.Name()+": "+cmdline)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
