@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/bowline-mesh/bowline/internal/cli.version=$(VERSION) -X github.com/bowline-mesh/bowline/internal/cli.commit=$(COMMIT)
 
-.PHONY: help build test race lint e2e bench bench-short samples fuzz
+.PHONY: help build up test race lint e2e bench bench-short samples fuzz
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -13,8 +13,11 @@ help: ## list targets
 build: ## build the static bowline binary into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bowline
 
+up: build samples ## build, then run Bookinfo on this machine (bowline up); INGRESS_PORT=N to move the gateway
+	$(BIN) up samples/bookinfo/platform/local $(if $(INGRESS_PORT),--ingress-port $(INGRESS_PORT))
+
 samples: ## build the Bookinfo sample apps
-	$(MAKE) -C samples/bookinfo
+	$(MAKE) -C samples/bookinfo build
 
 test: ## run all tests with the race detector (the README's test command)
 	$(GO) test -race ./...
