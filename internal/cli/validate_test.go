@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -54,5 +55,17 @@ func TestValidateUsageErrors(t *testing.T) {
 				t.Errorf("stderr = %q, want %q", errOut, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestValidateBookinfoSamples: every Istio YAML of the Bookinfo sample
+// (routing scenarios, policies, the local platform) is accepted.
+func TestValidateBookinfoSamples(t *testing.T) {
+	out, errOut, code := run(t, "", "validate", "-f", "../../samples/bookinfo")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.HasPrefix(out, "✔ ") {
+		t.Errorf("summary = %q", out)
 	}
 }
