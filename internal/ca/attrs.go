@@ -1,0 +1,16 @@
+package ca
+
+// Log attribute keys.
+const (
+	attrAddress     = "address"
+	attrDir         = "dir"
+	attrError       = "error"
+	attrFile        = "file"
+	attrIdentity    = "identity"
+	attrMethod      = "method"
+	attrNotAfter    = "not_after"
+	attrRoots       = "roots"
+	attrSubject     = "subject"
+	attrTrustDomain = "trust_domain"
+	attrTTL         = "ttl"
+)
