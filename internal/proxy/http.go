@@ -1,43 +1,45 @@
 package proxy
 
 import (
-	"context"
-	"errors"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
-// maxRetryBody is the largest request body buffered so it can be retried.
-const maxRetryBody = 64 << 10
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// serveHTTP is the HTTP pipeline: route, fault, direct/redirect or forward.
+// serveHTTP is the HTTP pipeline: resolve the route, run the HCM's filter
+// chain (cors, fault, and later rbac, jwt_authn), then the router: direct
+// response, redirect or forward.
 func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s := p.snap.Load()
-	info, _ := r.Context().Value(connInfoKey{}).(*connInfo)
-	rec := record{start: time.Now(), method: r.Method, path: r.URL.RequestURI(), protocol: r.Proto, authority: r.Host}
-	var abort bool
+	x := p.exchanges.Get().(*exchange)
+	*x = exchange{p: p, w: w, r: r}
+	rec := &x.recBuf
+	x.rec = rec
+	*rec = record{start: time.Now(), method: r.Method, protocol: r.Proto, authority: r.Host}
 	defer func() {
 		rec.duration = time.Since(rec.start)
-		p.alog.log(&rec)
-		p.metrics.observeRequest(&rec)
-		if abort {
+		if rec.path == "" {
+			rec.path = r.URL.RequestURI()
+		}
+		p.alog.log(rec)
+		p.metrics.observeRequest(rec)
+		reset := x.reset
+		*x = exchange{}
+		p.exchanges.Put(x)
+		if reset {
 			panic(http.ErrAbortHandler)
 		}
 	}()
+	s := p.snap.Load()
+	info, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	x.snap, x.info = s, info
 	if info == nil || s == nil {
 		rec.flags |= flagNR
-		rec.code = p.local(w, http.StatusNotFound, "no listener")
+		x.localReply(http.StatusNotFound, "no listener")
 		return
 	}
 	l := s.listenerFor(info.target)
@@ -50,78 +52,57 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.inbound = strings.HasPrefix(l.Name, "inbound")
 	}
 	if r.Method == http.MethodConnect {
-		p.serveConnect(w, r, s, info, &rec)
+		rec.path = r.Host
+		p.serveConnect(w, r, s, info, rec)
 		return
 	}
 	rid := r.Header.Get("x-request-id")
 	if rid == "" {
 		rid = newRequestID()
-		r.Header.Set("X-Request-Id", rid)
+		r.Header["X-Request-Id"] = []string{rid}
 	}
 	rec.requestID = rid
-	var rt *routeTable
-	var vh *xdsconfig.VirtualHost
 	if hcm != nil {
-		if rt = s.routesFor(hcm); rt != nil {
-			vh = rt.virtualHost(r.Host)
+		if x.rt = s.routesFor(hcm); x.rt != nil {
+			x.vh = x.rt.virtualHost(r.Host)
 		}
+		x.chain = s.chains[hcm]
 	}
-	if vh == nil && r.URL.IsAbs() {
+	if x.vh == nil && r.URL.IsAbs() {
 		// Explicit proxy: fall back to the virtual listener of the authority's port.
-		rt, vh = s.byAuthorityPort(r.Host)
+		x.rt, x.vh = s.byAuthorityPort(r.Host)
 	}
 	path := r.URL.EscapedPath()
-	var route *xdsconfig.Route
-	if vh != nil {
-		route = matchRoute(vh, r, path)
+	if x.vh != nil {
+		x.route = matchRoute(x.vh, r, path)
 	}
-	if route == nil {
-		rec.flags |= flagNR
-		rec.code = p.local(w, http.StatusNotFound, "")
-		return
-	}
-	fault := route.Fault
-	if fault == nil && hcm != nil {
-		fault = hcm.Fault
-	}
-	if fault != nil {
-		if fault.Delay > 0 && sampled(fault.DelayPerMillion) {
-			rec.flags |= flagDI
-			t := time.NewTimer(fault.Delay)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				rec.flags |= flagDC
-				return
-			}
-		}
-		if fault.AbortStatus > 0 && sampled(fault.AbortPerMillion) {
-			rec.flags |= flagFI
-			if fault.HasGRPCAbort {
-				w.Header().Set("content-type", "application/grpc")
-				w.Header().Set("grpc-status", strconv.Itoa(int(fault.AbortGRPCStatus)))
-				rec.grpcStatus = strconv.Itoa(int(fault.AbortGRPCStatus))
-			}
-			rec.code = p.local(w, fault.AbortStatus, "fault filter abort")
+	for _, f := range x.chain {
+		x.decoded++
+		if f.decode(x) {
 			return
 		}
 	}
+	p.route(x, path)
+}
+
+// route is the router filter: it answers direct responses and redirects and
+// forwards everything else to the route's cluster.
+func (p *Proxy) route(x *exchange, path string) {
+	route, vh, rt, rec := x.route, x.vh, x.rt, x.rec
+	if route == nil {
+		rec.flags |= flagNR
+		x.localReply(http.StatusNotFound, "")
+		return
+	}
 	switch {
 	case route.Direct != nil:
-		editResponse(w.Header(), &route.Headers, &vh.Headers, &rt.cfg.Headers)
-		if route.Direct.Body != "" {
-			w.Header().Set("content-type", "text/plain")
-		}
-		w.WriteHeader(route.Direct.Status)
-		n, _ := io.WriteString(w, route.Direct.Body)
-		rec.code, rec.bytesOut = route.Direct.Status, int64(n)
+		editResponse(x.w.Header(), &route.Headers, &vh.Headers, &rt.cfg.Headers)
+		x.localReply(route.Direct.Status, route.Direct.Body)
 		return
 	case route.Redirect != nil:
-		editResponse(w.Header(), &route.Headers, &vh.Headers, &rt.cfg.Headers)
-		w.Header().Set("location", redirectURL(route.Redirect, &route.Match, r, path))
-		w.WriteHeader(route.Redirect.Code)
-		rec.code = route.Redirect.Code
+		editResponse(x.w.Header(), &route.Headers, &vh.Headers, &rt.cfg.Headers)
+		x.w.Header().Set("location", redirectURL(route.Redirect, &route.Match, x.r, path))
+		x.writeHeader(route.Redirect.Code)
 		return
 	}
 	a := route.Action
@@ -137,13 +118,13 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rec.upstreamCluster = wc.Name
-	c := s.clusters[wc.Name]
+	c := x.snap.clusters[wc.Name]
 	if c == nil {
 		rec.flags |= flagNC
-		rec.code = p.local(w, http.StatusServiceUnavailable, "no cluster")
+		x.localReply(http.StatusServiceUnavailable, "no cluster")
 		return
 	}
-	abort = p.forward(w, r, &rec, info, rt, vh, route, wc, c, s)
+	x.reset = p.forward(x, wc, c)
 }
 
 // byAuthorityPort finds the route table of the virtual listener
@@ -178,18 +159,6 @@ func (s *snapshot) byAuthorityPort(authority string) (*routeTable, *xdsconfig.Vi
 
 func sampled(perMillion uint32) bool {
 	return perMillion >= 1_000_000 || rand.N(uint32(1_000_000)) < perMillion
-}
-
-// local writes a response generated by the proxy itself.
-func (p *Proxy) local(w http.ResponseWriter, code int, body string) int {
-	if body != "" {
-		w.Header().Set("content-type", "text/plain")
-	}
-	w.WriteHeader(code)
-	if body != "" {
-		_, _ = io.WriteString(w, body)
-	}
-	return code
 }
 
 func newRequestID() string {
@@ -233,350 +202,4 @@ func stripHop(h http.Header) {
 	if te := h["Te"]; len(te) > 0 && !(len(te) == 1 && strings.EqualFold(te[0], "trailers")) {
 		delete(h, "Te")
 	}
-}
-
-// attemptResult classifies one upstream attempt.
-type attemptResult struct {
-	resp  *http.Response
-	flag  flags // UF, UT, UC or DC on error
-	err   error
-	host  *host
-	retry bool
-}
-
-// forward sends the request upstream with retries and copies the response.
-// It returns true when the downstream stream must be reset.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rec *record, info *connInfo, rt *routeTable,
-	vh *xdsconfig.VirtualHost, route *xdsconfig.Route, wc *xdsconfig.WeightedCluster, c *cluster, s *snapshot) bool {
-	a := route.Action
-	hdr := r.Header.Clone()
-	stripHop(hdr)
-	if _, ok := hdr["X-Forwarded-Proto"]; !ok {
-		hdr["X-Forwarded-Proto"] = []string{"http"}
-	}
-	editRequest(hdr, &wc.Headers, &route.Headers, &vh.Headers, &rt.cfg.Headers)
-	path := rewritePath(a, &route.Match, r.URL.EscapedPath())
-	authority := r.Host
-	if a.HostRewrite != "" {
-		authority = a.HostRewrite
-	}
-	policy := a.Retry
-	var body []byte
-	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	bodyIn := &countingReader{r: r.Body}
-	if hasBody && (policy != nil || len(a.Mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxRetryBody {
-		b, err := io.ReadAll(io.LimitReader(r.Body, maxRetryBody+1))
-		if err != nil {
-			rec.flags |= flagDC
-			return false
-		}
-		body = b
-		bodyIn.n = int64(len(b))
-	} else if hasBody {
-		policy = nil // a streamed body cannot be replayed
-	}
-	ctx := r.Context()
-	if a.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.Timeout)
-		defer cancel()
-	}
-	for _, m := range a.Mirrors {
-		if mc := s.clusters[m.Cluster]; mc != nil && sampled(m.PerMillion) && (!hasBody || body != nil) {
-			p.mirror(mc, r, hdr, path, authority, body)
-		}
-	}
-	var hashKey string
-	for _, h := range a.HashHeaders {
-		hashKey += r.Header.Get(h)
-	}
-	downstreamH2 := r.ProtoMajor == 2
-	var res attemptResult
-	var prev *host
-	for attempt := 1; ; attempt++ {
-		if c.overflow() {
-			rec.flags |= flagUO
-			rec.code = p.local(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: overflow")
-			return false
-		}
-		h := c.pick(prev, hashKey, len(a.HashHeaders) > 0)
-		if h == nil {
-			rec.flags |= flagUH
-			rec.code = p.local(w, http.StatusServiceUnavailable, "no healthy upstream")
-			return false
-		}
-		if attempt > 1 {
-			hdr.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
-		}
-		var rd io.ReadCloser = http.NoBody
-		switch {
-		case body != nil:
-			rd = io.NopCloser(strings.NewReader(string(body)))
-		case hasBody:
-			rd = io.NopCloser(bodyIn)
-		}
-		res = p.attempt(ctx, r, c, h, hdr, path, authority, rd, policy, downstreamH2)
-		rec.upstreamHost, rec.host = h.addr, h
-		if !res.retry || policy == nil || uint32(attempt) > policy.NumRetries || ctx.Err() != nil ||
-			c.retries.Load() >= int64(c.cfg.Limits.MaxRetries) {
-			if res.retry && policy != nil && uint32(attempt) > policy.NumRetries && policy.NumRetries > 0 {
-				rec.flags |= flagURX
-			}
-			break
-		}
-		if res.resp != nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(res.resp.Body, 64<<10))
-			res.resp.Body.Close()
-		}
-		if policy.OtherHosts {
-			prev = h
-		}
-		c.retries.Add(1)
-		wait := backoff(policy, attempt)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-		c.retries.Add(-1)
-		if ctx.Err() != nil {
-			if r.Context().Err() != nil {
-				rec.flags |= flagDC
-				return false
-			}
-			rec.flags |= flagUT
-			rec.code = p.local(w, http.StatusGatewayTimeout, "upstream request timeout")
-			return false
-		}
-	}
-	rec.bytesIn = bodyIn.n
-	if res.resp == nil {
-		rec.flags |= res.flag
-		switch res.flag {
-		case flagDC:
-			return false
-		case flagUT:
-			rec.code = p.local(w, http.StatusGatewayTimeout, "upstream request timeout")
-		case flagUF:
-			rec.code = p.local(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
-		default:
-			rec.code = p.local(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
-		}
-		return false
-	}
-	return p.copyResponse(w, res.resp, rec, route, vh, rt, wc)
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	return n, err
-}
-
-func backoff(p *xdsconfig.RetryPolicy, attempt int) time.Duration {
-	ceil := p.BaseInterval << (attempt - 1)
-	if ceil <= 0 || ceil > p.MaxInterval {
-		ceil = p.MaxInterval
-	}
-	return rand.N(ceil) + 1
-}
-
-// attempt makes one upstream try and decides whether it may be retried.
-func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *host, hdr http.Header, path, authority string,
-	body io.ReadCloser, policy *xdsconfig.RetryPolicy, downstreamH2 bool) attemptResult {
-	tryCtx := ctx
-	var cancel context.CancelFunc
-	if policy != nil && policy.PerTryTimeout > 0 {
-		tryCtx, cancel = context.WithTimeout(ctx, policy.PerTryTimeout)
-	}
-	u := &url.URL{Scheme: "http", Host: h.addr, Opaque: path, RawQuery: r.URL.RawQuery}
-	if c.cfg.Type == xdsconfig.DiscoveryOriginalDst {
-		u.Host = authority
-	}
-	out := &http.Request{
-		Method:        r.Method,
-		URL:           u,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        hdr,
-		Body:          body,
-		ContentLength: r.ContentLength,
-		Host:          authority,
-		Trailer:       r.Trailer,
-	}
-	if body == http.NoBody {
-		out.ContentLength = 0
-	}
-	out = out.WithContext(tryCtx)
-	c.active.Add(1)
-	h.active.Add(1)
-	h.total.Add(1)
-	c.rqTotal.Add(1)
-	resp, err := c.transport(downstreamH2).RoundTrip(out)
-	c.active.Add(-1)
-	h.active.Add(-1)
-	res := attemptResult{host: h}
-	if err != nil {
-		if cancel != nil {
-			cancel()
-		}
-		var ce *connectError
-		switch {
-		case r.Context().Err() != nil:
-			res.flag = flagDC
-		case errors.As(err, &ce):
-			res.flag = flagUF
-			c.report(h, 0, true)
-		case tryCtx.Err() != nil:
-			res.flag = flagUT
-			c.report(h, 504, false)
-		default:
-			res.flag = flagUC
-			c.report(h, 503, false)
-		}
-		res.err = err
-		if policy != nil {
-			switch res.flag {
-			case flagUF:
-				res.retry = policy.On&(xdsconfig.RetryConnectFailure|xdsconfig.Retry5xx|xdsconfig.RetryGatewayError) != 0
-			case flagUT:
-				res.retry = ctx.Err() == nil && policy.On&(xdsconfig.Retry5xx|xdsconfig.RetryGatewayError|xdsconfig.RetryReset) != 0
-			case flagUC:
-				res.retry = policy.On&(xdsconfig.Retry5xx|xdsconfig.RetryGatewayError|xdsconfig.RetryReset) != 0 ||
-					(policy.On&xdsconfig.RetryRefusedStream != 0 && strings.Contains(err.Error(), "REFUSED_STREAM"))
-			}
-		}
-		return res
-	}
-	if cancel != nil {
-		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	}
-	res.resp = resp
-	c.report(h, resp.StatusCode, false)
-	if policy != nil {
-		code := resp.StatusCode
-		on := policy.On
-		res.retry = (on&xdsconfig.Retry5xx != 0 && code >= 500) ||
-			(on&xdsconfig.RetryGatewayError != 0 && (code == 502 || code == 503 || code == 504)) ||
-			(on&xdsconfig.RetryRetriable4xx != 0 && code == 409)
-		if on&xdsconfig.RetryRetriableStatusCodes != 0 {
-			for _, sc := range policy.StatusCodes {
-				if int(sc) == code {
-					res.retry = true
-				}
-			}
-		}
-	}
-	return res
-}
-
-// cancelBody ends the per-try context once the body is done.
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
-}
-
-// copyResponse streams the upstream response (headers, body, trailers) to the
-// downstream. It returns true when the body broke mid-stream.
-func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, rec *record, route *xdsconfig.Route,
-	vh *xdsconfig.VirtualHost, rt *routeTable, wc *xdsconfig.WeightedCluster) bool {
-	defer resp.Body.Close()
-	dst := w.Header()
-	for k, v := range resp.Header {
-		dst[k] = v
-	}
-	stripHop(dst)
-	editResponse(dst, &wc.Headers, &route.Headers, &vh.Headers, &rt.cfg.Headers)
-	grpc := strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc")
-	if grpc {
-		rec.grpcStatus = resp.Header.Get("Grpc-Status")
-	}
-	w.WriteHeader(resp.StatusCode)
-	rec.code = resp.StatusCode
-	flusher, _ := w.(http.Flusher)
-	stream := resp.ContentLength < 0 || grpc
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
-	var broke bool
-	for {
-		n, err := resp.Body.Read(buf)
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
-			rec.bytesOut += int64(m)
-			if werr != nil {
-				rec.flags |= flagDC
-				return false
-			}
-			if stream && flusher != nil {
-				flusher.Flush()
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				rec.flags |= flagUT
-			} else {
-				rec.flags |= flagUC
-			}
-			broke = true
-			break
-		}
-	}
-	for k, v := range resp.Trailer {
-		dst[http.TrailerPrefix+k] = v
-		if grpc && strings.EqualFold(k, "grpc-status") && len(v) > 0 {
-			rec.grpcStatus = v[0]
-		}
-	}
-	return broke
-}
-
-// mirror sends a copy of the request to a shadow cluster and ignores the answer.
-func (p *Proxy) mirror(c *cluster, r *http.Request, hdr http.Header, path, authority string, body []byte) {
-	h := c.pick(nil, "", false)
-	if h == nil || c.overflow() {
-		return
-	}
-	host := authority
-	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
-		host = host[:i] + "-shadow" + host[i:]
-	} else {
-		host += "-shadow"
-	}
-	out, err := http.NewRequest(r.Method, "http://"+h.addr+path, strings.NewReader(string(body)))
-	if err != nil {
-		return
-	}
-	out.Header = hdr.Clone()
-	out.Host = host
-	out.URL.RawQuery = r.URL.RawQuery
-	p.draining.Add(1)
-	go func() {
-		defer p.draining.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c.active.Add(1)
-		defer c.active.Add(-1)
-		resp, err := c.h1.RoundTrip(out.WithContext(ctx))
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	}()
 }

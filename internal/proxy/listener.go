@@ -34,6 +34,7 @@ type connInfo struct {
 	bound  *boundListener
 	target netip.AddrPort // address of the listener whose chain serves the conn
 	dst    netip.AddrPort // original destination (or local address)
+	src    netip.AddrPort // downstream peer address
 }
 
 type connInfoKey struct{}
@@ -131,7 +132,7 @@ func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
 		_ = conn.Close()
 		return
 	}
-	info := &connInfo{bound: b, target: target.Address, dst: dst}
+	info := &connInfo{bound: b, target: target.Address, dst: dst, src: addrPortOf(conn.RemoteAddr())}
 	if chain.TCP != nil {
 		p.draining.Add(1)
 		go func() {

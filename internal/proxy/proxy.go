@@ -62,6 +62,10 @@ type Proxy struct {
 	quitOnce  sync.Once
 	drainOnce sync.Once
 	adminAddr atomic.Pointer[string]
+
+	// exchanges and copyBufs recycle per-request state and body copy buffers.
+	exchanges sync.Pool
+	copyBufs  sync.Pool
 }
 
 // New returns a proxy; it starts nothing.
@@ -82,6 +86,8 @@ func New(cfg Config) *Proxy {
 		quit:  make(chan struct{}),
 		alog:  newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
 	}
+	p.exchanges.New = func() any { return new(exchange) }
+	p.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.metrics = newMetrics(Identity{Workload: cfg.Node.Workload, Namespace: cfg.Node.Namespace,
 		App:       firstNonEmpty(cfg.Node.Labels["app"], cfg.Node.Labels["service.istio.io/canonical-name"]),
 		Version:   firstNonEmpty(cfg.Node.Labels["version"], cfg.Node.Labels["service.istio.io/canonical-revision"]),

@@ -18,6 +18,8 @@ type snapshot struct {
 	byAddr    map[netip.AddrPort]*xdsconfig.Listener
 	routes    map[string]*routeTable
 	clusters  map[string]*cluster
+	// chains are the runtime HTTP filters of every HCM in the snapshot.
+	chains map[*xdsconfig.HTTPConnectionManager][]httpFilter
 }
 
 // listenerFor returns the listener that owns addr, falling back to the
@@ -47,6 +49,7 @@ func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64) *snapshot
 		byAddr:    map[netip.AddrPort]*xdsconfig.Listener{},
 		routes:    map[string]*routeTable{},
 		clusters:  map[string]*cluster{},
+		chains:    map[*xdsconfig.HTTPConnectionManager][]httpFilter{},
 	}
 	for _, l := range s.listeners {
 		if l.Address.IsValid() {
@@ -55,6 +58,14 @@ func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64) *snapshot
 		chains := append([]xdsconfig.FilterChain(nil), l.FilterChains...)
 		if l.DefaultChain != nil {
 			chains = append(chains, *l.DefaultChain)
+		}
+		for i := range l.FilterChains {
+			if h := l.FilterChains[i].HTTP; h != nil {
+				s.chains[h] = buildChain(h)
+			}
+		}
+		if l.DefaultChain != nil && l.DefaultChain.HTTP != nil {
+			s.chains[l.DefaultChain.HTTP] = buildChain(l.DefaultChain.HTTP)
 		}
 		for _, fc := range chains {
 			if fc.HTTP != nil && fc.HTTP.Routes != nil {
