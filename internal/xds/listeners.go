@@ -76,7 +76,11 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 	}
 	cluster := InboundCluster(port)
 	if !http {
-		return tcpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, "inbound_"+portName(port), cluster)
+		l := tcpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, "inbound_"+portName(port), cluster)
+		// Security (authz.go): network RBAC filters go before tcp_proxy.
+		fc := l.FilterChains[0]
+		fc.Filters = append(g.authzNetworkFilters(), fc.Filters...)
+		return l
 	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "inbound_" + portName(port),
@@ -95,7 +99,10 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 				}},
 			}},
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}},
+		// Security (jwt.go, authz.go): jwt_authn, then the RBAC filters
+		// (CUSTOM, AUDIT, DENY, ALLOW), then the router.
+		HttpFilters: append(g.inboundSecurityFilters(),
+			&hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}),
 	}
 	return httpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, hcm)
 }

@@ -1,0 +1,181 @@
+package xds
+
+import (
+	"fmt"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	security "istio.io/api/security/v1beta1"
+
+	"github.com/bowline-mesh/bowline/internal/model"
+)
+
+// Names and stat prefixes of the authorization filters, as Istio emits them.
+const (
+	filterRBACHTTP = "envoy.filters.http.rbac"
+	filterRBACNet  = "envoy.filters.network.rbac"
+	// rbacTCPStatPrefix is the network RBAC filter's stat_prefix (required by Envoy).
+	rbacTCPStatPrefix = "tcp."
+	// Shadow (dry-run) stat prefixes, Istio's istio.io/dry-run names.
+	rbacDryRunAllowPrefix = "istio_dry_run_allow_"
+	rbacDryRunDenyPrefix  = "istio_dry_run_deny_"
+	// extAuthzPrefix starts the policy names of CUSTOM rules.
+	extAuthzPrefix = "istio-ext-authz"
+	// badCustomSuffix ends the policy names of CUSTOM rules whose provider
+	// is not configured: they are enforced as DENY instead.
+	badCustomSuffix = "-deny-due-to-bad-CUSTOM-action"
+	// customNotConfiguredPrefix is the rules_stat_prefix of that DENY filter,
+	// so the stats and the access log say why the request was refused.
+	customNotConfiguredPrefix = "istio_ext_authz_provider_not_configured_"
+)
+
+// authzBuilt holds the RBAC rule sets of one action, split into enforced and
+// dry-run (shadow) rules; either may be nil.
+type authzBuilt struct {
+	rules, shadow *rbacv3.RBAC
+	// custom marks the DENY set standing in for CUSTOM policies without a provider.
+	custom bool
+}
+
+// authzSets builds, in Istio's filter order, the RBAC rule sets of the
+// AuthorizationPolicies applying to the proxy: CUSTOM (as DENY, since Bowline's
+// mesh config has no extension providers), AUDIT (LOG), DENY, ALLOW. forTCP
+// applies Istio's rule for HTTP-only fields on TCP filter chains.
+func (g *gen) authzSets(forTCP bool) []authzBuilt {
+	policies := g.snap.AuthorizationPoliciesFor(g.proxy)
+	if len(policies) == 0 {
+		return nil
+	}
+	byAction := map[security.AuthorizationPolicy_Action][]*model.AuthorizationPolicy{}
+	for _, p := range policies {
+		a := p.Spec.GetAction()
+		byAction[a] = append(byAction[a], p)
+	}
+	var out []authzBuilt
+	if ps := byAction[security.AuthorizationPolicy_CUSTOM]; len(ps) > 0 {
+		// No provider can be configured yet ("provider not configured"): like
+		// Istio, deny exactly the requests the CUSTOM rules select, under
+		// policy names that say so.
+		b := buildRBAC(ps, rbacv3.RBAC_DENY, forTCP, true)
+		b.custom = true
+		out = append(out, b)
+	}
+	for _, step := range []struct {
+		action security.AuthorizationPolicy_Action
+		rbac   rbacv3.RBAC_Action
+	}{
+		{security.AuthorizationPolicy_AUDIT, rbacv3.RBAC_LOG},
+		{security.AuthorizationPolicy_DENY, rbacv3.RBAC_DENY},
+		{security.AuthorizationPolicy_ALLOW, rbacv3.RBAC_ALLOW},
+	} {
+		if ps := byAction[step.action]; len(ps) > 0 {
+			out = append(out, buildRBAC(ps, step.rbac, forTCP, false))
+		}
+	}
+	return out
+}
+
+// authzHTTPFilters returns the envoy.filters.http.rbac filters for an
+// inbound HCM (nil when no AuthorizationPolicy applies: everything is allowed).
+func (g *gen) authzHTTPFilters() []*hcmv3.HttpFilter {
+	var fs []*hcmv3.HttpFilter
+	for _, b := range g.authzSets(false) {
+		cfg := &rbachttpv3.RBAC{Rules: b.rules, ShadowRules: b.shadow, ShadowRulesStatPrefix: shadowPrefix(b.shadow)}
+		if b.custom {
+			cfg.RulesStatPrefix = customNotConfiguredPrefix
+		}
+		fs = append(fs, &hcmv3.HttpFilter{Name: filterRBACHTTP, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(cfg)}})
+	}
+	return fs
+}
+
+// authzNetworkFilters returns the envoy.filters.network.rbac filters that
+// precede tcp_proxy on an inbound TCP filter chain.
+func (g *gen) authzNetworkFilters() []*listenerv3.Filter {
+	var fs []*listenerv3.Filter
+	for _, b := range g.authzSets(true) {
+		prefix := rbacTCPStatPrefix
+		if b.custom {
+			prefix += customNotConfiguredPrefix
+		}
+		cfg := &rbacnetv3.RBAC{Rules: b.rules, ShadowRules: b.shadow, ShadowRulesStatPrefix: shadowPrefix(b.shadow), StatPrefix: prefix}
+		fs = append(fs, &listenerv3.Filter{Name: filterRBACNet, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(cfg)}})
+	}
+	return fs
+}
+
+func shadowPrefix(shadow *rbacv3.RBAC) string {
+	if shadow == nil {
+		return ""
+	}
+	switch shadow.GetAction() {
+	case rbacv3.RBAC_ALLOW:
+		return rbacDryRunAllowPrefix
+	case rbacv3.RBAC_DENY:
+		return rbacDryRunDenyPrefix
+	}
+	return ""
+}
+
+// buildRBAC turns the policies of one action into enforced and dry-run rule
+// sets. Policy names are Istio's "ns[NS]-policy[NAME]-rule[I]". A policy with
+// no rules yields one policy that never matches (so an ALLOW {} denies all).
+// A rule that cannot be generated (an HTTP-only field of an ALLOW rule on a
+// TCP chain) is left out, which makes the ALLOW narrower.
+func buildRBAC(policies []*model.AuthorizationPolicy, action rbacv3.RBAC_Action, forTCP, custom bool) authzBuilt {
+	var out authzBuilt
+	for _, p := range policies {
+		set := &out.rules
+		if p.DryRun {
+			set = &out.shadow
+		}
+		if *set == nil {
+			*set = &rbacv3.RBAC{Action: action, Policies: map[string]*rbacv3.Policy{}}
+		}
+		name := func(i int) string {
+			n := fmt.Sprintf("ns[%s]-policy[%s]-rule[%d]", p.Namespace, p.Name, i)
+			if custom {
+				n = extAuthzPrefix + "-" + p.Spec.GetProvider().GetName() + "-" + n + badCustomSuffix
+			}
+			return n
+		}
+		rules := p.Spec.GetRules()
+		if len(rules) == 0 {
+			(*set).Policies[name(0)] = policyMatchNever()
+			continue
+		}
+		for i, r := range rules {
+			if r == nil {
+				continue
+			}
+			pol, err := rulePolicy(p.Namespace, r, forTCP, action)
+			if err != nil {
+				continue // see above: the rule is dropped
+			}
+			(*set).Policies[name(i)] = pol
+		}
+	}
+	return out
+}
+
+// policyMatchNever matches no request: any permission, no principal.
+func policyMatchNever() *rbacv3.Policy {
+	return &rbacv3.Policy{
+		Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
+		Principals: []*rbacv3.Principal{{Identifier: &rbacv3.Principal_NotId{
+			NotId: &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}}}}},
+	}
+}
+
+// inboundSecurityFilters are the HTTP filters an inbound HCM carries before
+// its router: jwt_authn (when a RequestAuthentication applies), then RBAC.
+func (g *gen) inboundSecurityFilters() []*hcmv3.HttpFilter {
+	var fs []*hcmv3.HttpFilter
+	if f := g.jwtFilter(); f != nil {
+		fs = append(fs, f)
+	}
+	return append(fs, g.authzHTTPFilters()...)
+}
