@@ -203,11 +203,11 @@ func (c *CA) Sign(p SignParams) (*Issued, error) {
 }
 
 type issueParams struct {
-	pub   any
-	uri   *url.URL
-	dns   []string
-	ips   []net.IP
-	ttl   time.Duration
+	pub any
+	uri *url.URL
+	dns []string
+	ips []net.IP
+	ttl time.Duration
 }
 
 func (c *CA) issue(p issueParams) (*Issued, error) {

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	pb "istio.io/api/security/v1alpha1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	pb "istio.io/api/security/v1alpha1"
 )
 
 // ServiceConfig configures the IstioCertificateService implementation.
