@@ -27,6 +27,7 @@ func newProxyCommand(s streams) *cobra.Command {
 		outbound     string
 		inbound      []string
 		gatewayPorts []string
+		interception string
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -72,7 +73,10 @@ func newProxyCommand(s streams) *cobra.Command {
 					return fmt.Errorf("--outbound-http-address: %w", err)
 				}
 			}
-			cfg.Node = xdsclient.NodeInfo{ID: nodeID, Type: typ, Namespace: cfg.Node.Namespace,
+			if interception != "REDIRECT" && interception != "NONE" {
+				return fmt.Errorf("--interception-mode: want REDIRECT or NONE, got %q", interception)
+			}
+			cfg.Node = xdsclient.NodeInfo{InterceptionMode: interception, ID: nodeID, Type: typ, Namespace: cfg.Node.Namespace,
 				Workload: cfg.Node.Workload, ServiceAccount: cfg.Node.ServiceAccount, Labels: lbls,
 				Inbound: in, OutboundHTTP: outbound, GatewayPorts: gw}
 			if ip != "" {
@@ -101,6 +105,7 @@ func newProxyCommand(s streams) *cobra.Command {
 	f.StringVar(&outbound, "outbound-http-address", "", "explicit outbound HTTP proxy HOST:PORT for the app's HTTP_PROXY")
 	f.StringArrayVar(&inbound, "inbound", nil, "mesh port to application port PORT=APP_PORT (repeatable)")
 	f.StringArrayVar(&gatewayPorts, "gateway-port", nil, "gateway server port to listen port PORT=LISTEN_PORT (repeatable)")
+	f.StringVar(&interception, "interception-mode", "NONE", "REDIRECT when iptables sends the workload's traffic to 15001/15006 (a pod, bowline up --netns), NONE for explicit mode")
 	f.StringVar(&cfg.AccessLog, "access-log", "json", "access log format: off, json or text")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", 5*time.Second, "how long in-flight requests may finish on shutdown")
 	return cmd

@@ -34,4 +34,19 @@ type Proxy struct {
 	OutboundHTTP string
 	// GatewayPorts is BOWLINE_GATEWAY_PORTS: Gateway server port -> port to listen on instead.
 	GatewayPorts []PortMapping
+	// InterceptionMode is Istio's INTERCEPTION_MODE: InterceptionRedirect when
+	// iptables sends the workload's traffic to the sidecar (a pod, `bowline up
+	// --netns`); empty or InterceptionNone for explicit mode.
+	InterceptionMode InterceptionMode
 }
+
+// InterceptionMode is how a workload's traffic reaches its sidecar.
+type InterceptionMode string
+
+// Interception modes, as Istio spells them in node metadata.
+const (
+	// InterceptionNone: no capture; the app uses the sidecar explicitly.
+	InterceptionNone InterceptionMode = "NONE"
+	// InterceptionRedirect: iptables REDIRECT to 15001 (outbound) and 15006 (inbound).
+	InterceptionRedirect InterceptionMode = "REDIRECT"
+)

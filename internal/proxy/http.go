@@ -49,7 +49,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			hcm = fc.HTTP
 		}
 		rec.listener = l.Name
-		rec.inbound = strings.HasPrefix(l.Name, "inbound")
+		rec.inbound = isInbound(l.Name)
 	}
 	if r.Method == http.MethodConnect {
 		rec.path = r.Host

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,6 +127,12 @@ func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
 				target = t
 			}
 		}
+	} else if l.OriginalDst {
+		// Transparent inbound capture (virtualInbound on 15006): the chain is
+		// chosen by the original destination port; the connection stays here.
+		if od, err := originalDst(conn); err == nil {
+			dst = od
+		}
 	}
 	chain := target.ChainFor(dst.Port())
 	if chain == nil {
@@ -142,6 +149,12 @@ func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
 		return
 	}
 	b.cl.push(&taggedConn{Conn: conn, info: info})
+}
+
+// isInbound reports whether a listener serves traffic to the local workload
+// (reporter=destination): inbound|<port>, or virtualInbound under capture.
+func isInbound(name string) bool {
+	return strings.HasPrefix(name, "inbound") || name == "virtualInbound"
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +17,7 @@ import (
 // serveTCP proxies one downstream connection to a tcp_proxy destination.
 func (p *Proxy) serveTCP(s *snapshot, b *boundListener, conn net.Conn, l *xdsconfig.Listener, tp *xdsconfig.TCPProxy,
 	dst netip.AddrPort) {
-	rec := record{start: time.Now(), protocol: "tcp", inbound: strings.HasPrefix(l.Name, "inbound"),
+	rec := record{start: time.Now(), protocol: "tcp", inbound: isInbound(l.Name),
 		listener: l.Name, authority: dst.String()}
 	defer func() {
 		rec.duration = time.Since(rec.start)

@@ -63,6 +63,7 @@ func Generate(snap *model.Snapshot, proxy *model.Proxy) Resources {
 		g.buildRouter()
 	default:
 		g.buildSidecar()
+		g.buildCapture() // capture.go: virtualInbound/virtualOutbound for INTERCEPTION_MODE REDIRECT
 	}
 	return g.resources()
 }

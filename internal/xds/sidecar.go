@@ -21,7 +21,7 @@ func (g *gen) buildSidecar() {
 		g.addInboundCluster(m)
 	}
 
-	svcs := g.snap.ServicesFor(g.proxy)
+	svcs := g.withAutoVIPs(g.snap.ServicesFor(g.proxy)) // capture.go: VIPs for captured proxies
 	vss := g.snap.VirtualServicesFor(g.proxy, model.MeshGateway)
 	perPort := map[uint32]*routeBuilder{}
 	explicit := newRouteBuilder(ExplicitProxyRoute)

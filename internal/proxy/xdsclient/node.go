@@ -31,6 +31,9 @@ type NodeInfo struct {
 	OutboundHTTP string
 	// GatewayPorts maps Gateway server ports to listen ports (routers).
 	GatewayPorts map[uint32]uint32
+	// InterceptionMode is sent as Istio's INTERCEPTION_MODE ("REDIRECT" when
+	// iptables captures the workload's traffic, "NONE"); omitted when empty.
+	InterceptionMode string
 }
 
 // Node builds the Envoy Node as docs/xds.md specifies: Istio's id form
@@ -70,6 +73,9 @@ func (n NodeInfo) Node() *corev3.Node {
 	}
 	if n.OutboundHTTP != "" {
 		fields["BOWLINE_OUTBOUND_HTTP"] = structpb.NewStringValue(n.OutboundHTTP)
+	}
+	if n.InterceptionMode != "" {
+		fields["INTERCEPTION_MODE"] = structpb.NewStringValue(n.InterceptionMode)
 	}
 	if len(n.GatewayPorts) > 0 {
 		fields["BOWLINE_GATEWAY_PORTS"] = structpb.NewStringValue(portMap(n.GatewayPorts))

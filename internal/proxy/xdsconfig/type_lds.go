@@ -18,6 +18,11 @@ type Listener struct {
 	// UseOriginalDst hands accepted connections to the listener that matches
 	// their original destination (SO_ORIGINAL_DST).
 	UseOriginalDst bool
+	// OriginalDst is set by the envoy.filters.listener.original_dst listener
+	// filter: filter chains match the connection's original destination
+	// (SO_ORIGINAL_DST) and the listener keeps the connection (Istio's
+	// virtualInbound on 15006), unlike UseOriginalDst, which hands it off.
+	OriginalDst bool
 	// FilterChains are matched in order by destination port.
 	FilterChains []FilterChain
 	// DefaultChain is used when no chain matches; may be nil.

@@ -8,6 +8,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -71,8 +72,15 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 		// Istio adds these inspectors; the proxy sniffs nothing yet but they are
 		// harmless to accept.
 		switch lf.GetName() {
-		case "envoy.filters.listener.original_dst", "envoy.filters.listener.http_inspector",
-			"envoy.filters.listener.tls_inspector":
+		case "envoy.filters.listener.original_dst":
+			// Transparent capture (netns/pod): match chains on SO_ORIGINAL_DST.
+			if tc := lf.GetTypedConfig(); tc != nil {
+				if err := tc.UnmarshalTo(&origdstv3.OriginalDst{}); err != nil {
+					return nil, fmt.Errorf("field listener_filters[%d].typed_config: %w", i, err)
+				}
+			}
+			out.OriginalDst = true
+		case "envoy.filters.listener.http_inspector", "envoy.filters.listener.tls_inspector":
 		default:
 			return nil, fmt.Errorf("field listener_filters[%d]: filter %q unsupported", i, lf.GetName())
 		}

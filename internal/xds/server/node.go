@@ -25,6 +25,7 @@ const (
 	metaInbound        = "BOWLINE_INBOUND"
 	metaOutboundHTTP   = "BOWLINE_OUTBOUND_HTTP"
 	metaGatewayPorts   = "BOWLINE_GATEWAY_PORTS"
+	metaInterception   = "INTERCEPTION_MODE"
 )
 
 // NodeError says why a node was rejected; it names the field at fault.
@@ -139,6 +140,16 @@ func ParseNode(node *core.Node) (*model.Proxy, error) {
 		if _, err := netip.ParseAddrPort(p.OutboundHTTP); err != nil {
 			return nil, &NodeError{Field: "metadata." + metaOutboundHTTP, Reason: fmt.Sprintf("%q: want IP:PORT", p.OutboundHTTP)}
 		}
+	}
+	mode, err := str(metaInterception)
+	if err != nil {
+		return nil, err
+	}
+	switch m := model.InterceptionMode(mode); m {
+	case "", model.InterceptionNone, model.InterceptionRedirect:
+		p.InterceptionMode = m
+	default:
+		return nil, &NodeError{Field: "metadata." + metaInterception, Reason: fmt.Sprintf("%q: want REDIRECT or NONE (TPROXY is not supported)", mode)}
 	}
 	return p, nil
 }
