@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"hash/fnv"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -167,10 +166,21 @@ func (c *cluster) setEndpoints(cla *xdsconfig.ClusterLoadAssignment) {
 	c.hosts.Store(hs)
 }
 
+// hash64 hashes ring points and request keys: FNV-1a, then murmur3's 64-bit
+// finalizer, because FNV alone leaves keys that differ in their last bytes
+// (user-1, user-2; 10.0.0.1:80, 10.0.0.2:80) next to each other on the ring.
 func hash64(s string) uint64 {
-	f := fnv.New64a()
-	_, _ = f.Write([]byte(s))
-	return f.Sum64()
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }
 
 // pick chooses a host for a request; avoid is a host to skip when others are

@@ -38,7 +38,12 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 	r, rec, route, vh, rt := x.r, x.rec, x.route, x.vh, x.rt
 	a := route.Action
 	hdr := r.Header.Clone()
+	upgrade := upgradeType(r)
 	stripHop(hdr)
+	if upgrade != "" {
+		hdr["Connection"] = []string{"Upgrade"}
+		hdr["Upgrade"] = []string{upgrade}
+	}
 	if _, ok := hdr["X-Forwarded-Proto"]; !ok {
 		hdr["X-Forwarded-Proto"] = []string{"http"}
 	}
@@ -49,6 +54,9 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 		authority = a.HostRewrite
 	}
 	policy := a.Retry
+	if upgrade != "" {
+		policy = nil // the upgraded stream cannot be replayed
+	}
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	var replay *replayBody
 	var counted *countingReader
@@ -181,6 +189,10 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 	}
 	if setCookie != "" {
 		x.w.Header().Add("Set-Cookie", setCookie)
+	}
+	if res.resp.StatusCode == http.StatusSwitchingProtocols && upgrade != "" {
+		p.serveUpgrade(x, res.resp)
+		return false
 	}
 	return p.copyResponse(x, res.resp, wc)
 }
@@ -467,4 +479,66 @@ func (p *Proxy) mirror(c *cluster, r *http.Request, hdr http.Header, path, autho
 			resp.Body.Close()
 		}
 	}()
+}
+
+// upgradeType returns the Upgrade protocol of an HTTP/1.1 upgrade request
+// (WebSocket), or "".
+func upgradeType(r *http.Request) string {
+	if r.ProtoMajor != 1 {
+		return ""
+	}
+	up := r.Header.Get("Upgrade")
+	if up == "" {
+		return ""
+	}
+	for _, v := range r.Header["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), "upgrade") {
+				return up
+			}
+		}
+	}
+	return ""
+}
+
+// serveUpgrade completes an upgrade the upstream accepted (101): it hands
+// the 101 to the downstream and copies bytes both ways until either side
+// closes.
+func (p *Proxy) serveUpgrade(x *exchange, resp *http.Response) {
+	rec := x.rec
+	up, ok := resp.Body.(io.ReadWriteCloser)
+	hj, hok := x.w.(http.Hijacker)
+	if !ok || !hok {
+		resp.Body.Close()
+		rec.flags |= flagUC
+		x.localReply(http.StatusBadGateway, "upgrade failed")
+		return
+	}
+	defer up.Close()
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		rec.flags |= flagDC
+		return
+	}
+	defer conn.Close()
+	rec.code = http.StatusSwitchingProtocols
+	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	_ = resp.Header.Write(brw)
+	_, _ = brw.WriteString("\r\n")
+	if err := brw.Flush(); err != nil {
+		rec.flags |= flagDC
+		return
+	}
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(up, brw.Reader)
+		if cw, ok := up.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		done <- n
+	}()
+	n, _ := io.Copy(conn, up)
+	rec.bytesOut += n
+	_ = conn.Close()
+	rec.bytesIn += <-done
 }
