@@ -280,7 +280,10 @@ func TestRingHash(t *testing.T) {
 		}
 	}
 	t.Run("header", func(t *testing.T) {
-		spread(t, func(k string) string { _, b := get(t, client, addr, "app", "/header", map[string]string{"x-user": k}); return b })
+		spread(t, func(k string) string {
+			_, b := get(t, client, addr, "app", "/header", map[string]string{"x-user": k})
+			return b
+		})
 	})
 	t.Run("query parameter", func(t *testing.T) {
 		spread(t, func(k string) string { _, b := get(t, client, addr, "app", "/query?u="+k, nil); return b })
