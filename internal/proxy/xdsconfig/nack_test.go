@@ -1,0 +1,133 @@
+package xdsconfig_test
+
+import (
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// TestNACKText: each unsupported field is rejected with a message naming the
+// resource and the field.
+func TestNACKText(t *testing.T) {
+	cases := []struct {
+		name string
+		msg  proto.Message
+		want string
+	}{
+		{"listener transparent", &listenerv3.Listener{Name: "l", Transparent: wrapperspb.Bool(true)},
+			`listener "l": field transparent: unsupported`},
+		{"listener without name", &listenerv3.Listener{}, `listener "": field name: empty`},
+		{"listener filter", &listenerv3.Listener{Name: "l", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1"}}},
+			ListenerFilters: []*listenerv3.ListenerFilter{{Name: "x.proxy_protocol"}}},
+			`listener "l": field listener_filters[0]: filter "x.proxy_protocol" unsupported`},
+		{"route vhost rate limits", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
+			Domains: []string{"*"}, RateLimits: []*routev3.RateLimit{{}}}}},
+			`route configuration "r": field virtual_hosts[0].rate_limits: unsupported`},
+		{"route match", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
+			Domains: []string{"*"}, Routes: []*routev3.Route{{Match: &routev3.RouteMatch{
+				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, RuntimeFraction: &corev3.RuntimeFractionalPercent{}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}}}}}}},
+			`route configuration "r": field virtual_hosts[0].routes[0].match.runtime_fraction: unsupported`},
+		{"retry_on", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
+			Domains: []string{"*"}, RetryPolicy: &routev3.RetryPolicy{RetryOn: "http3-post-connect-failure"}}}},
+			`route configuration "r": field virtual_hosts[0].retry_policy.retry_on: condition "http3-post-connect-failure" unsupported`},
+		{"per filter config", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
+			Domains: []string{"*"}, TypedPerFilterConfig: map[string]*anypb.Any{"envoy.filters.http.lua": mustAny(t, &wrapperspb.StringValue{})}}}},
+			`route configuration "r": field virtual_hosts[0].typed_per_filter_config[envoy.filters.http.lua]: per-filter config for "envoy.filters.http.lua" (type.googleapis.com/google.protobuf.StringValue) unsupported`},
+		{"hash policy filter state", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
+			Domains: []string{"*"}, Routes: []*routev3.Route{{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"},
+					HashPolicy: []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_FilterState_{
+						FilterState: &routev3.RouteAction_HashPolicy_FilterState{Key: "k"}}}}}}}}}}},
+			`route configuration "r": field virtual_hosts[0].routes[0].route.hash_policy[0].filter_state: unsupported`},
+		{"cluster transport socket", &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls"}},
+			`cluster "c": field transport_socket: upstream TLS is unsupported until the proxy has certificates (SDS)`},
+		{"cluster health checks", &clusterv3.Cluster{Name: "c", HealthChecks: []*corev3.HealthCheck{{}}},
+			`cluster "c": field health_checks: unsupported`},
+		{"outlier split errors", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			OutlierDetection: &clusterv3.OutlierDetection{SplitExternalLocalOriginErrors: true}},
+			`cluster "c": field outlier_detection.split_external_local_origin_errors: unsupported`},
+		{"endpoint without port", &endpointv3.ClusterLoadAssignment{ClusterName: "e", Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "10.0.0.1"}}}}}}}}}},
+			`cluster load assignment "e": field endpoints[0].lb_endpoints[0].endpoint.address.socket_address: invalid address "10.0.0.1" port 0`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := convertAny(tc.msg)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error = %v\nwant    %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+	t.Helper()
+	a, err := anypb.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestEndpointMetadata: the generator's istio metadata becomes the
+// workload identity used for destination_* labels.
+func TestEndpointMetadata(t *testing.T) {
+	for _, r := range loadGolden(t) {
+		c, ok := r.msg.(*endpointv3.ClusterLoadAssignment)
+		if !ok || r.file != "sidecar-features.golden" {
+			continue
+		}
+		out, err := xdsconfig.UnmarshalClusterLoadAssignment(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ep := range out.Endpoints {
+			if ep.Workload.Name == "reviews-v3" {
+				w := ep.Workload
+				if w.Namespace != "default" || w.App != "reviews" || w.Version != "v3" ||
+					w.Principal != "spiffe://cluster.local/ns/default/sa/bookinfo-reviews" {
+					t.Fatalf("workload = %+v", w)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("no reviews-v3 endpoint in sidecar-features.golden")
+}
+
+// FuzzConvert feeds raw proto bytes to every converter: none may panic, and
+// whatever converts must convert again the same way.
+func FuzzConvert(f *testing.F) {
+	for _, r := range loadGolden(f) {
+		b, err := proto.Marshal(r.msg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, m := range []proto.Message{&listenerv3.Listener{}, &routev3.RouteConfiguration{},
+			&clusterv3.Cluster{}, &endpointv3.ClusterLoadAssignment{}} {
+			if proto.Unmarshal(data, m) != nil {
+				continue
+			}
+			_, err1 := convertAny(m)
+			_, err2 := convertAny(m)
+			if (err1 == nil) != (err2 == nil) {
+				t.Fatalf("conversion not deterministic: %v then %v", err1, err2)
+			}
+		}
+	})
+}
