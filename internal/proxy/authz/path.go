@@ -10,10 +10,10 @@ type EscapedSlashes int
 
 // Escaped slash actions (%2F, %2f, %5C, %5c in the path).
 const (
-	KeepEscapedSlashes      EscapedSlashes = iota // KEEP_UNCHANGED
-	RejectEscapedSlashes                          // REJECT_REQUEST: 400
-	UnescapeAndRedirect                           // UNESCAPE_AND_REDIRECT: 307 to the unescaped path
-	UnescapeAndForward                            // UNESCAPE_AND_FORWARD
+	KeepEscapedSlashes   EscapedSlashes = iota // KEEP_UNCHANGED
+	RejectEscapedSlashes                       // REJECT_REQUEST: 400
+	UnescapeAndRedirect                        // UNESCAPE_AND_REDIRECT: 307 to the unescaped path
+	UnescapeAndForward                         // UNESCAPE_AND_FORWARD
 )
 
 // PathOptions are the HCM's path handling fields. Bowline's control plane
