@@ -66,9 +66,11 @@ func loadAssignment(name string, port registry.Port, eps []*registry.Endpoint, w
 	return cla
 }
 
+// locality parses region/zone/subzone. Every endpoint group gets a locality,
+// empty when unknown: grpc-go NACKs EDS with a locality-less group.
 func locality(l string) *corev3.Locality {
 	if l == "" {
-		return nil
+		return &corev3.Locality{}
 	}
 	parts := strings.SplitN(l, "/", 3)
 	loc := &corev3.Locality{Region: parts[0]}
