@@ -40,6 +40,7 @@ type replica struct {
 	ever    atomic.Bool
 	changed atomic.Int64 // unix nanos of the last health change
 	files   []*os.File
+	pod     *Pod // netns mode: the replica's network namespace, removed after its processes exit
 }
 
 func specHash(o *config.Object) string {
@@ -53,7 +54,7 @@ func specHash(o *config.Object) string {
 }
 
 // newReplica allocates ports and prepares (but does not start) a replica.
-func (u *Up) newReplica(d desiredReplica) (*replica, error) {
+func (u *Up) newReplica(ctx context.Context, d desiredReplica) (*replica, error) {
 	spec, ns := d.spec, d.obj.Meta.Namespace
 	// Source paths are as the control plane's directory walk found them
 	// (relative to our working directory when DIR was given relative).
@@ -75,6 +76,9 @@ func (u *Up) newReplica(d desiredReplica) (*replica, error) {
 			name = spec.Ports[i].Name
 		}
 		appPorts[name], inPorts[name] = ports[2*i], ports[2*i+1]
+		if u.cfg.Network != nil { // netns: the container port on the pod IP, like a pod
+			appPorts[name], inPorts[name] = containerPort(spec, i), containerPort(spec, i)
+		}
 		regPorts[name] = inPorts[name]
 		inboundFlags = append(inboundFlags, "--inbound", fmt.Sprintf("%d=%d", inPorts[name], appPorts[name]))
 	}
@@ -111,15 +115,29 @@ func (u *Up) newReplica(d desiredReplica) (*replica, error) {
 			workDir = filepath.Join(fileDir, workDir)
 		}
 	}
+	var pod *Pod
+	ip := "127.0.0.1"
+	if u.cfg.Network != nil {
+		if pod, err = u.addPod(ctx, d, inPorts); err != nil {
+			appLog.Close()
+			sidecarLog.Close()
+			return nil, err
+		}
+		ip, outbound, admin = pod.IP.String(), "", fmt.Sprintf("%s:%d", pod.IP, SidecarAdminPort)
+	}
 	env := os.Environ()
 	for _, k := range sortedMapKeys(spec.Env) {
 		env = append(env, k+"="+spec.Env[k])
 	}
-	proxyURL := "http://" + outbound
+	if pod == nil {
+		proxyURL := "http://" + outbound
+		env = append(env, "HTTP_PROXY="+proxyURL, "http_proxy="+proxyURL,
+			"NO_PROXY=127.0.0.1,localhost,::1", "no_proxy=127.0.0.1,localhost,::1")
+	} else {
+		env = append(env, "BIND_ADDR=0.0.0.0") // captured: no proxy settings, listen on the pod IP too
+	}
 	env = append(env,
 		fmt.Sprintf("PORT=%d", appPorts[firstName]),
-		"HTTP_PROXY="+proxyURL, "http_proxy="+proxyURL,
-		"NO_PROXY=127.0.0.1,localhost,::1", "no_proxy=127.0.0.1,localhost,::1",
 		"BOWLINE_WORKLOAD="+d.obj.Meta.Name, "BOWLINE_NAMESPACE="+ns,
 		"BOWLINE_REPLICA="+d.name, "HOSTNAME="+d.name,
 	)
@@ -131,15 +149,19 @@ func (u *Up) newReplica(d desiredReplica) (*replica, error) {
 	for _, k := range sortedMapKeys(spec.Labels) {
 		labels = append(labels, k+"="+spec.Labels[k])
 	}
-	nodeID := fmt.Sprintf("sidecar~127.0.0.1~%s.%s~%s.svc.%s", d.name, ns, ns, u.cfg.Domain)
+	nodeID := fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.%s", ip, d.name, ns, ns, u.cfg.Domain)
 	sidecarArgs := append([]string{"proxy",
 		"--discovery", u.state.ControlPlane.XDS, "--insecure-xds",
 		"--node-id", nodeID, "--namespace", ns, "--workload", d.obj.Meta.Name,
 		"--service-account", spec.ServiceAccount, "--labels", strings.Join(labels, ","),
-		"--ip", "127.0.0.1", "--type", "sidecar", "--admin-address", admin,
-		"--outbound-http-address", outbound, "--access-log", u.cfg.AccessLog,
-		"--drain-duration", u.cfg.DrainDuration.String(),
+		"--ip", ip, "--type", "sidecar", "--admin-address", admin,
+		"--access-log", u.cfg.AccessLog, "--drain-duration", u.cfg.DrainDuration.String(),
 	}, inboundFlags...)
+	if pod == nil {
+		sidecarArgs = append(sidecarArgs, "--outbound-http-address", outbound)
+	} else {
+		sidecarArgs = append(sidecarArgs, "--interception-mode", "REDIRECT")
+	}
 
 	grace := u.cfg.DrainDuration + 5*time.Second
 	r := &replica{
@@ -152,12 +174,18 @@ func (u *Up) newReplica(d desiredReplica) (*replica, error) {
 		state: ReplicaState{Name: d.name, Namespace: ns, Workload: d.obj.Meta.Name, Replica: d.index,
 			AppPort: appPorts[firstName], AppPorts: appPorts, InboundPort: inPorts[firstName], InboundPorts: inPorts,
 			OutboundProxy: outbound, Admin: admin, Log: appLogPath, SidecarLog: sidecarLogPath},
-		work: registry.Workload{ID: d.id, Name: d.obj.Meta.Name, Namespace: ns, Address: "127.0.0.1", Ports: regPorts,
+		work: registry.Workload{ID: d.id, Name: d.obj.Meta.Name, Namespace: ns, Address: ip, Ports: regPorts,
 			Labels: spec.Labels, ServiceAccount: spec.ServiceAccount, Healthy: false},
 		sidecar: processSpec{Name: d.id + "/sidecar", Path: u.cfg.ProxyBinary, Args: sidecarArgs, Env: os.Environ(),
 			Dir: u.cfg.Dir, Output: sidecarLog, Grace: grace},
 		app: processSpec{Name: d.id, Path: program, Args: append(append([]string{}, spec.Command[1:]...), spec.Args...),
 			Env: env, Dir: workDir, Output: appLog, Grace: grace},
+	}
+	if pod != nil {
+		r.pod = pod
+		r.state.Netns, r.state.PodIP = pod.Netns, pod.IP.String()
+		r.sidecar.Path, r.sidecar.Args = pod.Command(r.sidecar.Path, r.sidecar.Args, true)
+		r.app.Path, r.app.Args = pod.Command(r.app.Path, r.app.Args, false)
 	}
 	return r, nil
 }
@@ -230,6 +258,9 @@ func (r *replica) start(parent context.Context, wg *sync.WaitGroup) {
 		for _, f := range r.files {
 			f.Close()
 		}
+		if r.pod != nil {
+			r.pod.Remove(context.WithoutCancel(ctx))
+		}
 	}()
 }
 
@@ -256,7 +287,7 @@ func (r *replica) probe(ctx context.Context) {
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	interval := 100 * time.Millisecond
 	for {
-		ok := tcpOpen(fmt.Sprintf("127.0.0.1:%d", r.state.AppPort)) && httpOK(ctx, client, "http://"+r.state.Admin+"/ready")
+		ok := r.appOpen() && httpOK(ctx, client, "http://"+r.state.Admin+"/ready")
 		if ok != r.healthy.Load() {
 			r.healthy.Store(ok)
 			r.changed.Store(time.Now().UnixNano())

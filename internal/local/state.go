@@ -52,6 +52,10 @@ type ReplicaState struct {
 	InboundPorts map[string]uint32 `json:"inboundPorts,omitempty"`
 	// OutboundProxy is the sidecar's explicit HTTP proxy (the app's HTTP_PROXY).
 	OutboundProxy string `json:"outboundProxy"`
+	// Netns and PodIP are the replica's network namespace and address
+	// (`bowline up --netns` only).
+	Netns string `json:"netns,omitempty"`
+	PodIP string `json:"podIP,omitempty"`
 	// Admin is the sidecar's admin address.
 	Admin string `json:"admin"`
 	// Log is the path of the app's log file; SidecarLog the sidecar's.

@@ -55,6 +55,9 @@ type Config struct {
 	Domain string
 	// DrainDuration bounds how long sidecars finish in-flight requests on shutdown.
 	DrainDuration time.Duration
+	// Network, when set, runs each replica in its own network namespace with
+	// iptables capture (`bowline up --netns`); Setup must have succeeded.
+	Network *Network
 	// Logger receives progress; slog.Default() when nil.
 	Logger *slog.Logger
 	// Ready, when set, is called once every replica is healthy for the first time
@@ -234,7 +237,7 @@ func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Sna
 		if _, ok := u.replicas[id]; ok {
 			continue
 		}
-		r, err := u.newReplica(want[id])
+		r, err := u.newReplica(ctx, want[id])
 		if err != nil {
 			u.log.Info("replica not started", slog.String("replica", id), slog.String("error", err.Error()))
 			continue
@@ -243,6 +246,7 @@ func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Sna
 		r.start(ctx, wg)
 	}
 	u.reconcileIngress(ctx, wg, gateways)
+	u.writeHosts(snap) // netns mode: service names -> VIPs in every namespace
 }
 
 // waitHealthy waits until every current replica has been healthy once and
