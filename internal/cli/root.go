@@ -72,6 +72,7 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 		newAnalyzeCommand(s),
 		newDiscoveryCommand(s),
 		newProxyStatusCommand(s),
+		newCACommand(s),
 	)
 	return root
 }
