@@ -83,6 +83,12 @@ func (cp *controlPlane) stop() {
 // push installs a new snapshot of resources for the test node.
 func (cp *controlPlane) push(t *testing.T, res map[resource.Type][]types.Resource) {
 	t.Helper()
+	cp.pushFor(t, nodeID, res)
+}
+
+// pushFor installs a new snapshot of resources for node id.
+func (cp *controlPlane) pushFor(t *testing.T, id string, res map[resource.Type][]types.Resource) {
+	t.Helper()
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.version++
@@ -90,7 +96,7 @@ func (cp *controlPlane) push(t *testing.T, res map[resource.Type][]types.Resourc
 	if err != nil {
 		t.Fatalf("new snapshot: %v", err)
 	}
-	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+	if err := cp.cache.SetSnapshot(context.Background(), id, snap); err != nil {
 		t.Fatalf("set snapshot: %v", err)
 	}
 }
@@ -234,13 +240,19 @@ type runningProxy struct {
 
 func startProxy(t *testing.T, cpAddr string, sotw bool) *runningProxy {
 	t.Helper()
+	return startProxyAs(t, cpAddr, sotw, nodeID, "json")
+}
+
+// startProxyAs runs a proxy with node id and access log format.
+func startProxyAs(t *testing.T, cpAddr string, sotw bool, id, accessLog string) *runningProxy {
+	t.Helper()
 	buf := &syncBuffer{}
 	p := proxy.New(proxy.Config{
 		Discovery:       cpAddr,
 		InsecureXDS:     true,
-		Node:            xdsclient.NodeInfo{ID: nodeID, Namespace: "default", Workload: "test", Labels: map[string]string{"app": "test", "version": "v1"}, IPs: []string{"127.0.0.1"}},
+		Node:            xdsclient.NodeInfo{ID: id, Namespace: "default", Workload: "test", Labels: map[string]string{"app": "test", "version": "v1"}, IPs: []string{"127.0.0.1"}},
 		AdminAddress:    "127.0.0.1:0",
-		AccessLog:       "json",
+		AccessLog:       accessLog,
 		AccessLogWriter: buf,
 		DrainDuration:   time.Second,
 		ForceSotW:       sotw,
