@@ -84,6 +84,12 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "inbound_" + portName(port),
+		// Path normalization before RBAC and routing (authz.NormalizePath):
+		// Istio's DECODE_AND_MERGE_SLASHES, so /a/../admin, //admin and
+		// %2F tricks cannot slip past a path rule.
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 			Name: name,
 			VirtualHosts: []*routev3.VirtualHost{{
