@@ -165,7 +165,7 @@ func TestConfigChurnDropsNothing(t *testing.T) {
 		t.Fatalf("%d of %d requests failed during %d config pushes; first: %s", failed.Load(), ok.Load()+failed.Load(), pushes, *firstErr.Load())
 	}
 	// 1000 req/s is the target; under -race on two shared cores fewer complete.
-	if ok.Load() < 1000 {
+	if min := map[bool]int64{false: 4000, true: 500}[raceEnabled]; ok.Load() < min {
 		t.Errorf("only %d requests completed", ok.Load())
 	}
 	t.Logf("%d requests, %d pushes, 0 failures", ok.Load(), pushes)
