@@ -115,6 +115,11 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 			return false
 		}
 		h := c.pick(prev, key, hasKey)
+		if h == nil && c.cfg.Type == xdsconfig.DiscoveryOriginalDst && x.info != nil && x.info.captured {
+			// Transparent capture (netns/pod): an ORIGINAL_DST cluster such as
+			// PassthroughCluster connects to where the app was going.
+			h = &host{addr: x.info.dst.String(), weight: 1}
+		}
 		if h == nil {
 			rec.flags |= flagUH
 			x.localReply(http.StatusServiceUnavailable, "no healthy upstream")

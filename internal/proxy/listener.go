@@ -36,6 +36,9 @@ type connInfo struct {
 	target netip.AddrPort // address of the listener whose chain serves the conn
 	dst    netip.AddrPort // original destination (or local address)
 	src    netip.AddrPort // downstream peer address
+	// captured: dst is the SO_ORIGINAL_DST of an iptables-REDIRECTed
+	// connection (ORIGINAL_DST clusters then connect to dst, as Envoy does).
+	captured bool
 }
 
 type connInfoKey struct{}
@@ -120,9 +123,10 @@ func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
 	}
 	local := addrPortOf(conn.LocalAddr())
 	dst, target := local, l
+	captured := false
 	if l.UseOriginalDst {
 		if od, err := originalDst(conn); err == nil {
-			dst = od
+			dst, captured = od, true
 			if t := s.listenerFor(od); t != nil {
 				target = t
 			}
@@ -131,7 +135,7 @@ func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
 		// Transparent inbound capture (virtualInbound on 15006): the chain is
 		// chosen by the original destination port; the connection stays here.
 		if od, err := originalDst(conn); err == nil {
-			dst = od
+			dst, captured = od, true
 		}
 	}
 	chain := target.ChainFor(dst.Port())
@@ -139,7 +143,7 @@ func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
 		_ = conn.Close()
 		return
 	}
-	info := &connInfo{bound: b, target: target.Address, dst: dst, src: addrPortOf(conn.RemoteAddr())}
+	info := &connInfo{bound: b, target: target.Address, dst: dst, src: addrPortOf(conn.RemoteAddr()), captured: captured}
 	if chain.TCP != nil {
 		p.draining.Add(1)
 		go func() {
