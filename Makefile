@@ -35,8 +35,14 @@ e2e: ## end-to-end tests only (real processes on loopback; netns tests need root
 fuzz: ## run each fuzz target for 30s
 	$(GO) test ./internal/config -run XXX -fuzz FuzzParse -fuzztime 30s
 
-bench: ## run the benchmarks and record results under bench/results
+bench: ## run the benchmarks (data plane vs nginx/HAProxy, control plane) and record results under bench/results
+	bash bench/dataplane/run.sh
+	@if [ -f bench/controlplane/run.sh ]; then echo bash bench/controlplane/run.sh; bash bench/controlplane/run.sh; \
+	elif [ -f bench/controlplane/main.go ]; then echo $(GO) run ./bench/controlplane; $(GO) run ./bench/controlplane; fi
 	$(GO) test -run XXX -bench . -benchmem ./bench/...
 
 bench-short: ## a quick benchmark run (< 5 minutes)
+	bash bench/dataplane/run.sh -short
+	@if [ -f bench/controlplane/run.sh ]; then echo bash bench/controlplane/run.sh -short; bash bench/controlplane/run.sh -short; \
+	elif [ -f bench/controlplane/main.go ]; then echo $(GO) run ./bench/controlplane -short; $(GO) run ./bench/controlplane -short; fi
 	$(GO) test -short -run XXX -bench . -benchmem -benchtime 2000x ./bench/...
