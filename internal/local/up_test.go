@@ -117,9 +117,18 @@ func TestUpReconcilesWorkloads(t *testing.T) {
 	go func() { done <- up.Run(ctx) }()
 
 	waitIDs("default/reviews-v1-0(v1)")
-	st, err := ReadState(filepath.Join(dir, ".bowline"))
-	if err != nil {
-		t.Fatal(err)
+	// The state file is written right after the replicas start.
+	var st *State
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err = ReadState(filepath.Join(dir, ".bowline"))
+		if err == nil && len(st.Workloads) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state not written: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if len(st.Workloads) != 1 || st.Workloads[0].InboundPort == 0 || st.Workloads[0].AppPort == 0 || st.Workloads[0].InboundPort == st.Workloads[0].AppPort {
 		t.Errorf("state = %+v", st.Workloads)
