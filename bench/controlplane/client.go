@@ -8,11 +8,16 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -20,11 +25,26 @@ import (
 // RDS by the names those carry, ACKing every response.
 type client struct {
 	id string
+	// probe, when set, is the EDS cluster and endpoint address whose
+	// load-balancing weight the churn run watches.
+	probeCluster, probeAddr string
 
 	mu        sync.Mutex
 	rdsAcks   int       // RDS responses ACKed
 	lastAck   time.Time // when the last RDS ACK was sent
 	resources int       // resources received
+	// probeSeen[w] is when the probe endpoint was first seen with weight >= w.
+	probeSeen []time.Time
+}
+
+// probeAt returns when the client first saw the probe with weight >= w.
+func (c *client) probeAt(w int) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w < len(c.probeSeen) && !c.probeSeen[w].IsZero() {
+		return c.probeSeen[w], true
+	}
+	return time.Time{}, false
 }
 
 func (c *client) state() (int, time.Time) {
@@ -33,8 +53,14 @@ func (c *client) state() (int, time.Time) {
 	return c.rdsAcks, c.lastAck
 }
 
-// run streams until ctx ends.
-func (c *client) run(ctx context.Context, conn *grpc.ClientConn) error {
+// run connects (its own connection, as every Envoy has) and streams until ctx ends.
+func (c *client) run(ctx context.Context, addr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		return err
@@ -72,6 +98,12 @@ func (c *client) run(ctx context.Context, conn *grpc.ClientConn) error {
 					want = append(want, cl.GetName())
 				}
 			}
+		case resourcev3.EndpointType:
+			if c.probeCluster != "" {
+				if err := c.checkProbe(resp.GetResources()); err != nil {
+					return err
+				}
+			}
 		case resourcev3.ListenerType:
 			follow = resourcev3.RouteType
 			for _, a := range resp.GetResources() {
@@ -107,6 +139,64 @@ func (c *client) run(ctx context.Context, conn *grpc.ClientConn) error {
 			}
 		}
 	}
+}
+
+// checkProbe finds the probe cluster's assignment (reading only the
+// cluster_name field of the others) and records its endpoint's weight.
+func (c *client) checkProbe(rs []*anypb.Any) error {
+	for _, a := range rs {
+		if clusterName(a.GetValue()) != c.probeCluster {
+			continue
+		}
+		var cla endpointv3.ClusterLoadAssignment
+		if err := proto.Unmarshal(a.GetValue(), &cla); err != nil {
+			return fmt.Errorf("endpoints: %w", err)
+		}
+		now := time.Now()
+		for _, l := range cla.GetEndpoints() {
+			for _, e := range l.GetLbEndpoints() {
+				if e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress() != c.probeAddr {
+					continue
+				}
+				w := int(e.GetLoadBalancingWeight().GetValue())
+				c.mu.Lock()
+				for len(c.probeSeen) <= w {
+					c.probeSeen = append(c.probeSeen, time.Time{})
+				}
+				for i := 0; i <= w; i++ {
+					if c.probeSeen[i].IsZero() {
+						c.probeSeen[i] = now
+					}
+				}
+				c.mu.Unlock()
+			}
+		}
+	}
+	return nil
+}
+
+// clusterName reads field 1 (cluster_name) of a serialized ClusterLoadAssignment.
+func clusterName(b []byte) string {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return ""
+			}
+			return string(v)
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+	}
+	return ""
 }
 
 func equal(a, b []string) bool {

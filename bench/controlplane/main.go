@@ -1,13 +1,14 @@
 // Command controlplane benchmarks `bowline discovery`: a synthetic mesh, N
-// simulated Envoy-like ADS clients on loopback, and VirtualService edits
-// timed from the file write to the last client's ACK.
+// simulated Envoy-like ADS clients on loopback, VirtualService edits timed
+// from the file write to the last client's ACK, and endpoint churn timed from
+// the registration call to the last client's EDS update. Discovery runs in a
+// child process so that its RSS and CPU are its own.
 //
 //	go run ./bench/controlplane -clients 100,500 -edits 50
 //	go run ./bench/controlplane -short
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -17,57 +18,97 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/bowline-mesh/bowline/internal/config/validation"
-	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
 
-// result is one run's numbers.
+// result is one run's numbers. Memory and CPU are the discovery process's.
 type result struct {
+	Run             string  `json:"run"` // "edits" or "churn"
 	Clients         int     `json:"clients"`
 	Services        int     `json:"services"`
 	EndpointsPerSvc int     `json:"endpointsPerService"`
 	RoutedServices  int     `json:"routedServices"`
-	Edits           int     `json:"edits"`
+	Edits           int     `json:"edits,omitempty"`
 	InitialSyncMs   float64 `json:"initialSyncMs"`
-	P50Ms           float64 `json:"editToLastAckP50Ms"`
-	P99Ms           float64 `json:"editToLastAckP99Ms"`
-	MaxMs           float64 `json:"editToLastAckMaxMs"`
-	PeakRSSMiB      float64 `json:"peakRssMiB"`
-	CPUSeconds      float64 `json:"cpuSeconds"`
+	P50Ms           float64 `json:"editToLastAckP50Ms,omitempty"`
+	P99Ms           float64 `json:"editToLastAckP99Ms,omitempty"`
+	MaxMs           float64 `json:"editToLastAckMaxMs,omitempty"`
+	// Churn runs: fraction of endpoints changed per second, for how long,
+	// and the latency from a change to the last client's EDS holding it.
+	ChurnPerSecond  float64 `json:"churnPerSecond,omitempty"`
+	ChurnSeconds    float64 `json:"churnSeconds,omitempty"`
+	ChurnTicks      int     `json:"churnTicks,omitempty"`
+	ChurnP50Ms      float64 `json:"churnToLastClientP50Ms,omitempty"`
+	ChurnP99Ms      float64 `json:"churnToLastClientP99Ms,omitempty"`
+	ChurnMaxMs      float64 `json:"churnToLastClientMaxMs,omitempty"`
+	ChurnCPUPerSec  float64 `json:"churnCpuSecondsPerSecond,omitempty"`
+	PeakRSSMiB      float64 `json:"discoveryPeakRssMiB"`
+	RSSAfterSyncMiB float64 `json:"discoveryRssAfterSyncMiB"`
+	RSSEndMiB       float64 `json:"discoveryRssEndMiB"`
+	CPUSyncSeconds  float64 `json:"discoveryCpuSyncSeconds"`
+	CPUSeconds      float64 `json:"discoveryCpuSeconds"` // whole run
 	Debounce        string  `json:"debounce"`
+	DebounceMax     string  `json:"debounceMax"`
 }
 
 func main() {
-	clientsFlag := flag.String("clients", "100,500", "comma-separated client counts, one run each")
+	role := flag.String("role", "bench", "bench, or discovery (internal: the child process)")
+	configDir := flag.String("config-dir", "", "discovery role: the config directory")
+	verbose := flag.Bool("v", false, "discovery logs to stderr")
+	clientsFlag := flag.String("clients", "100,500", "comma-separated client counts, one edit run each")
 	edits := flag.Int("edits", 50, "VirtualService edits per run")
-	short := flag.Bool("short", false, "100 clients and 10 edits (under a minute)")
+	churnClients := flag.Int("churn-clients", 100, "clients of the endpoint churn run (0 skips it)")
+	churnFor := flag.Duration("churn-duration", 30*time.Second, "how long endpoints churn")
+	churnRate := flag.Float64("churn-rate", 0.1, "fraction of endpoints changed per second")
+	churnTick := flag.Duration("churn-tick", 100*time.Millisecond, "interval between batches of endpoint changes")
+	short := flag.Bool("short", false, "100 clients, 10 edits, 10 s of churn (about a minute)")
 	out := flag.String("out", "bench/results/controlplane.json", "where to write the results")
+	profiles := flag.String("profiles", "", "directory for discovery CPU and heap profiles per phase (none when empty)")
 	debounce := flag.Duration("debounce", 100*time.Millisecond, "server debounce quiet period")
+	debounceMax := flag.Duration("debounce-max", 10*time.Second, "server debounce max")
 	flag.Parse()
+	if *role == "discovery" {
+		if err := runDiscoveryChild(*configDir, *debounce, *debounceMax, *verbose); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if *short {
-		*clientsFlag, *edits = "100", 10
+		*clientsFlag, *edits, *churnFor = "100", 10, 10*time.Second
+	}
+	if *profiles != "" {
+		if err := os.MkdirAll(*profiles, 0o755); err != nil {
+			log.Fatal(err)
+		}
 	}
 	spec := meshSpec{services: 1000, endpoints: 10, routed: 100, files: 10}
+	opts := runOpts{debounce: *debounce, debounceMax: *debounceMax, profiles: *profiles, verbose: *verbose}
 	var results []result
+	emit := func(r result) {
+		results = append(results, r)
+		b, _ := json.Marshal(r)
+		fmt.Println(string(b))
+	}
 	for _, f := range strings.Split(*clientsFlag, ",") {
+		if strings.TrimSpace(f) == "" {
+			continue
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n <= 0 {
 			log.Fatalf("bad -clients %q", f)
 		}
-		r, err := runOnce(spec, n, *edits, *debounce)
+		r, err := runEdits(spec, n, *edits, opts)
 		if err != nil {
 			log.Fatal(err)
 		}
-		results = append(results, r)
-		b, _ := json.Marshal(r)
-		fmt.Println(string(b))
+		emit(r)
+	}
+	if *churnClients > 0 && *churnFor > 0 {
+		r, err := runChurn(spec, *churnClients, *churnFor, *churnRate, *churnTick, opts)
+		if err != nil {
+			log.Fatal(err)
+		}
+		emit(r)
 	}
 	b, _ := json.MarshalIndent(map[string]any{"go": runtime.Version(), "cpus": runtime.NumCPU(), "results": results}, "", "  ")
 	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
@@ -75,9 +116,89 @@ func main() {
 	}
 }
 
-func runOnce(spec meshSpec, nClients, edits int, debounce time.Duration) (result, error) {
-	res := result{Clients: nClients, Services: spec.services, EndpointsPerSvc: spec.endpoints, RoutedServices: spec.routed, Edits: edits, Debounce: debounce.String()}
-	cpu0 := cpuSeconds()
+type runOpts struct {
+	debounce, debounceMax time.Duration
+	profiles              string
+	verbose               bool
+}
+
+// fleet is the simulated clients of one run.
+type fleet struct {
+	clients []*client
+	errs    chan error
+	done    chan struct{}
+	stop    func()
+}
+
+func startFleet(addr string, n int, probeCluster, probeAddr string) *fleet {
+	f := &fleet{errs: make(chan error, n), done: make(chan struct{})}
+	ctx, cancel := contextWithCancel()
+	f.stop = func() { cancel(); <-f.done }
+	left := n
+	fin := make(chan struct{}, n)
+	for i := range n {
+		c := &client{id: fmt.Sprintf("sidecar~10.200.%d.%d~load-%d.default~default.svc.cluster.local", i/250, 1+i%250, i),
+			probeCluster: probeCluster, probeAddr: probeAddr}
+		f.clients = append(f.clients, c)
+		go func() {
+			defer func() { fin <- struct{}{} }()
+			if err := c.run(ctx, addr); err != nil {
+				f.errs <- fmt.Errorf("client %s: %w", c.id, err)
+			}
+		}()
+	}
+	go func() {
+		for ; left > 0; left-- {
+			<-fin
+		}
+		close(f.done)
+	}()
+	return f
+}
+
+func (f *fleet) counts() []int {
+	out := make([]int, len(f.clients))
+	for i, c := range f.clients {
+		out[i], _ = c.state()
+	}
+	return out
+}
+
+// waitAll waits until every client ACKed more RDS responses than prev and
+// returns the time of the last ACK.
+func (f *fleet) waitAll(prev []int, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		var last time.Time
+		all := true
+		for i, c := range f.clients {
+			n, at := c.state()
+			if n <= prev[i] {
+				all = false
+				break
+			}
+			if at.After(last) {
+				last = at
+			}
+		}
+		if all {
+			return last, nil
+		}
+		select {
+		case err := <-f.errs:
+			return time.Time{}, err
+		default:
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("clients did not converge in %s", limit)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func runEdits(spec meshSpec, nClients, edits int, o runOpts) (result, error) {
+	res := result{Run: "edits", Clients: nClients, Services: spec.services, EndpointsPerSvc: spec.endpoints, RoutedServices: spec.routed,
+		Edits: edits, Debounce: o.debounce.String(), DebounceMax: o.debounceMax.String()}
 	dir, err := os.MkdirTemp("", "bowline-bench-")
 	if err != nil {
 		return res, err
@@ -86,105 +207,61 @@ func runOnce(spec meshSpec, nClients, edits int, debounce time.Duration) (result
 	if err := writeMesh(dir, spec); err != nil {
 		return res, err
 	}
-	srv, err := server.New(server.Config{XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", Insecure: true, ConfigDir: dir,
-		Validate: validation.Objects, Generator: server.NewMeshGenerator("", "", nil), Debounce: debounce})
+	d, err := startDiscovery(dir, o.debounce, o.debounceMax, o.profiles, fmt.Sprintf("edits-%d-", nClients), o.verbose)
 	if err != nil {
 		return res, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	xa, _, ok := srv.Addresses(ctx)
-	if !ok {
-		return res, fmt.Errorf("server did not start")
-	}
-	conn, err := grpc.NewClient(xa.String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
-	if err != nil {
+	defer d.stop()
+	time.Sleep(time.Second) // the first build
+	if err := d.startCPU("sync"); err != nil {
 		return res, err
 	}
-	defer conn.Close()
-
+	cpu0 := d.cpuSeconds()
 	start := time.Now()
-	clients := make([]*client, nClients)
-	var wg sync.WaitGroup
-	errs := make(chan error, nClients)
-	for i := range clients {
-		clients[i] = &client{id: fmt.Sprintf("sidecar~10.200.%d.%d~load-%d.default~default.svc.cluster.local", i/250, 1+i%250, i)}
-		wg.Add(1)
-		go func(c *client) {
-			defer wg.Done()
-			if err := c.run(ctx, conn); err != nil {
-				errs <- fmt.Errorf("client %s: %w", c.id, err)
-			}
-		}(clients[i])
-	}
-	waitAll := func(prev []int, limit time.Duration) (time.Time, error) {
-		deadline := time.Now().Add(limit)
-		for {
-			var last time.Time
-			all := true
-			for i, c := range clients {
-				n, at := c.state()
-				if n <= prev[i] {
-					all = false
-					break
-				}
-				if at.After(last) {
-					last = at
-				}
-			}
-			if all {
-				return last, nil
-			}
-			select {
-			case err := <-errs:
-				return time.Time{}, err
-			default:
-			}
-			if time.Now().After(deadline) {
-				return time.Time{}, fmt.Errorf("clients did not converge in %s", limit)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
-	counts := func() []int {
-		out := make([]int, len(clients))
-		for i, c := range clients {
-			out[i], _ = c.state()
-		}
-		return out
-	}
-	last, err := waitAll(make([]int, nClients), 5*time.Minute)
+	fl := startFleet(d.xds, nClients, "", "")
+	defer fl.stop()
+	last, err := fl.waitAll(make([]int, nClients), 5*time.Minute)
 	if err != nil {
 		return res, err
 	}
 	res.InitialSyncMs = ms(last.Sub(start))
+	time.Sleep(o.debounce + 200*time.Millisecond)
+	res.CPUSyncSeconds = d.cpuSeconds() - cpu0
+	_, res.RSSAfterSyncMiB = d.memMiB()
+	if err := d.stopCPU(); err != nil {
+		return res, err
+	}
+	if err := d.heap("sync"); err != nil {
+		return res, err
+	}
+	if err := d.startCPU("edits"); err != nil {
+		return res, err
+	}
 	var lat []float64
 	for k := range edits {
-		time.Sleep(debounce + 50*time.Millisecond) // let the previous push settle
-		prev := counts()
+		time.Sleep(o.debounce + 50*time.Millisecond) // let the previous push settle
+		prev := fl.counts()
 		i := routedService(spec, k)
 		t0 := time.Now()
 		if err := writeRouting(dir, i, 90-(k%9)*10-10); err != nil {
 			return res, err
 		}
-		last, err := waitAll(prev, 2*time.Minute)
+		last, err := fl.waitAll(prev, 2*time.Minute)
 		if err != nil {
 			return res, fmt.Errorf("edit %d: %w", k, err)
 		}
 		lat = append(lat, ms(last.Sub(t0)))
 	}
-	slices.Sort(lat)
-	res.P50Ms, res.P99Ms, res.MaxMs = pct(lat, 50), pct(lat, 99), lat[len(lat)-1]
-	cancel()
-	wg.Wait()
-	if err := <-done; err != nil {
+	if err := d.stopCPU(); err != nil {
 		return res, err
 	}
-	res.PeakRSSMiB = peakRSSMiB()
-	res.CPUSeconds = cpuSeconds() - cpu0
+	if err := d.heap("edits"); err != nil {
+		return res, err
+	}
+	slices.Sort(lat)
+	res.P50Ms, res.P99Ms, res.MaxMs = pct(lat, 50), pct(lat, 99), lat[len(lat)-1]
+	res.CPUSeconds = d.cpuSeconds()
+	res.PeakRSSMiB, res.RSSEndMiB = d.memMiB()
 	return res, nil
 }
 
@@ -194,28 +271,4 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func pct(sorted []float64, p int) float64 {
 	i := (p*len(sorted)+99)/100 - 1
 	return sorted[max(0, min(i, len(sorted)-1))]
-}
-
-// peakRSSMiB reads VmHWM from /proc/self/status (the process's peak RSS so far).
-func peakRSSMiB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-// cpuSeconds is user+system CPU time of the process so far.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
 }

@@ -76,3 +76,52 @@ spec:
 	}
 	return os.Rename(tmp, path)
 }
+
+// writeChurnMesh writes ServiceEntries that select registered workloads
+// (app: svc-NNNN) instead of listing endpoints, with the same routing as
+// writeMesh; churnWorkloads lists the workloads to register.
+func writeChurnMesh(dir string, spec meshSpec) error {
+	per := (spec.services + spec.files - 1) / spec.files
+	for f := 0; f < spec.files; f++ {
+		var b strings.Builder
+		for i := f * per; i < min((f+1)*per, spec.services); i++ {
+			fmt.Fprintf(&b, "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: svc-%04d, namespace: default}\nspec:\n  hosts: [%s]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 8080, name: http, protocol: HTTP}]\n  workloadSelector: {labels: {app: svc-%04d}}\n", i, serviceHost(i), i)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("services-%02d.yaml", f)), []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < spec.services; i += spec.services / spec.routed {
+		if err := writeRouting(dir, i, 90); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// workload is one registration of the churn mesh.
+type workload struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Address   string            `json:"address"`
+	Labels    map[string]string `json:"labels"`
+	Weight    uint32            `json:"weight,omitempty"`
+	Healthy   *bool             `json:"healthy,omitempty"`
+}
+
+// churnWorkloads returns spec.endpoints workloads per service.
+func churnWorkloads(spec meshSpec) []workload {
+	var out []workload
+	for i := 0; i < spec.services; i++ {
+		for e := 0; e < spec.endpoints; e++ {
+			version := "v1"
+			if e%2 == 1 {
+				version = "v2"
+			}
+			out = append(out, workload{Name: fmt.Sprintf("svc-%04d-%d", i, e), Namespace: "default",
+				Address: fmt.Sprintf("10.%d.%d.%d", 1+i/250, i%250, 1+e),
+				Labels:  map[string]string{"app": fmt.Sprintf("svc-%04d", i), "version": version}})
+		}
+	}
+	return out
+}
