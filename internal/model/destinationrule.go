@@ -104,9 +104,18 @@ func (s *Snapshot) DestinationRuleFor(p *Proxy, host, svcNamespace string) *Merg
 // bestRules returns the rules accepted by keep whose host covers host, keeping
 // only those with the most specific host, in snapshot order.
 func (s *Snapshot) bestRules(host string, keep func(*DestinationRule) bool) []*DestinationRule {
-	best := -1
+	// An exact host beats every wildcard: look there first.
 	var out []*DestinationRule
-	for _, d := range s.destinationRules {
+	for _, d := range s.drByHost[host] {
+		if keep(d) {
+			out = append(out, d)
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	best := -1
+	for _, d := range s.drWildcards {
 		if !keep(d) || !HostMatches(d.Host, host) {
 			continue
 		}
@@ -134,4 +143,17 @@ func mergeRules(rules []*DestinationRule) *MergedDestinationRule {
 		}
 	}
 	return m
+}
+
+// indexDestinationRules fills drByHost (exact hosts) and drWildcards, both
+// in destinationRules order, for bestRules.
+func (s *Snapshot) indexDestinationRules() {
+	s.drByHost = map[string][]*DestinationRule{}
+	for _, d := range s.destinationRules {
+		if IsWildcard(d.Host) {
+			s.drWildcards = append(s.drWildcards, d)
+			continue
+		}
+		s.drByHost[d.Host] = append(s.drByHost[d.Host], d)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -56,9 +57,13 @@ type Snapshot struct {
 	version          string
 	domain           string
 	rootNamespace    string
-	services         []*registry.Service
+	services         []*registry.Service // sorted by hostname (stable)
+	// byHost indexes services by hostname, in services order.
+	byHost           map[string][]*registry.Service
 	virtualServices  []*VirtualService
 	destinationRules []*DestinationRule
+	drByHost         map[string][]*DestinationRule // exact hosts
+	drWildcards      []*DestinationRule            // wildcard hosts
 	gateways         []*Gateway
 	sidecars         []*Sidecar
 	problems         []string
@@ -87,6 +92,14 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 	if services != nil {
 		s.services = services.Services()
 	}
+	if !slices.IsSortedFunc(s.services, compareHost) {
+		s.services = slices.Clone(s.services)
+		slices.SortStableFunc(s.services, compareHost)
+	}
+	s.byHost = make(map[string][]*registry.Service, len(s.services))
+	for _, svc := range s.services {
+		s.byHost[svc.Hostname] = append(s.byHost[svc.Hostname], svc)
+	}
 	var vsObjs []*config.Object
 	for _, o := range sorted {
 		switch spec := o.Spec.(type) {
@@ -104,6 +117,7 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 		}
 	}
 	s.virtualServices, s.problems = buildVirtualServices(vsObjs, opts.Domain)
+	s.indexDestinationRules()
 	for _, p := range s.problems {
 		log.Debug("config skipped", slog.String(attrReason, p))
 	}
@@ -128,51 +142,55 @@ func (s *Snapshot) Problems() []string { return s.problems }
 func (s *Snapshot) Services() []*registry.Service { return s.services }
 
 // ServicesFor returns the services visible to p (exportTo) and in its
-// Sidecar scope, sorted by hostname.
+// Sidecar scope, sorted by hostname. For a hostname defined in several
+// namespaces the one in p's namespace wins (Istio prefers the proxy's
+// namespace on conflicts), else the first.
 func (s *Snapshot) ServicesFor(p *Proxy) []*registry.Service {
 	scope := s.ScopeFor(p)
-	var out []*registry.Service
-	seen := map[string]bool{}
-	for _, svc := range s.preferLocal(p, s.services) {
-		if seen[svc.Hostname] || !exportedTo(svc.ExportTo, svc.Namespace, p.Namespace) ||
-			!scope.Allows(svc.Namespace, svc.Hostname) {
-			continue
-		}
-		seen[svc.Hostname] = true
-		out = append(out, svc)
+	out := make([]*registry.Service, 0, len(s.byHost))
+	visible := func(svc *registry.Service) bool {
+		return exportedTo(svc.ExportTo, svc.Namespace, p.Namespace) && scope.Allows(svc.Namespace, svc.Hostname)
 	}
-	slices.SortStableFunc(out, func(a, b *registry.Service) int { return strings.Compare(a.Hostname, b.Hostname) })
+	for i := 0; i < len(s.services); {
+		group := s.byHost[s.services[i].Hostname]
+		i += len(group)
+		if pick := pickLocal(p, group, visible); pick != nil {
+			out = append(out, pick)
+		}
+	}
 	return out
 }
 
-// preferLocal orders services so that for one hostname the one in p's
-// namespace comes first (Istio prefers the proxy's namespace on conflicts).
-func (s *Snapshot) preferLocal(p *Proxy, svcs []*registry.Service) []*registry.Service {
-	out := slices.Clone(svcs)
-	slices.SortStableFunc(out, func(a, b *registry.Service) int {
-		if c := strings.Compare(a.Hostname, b.Hostname); c != 0 {
-			return c
+// pickLocal returns the first service of group (one hostname) that ok
+// accepts, trying those in p's namespace first.
+func pickLocal(p *Proxy, group []*registry.Service, ok func(*registry.Service) bool) *registry.Service {
+	if len(group) == 1 {
+		if ok(group[0]) {
+			return group[0]
 		}
-		switch {
-		case a.Namespace == p.Namespace && b.Namespace != p.Namespace:
-			return -1
-		case b.Namespace == p.Namespace && a.Namespace != p.Namespace:
-			return 1
+		return nil
+	}
+	for _, svc := range group {
+		if svc.Namespace == p.Namespace && ok(svc) {
+			return svc
 		}
-		return 0
-	})
-	return out
-}
-
-// LookupService returns the service named host visible to p (ignoring
-// Sidecar scope, as Istio does for route destinations), or nil.
-func (s *Snapshot) LookupService(p *Proxy, host string) *registry.Service {
-	for _, svc := range s.preferLocal(p, s.services) {
-		if svc.Hostname == host && exportedTo(svc.ExportTo, svc.Namespace, p.Namespace) {
+	}
+	for _, svc := range group {
+		if svc.Namespace != p.Namespace && ok(svc) {
 			return svc
 		}
 	}
 	return nil
+}
+
+func compareHost(a, b *registry.Service) int { return strings.Compare(a.Hostname, b.Hostname) }
+
+// LookupService returns the service named host visible to p (ignoring
+// Sidecar scope, as Istio does for route destinations), or nil.
+func (s *Snapshot) LookupService(p *Proxy, host string) *registry.Service {
+	return pickLocal(p, s.byHost[host], func(svc *registry.Service) bool {
+		return exportedTo(svc.ExportTo, svc.Namespace, p.Namespace)
+	})
 }
 
 // Gateway is a resolved Gateway object.
@@ -223,7 +241,33 @@ func contentHash(objs []*config.Object, services []*registry.Service, opts Optio
 			h.Write(b)
 		}
 	}
-	b, _ := json.Marshal(services) // maps are encoded in key order
-	h.Write(b)
+	for _, svc := range services {
+		hashService(write, svc)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// hashService feeds every field of svc to write (maps in key order).
+func hashService(write func(...string), svc *registry.Service) {
+	num := func(n uint64) string { return strconv.FormatUint(n, 10) }
+	write("svc", svc.Hostname, svc.Namespace, svc.Name, svc.Resolution.String(), strconv.FormatBool(svc.MeshExternal))
+	write(svc.Addresses...)
+	write("|")
+	write(svc.ExportTo...)
+	write("|")
+	for _, p := range svc.Ports {
+		write(p.Name, num(uint64(p.Number)), p.Protocol, num(uint64(p.TargetPort)))
+	}
+	for _, e := range svc.Endpoints {
+		write("ep", e.Address, e.WorkloadName, e.Namespace, e.ServiceAccount, e.Locality, e.Network,
+			num(uint64(e.Weight)), strconv.FormatBool(e.Healthy))
+		for _, k := range slices.Sorted(maps.Keys(e.Ports)) {
+			write(k, num(uint64(e.Ports[k])))
+		}
+		write("|")
+		for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
+			write(k, e.Labels[k])
+		}
+		write("|")
+	}
 }
