@@ -19,7 +19,7 @@ func validateAuthorizationPolicy(obj *config.Object) []config.FieldError {
 	if !ok {
 		return []config.FieldError{{Path: "spec", Reason: fmt.Sprintf("unexpected spec type %T", obj.Spec)}}
 	}
-	r := &secReport{}
+	r := &fieldErrors{}
 	authzCheckDryRun(r, obj, ap)
 	secCheckPolicyTarget(r, ap.GetSelector(), ap.GetTargetRef(), ap.GetTargetRefs())
 	authzCheckAction(r, obj, ap)
@@ -27,19 +27,19 @@ func validateAuthorizationPolicy(obj *config.Object) []config.FieldError {
 		r.errorf("spec.rules", "at most 512 rules are allowed, got %d", len(ap.GetRules()))
 	}
 	for i, rule := range ap.GetRules() {
-		authzCheckRule(r, obj, ap.GetAction(), secIndex("spec.rules", i), rule)
+		authzCheckRule(r, obj, ap.GetAction(), indexPath("spec.rules", i), rule)
 	}
-	return r.errs
+	return r.list
 }
 
 // authzCheckDryRun checks the istio.io/dry-run annotation: ALLOW and DENY
 // policies only, with a boolean value.
-func authzCheckDryRun(r *secReport, obj *config.Object, ap *security.AuthorizationPolicy) {
+func authzCheckDryRun(r *fieldErrors, obj *config.Object, ap *security.AuthorizationPolicy) {
 	val, ok := obj.Meta.Annotations[secDryRunAnnotation]
 	if !ok {
 		return
 	}
-	path := secKey("metadata.annotations", secDryRunAnnotation)
+	path := keyPath("metadata.annotations", secDryRunAnnotation)
 	switch ap.GetAction() {
 	case security.AuthorizationPolicy_ALLOW, security.AuthorizationPolicy_DENY:
 		if _, err := strconv.ParseBool(val); err != nil {
@@ -51,7 +51,7 @@ func authzCheckDryRun(r *secReport, obj *config.Object, ap *security.Authorizati
 }
 
 // authzCheckAction checks action against provider and rules.
-func authzCheckAction(r *secReport, obj *config.Object, ap *security.AuthorizationPolicy) {
+func authzCheckAction(r *fieldErrors, obj *config.Object, ap *security.AuthorizationPolicy) {
 	action := ap.GetAction()
 	provider := ap.GetProvider()
 	switch action {
@@ -80,7 +80,7 @@ func authzCheckAction(r *secReport, obj *config.Object, ap *security.Authorizati
 // authzCheckRule checks one rule. It also warns, as Istio does, when a DENY
 // rule uses only HTTP attributes: on TCP traffic those cannot be evaluated
 // and the rule denies everything.
-func authzCheckRule(r *secReport, obj *config.Object, action security.AuthorizationPolicy_Action, path string, rule *security.Rule) {
+func authzCheckRule(r *fieldErrors, obj *config.Object, action security.AuthorizationPolicy_Action, path string, rule *security.Rule) {
 	if rule == nil {
 		r.errorf(path, "rule must not be null")
 		return
@@ -95,7 +95,7 @@ func authzCheckRule(r *secReport, obj *config.Object, action security.Authorizat
 		r.errorf(path+".from", "at most 512 sources are allowed, got %d", len(rule.GetFrom()))
 	}
 	for j, from := range rule.GetFrom() {
-		fp := secIndex(path+".from", j)
+		fp := indexPath(path+".from", j)
 		switch {
 		case from == nil:
 			r.errorf(fp, "must not be null")
@@ -113,7 +113,7 @@ func authzCheckRule(r *secReport, obj *config.Object, action security.Authorizat
 		r.errorf(path+".to", "must not be empty; omit it to match any operation")
 	}
 	for j, to := range rule.GetTo() {
-		tp := secIndex(path+".to", j)
+		tp := indexPath(path+".to", j)
 		switch {
 		case to == nil:
 			r.errorf(tp, "must not be null")
@@ -128,7 +128,7 @@ func authzCheckRule(r *secReport, obj *config.Object, action security.Authorizat
 	}
 
 	for j, cond := range rule.GetWhen() {
-		authzCheckCondition(r, secIndex(path+".when", j), cond, custom)
+		authzCheckCondition(r, indexPath(path+".when", j), cond, custom)
 	}
 
 	if action == security.AuthorizationPolicy_DENY && ((fromExists && !toExists && !tcpInFrom) || (toExists && !tcpInTo)) {
@@ -172,7 +172,7 @@ var authzCustomUnsupportedSource = map[string]bool{
 
 // authzCheckSource checks a source and reports whether it uses attributes
 // that are available on TCP traffic.
-func authzCheckSource(r *secReport, path string, src *security.Source, custom bool) (tcp bool) {
+func authzCheckSource(r *fieldErrors, path string, src *security.Source, custom bool) (tcp bool) {
 	lists := authzSourceLists(src)
 	empty := true
 	for _, l := range lists {
@@ -210,7 +210,7 @@ func authzCheckSource(r *secReport, path string, src *security.Source, custom bo
 			r.errorf(lp, "at most 16 service accounts are allowed, got %d", len(l.values))
 		}
 		for k, v := range l.values {
-			vp := secIndex(lp, k)
+			vp := indexPath(lp, k)
 			if v == "" {
 				r.errorf(vp, "must not be empty")
 				continue
@@ -259,7 +259,7 @@ var authzHTTPMethods = map[string]bool{
 
 // authzCheckOperation checks an operation and reports whether it uses ports
 // (the only operation attribute available on TCP traffic).
-func authzCheckOperation(r *secReport, path string, op *security.Operation) (tcp bool) {
+func authzCheckOperation(r *fieldErrors, path string, op *security.Operation) (tcp bool) {
 	lists := []struct {
 		name   string
 		values []string
@@ -286,7 +286,7 @@ func authzCheckOperation(r *secReport, path string, op *security.Operation) (tcp
 	for _, l := range lists {
 		lp := path + "." + l.name
 		for k, v := range l.values {
-			vp := secIndex(lp, k)
+			vp := indexPath(lp, k)
 			if v == "" {
 				r.errorf(vp, "must not be empty")
 				continue
@@ -324,7 +324,7 @@ var authzPathLiteralRE = regexp.MustCompile(`^[a-zA-Z0-9\-._~%!$&'()+,;:@=]+$`)
 // are Envoy URI templates: operators are whole segments, {**} is the last
 // operator, and other segments are plain pchar literals. Other paths use
 // Istio's string matching (exact, prefix*, *suffix, *).
-func authzCheckPath(r *secReport, path, v string) {
+func authzCheckPath(r *fieldErrors, path, v string) {
 	if !strings.Contains(v, "{*}") && !strings.Contains(v, "{**}") {
 		if p := secWildcardProblem(v); p != "" {
 			r.warnf(path, "%s", p)
@@ -354,7 +354,7 @@ func authzCheckPath(r *secReport, path, v string) {
 
 // authzCheckCondition checks one `when` condition: a supported attribute,
 // values or notValues present, and each value in the attribute's format.
-func authzCheckCondition(r *secReport, path string, cond *security.Condition, custom bool) {
+func authzCheckCondition(r *fieldErrors, path string, cond *security.Condition, custom bool) {
 	if cond == nil {
 		r.errorf(path, "must not be null")
 		return
@@ -381,7 +381,7 @@ func authzCheckCondition(r *secReport, path string, cond *security.Condition, cu
 		values []string
 	}{{"values", cond.GetValues()}, {"notValues", cond.GetNotValues()}} {
 		for k, v := range l.values {
-			vp := secIndex(path+"."+l.name, k)
+			vp := indexPath(path+"."+l.name, k)
 			if v == "" {
 				r.errorf(vp, "must not be empty")
 				continue

@@ -49,7 +49,7 @@ func validateEnvoyFilter(obj *config.Object) []config.FieldError {
 	if !ok {
 		return []config.FieldError{{Path: "spec", Reason: fmt.Sprintf("unexpected spec type %T", obj.Spec)}}
 	}
-	r := &secReport{}
+	r := &fieldErrors{}
 	r.warnf("", envoyFilterUnsupported)
 	secCheckDryRun(r, obj)
 	if ws := ef.GetWorkloadSelector(); ws != nil {
@@ -60,13 +60,13 @@ func validateEnvoyFilter(obj *config.Object) []config.FieldError {
 	}
 	secCheckTargetRefs(r, "spec.targetRefs", ef.GetTargetRefs())
 	for i, cp := range ef.GetConfigPatches() {
-		envoyFilterCheckPatch(r, secIndex("spec.configPatches", i), cp)
+		envoyFilterCheckPatch(r, indexPath("spec.configPatches", i), cp)
 	}
-	return r.errs
+	return r.list
 }
 
 // envoyFilterCheckPatch checks one configPatches entry.
-func envoyFilterCheckPatch(r *secReport, path string, cp *networking.EnvoyFilter_EnvoyConfigObjectPatch) {
+func envoyFilterCheckPatch(r *fieldErrors, path string, cp *networking.EnvoyFilter_EnvoyConfigObjectPatch) {
 	if cp == nil {
 		r.errorf(path, "must not be null")
 		return
@@ -151,7 +151,7 @@ func envoyFilterCheckPatch(r *secReport, path string, cp *networking.EnvoyFilter
 
 // envoyFilterCheckListenerMatch checks the filter chain and filter match of
 // a listener-class patch and reports whether checking may go on.
-func envoyFilterCheckListenerMatch(r *secReport, path string, applyTo networking.EnvoyFilter_ApplyTo, lm *networking.EnvoyFilter_ListenerMatch) bool {
+func envoyFilterCheckListenerMatch(r *fieldErrors, path string, applyTo networking.EnvoyFilter_ApplyTo, lm *networking.EnvoyFilter_ListenerMatch) bool {
 	if lm == nil {
 		return true
 	}

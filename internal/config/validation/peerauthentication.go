@@ -19,7 +19,7 @@ func validatePeerAuthentication(obj *config.Object) []config.FieldError {
 	if !ok {
 		return []config.FieldError{{Path: "spec", Reason: fmt.Sprintf("unexpected spec type %T", obj.Spec)}}
 	}
-	r := &secReport{}
+	r := &fieldErrors{}
 	secCheckDryRun(r, obj)
 	secCheckSelector(r, "spec.selector", pa.GetSelector())
 
@@ -32,8 +32,8 @@ func validatePeerAuthentication(obj *config.Object) []config.FieldError {
 	}
 	for _, port := range slices.Sorted(maps.Keys(ports)) {
 		if port == 0 || port > 65535 {
-			r.errorf(secKey("spec.portLevelMtls", strconv.FormatUint(uint64(port), 10)), "port %d is not in 1-65535", port)
+			r.errorf(keyPath("spec.portLevelMtls", strconv.FormatUint(uint64(port), 10)), "port %d is not in 1-65535", port)
 		}
 	}
-	return r.errs
+	return r.list
 }

@@ -23,14 +23,14 @@ func validateProxyConfig(obj *config.Object) []config.FieldError {
 	if !ok {
 		return []config.FieldError{{Path: "spec", Reason: fmt.Sprintf("unexpected spec type %T", obj.Spec)}}
 	}
-	r := &secReport{}
+	r := &fieldErrors{}
 	secCheckDryRun(r, obj)
 	secCheckSelector(r, "spec.selector", pc.GetSelector())
 	if c := pc.GetConcurrency(); c != nil && c.GetValue() < 0 {
 		r.errorf("spec.concurrency", "must be 0 (one worker per CPU) or more, got %d", c.GetValue())
 	}
-	for _, name := range secSortedKeys(pc.GetEnvironmentVariables()) {
-		path := secKey("spec.environmentVariables", name)
+	for _, name := range sortedMapKeys(pc.GetEnvironmentVariables()) {
+		path := keyPath("spec.environmentVariables", name)
 		value := pc.GetEnvironmentVariables()[name]
 		switch {
 		case name == "":
@@ -47,5 +47,5 @@ func validateProxyConfig(obj *config.Object) []config.FieldError {
 	if t := pc.GetImage().GetImageType(); t != "" && !proxyConfigImageTypes[t] {
 		r.warnf("spec.image.imageType", "%q is not an image type Istio publishes (default, debug, distroless); it must exist in the configured hub", t)
 	}
-	return r.errs
+	return r.list
 }

@@ -18,20 +18,20 @@ func validateRequestAuthentication(obj *config.Object) []config.FieldError {
 	if !ok {
 		return []config.FieldError{{Path: "spec", Reason: fmt.Sprintf("unexpected spec type %T", obj.Spec)}}
 	}
-	r := &secReport{}
+	r := &fieldErrors{}
 	secCheckDryRun(r, obj)
 	secCheckPolicyTarget(r, ra.GetSelector(), ra.GetTargetRef(), ra.GetTargetRefs())
 	if len(ra.GetJwtRules()) > 4096 {
 		r.errorf("spec.jwtRules", "at most 4096 rules are allowed, got %d", len(ra.GetJwtRules()))
 	}
 	for i, rule := range ra.GetJwtRules() {
-		jwtCheckRule(r, secIndex("spec.jwtRules", i), rule)
+		jwtCheckRule(r, indexPath("spec.jwtRules", i), rule)
 	}
-	return r.errs
+	return r.list
 }
 
 // jwtCheckRule checks one JWTRule at path.
-func jwtCheckRule(r *secReport, path string, rule *security.JWTRule) {
+func jwtCheckRule(r *fieldErrors, path string, rule *security.JWTRule) {
 	if rule == nil {
 		r.errorf(path, "must not be null")
 		return
@@ -41,7 +41,7 @@ func jwtCheckRule(r *secReport, path string, rule *security.JWTRule) {
 	}
 	for k, aud := range rule.GetAudiences() {
 		if aud == "" {
-			r.errorf(secIndex(path+".audiences", k), "must not be empty")
+			r.errorf(indexPath(path+".audiences", k), "must not be empty")
 		}
 	}
 	if uri := rule.GetJwksUri(); uri != "" {
@@ -58,7 +58,7 @@ func jwtCheckRule(r *secReport, path string, rule *security.JWTRule) {
 		}
 	}
 	for k, h := range rule.GetFromHeaders() {
-		hp := secIndex(path+".fromHeaders", k)
+		hp := indexPath(path+".fromHeaders", k)
 		switch {
 		case h == nil:
 			r.errorf(hp, "must not be null")
@@ -68,12 +68,12 @@ func jwtCheckRule(r *secReport, path string, rule *security.JWTRule) {
 	}
 	for k, p := range rule.GetFromParams() {
 		if p == "" {
-			r.errorf(secIndex(path+".fromParams", k), "must not be empty")
+			r.errorf(indexPath(path+".fromParams", k), "must not be empty")
 		}
 	}
 	for k, c := range rule.GetFromCookies() {
 		if c == "" {
-			r.errorf(secIndex(path+".fromCookies", k), "must not be empty")
+			r.errorf(indexPath(path+".fromCookies", k), "must not be empty")
 		}
 	}
 	if h := rule.GetOutputPayloadToHeader(); h != "" && !secHeaderNameRE.MatchString(h) {
@@ -81,7 +81,7 @@ func jwtCheckRule(r *secReport, path string, rule *security.JWTRule) {
 	}
 	headers := map[string]int{}
 	for k, ch := range rule.GetOutputClaimToHeaders() {
-		cp := secIndex(path+".outputClaimToHeaders", k)
+		cp := indexPath(path+".outputClaimToHeaders", k)
 		if ch == nil {
 			r.errorf(cp, "must not be null")
 			continue
@@ -102,13 +102,13 @@ func jwtCheckRule(r *secReport, path string, rule *security.JWTRule) {
 			}
 		}
 	}
-	secCheckDuration(r, path+".timeout", rule.GetTimeout())
+	durationProblems(r, path+".timeout", rule.GetTimeout())
 	if n := len(rule.GetSpaceDelimitedClaims()); n > 64 {
 		r.errorf(path+".spaceDelimitedClaims", "at most 64 claims are allowed, got %d", n)
 	}
 	for k, c := range rule.GetSpaceDelimitedClaims() {
 		if c == "" {
-			r.errorf(secIndex(path+".spaceDelimitedClaims", k), "must not be empty")
+			r.errorf(indexPath(path+".spaceDelimitedClaims", k), "must not be empty")
 		}
 	}
 }

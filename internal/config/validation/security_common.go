@@ -2,47 +2,21 @@ package validation
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/bowline-mesh/bowline/internal/config"
 )
 
-// Helpers shared by the security, telemetry and extension kinds
+// Helpers specific to the security, telemetry and extension kinds
 // (AuthorizationPolicy, PeerAuthentication, RequestAuthentication,
-// Telemetry, EnvoyFilter, ProxyConfig). Every top-level name here starts
-// with "sec" so it cannot collide with the networking helpers of this package.
-
-// secReport collects the field errors and warnings of one object.
-type secReport struct {
-	errs []config.FieldError
-}
-
-func (r *secReport) errorf(path, format string, args ...any) {
-	r.errs = append(r.errs, config.FieldError{Path: path, Reason: fmt.Sprintf(format, args...)})
-}
-
-func (r *secReport) warnf(path, format string, args ...any) {
-	r.errs = append(r.errs, config.FieldError{Path: path, Reason: fmt.Sprintf(format, args...), Warning: true})
-}
-
-// secIndex returns "path[i]".
-func secIndex(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
-
-// secKey returns "path[key]", the form the loader uses for map entries.
-func secKey(path, key string) string { return path + "[" + key + "]" }
-
-// secSortedKeys returns the keys of m in order, so problems come out in a stable order.
-func secSortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+// Telemetry, EnvoyFilter, ProxyConfig); the collector, paths, durations and
+// the rest are shared with the networking kinds in common.go.
 
 // secWritten reports whether the document spelled out path (for example an
 // explicit empty list `rules: []`), which decoding alone cannot tell from an
@@ -58,9 +32,9 @@ const secDryRunAnnotation = "istio.io/dry-run"
 
 // secCheckDryRun rejects the dry-run annotation on kinds other than
 // AuthorizationPolicy, as Istio does for every kind.
-func secCheckDryRun(r *secReport, obj *config.Object) {
+func secCheckDryRun(r *fieldErrors, obj *config.Object) {
 	if _, ok := obj.Meta.Annotations[secDryRunAnnotation]; ok {
-		r.errorf(secKey("metadata.annotations", secDryRunAnnotation), "annotation %s is only supported on AuthorizationPolicy", secDryRunAnnotation)
+		r.errorf(keyPath("metadata.annotations", secDryRunAnnotation), "annotation %s is only supported on AuthorizationPolicy", secDryRunAnnotation)
 	}
 }
 
@@ -68,7 +42,7 @@ func secCheckDryRun(r *secReport, obj *config.Object) {
 // e.g. "spec.selector.matchLabels"): Istio's selector rules (no empty keys,
 // no wildcards) on top of Kubernetes label syntax. An empty selector is a
 // warning reported at selectorPath.
-func secCheckLabels(r *secReport, selectorPath, path string, labels map[string]string, maxLabels int) {
+func secCheckLabels(r *fieldErrors, selectorPath, path string, labels map[string]string, maxLabels int) {
 	if len(labels) == 0 {
 		r.warnf(selectorPath, "workload selector without labels selects every workload in the namespace")
 		return
@@ -76,9 +50,9 @@ func secCheckLabels(r *secReport, selectorPath, path string, labels map[string]s
 	if len(labels) > maxLabels {
 		r.errorf(path, "at most %d labels are allowed, got %d", maxLabels, len(labels))
 	}
-	for _, k := range secSortedKeys(labels) {
+	for _, k := range sortedMapKeys(labels) {
 		v := labels[k]
-		kp := secKey(path, k)
+		kp := keyPath(path, k)
 		switch {
 		case k == "":
 			r.errorf(kp, "empty label key is not supported in a selector")
@@ -96,7 +70,7 @@ func secCheckLabels(r *secReport, selectorPath, path string, labels map[string]s
 }
 
 // secCheckSelector checks a WorkloadSelector (selector.matchLabels) at path.
-func secCheckSelector(r *secReport, path string, sel *typev1beta1.WorkloadSelector) {
+func secCheckSelector(r *fieldErrors, path string, sel *typev1beta1.WorkloadSelector) {
 	if sel == nil {
 		return
 	}
@@ -127,7 +101,7 @@ var (
 )
 
 // secCheckTargetRef checks one PolicyTargetReference at path.
-func secCheckTargetRef(r *secReport, path string, ref *typev1beta1.PolicyTargetReference) {
+func secCheckTargetRef(r *fieldErrors, path string, ref *typev1beta1.PolicyTargetReference) {
 	if ref == nil {
 		r.errorf(path, "target reference must not be null")
 		return
@@ -170,7 +144,7 @@ func secCheckTargetRef(r *secReport, path string, ref *typev1beta1.PolicyTargetR
 
 // secCheckPolicyTarget checks selector, targetRef and targetRefs of a policy
 // kind: at most one of them, each well-formed.
-func secCheckPolicyTarget(r *secReport, sel *typev1beta1.WorkloadSelector, ref *typev1beta1.PolicyTargetReference, refs []*typev1beta1.PolicyTargetReference) {
+func secCheckPolicyTarget(r *fieldErrors, sel *typev1beta1.WorkloadSelector, ref *typev1beta1.PolicyTargetReference, refs []*typev1beta1.PolicyTargetReference) {
 	set := 0
 	if sel != nil {
 		set++
@@ -196,12 +170,12 @@ func secCheckPolicyTarget(r *secReport, sel *typev1beta1.WorkloadSelector, ref *
 }
 
 // secCheckTargetRefs checks a targetRefs list at path.
-func secCheckTargetRefs(r *secReport, path string, refs []*typev1beta1.PolicyTargetReference) {
+func secCheckTargetRefs(r *fieldErrors, path string, refs []*typev1beta1.PolicyTargetReference) {
 	if len(refs) > 16 {
 		r.errorf(path, "at most 16 target references are allowed, got %d", len(refs))
 	}
 	for i, ref := range refs {
-		secCheckTargetRef(r, secIndex(path, i), ref)
+		secCheckTargetRef(r, indexPath(path, i), ref)
 	}
 }
 
@@ -232,20 +206,6 @@ func secPortProblem(v string) string {
 
 // secHeaderNameRE is the header name syntax Istio accepts where it names a header to set.
 var secHeaderNameRE = regexp.MustCompile(`^[-_A-Za-z0-9]+$`)
-
-// secCheckDuration applies Istio's duration rule: at least 1ms, millisecond precision.
-func secCheckDuration(r *secReport, path string, d *durationpb.Duration) {
-	if d == nil {
-		return
-	}
-	dur := d.AsDuration()
-	switch {
-	case dur < time.Millisecond:
-		r.errorf(path, "must be at least 1ms, got %s", dur)
-	case dur%time.Millisecond != 0:
-		r.errorf(path, "only millisecond precision is supported, got %s", dur)
-	}
-}
 
 // secWildcardProblem explains why v uses '*' in a way Istio's string
 // matching does not (it supports exact, "prefix*", "*suffix" and "*"), or

@@ -18,30 +18,30 @@ func validateTelemetry(obj *config.Object) []config.FieldError {
 	if !ok {
 		return []config.FieldError{{Path: "spec", Reason: fmt.Sprintf("unexpected spec type %T", obj.Spec)}}
 	}
-	r := &secReport{}
+	r := &fieldErrors{}
 	secCheckDryRun(r, obj)
 	secCheckPolicyTarget(r, t.GetSelector(), t.GetTargetRef(), t.GetTargetRefs())
 	telemetryCheckTracing(r, t.GetTracing())
 	telemetryCheckMetrics(r, t.GetMetrics())
 	telemetryCheckAccessLogging(r, t.GetAccessLogging())
-	return r.errs
+	return r.list
 }
 
 // telemetryCheckProviders checks provider references: each names a provider.
-func telemetryCheckProviders(r *secReport, path string, providers []*telemetry.ProviderRef) {
+func telemetryCheckProviders(r *fieldErrors, path string, providers []*telemetry.ProviderRef) {
 	for i, p := range providers {
 		if p.GetName() == "" {
-			r.errorf(secIndex(path, i)+".name", "required")
+			r.errorf(indexPath(path, i)+".name", "required")
 		}
 	}
 }
 
-func telemetryCheckTracing(r *secReport, tracing []*telemetry.Tracing) {
+func telemetryCheckTracing(r *fieldErrors, tracing []*telemetry.Tracing) {
 	if len(tracing) > 1 {
 		r.warnf("spec.tracing", "only one tracing configuration is supported; %d are set", len(tracing))
 	}
 	for i, tr := range tracing {
-		path := secIndex("spec.tracing", i)
+		path := indexPath("spec.tracing", i)
 		if tr == nil {
 			continue
 		}
@@ -52,8 +52,8 @@ func telemetryCheckTracing(r *secReport, tracing []*telemetry.Tracing) {
 		if s := tr.GetRandomSamplingPercentage(); s != nil && (s.GetValue() < 0 || s.GetValue() > 100) {
 			r.errorf(path+".randomSamplingPercentage", "must be between 0 and 100, got %v", s.GetValue())
 		}
-		for _, name := range secSortedKeys(tr.GetCustomTags()) {
-			tp := secKey(path+".customTags", name)
+		for _, name := range sortedMapKeys(tr.GetCustomTags()) {
+			tp := keyPath(path+".customTags", name)
 			tag := tr.GetCustomTags()[name]
 			if name == "" {
 				r.errorf(tp, "tag name must not be empty")
@@ -89,16 +89,16 @@ func telemetryCheckTracing(r *secReport, tracing []*telemetry.Tracing) {
 // telemetryLabelRE is a Prometheus label name; metric tags become labels.
 var telemetryLabelRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
-func telemetryCheckMetrics(r *secReport, metrics []*telemetry.Metrics) {
+func telemetryCheckMetrics(r *fieldErrors, metrics []*telemetry.Metrics) {
 	for i, m := range metrics {
-		path := secIndex("spec.metrics", i)
+		path := indexPath("spec.metrics", i)
 		if m == nil {
 			continue
 		}
 		telemetryCheckProviders(r, path+".providers", m.GetProviders())
-		secCheckDuration(r, path+".reportingInterval", m.GetReportingInterval())
+		durationProblems(r, path+".reportingInterval", m.GetReportingInterval())
 		for j, o := range m.GetOverrides() {
-			op := secIndex(path+".overrides", j)
+			op := indexPath(path+".overrides", j)
 			if o == nil {
 				r.errorf(op, "must not be null")
 				continue
@@ -106,8 +106,8 @@ func telemetryCheckMetrics(r *secReport, metrics []*telemetry.Metrics) {
 			if cm, ok := o.GetMatch().GetMetricMatch().(*telemetry.MetricSelector_CustomMetric); ok && cm.CustomMetric == "" {
 				r.errorf(op+".match.customMetric", "must not be empty")
 			}
-			for _, name := range secSortedKeys(o.GetTagOverrides()) {
-				tp := secKey(op+".tagOverrides", name)
+			for _, name := range sortedMapKeys(o.GetTagOverrides()) {
+				tp := keyPath(op+".tagOverrides", name)
 				to := o.GetTagOverrides()[name]
 				switch {
 				case name == "":
@@ -134,9 +134,9 @@ func telemetryCheckMetrics(r *secReport, metrics []*telemetry.Metrics) {
 	}
 }
 
-func telemetryCheckAccessLogging(r *secReport, logging []*telemetry.AccessLogging) {
+func telemetryCheckAccessLogging(r *fieldErrors, logging []*telemetry.AccessLogging) {
 	for i, l := range logging {
-		path := secIndex("spec.accessLogging", i)
+		path := indexPath("spec.accessLogging", i)
 		if l == nil {
 			continue
 		}

@@ -65,7 +65,7 @@ func TestTelemetryProblems(t *testing.T) {
           value: "x"
     reportingInterval: 0s
 `), want: []string{
-			"telemetry.yaml:20: Telemetry istio-system/mesh-default: spec.metrics[0].reportingInterval: must be at least 1ms, got 0s",
+			"telemetry.yaml:20: Telemetry istio-system/mesh-default: spec.metrics[0].reportingInterval: duration 0s must be at least 1ms",
 			"telemetry.yaml:11: Telemetry istio-system/mesh-default: spec.metrics[0].overrides[0].match.customMetric: must not be empty",
 			"telemetry.yaml:18: warning: Telemetry istio-system/mesh-default: spec.metrics[0].overrides[0].tagOverrides[bad-name]: tag \"bad-name\" is not a valid Prometheus label name (letters, digits and '_', not starting with a digit)",
 			"telemetry.yaml:13: Telemetry istio-system/mesh-default: spec.metrics[0].overrides[0].tagOverrides[request_host].value: required when operation is UPSERT",
