@@ -90,7 +90,7 @@ func TestRequestAuthenticationProblems(t *testing.T) {
   - issuer: other
     timeout: 1500us
 `), want: []string{
-			"jwt.yaml:10: RequestAuthentication foo/jwt: spec.jwtRules[0].timeout: duration 500 must be at least 1ms\u00b5s",
+			"jwt.yaml:10: RequestAuthentication foo/jwt: spec.jwtRules[0].timeout: duration 500\u00b5s must be at least 1ms",
 			"jwt.yaml:11: RequestAuthentication foo/jwt: spec.jwtRules[0].spaceDelimitedClaims[1]: must not be empty",
 			"jwt.yaml:13: RequestAuthentication foo/jwt: spec.jwtRules[1].timeout: duration 1.5ms must be a whole number of milliseconds",
 		}},
