@@ -43,6 +43,8 @@ type MergedDestinationRule struct {
 	Subsets []*networking.Subset
 	// From lists the merged rules, "namespace/name", highest precedence first.
 	From []string
+	// Rules are the merged rules, in From's order.
+	Rules []*DestinationRule
 }
 
 // Subset returns the named subset or nil.
@@ -133,6 +135,7 @@ func mergeRules(rules []*DestinationRule) *MergedDestinationRule {
 	m := &MergedDestinationRule{Host: rules[0].Host}
 	for _, d := range rules {
 		m.From = append(m.From, d.Ref())
+		m.Rules = append(m.Rules, d)
 		if m.TrafficPolicy == nil {
 			m.TrafficPolicy = d.Spec.GetTrafficPolicy()
 		}

@@ -24,6 +24,38 @@ func (g *gen) buildServiceClusters(svc *registry.Service) {
 		return // grpc-go has no ORIGINAL_DST
 	}
 	dr := g.snap.DestinationRuleFor(g.proxy, svc.Hostname, svc.Namespace)
+	if g.cache == nil {
+		g.addServiceClusters(svc, dr)
+		return
+	}
+	key, ok := clusterKeyFor(svc, dr, g.grpc)
+	if !ok {
+		g.addServiceClusters(svc, dr)
+		return
+	}
+	sc := g.cache.serviceClusters(key, func() *serviceClusters {
+		sub := newGen(g.snap, g.proxy)
+		sub.addServiceClusters(svc, dr)
+		out := &serviceClusters{}
+		for _, c := range sub.clusters {
+			out.clusters = append(out.clusters, c)
+		}
+		for _, e := range sub.endpoints {
+			out.endpoints = append(out.endpoints, e)
+		}
+		return out
+	})
+	for _, c := range sc.clusters {
+		g.clusters[c.Name] = c
+	}
+	for _, e := range sc.endpoints {
+		g.endpoints[e.ClusterName] = e
+	}
+}
+
+// addServiceClusters builds what buildServiceClusters adds: it reads only
+// svc, dr and whether the proxy is proxyless gRPC (the Cache key).
+func (g *gen) addServiceClusters(svc *registry.Service, dr *model.MergedDestinationRule) {
 	for _, port := range svc.Ports {
 		var top *networking.TrafficPolicy
 		if dr != nil {

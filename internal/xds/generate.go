@@ -12,7 +12,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/bowline-mesh/bowline/internal/model"
 )
@@ -26,6 +26,10 @@ type Resources struct {
 	// Versions holds, per type URL, a hash of that type's resources: equal
 	// hashes mean equal content, so the server pushes a type only when it changes.
 	Versions map[string]string
+	// Wire holds, per type URL, each resource's deterministic wire form in
+	// the order of its list above. The Anys are shared (with a Cache, across
+	// proxies and versions) and must not be modified.
+	Wire map[string][]*anypb.Any
 }
 
 // ByType returns the resources keyed by type URL, the shape
@@ -55,7 +59,14 @@ func (r Resources) Version() string {
 // clusters; routers get the listeners and routes of the Gateways selecting
 // them; proxyless gRPC clients (Generator "grpc") get api_listeners.
 func Generate(snap *model.Snapshot, proxy *model.Proxy) Resources {
+	return GenerateCached(snap, proxy, nil)
+}
+
+// GenerateCached is Generate reusing the work c holds from other proxies
+// and earlier snapshots; its result equals Generate's. A nil c caches nothing.
+func GenerateCached(snap *model.Snapshot, proxy *model.Proxy, c *Cache) Resources {
 	g := newGen(snap, proxy)
+	g.cache = c
 	switch {
 	case proxy.Generator == "grpc":
 		g.buildGRPC()
@@ -73,6 +84,7 @@ type gen struct {
 	snap  *model.Snapshot
 	proxy *model.Proxy
 	grpc  bool
+	cache *Cache // nil: no memoization
 
 	listeners map[string]*listenerv3.Listener
 	routes    map[string]*routev3.RouteConfiguration
@@ -92,14 +104,27 @@ func (g *gen) resources() Resources {
 		Routes:    sortedValues(g.routes),
 		Clusters:  sortedValues(g.clusters),
 		Endpoints: sortedValues(g.endpoints),
+		Versions:  make(map[string]string, 4),
+		Wire:      make(map[string][]*anypb.Any, 4),
 	}
-	r.Versions = map[string]string{
-		resourcev3.ListenerType: hashResources(r.Listeners),
-		resourcev3.RouteType:    hashResources(r.Routes),
-		resourcev3.ClusterType:  hashResources(r.Clusters),
-		resourcev3.EndpointType: hashResources(r.Endpoints),
+	for typ, rs := range map[string][]types.Resource{resourcev3.ListenerType: r.Listeners, resourcev3.RouteType: r.Routes,
+		resourcev3.ClusterType: r.Clusters, resourcev3.EndpointType: r.Endpoints} {
+		r.Wire[typ], r.Versions[typ] = g.encodeAll(typ, rs)
 	}
 	return r
+}
+
+// encodeAll returns the wire form of rs and their version: a hash of the
+// resources' hashes, in order.
+func (g *gen) encodeAll(typeURL string, rs []types.Resource) ([]*anypb.Any, string) {
+	h := sha256.New()
+	out := make([]*anypb.Any, len(rs))
+	for i, r := range rs {
+		e := g.cache.encode(r, typeURL)
+		out[i] = e.any
+		h.Write(e.sum[:])
+	}
+	return out, hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 func sortedValues[M ~map[string]V, V types.Resource](m M) []types.Resource {
@@ -115,13 +140,3 @@ func sortedValues[M ~map[string]V, V types.Resource](m M) []types.Resource {
 	return out
 }
 
-func hashResources(rs []types.Resource) string {
-	h := sha256.New()
-	det := proto.MarshalOptions{Deterministic: true}
-	for _, r := range rs {
-		b, _ := det.Marshal(r)
-		h.Write(b)
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
-}

@@ -1,0 +1,163 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/bowline-mesh/bowline/internal/model"
+	"github.com/bowline-mesh/bowline/internal/registry"
+)
+
+// Cache memoizes generator work across proxies and mesh versions, the way
+// Istio's push context shares per-service results: the clusters and load
+// assignments of a service (keyed by the immutable inputs they are built
+// from: the *registry.Service, the DestinationRule specs and the proxy
+// kind), and the wire form and hash of every resource (keyed by the
+// resource's pointer; generated resources are never modified). Results of
+// GenerateCached equal Generate's.
+//
+// Entries live two generations: Rotate starts a new one (the server calls it
+// per mesh version) and drops what the previous generation did not use.
+// A Cache is safe for concurrent use.
+type Cache struct {
+	mu       sync.Mutex
+	clusters genMap[clusterKey, *serviceClusters]
+	encoded  genMap[proto.Message, encoded]
+}
+
+// NewCache returns an empty Cache.
+func NewCache() *Cache {
+	return &Cache{clusters: newGenMap[clusterKey, *serviceClusters](), encoded: newGenMap[proto.Message, encoded]()}
+}
+
+// Rotate starts a new generation: entries not used since the previous
+// Rotate are dropped.
+func (c *Cache) Rotate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clusters.rotate()
+	c.encoded.rotate()
+}
+
+// Len returns the number of cached service cluster sets and encoded resources.
+func (c *Cache) Len() (clusters, encoded int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clusters.len(), c.encoded.len()
+}
+
+// genMap is a map whose entries survive one rotation unless used again.
+type genMap[K comparable, V any] struct{ cur, prev map[K]V }
+
+func newGenMap[K comparable, V any]() genMap[K, V] { return genMap[K, V]{cur: map[K]V{}, prev: map[K]V{}} }
+
+func (m *genMap[K, V]) get(k K) (V, bool) {
+	if v, ok := m.cur[k]; ok {
+		return v, true
+	}
+	v, ok := m.prev[k]
+	if ok {
+		m.cur[k] = v
+	}
+	return v, ok
+}
+
+func (m *genMap[K, V]) rotate() {
+	m.prev = m.cur
+	m.cur = make(map[K]V, len(m.prev))
+}
+
+func (m *genMap[K, V]) len() int {
+	n := len(m.cur)
+	for k := range m.prev {
+		if _, ok := m.cur[k]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// clusterKey is everything buildServiceClusters reads: the service, whether
+// the proxy is proxyless gRPC, and the specs of the merged DestinationRules
+// (up to maxKeyRules; more are not cached).
+type clusterKey struct {
+	svc   *registry.Service
+	grpc  bool
+	nDR   int
+	rules [maxKeyRules]*networking.DestinationRule
+}
+
+const maxKeyRules = 3
+
+func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc bool) (clusterKey, bool) {
+	k := clusterKey{svc: svc, grpc: grpc}
+	if dr == nil {
+		return k, true
+	}
+	if len(dr.Rules) > maxKeyRules || len(dr.Rules) == 0 {
+		return k, false
+	}
+	k.nDR = len(dr.Rules)
+	for i, r := range dr.Rules {
+		k.rules[i] = r.Spec
+	}
+	return k, true
+}
+
+// serviceClusters is what buildServiceClusters adds for one service.
+type serviceClusters struct {
+	clusters  []*clusterv3.Cluster
+	endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+func (c *Cache) serviceClusters(k clusterKey, build func() *serviceClusters) *serviceClusters {
+	c.mu.Lock()
+	sc, ok := c.clusters.get(k)
+	c.mu.Unlock()
+	if ok {
+		return sc
+	}
+	sc = build()
+	c.mu.Lock()
+	c.clusters.cur[k] = sc
+	c.mu.Unlock()
+	return sc
+}
+
+// encoded is a resource's wire form and the hash of its bytes.
+type encoded struct {
+	any *anypb.Any
+	sum [sha256.Size]byte
+}
+
+// encode returns r's deterministic wire form as an Any of typeURL, and its hash.
+func (c *Cache) encode(r proto.Message, typeURL string) encoded {
+	if c == nil {
+		return encode(r, typeURL)
+	}
+	c.mu.Lock()
+	e, ok := c.encoded.get(r)
+	c.mu.Unlock()
+	if ok {
+		return e
+	}
+	e = encode(r, typeURL)
+	c.mu.Lock()
+	c.encoded.cur[r] = e
+	c.mu.Unlock()
+	return e
+}
+
+func encode(r proto.Message, typeURL string) encoded {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		panic("marshal " + typeURL + ": " + err.Error()) // only on programming errors
+	}
+	return encoded{any: &anypb.Any{TypeUrl: typeURL, Value: b}, sum: sha256.Sum256(b)}
+}

@@ -1,0 +1,61 @@
+package xds_test
+
+import (
+	"bytes"
+	"maps"
+	"testing"
+
+	"github.com/bowline-mesh/bowline/internal/model"
+	"github.com/bowline-mesh/bowline/internal/xds"
+)
+
+// TestGenerateCachedEqualsGenerate checks that a Cache shared by every
+// proxy and snapshot of the golden cases never changes what is generated,
+// including after rotations and with snapshots rebuilt from the same objects.
+func TestGenerateCachedEqualsGenerate(t *testing.T) {
+	cases := []struct {
+		files []string
+		proxy *model.Proxy
+	}{
+		{[]string{svcs}, sidecar},
+		{[]string{svcs, drs, "bookinfo/virtual-service-all-v1.yaml"}, sidecar},
+		{[]string{svcs, drs, "bookinfo/virtual-service-reviews-80-20.yaml"}, sidecar},
+		{[]string{svcs, drs, "features/features.yaml"}, sidecar},
+		{[]string{svcs, drs, gw}, router},
+		{[]string{svcs, drs, "bookinfo/virtual-service-all-v1.yaml"}, grpcClient},
+		{[]string{svcs, drs, "features/features.yaml"}, grpcClient},
+	}
+	// Snapshots are built once so that rounds hit the cache; every proxy
+	// kind runs on every snapshot so that they share it.
+	snaps := make([]*model.Snapshot, len(cases))
+	for i, tc := range cases {
+		snaps[i] = snapshot(t, tc.files...)
+	}
+	c := xds.NewCache()
+	for round := range 3 {
+		for i, tc := range cases {
+			for _, p := range []*model.Proxy{sidecar, router, grpcClient} {
+				if want, got := xds.Generate(snaps[i], p), xds.GenerateCached(snaps[i], p, c); !bytes.Equal(render(t, got), render(t, want)) {
+					t.Fatalf("round %d %v %s: cached output differs", round, tc.files, p.ID)
+				}
+			}
+			snap := snaps[i]
+			want := xds.Generate(snap, tc.proxy)
+			got := xds.GenerateCached(snap, tc.proxy, c)
+			if !bytes.Equal(render(t, got), render(t, want)) {
+				t.Fatalf("round %d %v %s: cached output differs", round, tc.files, tc.proxy.ID)
+			}
+			if !maps.Equal(got.Versions, want.Versions) {
+				t.Fatalf("round %d %v: versions differ: %v vs %v", round, tc.files, got.Versions, want.Versions)
+			}
+			for typ, anys := range got.Wire {
+				for i, a := range anys {
+					if !bytes.Equal(a.GetValue(), want.Wire[typ][i].GetValue()) {
+						t.Fatalf("round %d %v: wire form of %s[%d] differs", round, tc.files, typ, i)
+					}
+				}
+			}
+		}
+		c.Rotate()
+	}
+}
