@@ -54,10 +54,10 @@ var _ ServiceView = (*registry.View)(nil)
 // rules plus the services. It is safe for concurrent use; nothing reachable
 // from it may be modified.
 type Snapshot struct {
-	version          string
-	domain           string
-	rootNamespace    string
-	services         []*registry.Service // sorted by hostname (stable)
+	version       string
+	domain        string
+	rootNamespace string
+	services      []*registry.Service // sorted by hostname (stable)
 	// byHost indexes services by hostname, in services order.
 	byHost           map[string][]*registry.Service
 	virtualServices  []*VirtualService

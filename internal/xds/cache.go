@@ -55,7 +55,9 @@ func (c *Cache) Len() (clusters, encoded int) {
 // genMap is a map whose entries survive one rotation unless used again.
 type genMap[K comparable, V any] struct{ cur, prev map[K]V }
 
-func newGenMap[K comparable, V any]() genMap[K, V] { return genMap[K, V]{cur: map[K]V{}, prev: map[K]V{}} }
+func newGenMap[K comparable, V any]() genMap[K, V] {
+	return genMap[K, V]{cur: map[K]V{}, prev: map[K]V{}}
+}
 
 func (m *genMap[K, V]) get(k K) (V, bool) {
 	if v, ok := m.cur[k]; ok {

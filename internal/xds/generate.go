@@ -139,4 +139,3 @@ func sortedValues[M ~map[string]V, V types.Resource](m M) []types.Resource {
 	}
 	return out
 }
-
