@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/bowline-mesh/bowline/internal/config"
 	"github.com/bowline-mesh/bowline/internal/model"
@@ -15,6 +16,10 @@ type Resources struct {
 	// Versions holds a content hash per type URL; the server computes the
 	// missing ones. Equal content must give equal versions.
 	Versions map[string]string
+	// Wire holds, per type URL, the deterministic wire form of ByType's
+	// resources in the same order; the server encodes missing types. The
+	// server sends these bytes as they are, shared by every stream.
+	Wire map[string][]*anypb.Any
 }
 
 // Generator turns configuration and services into a mesh model. Build is

@@ -14,6 +14,8 @@ import (
 // proxy's resources.
 type MeshGenerator struct {
 	opts model.Options
+	// cache carries generator work across proxies and mesh versions.
+	cache *xds.Cache
 }
 
 var _ Generator = (*MeshGenerator)(nil)
@@ -22,21 +24,25 @@ var _ Generator = (*MeshGenerator)(nil)
 // root namespace ("" takes model's defaults). log receives DEBUG notes of
 // configuration the model skipped.
 func NewMeshGenerator(domain, rootNamespace string, log *slog.Logger) *MeshGenerator {
-	return &MeshGenerator{opts: model.Options{Domain: domain, RootNamespace: rootNamespace, Log: log}}
+	return &MeshGenerator{opts: model.Options{Domain: domain, RootNamespace: rootNamespace, Log: log}, cache: xds.NewCache()}
 }
 
 // Build resolves cfg and the services into a mesh.
 func (g *MeshGenerator) Build(cfg *config.Snapshot, services *registry.View) Mesh {
-	return modelMesh{model.Build(cfg.Objects, services, g.opts)}
+	g.cache.Rotate() // what the previous version used stays one more version
+	return modelMesh{snap: model.Build(cfg.Objects, services, g.opts), cache: g.cache}
 }
 
 // modelMesh adapts *model.Snapshot to Mesh.
-type modelMesh struct{ snap *model.Snapshot }
+type modelMesh struct {
+	snap  *model.Snapshot
+	cache *xds.Cache
+}
 
 func (m modelMesh) Version() string    { return m.snap.Version() }
 func (m modelMesh) Problems() []string { return m.snap.Problems() }
 
 func (m modelMesh) Generate(p *model.Proxy) Resources {
-	r := xds.Generate(m.snap, p)
-	return Resources{ByType: r.ByType(), Versions: r.Versions}
+	r := xds.GenerateCached(m.snap, p, m.cache)
+	return Resources{ByType: r.ByType(), Versions: r.Versions, Wire: r.Wire}
 }

@@ -15,28 +15,31 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/bowline-mesh/bowline/internal/model"
 )
 
-// generated is one proxy's resources with a content hash per type.
+// generated is one proxy's resources with a content hash per type, ready
+// to serve: the same *generated goes to every node with the same proxy key.
 type generated struct {
-	res      map[string][]types.Resource
 	versions map[string]string // type URL -> content hash
+	snap     *wireSnapshot
 }
 
 // node is the push state of one connected node id.
 type node struct {
 	proxy    *model.Proxy
+	key      string // proxyKey(proxy), computed once
 	streams  int
 	versions map[string]string // per type, last set in the cache
 	setAt    time.Time         // when the last snapshot was set
 }
 
-// pusher generates per proxy and sets changed snapshots in the cache. It
-// is safe for concurrent use; pushes are serialized.
+// pusher generates per distinct proxy and sets changed snapshots in the
+// cache. It is safe for concurrent use; pushes are serialized.
 type pusher struct {
-	cache   cachev3.SnapshotCache
+	cache   *wireCache
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
@@ -44,10 +47,13 @@ type pusher struct {
 	mu    sync.Mutex
 	mesh  Mesh
 	nodes map[string]*node
+	// memo holds what mesh generated, by proxy key: proxies that differ
+	// only in ID share one generation, within a push and on connect.
+	memo map[string]*generated
 }
 
-func newPusher(c cachev3.SnapshotCache, log *slog.Logger, m *metrics, now func() time.Time) *pusher {
-	return &pusher{cache: c, log: log, metrics: m, now: now, nodes: map[string]*node{}}
+func newPusher(c *wireCache, log *slog.Logger, m *metrics, now func() time.Time) *pusher {
+	return &pusher{cache: c, log: log, metrics: m, now: now, nodes: map[string]*node{}, memo: map[string]*generated{}}
 }
 
 // connect adds a stream of p and, if a mesh is built, sets its snapshot so
@@ -61,11 +67,11 @@ func (p *pusher) connect(proxy *model.Proxy) {
 		p.nodes[proxy.ID] = n
 	}
 	n.streams++
-	n.proxy = proxy
+	n.proxy, n.key = proxy, proxyKey(proxy)
 	if p.mesh == nil {
 		return
 	}
-	if g, ok := p.generate(p.mesh, proxy); ok {
+	if g, ok := p.generateMemo(p.mesh, n); ok {
 		p.set(context.Background(), proxy.ID, n, g)
 	}
 }
@@ -81,7 +87,7 @@ func (p *pusher) disconnect(id string) {
 	n.streams--
 	if n.streams <= 0 {
 		delete(p.nodes, id)
-		p.cache.ClearSnapshot(id)
+		p.cache.clear(id)
 	}
 }
 
@@ -107,8 +113,7 @@ func (p *pusher) push(ctx context.Context, mesh Mesh) pushResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mesh = mesh
-	// Proxies that differ only in ID share one generation.
-	memo := map[string]generated{}
+	clear(p.memo)
 	ids := make([]string, 0, len(p.nodes))
 	for id := range p.nodes {
 		ids = append(ids, id)
@@ -117,13 +122,9 @@ func (p *pusher) push(ctx context.Context, mesh Mesh) pushResult {
 	res := pushResult{proxies: len(ids)}
 	for _, id := range ids {
 		n := p.nodes[id]
-		key := proxyKey(n.proxy)
-		g, ok := memo[key]
+		g, ok := p.generateMemo(mesh, n)
 		if !ok {
-			if g, ok = p.generate(mesh, n.proxy); !ok {
-				continue
-			}
-			memo[key] = g
+			continue
 		}
 		if p.set(ctx, id, n, g) {
 			res.changed++
@@ -132,21 +133,26 @@ func (p *pusher) push(ctx context.Context, mesh Mesh) pushResult {
 	return res
 }
 
+// generateMemo returns the node's generation from the memo, generating it
+// on a miss. The caller holds p.mu.
+func (p *pusher) generateMemo(mesh Mesh, n *node) (*generated, bool) {
+	if g, ok := p.memo[n.key]; ok {
+		return g, true
+	}
+	g, ok := p.generate(mesh, n.proxy)
+	if ok {
+		p.memo[n.key] = g
+	}
+	return g, ok
+}
+
 // set puts g in the cache for the node unless every type's version is
 // unchanged. It reports whether it did.
-func (p *pusher) set(ctx context.Context, id string, n *node, g generated) bool {
+func (p *pusher) set(ctx context.Context, id string, n *node, g *generated) bool {
 	if n.versions != nil && equalVersions(n.versions, g.versions) {
 		return false
 	}
-	snap := &cachev3.Snapshot{}
-	for url, items := range g.res {
-		idx := cachev3.GetResponseType(url)
-		if idx == types.UnknownType {
-			continue
-		}
-		snap.Resources[idx] = cachev3.NewResources(g.versions[url], items)
-	}
-	if err := p.cache.SetSnapshot(ctx, id, snap); err != nil {
+	if err := p.cache.set(ctx, id, g.snap); err != nil {
 		p.log.Info("set snapshot failed", slog.String(attrProxy, id), slog.String(attrError, err.Error()))
 		return false
 	}
@@ -157,24 +163,48 @@ func (p *pusher) set(ctx context.Context, id string, n *node, g generated) bool 
 
 // generate runs the generator for one proxy. A panicking generator is
 // logged and the proxy keeps what it has.
-func (p *pusher) generate(mesh Mesh, proxy *model.Proxy) (g generated, ok bool) {
+func (p *pusher) generate(mesh Mesh, proxy *model.Proxy) (g *generated, ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.log.Info("generator failed, proxy keeps its last config", slog.String(attrProxy, proxy.ID), slog.String(attrError, fmt.Sprint(r)))
 			p.metrics.generateErrors.Inc()
-			ok = false
+			g, ok = nil, false
 		}
 	}()
 	res := mesh.Generate(proxy)
 	versions := make(map[string]string, len(res.ByType))
+	wire := make(map[string][]*anypb.Any, len(res.ByType))
 	for url, items := range res.ByType {
+		w, ok := res.Wire[url]
+		if !ok || len(w) != len(items) {
+			w = encodeAll(url, items)
+		}
+		wire[url] = w
 		if v, ok := res.Versions[url]; ok {
 			versions[url] = v
 		} else {
 			versions[url] = contentHash(items)
 		}
 	}
-	return generated{res: res.ByType, versions: versions}, true
+	ws, err := newWireSnapshot(res.ByType, wire, versions)
+	if err != nil {
+		panic(err)
+	}
+	return &generated{versions: versions, snap: ws}, true
+}
+
+// encodeAll marshals items deterministically into Anys of typeURL.
+func encodeAll(typeURL string, items []types.Resource) []*anypb.Any {
+	out := make([]*anypb.Any, len(items))
+	opts := proto.MarshalOptions{Deterministic: true}
+	for i, r := range items {
+		b, err := opts.Marshal(r)
+		if err != nil {
+			panic(fmt.Sprintf("marshal %s: %v", cachev3.GetResourceName(r), err))
+		}
+		out[i] = &anypb.Any{TypeUrl: typeURL, Value: b}
+	}
+	return out
 }
 
 func equalVersions(a, b map[string]string) bool {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -81,7 +80,7 @@ type Server struct {
 	metrics  *metrics
 	tracker  *tracker
 	pusher   *pusher
-	cache    cachev3.SnapshotCache
+	cache    *wireCache
 	xds      serverv3.Server
 
 	ready    atomic.Bool
@@ -157,7 +156,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	// ads=false: proxyless gRPC asks for single listeners by name, which
 	// go-control-plane's ADS mode would never answer (it wants every name).
-	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	s.cache = newWireCache()
 	s.pusher = newPusher(s.cache, s.log, s.metrics, cfg.Now)
 	return s, nil
 }
