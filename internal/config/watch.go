@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,19 @@ type DirSource struct {
 
 	// lastGood holds, per file, the objects of its last valid read.
 	lastGood map[string][]*Object
+	// parsed holds, per file, the last read's bytes and what parsing and
+	// validating them gave: a reload re-parses only files whose content
+	// changed, and unchanged files keep their *Object values (so caches
+	// keyed by them downstream stay warm).
+	parsed map[string]parsedFile
+}
+
+// parsedFile is the result of parsing and validating one file's content.
+type parsedFile struct {
+	data     []byte
+	valid    []*Object
+	problems Problems
+	skipped  []Skipped
 }
 
 // DirSourceConfig configures a DirSource.
@@ -58,7 +72,7 @@ func NewDirSource(cfg DirSourceConfig, store *Store) *DirSource {
 	if cfg.Validate == nil {
 		cfg.Validate = func(objs []*Object) ([]*Object, Problems) { return objs, nil }
 	}
-	return &DirSource{dir: cfg.Dir, store: store, validate: cfg.Validate, opts: cfg.Options, log: cfg.Logger, debounce: cfg.Debounce, lastGood: map[string][]*Object{}}
+	return &DirSource{dir: cfg.Dir, store: store, validate: cfg.Validate, opts: cfg.Options, log: cfg.Logger, debounce: cfg.Debounce, lastGood: map[string][]*Object{}, parsed: map[string]parsedFile{}}
 }
 
 // Reload reads the directory once and publishes the result.
@@ -82,10 +96,15 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", f, err)
 		}
-		res := Parse(d.rel(f), data, d.opts)
-		valid, vproblems := d.validate(res.Objects)
-		fileProblems := append(res.Problems, vproblems...)
-		skipped = append(skipped, res.Skipped...)
+		pf, ok := d.parsed[f]
+		if !ok || !bytes.Equal(pf.data, data) {
+			res := Parse(d.rel(f), data, d.opts)
+			valid, vproblems := d.validate(res.Objects)
+			pf = parsedFile{data: data, valid: valid, problems: append(res.Problems, vproblems...), skipped: res.Skipped}
+			d.parsed[f] = pf
+		}
+		valid, fileProblems := pf.valid, pf.problems
+		skipped = append(skipped, pf.skipped...)
 		problems = append(problems, fileProblems...)
 		if fileProblems.HasErrors() {
 			if prev, ok := d.lastGood[f]; ok {
@@ -103,6 +122,11 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 	for f := range d.lastGood {
 		if !seen[f] {
 			delete(d.lastGood, f)
+		}
+	}
+	for f := range d.parsed {
+		if !seen[f] {
+			delete(d.parsed, f)
 		}
 	}
 	objs, dupProblems := dedupe(objs)
