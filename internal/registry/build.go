@@ -16,6 +16,23 @@ import (
 // assumed validated (see internal/config/validation); Build only skips what it
 // cannot use. It is a pure function.
 func Build(objs []*config.Object, workloads []Workload) *View {
+	v, _ := build(objs, workloads, nil, nil)
+	return v
+}
+
+// builtEntry is what one ServiceEntry object gave, kept by the Registry so
+// that the next View reuses the services of entries whose inputs did not
+// change (their *Service values stay the same, so caches keyed by them
+// downstream stay warm).
+type builtEntry struct {
+	services []*Service
+	selects  bool // has a workloadSelector: depends on workloads and WorkloadEntries
+}
+
+// build is Build reusing the entries of prev (what the last build gave per
+// ServiceEntry object) that stale does not reject.
+func build(objs []*config.Object, workloads []Workload, prev map[*config.Object]builtEntry,
+	stale func(o *config.Object, b builtEntry) bool) (*View, map[*config.Object]builtEntry) {
 	var entries []*config.Object
 	var wes []*config.Object
 	for _, o := range objs {
@@ -30,15 +47,57 @@ func Build(objs []*config.Object, workloads []Workload) *View {
 	config.SortObjects(wes)
 	ws := slices.Clone(workloads)
 	slices.SortFunc(ws, func(a, b Workload) int { return strings.Compare(a.Key(), b.Key()) })
-
-	var services []*Service
+	idx := &workloadIndex{ws: ws}
+	services := make([]*Service, 0, len(entries))
+	built := make(map[*config.Object]builtEntry, len(entries))
 	for _, o := range entries {
-		services = append(services, fromServiceEntry(o, wes, ws)...)
+		b, ok := prev[o]
+		if !ok || stale(o, b) {
+			se := o.Spec.(*networking.ServiceEntry)
+			b = builtEntry{services: fromServiceEntry(o, wes, idx), selects: se.GetWorkloadSelector() != nil}
+		}
+		built[o] = b
+		services = append(services, b.services...)
 	}
-	return NewView(services)
+	return NewView(services), built
 }
 
-func fromServiceEntry(o *config.Object, wes []*config.Object, ws []Workload) []*Service {
+// workloadIndex finds the workloads a selector picks without scanning
+// them all: posting lists by namespace and label, built on first use.
+type workloadIndex struct {
+	ws     []Workload // sorted by key
+	byNS   map[string][]int
+	byPair map[string][]int // "ns\x00key=value" -> indexes into ws, ascending
+}
+
+// selected returns the workloads in ns whose labels match sel, in key order.
+func (x *workloadIndex) selected(ns string, sel map[string]string) []Workload {
+	if x.byNS == nil {
+		x.byNS, x.byPair = map[string][]int{}, map[string][]int{}
+		for i, w := range x.ws {
+			x.byNS[w.Namespace] = append(x.byNS[w.Namespace], i)
+			for k, v := range w.Labels {
+				key := w.Namespace + "\x00" + k + "=" + v
+				x.byPair[key] = append(x.byPair[key], i)
+			}
+		}
+	}
+	cand := x.byNS[ns]
+	for k, v := range sel {
+		if l := x.byPair[ns+"\x00"+k+"="+v]; len(l) < len(cand) {
+			cand = l
+		}
+	}
+	var out []Workload
+	for _, i := range cand {
+		if w := x.ws[i]; w.Namespace == ns && LabelsMatch(sel, w.Labels) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func fromServiceEntry(o *config.Object, wes []*config.Object, idx *workloadIndex) []*Service {
 	se := o.Spec.(*networking.ServiceEntry)
 	ns := o.Meta.Namespace
 	var ports []Port
@@ -72,10 +131,8 @@ func fromServiceEntry(o *config.Object, wes []*config.Object, ws []Workload) []*
 				eps = append(eps, fromWorkloadEntry(w.Meta.Name, ns, we))
 			}
 		}
-		for _, w := range ws {
-			if w.Namespace == ns && LabelsMatch(sel, w.Labels) {
-				eps = append(eps, fromWorkload(w))
-			}
+		for _, w := range idx.selected(ns, sel) {
+			eps = append(eps, fromWorkload(w))
 		}
 	}
 
@@ -125,6 +182,7 @@ func fromWorkloadEntry(name, ns string, we *networking.WorkloadEntry) *Endpoint 
 		Network:        we.GetNetwork(),
 		Weight:         we.GetWeight(),
 		Healthy:        true,
+		Sidecar:        we.GetLabels()[LabelTLSMode] == TLSModeIstio,
 	}
 }
 
@@ -140,5 +198,6 @@ func fromWorkload(w Workload) *Endpoint {
 		Network:        w.Network,
 		Weight:         w.Weight,
 		Healthy:        w.Healthy,
+		Sidecar:        true, // registered workloads run a sidecar
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 
+	networking "istio.io/api/networking/v1alpha3"
+
 	"github.com/bowline-mesh/bowline/internal/config"
 )
 
@@ -32,8 +34,16 @@ type Registry struct {
 	objs      []*config.Object
 	workloads map[string]Workload
 	view      *View // cached; nil after a change
-	subs      map[int]chan struct{}
-	nextSub   int
+	// built is what the last view gave per ServiceEntry object; the next
+	// view rebuilds only entries whose inputs changed since: entries that
+	// select workloads in a namespace whose WorkloadEntries changed
+	// (dirtyNS), or that select a changed workload (changed: old and new
+	// versions). Other entries keep their *Service values.
+	built   map[*config.Object]builtEntry
+	dirtyNS map[string]bool
+	changed []Workload
+	subs    map[int]chan struct{}
+	nextSub int
 }
 
 // New returns an empty Registry. It starts nothing.
@@ -41,7 +51,7 @@ func New(log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{log: log, workloads: map[string]Workload{}, subs: map[int]chan struct{}{}}
+	return &Registry{log: log, workloads: map[string]Workload{}, subs: map[int]chan struct{}{}, dirtyNS: map[string]bool{}}
 }
 
 // SetConfig replaces the config objects the registry reads ServiceEntries and
@@ -49,6 +59,24 @@ func New(log *slog.Logger) *Registry {
 func (r *Registry) SetConfig(objs []*config.Object) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// WorkloadEntries added, removed or edited make their namespace dirty.
+	old := map[*config.Object]bool{}
+	for _, o := range r.objs {
+		if _, ok := o.Spec.(*networking.WorkloadEntry); ok {
+			old[o] = true
+		}
+	}
+	for _, o := range objs {
+		if _, ok := o.Spec.(*networking.WorkloadEntry); ok {
+			if !old[o] {
+				r.dirtyNS[o.Meta.Namespace] = true
+			}
+			delete(old, o)
+		}
+	}
+	for o := range old {
+		r.dirtyNS[o.Meta.Namespace] = true
+	}
 	r.objs = objs
 	r.changedLocked()
 }
@@ -65,6 +93,10 @@ func (r *Registry) Register(w Workload) error {
 	w.Labels = maps.Clone(w.Labels)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if prev, ok := r.workloads[w.Key()]; ok {
+		r.changed = append(r.changed, prev)
+	}
+	r.changed = append(r.changed, w)
 	r.workloads[w.Key()] = w
 	r.log.Debug("workload registered", slog.String(attrWorkload, w.Key()), slog.Bool(attrHealthy, w.Healthy))
 	r.changedLocked()
@@ -75,9 +107,11 @@ func (r *Registry) Register(w Workload) error {
 func (r *Registry) Deregister(id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.workloads[id]; !ok {
+	w, ok := r.workloads[id]
+	if !ok {
 		return fmt.Errorf("deregister %q: %w", id, ErrNotFound)
 	}
+	r.changed = append(r.changed, w)
 	delete(r.workloads, id)
 	r.log.Debug("workload deregistered", slog.String(attrWorkload, id))
 	r.changedLocked()
@@ -98,6 +132,7 @@ func (r *Registry) SetHealth(id string, healthy bool) error {
 	}
 	w.Healthy = healthy
 	r.workloads[id] = w
+	r.changed = append(r.changed, w)
 	r.log.Debug("workload health changed", slog.String(attrWorkload, id), slog.Bool(attrHealthy, healthy))
 	r.changedLocked()
 	return nil
@@ -124,9 +159,30 @@ func (r *Registry) View() *View {
 		for _, w := range r.workloads {
 			ws = append(ws, w)
 		}
-		r.view = Build(r.objs, ws)
+		r.view, r.built = build(r.objs, ws, r.built, r.stale)
+		clear(r.dirtyNS)
+		r.changed = r.changed[:0]
 	}
 	return r.view
+}
+
+// stale reports whether the services built for a ServiceEntry before the
+// changes recorded since the last view must be built again.
+func (r *Registry) stale(o *config.Object, b builtEntry) bool {
+	if !b.selects {
+		return false // an unchanged object with its own endpoints
+	}
+	ns := o.Meta.Namespace
+	if r.dirtyNS[ns] {
+		return true
+	}
+	sel := o.Spec.(*networking.ServiceEntry).GetWorkloadSelector().GetLabels()
+	for _, w := range r.changed {
+		if w.Namespace == ns && LabelsMatch(sel, w.Labels) {
+			return true
+		}
+	}
+	return false
 }
 
 // Subscribe returns a channel signalled after every change, and a function
@@ -145,8 +201,15 @@ func (r *Registry) Subscribe() (<-chan struct{}, func()) {
 	}
 }
 
+// maxChanged bounds the workload changes recorded between views; past it
+// the next view rebuilds every entry.
+const maxChanged = 4096
+
 func (r *Registry) changedLocked() {
 	r.view = nil
+	if len(r.changed) > maxChanged {
+		r.built, r.changed = nil, r.changed[:0]
+	}
 	for _, ch := range r.subs {
 		select {
 		case ch <- struct{}{}:

@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -171,4 +172,58 @@ func TestRegistryNotifies(t *testing.T) {
 	if err := r.Register(registry.Workload{Name: "x", Namespace: "default"}); err == nil {
 		t.Error("register without address succeeded")
 	}
+}
+
+// TestViewIncremental checks that views after changes equal a fresh Build,
+// and that services no change touched keep their *Service values.
+func TestViewIncremental(t *testing.T) {
+	r := registry.New(nil)
+	objs := parse(t)
+	r.SetConfig(objs)
+	ws := []registry.Workload{
+		{Name: "reviews-v2", Namespace: "default", Address: "10.0.0.2", Labels: map[string]string{"app": "reviews", "version": "v2"}, Healthy: true},
+		{Name: "reviews-x", Namespace: "other", Address: "10.0.0.3", Labels: map[string]string{"app": "reviews"}, Healthy: true},
+		{Name: "unrelated", Namespace: "default", Address: "10.0.0.5", Labels: map[string]string{"app": "ratings"}, Healthy: true},
+	}
+	for _, w := range ws {
+		if err := r.Register(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(what string) *registry.View {
+		t.Helper()
+		got := r.View()
+		want := registry.Build(objs, r.Workloads())
+		gb, _ := json.Marshal(got.Services())
+		wb, _ := json.Marshal(want.Services())
+		if string(gb) != string(wb) {
+			t.Fatalf("%s: incremental view differs from Build:\n got %s\nwant %s", what, gb, wb)
+		}
+		return got
+	}
+	v1 := check("initial")
+	db := find(v1, "db.internal")
+	reviews := find(v1, "reviews.default.svc.cluster.local")
+
+	if err := r.SetHealth("default/unrelated", false); err != nil {
+		t.Fatal(err)
+	}
+	v2 := check("unrelated workload")
+	if find(v2, "db.internal") != db || find(v2, "reviews.default.svc.cluster.local") != reviews {
+		t.Error("services not selecting the changed workload were rebuilt")
+	}
+	if err := r.SetHealth("default/reviews-v2", false); err != nil {
+		t.Fatal(err)
+	}
+	v3 := check("selected workload")
+	if find(v3, "reviews.default.svc.cluster.local") == reviews || find(v3, "db.internal") != db {
+		t.Error("want only reviews rebuilt")
+	}
+	if err := r.Deregister("default/reviews-v2"); err != nil {
+		t.Fatal(err)
+	}
+	check("deregister")
+	objs = objs[:len(objs)-1] // drop a ServiceEntry
+	r.SetConfig(objs)
+	check("config change")
 }
