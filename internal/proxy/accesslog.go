@@ -35,6 +35,11 @@ type record struct {
 	inbound         bool
 	host            *host
 	listener        string
+	// details is Envoy's response_code_details (or connection termination
+	// details) when the proxy refused the request itself: RBAC, jwt_authn.
+	details string
+	// audit marks a request an AUDIT policy matched (access_log_hint).
+	audit bool
 }
 
 // accessLogger writes one line per record.
@@ -112,6 +117,13 @@ func (a *accessLogger) log(r *record) {
 		b = appendJSONString(b, r.requestID)
 		b = append(b, `,"authority":`...)
 		b = appendJSONString(b, r.authority)
+		if r.details != "" {
+			b = append(b, `,"response_code_details":`...)
+			b = appendJSONString(b, r.details)
+		}
+		if r.audit {
+			b = append(b, `,"rbac_audit":true`...)
+		}
 		b = append(b, "}\n"...)
 	}
 	a.buf = b

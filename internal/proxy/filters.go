@@ -31,6 +31,10 @@ type exchange struct {
 	corsPolicy *xdsconfig.CORSPolicy
 	// reset asks the server to reset the downstream stream.
 	reset bool
+	// hcm is the connection manager serving the request (nil without one).
+	hcm *xdsconfig.HTTPConnectionManager
+	// sec is the security filters' per-request state (filters_security.go).
+	sec securityState
 	// recBuf holds rec, so a pooled exchange carries its record.
 	recBuf record
 }
@@ -62,21 +66,26 @@ var (
 
 // newHTTPFilter builds the runtime filter for one checked HCM filter, or nil
 // for the router (which is not a chain member: it runs after the chain).
-func newHTTPFilter(f xdsconfig.HTTPFilter) httpFilter {
+// env carries what the security filters need (filters_security.go).
+func newHTTPFilter(f xdsconfig.HTTPFilter, env *filterEnv) httpFilter {
 	switch c := f.Config.(type) {
 	case *xdsconfig.Fault:
 		return faultFilter{cfg: c}
 	case *xdsconfig.CORSFilter:
 		return corsFilter{}
+	case *xdsconfig.RBACFilter:
+		return env.rbacAuthz(c)
+	case *xdsconfig.JWTAuthnFilter:
+		return env.jwtAuthn(c)
 	}
 	return nil
 }
 
 // buildChain returns the runtime filters of an HCM, in order.
-func buildChain(h *xdsconfig.HTTPConnectionManager) []httpFilter {
+func buildChain(h *xdsconfig.HTTPConnectionManager, env *filterEnv) []httpFilter {
 	var out []httpFilter
 	for _, f := range h.Filters {
-		if hf := newHTTPFilter(f); hf != nil {
+		if hf := newHTTPFilter(f, env); hf != nil {
 			out = append(out, hf)
 		}
 	}

@@ -67,6 +67,10 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			x.vh = x.rt.virtualHost(r.Host)
 		}
 		x.chain = s.chains[hcm]
+		x.hcm = hcm
+		if !x.normalizePath(hcm.Paths) { // once, before routing (filters_security.go)
+			return
+		}
 	}
 	if x.vh == nil && r.URL.IsAbs() {
 		// Explicit proxy: fall back to the virtual listener of the authority's port.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -39,6 +40,9 @@ type connInfo struct {
 	// captured: dst is the SO_ORIGINAL_DST of an iptables-REDIRECTed
 	// connection (ORIGINAL_DST clusters then connect to dst, as Envoy does).
 	captured bool
+	// peerCert is the verified client certificate of an mTLS connection,
+	// set by the mTLS data path (RBAC principals read it; nil for plaintext).
+	peerCert *x509.Certificate
 }
 
 type connInfoKey struct{}
@@ -148,6 +152,10 @@ func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
 		p.draining.Add(1)
 		go func() {
 			defer p.draining.Done()
+			if !p.allowConnection(chain, conn, info, target.Name) { // network RBAC (filters_security.go)
+				_ = conn.Close()
+				return
+			}
 			p.serveTCP(s, b, conn, target, chain.TCP, dst)
 		}()
 		return

@@ -53,6 +53,8 @@ type Proxy struct {
 	ready   atomic.Bool
 	metrics *metrics
 	alog    *accessLogger
+	// secMetrics counts RBAC decisions (filters_security.go).
+	secMetrics *securityMetrics
 
 	mu        sync.Mutex // guards bound and apply
 	bound     map[netip.AddrPort]*boundListener
@@ -92,6 +94,7 @@ func New(cfg Config) *Proxy {
 		App:       firstNonEmpty(cfg.Node.Labels["app"], cfg.Node.Labels["service.istio.io/canonical-name"]),
 		Version:   firstNonEmpty(cfg.Node.Labels["version"], cfg.Node.Labels["service.istio.io/canonical-revision"]),
 		Principal: principal(cfg.Node)})
+	p.secMetrics = newSecurityMetrics(p.metrics.reg)
 	p.xds = xdsclient.New(xdsclient.Config{
 		Address:     cfg.Discovery,
 		Insecure:    cfg.InsecureXDS,
@@ -232,7 +235,7 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 		opened = append(opened, b)
 	}
 	prev := p.snap.Load()
-	s := buildSnapshot(st, prev, p.version.Add(1))
+	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics})
 	p.snap.Store(s)
 	for _, b := range opened {
 		p.bound[b.addr] = b

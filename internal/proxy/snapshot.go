@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bowline-mesh/bowline/internal/proxy/jwtauthn"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
@@ -20,6 +21,8 @@ type snapshot struct {
 	clusters  map[string]*cluster
 	// chains are the runtime HTTP filters of every HCM in the snapshot.
 	chains map[*xdsconfig.HTTPConnectionManager][]httpFilter
+	// jwt are the compiled jwt_authn filters, reused by the next snapshot.
+	jwt map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
 }
 
 // listenerFor returns the listener that owns addr, falling back to the
@@ -41,7 +44,7 @@ func (s *snapshot) routesFor(h *xdsconfig.HTTPConnectionManager) *routeTable {
 
 // buildSnapshot makes a snapshot from an accepted state, reusing the cluster
 // runtimes of prev whose config did not change.
-func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64) *snapshot {
+func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64, env *filterEnv) *snapshot {
 	s := &snapshot{
 		version:   version,
 		state:     st,
@@ -50,6 +53,13 @@ func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64) *snapshot
 		routes:    map[string]*routeTable{},
 		clusters:  map[string]*cluster{},
 		chains:    map[*xdsconfig.HTTPConnectionManager][]httpFilter{},
+		jwt:       map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter{},
+	}
+	if env != nil {
+		env.curJWT = s.jwt
+		if prev != nil {
+			env.prevJWT = prev.jwt
+		}
 	}
 	for _, l := range s.listeners {
 		if l.Address.IsValid() {
@@ -61,11 +71,11 @@ func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64) *snapshot
 		}
 		for i := range l.FilterChains {
 			if h := l.FilterChains[i].HTTP; h != nil {
-				s.chains[h] = buildChain(h)
+				s.chains[h] = buildChain(h, env)
 			}
 		}
 		if l.DefaultChain != nil && l.DefaultChain.HTTP != nil {
-			s.chains[l.DefaultChain.HTTP] = buildChain(l.DefaultChain.HTTP)
+			s.chains[l.DefaultChain.HTTP] = buildChain(l.DefaultChain.HTTP, env)
 		}
 		for _, fc := range chains {
 			if fc.HTTP != nil && fc.HTTP.Routes != nil {

@@ -197,9 +197,15 @@ func compileProvider(name string, p *jwtv3.JwtProvider) (*provider, error) {
 	}
 	switch {
 	case p.GetLocalJwks() != nil:
+		if err := onlyFields(p.GetLocalJwks(), path+".local_jwks", "inline_string"); err != nil {
+			return nil, err
+		}
 		keys, err := parseJWKS([]byte(p.GetLocalJwks().GetInlineString()))
 		if err != nil {
-			return nil, fmt.Errorf("field %s.local_jwks: %w", path, err)
+			// Envoy accepts an unusable inline JWKS (it logs it) and then
+			// fails every token of the provider; the control plane sends
+			// {"keys":[]} for a rule whose keys it cannot resolve.
+			keys = []key{}
 		}
 		out.local = keys
 	case p.GetRemoteJwks() != nil:

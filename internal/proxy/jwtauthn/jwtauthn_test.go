@@ -322,7 +322,6 @@ func TestNewRejects(t *testing.T) {
 		"unknown prov":   `{"rules":[{"match":{"prefix":"/"},"requires":{"providerName":"x"}}]}`,
 		"no jwks":        `{"providers":{"p":{"issuer":"i"}}}`,
 		"filter_state":   `{"filterStateRules":{"name":"x"}}`,
-		"bad local jwks": `{"providers":{"p":{"localJwks":{"inlineString":"{}"}}}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := &jwtv3.JwtAuthentication{}
@@ -333,5 +332,28 @@ func TestNewRejects(t *testing.T) {
 				t.Fatalf("got %v", err)
 			}
 		})
+	}
+}
+
+// TestUnusableInlineJWKS: like Envoy, an inline JWKS without a usable key is
+// accepted (the control plane sends {"keys":[]} when it cannot resolve a
+// rule's keys) and every token of that provider then fails; a request
+// without a token still passes.
+func TestUnusableInlineJWKS(t *testing.T) {
+	for _, set := range []string{`{"keys":[]}`, `{}`} {
+		js, _ := json.Marshal(set)
+		cfg := istioConfig(t, `{"issuer":"https://issuer.example.com","localJwks":{"inlineString":`+string(js)+`}}`)
+		f, err := New(cfg, Options{Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatalf("%s: New: %v", set, err)
+		}
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if res := f.Verify(context.Background(), r); res.Status != Missing {
+			t.Errorf("%s: no token: status %v, want Missing", set, res.Status)
+		}
+		r.Header.Set("Authorization", "Bearer "+newEC(t, "k").sign(t, claims(nil)))
+		if res := f.Verify(context.Background(), r); res.Status != Invalid || res.Reason != ReasonUnknownKid {
+			t.Errorf("%s: token: %v %q, want Invalid %q", set, res.Status, res.Reason, ReasonUnknownKid)
+		}
 	}
 }

@@ -7,6 +7,11 @@
 // One file per resource type holds the types (type_*.go) and one the
 // conversion (unmarshal_*.go), like grpc-go's xdsresource package.
 //
-// This package must not import the rest of the proxy, the control plane
-// (internal/xds) or anything that does network I/O.
+// Security filters (envoy.filters.http.rbac, envoy.filters.http.jwt_authn,
+// envoy.filters.network.rbac) are compiled here with the pure engines
+// internal/proxy/authz and internal/proxy/jwtauthn, so that their errors NACK.
+//
+// This package must not import the rest of the proxy (the two pure engines
+// above excepted), the control plane (internal/xds) or anything that does
+// network I/O.
 package xdsconfig

@@ -37,6 +37,12 @@ func unmarshalHTTPFilterConfig(a *anypb.Any, path string) (cfg any, ok bool, err
 			return nil, true, err
 		}
 		return &CORSFilter{}, true, nil
+	case typeRBACHTTP:
+		f, err := unmarshalRBACHTTP(a, path)
+		return f, true, err
+	case typeJWTAuthn:
+		f, err := unmarshalJWTAuthn(a, path)
+		return f, true, err
 	}
 	return nil, false, nil
 }

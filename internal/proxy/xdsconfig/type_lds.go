@@ -3,6 +3,8 @@ package xdsconfig
 import (
 	"net/netip"
 	"time"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/authz"
 )
 
 // Listener is a checked envoy.config.listener.v3.Listener.
@@ -60,6 +62,10 @@ type FilterChain struct {
 	HTTP *HTTPConnectionManager
 	// TCP is the tcp_proxy, for TCP chains.
 	TCP *TCPProxy
+	// NetworkRBAC are the envoy.filters.network.rbac filters before the
+	// tcp_proxy, in order: every one must allow a connection before the
+	// upstream is dialed.
+	NetworkRBAC []*authz.Engine
 }
 
 // HTTPConnectionManager is a checked HttpConnectionManager.
@@ -75,6 +81,15 @@ type HTTPConnectionManager struct {
 	Filters []HTTPFilter
 	// StreamIdleTimeout is stream_idle_timeout; 0 means the proxy default.
 	StreamIdleTimeout time.Duration
+	// Paths are normalize_path, merge_slashes and
+	// path_with_escaped_slashes_action, applied once per request before the
+	// filters and the router; the result is also the upstream :path.
+	Paths authz.PathOptions
+	// UseRemoteAddress is use_remote_address: the peer, not x-forwarded-for,
+	// is the client address (remote.ip).
+	UseRemoteAddress bool
+	// XFFNumTrustedHops is xff_num_trusted_hops.
+	XFFNumTrustedHops uint32
 }
 
 // TCPProxy is a checked tcp_proxy filter.

@@ -116,11 +116,24 @@ func unmarshalFilterChain(fc *listenerv3.FilterChain, path string) (*FilterChain
 		}
 		out.DestinationPort = m.GetDestinationPort().GetValue()
 	}
-	if len(fc.GetFilters()) != 1 {
-		return nil, fmt.Errorf("field %s.filters: want exactly one network filter (http_connection_manager or tcp_proxy), got %d", path, len(fc.GetFilters()))
+	fs := fc.GetFilters()
+	if len(fs) == 0 {
+		return nil, fmt.Errorf("field %s.filters: want a network filter (http_connection_manager or tcp_proxy), got none", path)
 	}
-	f := fc.GetFilters()[0]
-	fpath := path + ".filters[0]"
+	// Network RBAC filters may precede the terminal filter (unmarshal_security.go).
+	for i, f := range fs[:len(fs)-1] {
+		fpath := fmt.Sprintf("%s.filters[%d]", path, i)
+		if f.GetTypedConfig().GetTypeUrl() != typeRBACNetwork {
+			return nil, fmt.Errorf("field %s: only envoy.filters.network.rbac may precede the last network filter (http_connection_manager or tcp_proxy), got %q", fpath, f.GetName())
+		}
+		e, err := unmarshalNetworkRBAC(f.GetTypedConfig(), fpath+".typed_config")
+		if err != nil {
+			return nil, err
+		}
+		out.NetworkRBAC = append(out.NetworkRBAC, e)
+	}
+	f := fs[len(fs)-1]
+	fpath := fmt.Sprintf("%s.filters[%d]", path, len(fs)-1)
 	tc := f.GetTypedConfig()
 	if tc == nil {
 		return nil, fmt.Errorf("field %s.typed_config: missing", fpath)
@@ -163,6 +176,12 @@ func unmarshalHCM(h *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionM
 		return nil, err
 	}
 	out := &HTTPConnectionManager{StatPrefix: h.GetStatPrefix(), StreamIdleTimeout: h.GetStreamIdleTimeout().AsDuration()}
+	paths, err := pathOptions(h, path)
+	if err != nil {
+		return nil, err
+	}
+	out.Paths = paths
+	out.UseRemoteAddress, out.XFFNumTrustedHops = h.GetUseRemoteAddress().GetValue(), h.GetXffNumTrustedHops()
 	switch rs := h.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_Rds:
 		if err := checkFields(rs.Rds, path+".rds", "config_source", "route_config_name"); err != nil {

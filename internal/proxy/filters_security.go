@@ -1,0 +1,392 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/authz"
+	"github.com/bowline-mesh/bowline/internal/proxy/jwtauthn"
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// This file wires the security engines (internal/proxy/authz and
+// internal/proxy/jwtauthn) into the data path, following their doc.go
+// contracts: path normalization once per request, then jwt_authn and the RBAC
+// filters in the HCM's order before the router, and network RBAC before a
+// tcp_proxy dials its upstream.
+
+var (
+	_ httpFilter       = rbacFilter{}
+	_ httpFilter       = (*jwtFilter)(nil)
+	_ jwtauthn.Fetcher = (*jwksFetcher)(nil)
+)
+
+// securityState is the per-request state of the security filters, kept in
+// the exchange.
+type securityState struct {
+	// metadata is the dynamic metadata of earlier filters (jwt_authn's payload).
+	metadata map[string]map[string]any
+	// req is the authz request, built once by the first RBAC filter.
+	req   authz.Request
+	built bool
+}
+
+// normalizePath applies the HCM's path options to the request once, before
+// routing: the normalized path replaces r.URL's path, so routing, RBAC and the
+// upstream request all see it. It reports false when it answered the request
+// itself (400 for a rejected escaped slash, 307 for UNESCAPE_AND_REDIRECT).
+func (x *exchange) normalizePath(o authz.PathOptions) bool {
+	if o == (authz.PathOptions{}) || x.r.Method == http.MethodConnect {
+		return true
+	}
+	raw := x.r.URL.RequestURI()
+	norm, redirect, err := authz.NormalizePath(raw, o)
+	switch {
+	case errors.Is(err, authz.ErrEscapedSlash):
+		x.rec.details = "path_normalization_failed"
+		x.localReply(http.StatusBadRequest, "Bad Request")
+		return false
+	case err != nil:
+		x.rec.details = "path_normalization_failed"
+		x.localReply(http.StatusBadRequest, "Bad Request")
+		return false
+	case redirect:
+		x.w.Header().Set("location", norm)
+		x.localReply(http.StatusTemporaryRedirect, "")
+		return false
+	}
+	if norm == raw {
+		return true
+	}
+	u, err := url.ParseRequestURI(norm)
+	if err != nil {
+		x.rec.details = "path_normalization_failed"
+		x.localReply(http.StatusBadRequest, "Bad Request")
+		return false
+	}
+	x.r.URL.Path, x.r.URL.RawPath, x.r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	return true
+}
+
+// authzRequest returns the attributes RBAC matches for this request, built
+// on first use (after jwt_authn ran).
+func (x *exchange) authzRequest() *authz.Request {
+	s := &x.sec
+	if s.built {
+		return &s.req
+	}
+	s.built = true
+	r := x.r
+	s.req = authz.Request{Method: r.Method, Host: r.Host, Path: r.URL.RequestURI(), Scheme: "http",
+		Headers: r.Header, Metadata: s.metadata}
+	if r.TLS != nil {
+		s.req.Scheme = "https"
+		s.req.SNI = r.TLS.ServerName
+	}
+	if x.info != nil {
+		s.req.Source, s.req.Destination = x.info.src, x.info.dst
+		s.req.Remote = x.remoteAddr()
+	}
+	s.req.Principal, s.req.Authenticated = peerPrincipal(r.TLS, x.info)
+	return &s.req
+}
+
+// remoteAddr is Envoy's downstream remote address (remote.ip): without
+// use_remote_address the trusted client is taken from x-forwarded-for, the
+// address xff_num_trusted_hops from the right; otherwise the peer.
+func (x *exchange) remoteAddr() netip.Addr {
+	h := x.hcm
+	if h != nil && h.UseRemoteAddress {
+		return netip.Addr{}
+	}
+	xff := x.r.Header.Values("x-forwarded-for")
+	if len(xff) == 0 {
+		return netip.Addr{}
+	}
+	var all []string
+	for _, v := range xff {
+		for _, a := range strings.Split(v, ",") {
+			all = append(all, strings.TrimSpace(a))
+		}
+	}
+	hops := 0
+	if h != nil {
+		hops = int(h.XFFNumTrustedHops)
+	}
+	i := len(all) - 1 - hops
+	if i < 0 {
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(all[i])
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+// peerPrincipal is the verified peer identity for principals/namespaces rules
+// and source.principal: the URI SAN of the peer certificate, else its first
+// DNS SAN, else its subject (Envoy's order).
+//
+// mTLS hook: the mTLS data path exposes the verified peer certificate either
+// as the request's TLS state or on connInfo (peerCert). A plaintext request
+// is never authenticated, so principals rules never match it.
+func peerPrincipal(cs *tls.ConnectionState, info *connInfo) (string, bool) {
+	var cert *x509.Certificate
+	if cs != nil && len(cs.PeerCertificates) > 0 {
+		cert = cs.PeerCertificates[0]
+	} else if info != nil && info.peerCert != nil {
+		cert = info.peerCert
+	}
+	if cert == nil {
+		return "", false
+	}
+	return certPrincipal(cert), true
+}
+
+func certPrincipal(c *x509.Certificate) string {
+	if len(c.URIs) > 0 {
+		return c.URIs[0].String()
+	}
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return c.Subject.String()
+}
+
+// rbacFilter is envoy.filters.http.rbac: one compiled engine.
+type rbacFilter struct {
+	e   *authz.Engine
+	sec *securityMetrics
+}
+
+func (f rbacFilter) decode(x *exchange) bool {
+	d := f.e.Evaluate(x.authzRequest())
+	prefix := ""
+	if x.hcm != nil {
+		prefix = x.hcm.StatPrefix
+	}
+	if d.HasShadow {
+		outcome := "shadow_denied"
+		if d.ShadowAllowed {
+			outcome = "shadow_allowed"
+		}
+		f.sec.count(prefix, f.e.ShadowStatPrefix, outcome)
+		x.p.log.Debug("rbac shadow decision", slog.String("policy", d.ShadowPolicy), slog.Bool("allowed", d.ShadowAllowed),
+			slog.String("path", x.r.URL.RequestURI()), slog.String("request_id", x.rec.requestID))
+	}
+	if d.Logged {
+		// AUDIT: Envoy's access_log_hint; the request is logged as audited.
+		x.rec.audit = true
+		x.p.log.Info("request audited", slog.String("policy", d.Policy), slog.String("method", x.r.Method),
+			slog.String("path", x.r.URL.RequestURI()), slog.String("request_id", x.rec.requestID))
+	}
+	if !d.Allowed {
+		f.sec.count(prefix, f.e.RulesStatPrefix, "denied")
+		x.rec.details = d.ResponseDetails()
+		x.localReply(authz.DeniedStatus, authz.DeniedBody)
+		return true
+	}
+	f.sec.count(prefix, f.e.RulesStatPrefix, "allowed")
+	return false
+}
+
+func (rbacFilter) encode(*exchange, http.Header) {}
+
+// jwtFilter is envoy.filters.http.jwt_authn.
+type jwtFilter struct{ f *jwtauthn.Filter }
+
+func (f *jwtFilter) decode(x *exchange) bool {
+	res := jwtauthn.Result{Status: jwtauthn.Invalid, Reason: jwtauthn.ReasonBadSignature}
+	if f.f != nil {
+		res = f.f.Verify(x.r.Context(), x.r)
+	}
+	switch res.Status {
+	case jwtauthn.Invalid:
+		p := x.r.URL.Path
+		if p == "" {
+			p = "/"
+		}
+		x.w.Header().Set("www-authenticate", `Bearer realm="http://`+x.r.Host+p+`", error="invalid_token"`)
+		x.rec.details = "jwt_authn_access_denied{" + strings.ReplaceAll(res.Reason, " ", "_") + "}"
+		x.localReply(http.StatusUnauthorized, res.Reason)
+		return true
+	case jwtauthn.Valid:
+		res.Apply(x.r.Header)
+		if x.sec.metadata == nil {
+			x.sec.metadata = map[string]map[string]any{}
+		}
+		for k, v := range res.Metadata {
+			x.sec.metadata[k] = v
+		}
+	}
+	return false
+}
+
+func (*jwtFilter) encode(*exchange, http.Header) {}
+
+// filterEnv is what building security filters needs beyond their config: the
+// JWKS fetcher and the previous snapshot's compiled jwt filters, reused so
+// their JWKS caches survive config pushes that keep the filter.
+type filterEnv struct {
+	fetcher jwtauthn.Fetcher
+	sec     *securityMetrics
+	prevJWT map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
+	curJWT  map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
+}
+
+func (e *filterEnv) rbacAuthz(c *xdsconfig.RBACFilter) httpFilter {
+	if e == nil {
+		return rbacFilter{e: c.Engine}
+	}
+	return rbacFilter{e: c.Engine, sec: e.sec}
+}
+
+func (e *filterEnv) jwtAuthn(c *xdsconfig.JWTAuthnFilter) httpFilter {
+	if e == nil {
+		f, _ := jwtauthn.New(c.Config, jwtauthn.Options{})
+		return &jwtFilter{f: f}
+	}
+	if f := e.prevJWT[c]; f != nil {
+		e.curJWT[c] = f
+		return &jwtFilter{f: f}
+	}
+	// The config was compiled once when it was checked (xdsconfig) and the
+	// fetcher plays no part in compiling, so this does not fail; a nil filter
+	// would fail every request closed (see decode).
+	f, _ := jwtauthn.New(c.Config, jwtauthn.Options{Fetcher: e.fetcher})
+	e.curJWT[c] = f
+	return &jwtFilter{f: f}
+}
+
+// jwksFetcher fetches remote JWKS through the named cluster of the snapshot
+// in force: a GET of the URI sent to a host the cluster picks (TLS with the
+// system roots for https URIs).
+type jwksFetcher struct{ p *Proxy }
+
+func (j *jwksFetcher) FetchJWKS(ctx context.Context, cluster, uri string, timeout time.Duration) ([]byte, error) {
+	s := j.p.snap.Load()
+	if s == nil {
+		return nil, errors.New("no config")
+	}
+	c := s.clusters[cluster]
+	if c == nil {
+		return nil, fmt.Errorf("cluster %q not found", cluster)
+	}
+	h := c.pick(nil, "", false)
+	if h == nil {
+		return nil, fmt.Errorf("cluster %q has no healthy host", cluster)
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("jwks uri: %w", err)
+	}
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d := &net.Dialer{}
+	tr := &http.Transport{
+		Proxy:             nil,
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", h.addr)
+		},
+		TLSClientConfig: &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12},
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch jwks: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch jwks: status %d", resp.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
+
+// allowConnection runs a TCP filter chain's network RBAC filters before the
+// upstream is dialed (Envoy's ONE_TIME_ON_FIRST_BYTE, decided up front). A
+// denied connection is closed by the caller and logged with Envoy's
+// termination details.
+func (p *Proxy) allowConnection(chain *xdsconfig.FilterChain, conn net.Conn, info *connInfo, listener string) bool {
+	if len(chain.NetworkRBAC) == 0 {
+		return true
+	}
+	req := authz.Request{Source: info.src, Destination: info.dst}
+	var cs *tls.ConnectionState
+	if tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		st := tc.ConnectionState()
+		cs = &st
+		req.SNI = st.ServerName
+	}
+	req.Principal, req.Authenticated = peerPrincipal(cs, info)
+	prefix := "tcp"
+	if chain.TCP != nil {
+		prefix = chain.TCP.StatPrefix
+	}
+	for _, e := range chain.NetworkRBAC {
+		d := e.Evaluate(&req)
+		if d.HasShadow {
+			outcome := "shadow_denied"
+			if d.ShadowAllowed {
+				outcome = "shadow_allowed"
+			}
+			p.secMetrics.count(prefix, e.ShadowStatPrefix, outcome)
+		}
+		if d.Logged {
+			p.log.Info("connection audited", slog.String("policy", d.Policy), slog.String("source", info.src.String()),
+				slog.String("listener", listener))
+		}
+		if !d.Allowed {
+			p.secMetrics.count(prefix, e.RulesStatPrefix, "denied")
+			rec := record{start: time.Now(), protocol: "tcp", inbound: isInbound(listener), listener: listener,
+				authority: info.dst.String(), details: d.ResponseDetails()}
+			p.alog.log(&rec)
+			return false
+		}
+		p.secMetrics.count(prefix, e.RulesStatPrefix, "allowed")
+	}
+	return true
+}
+
+// securityMetrics are Envoy's RBAC filter stats as Prometheus counters:
+// envoy_rbac_{allowed,denied,shadow_allowed,shadow_denied}_total by the
+// connection manager's (or tcp_proxy's) stat prefix and the rules' prefix.
+type securityMetrics struct {
+	decisions *prometheus.CounterVec
+}
+
+func newSecurityMetrics(reg prometheus.Registerer) *securityMetrics {
+	m := &securityMetrics{decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "envoy_rbac_decisions_total",
+		Help: "RBAC filter decisions (allowed, denied, shadow_allowed, shadow_denied)."},
+		[]string{"stat_prefix", "rules_stat_prefix", "decision"})}
+	reg.MustRegister(m.decisions)
+	return m
+}
+
+func (m *securityMetrics) count(statPrefix, rulesPrefix, decision string) {
+	if m == nil {
+		return
+	}
+	m.decisions.WithLabelValues(statPrefix, rulesPrefix, decision).Inc()
+}
