@@ -318,10 +318,10 @@ func TestRemoteJWKS(t *testing.T) {
 
 func TestNewRejects(t *testing.T) {
 	for name, js := range map[string]string{
-		"two rules":      `{"rules":[{"match":{"prefix":"/"}},{"match":{"prefix":"/a"}}]}`,
-		"unknown prov":   `{"rules":[{"match":{"prefix":"/"},"requires":{"providerName":"x"}}]}`,
-		"no jwks":        `{"providers":{"p":{"issuer":"i"}}}`,
-		"filter_state":   `{"filterStateRules":{"name":"x"}}`,
+		"two rules":    `{"rules":[{"match":{"prefix":"/"}},{"match":{"prefix":"/a"}}]}`,
+		"unknown prov": `{"rules":[{"match":{"prefix":"/"},"requires":{"providerName":"x"}}]}`,
+		"no jwks":      `{"providers":{"p":{"issuer":"i"}}}`,
+		"filter_state": `{"filterStateRules":{"name":"x"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := &jwtv3.JwtAuthentication{}
