@@ -92,7 +92,7 @@ func runFortio(ctx context.Context, env *env, t target, s loadSpec, jsonPath str
 		append([]byte(strings.Join(argv, " ")+"\n"), out...), 0o644)
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
-		msg := lastLines(string(out), 1)
+		msg := strings.TrimPrefix(lastLines(string(out), 1), "Aborting because of ")
 		if runErr != nil {
 			return loadResult{}, fmt.Errorf("fortio: %v: %s", runErr, msg)
 		}

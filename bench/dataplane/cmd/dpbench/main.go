@@ -374,6 +374,7 @@ func measure(ctx context.Context, e *env, p *path, spec loadSpec, mode string) p
 		}
 		pp.RSSMiB = median(append(samples[i], float64(after.rssKiB)/1024))
 		pp.RSSMaxMiB = slices.Max(append(samples[i], float64(after.rssKiB)/1024))
+		pp.RSSAnonMiB, pp.RSSFileMiB = float64(after.anonKiB)/1024, float64(after.fileKiB)/1024
 		pt.Proxies = append(pt.Proxies, pp)
 	}
 	return pt

@@ -156,6 +156,8 @@ type usage struct {
 	cpuTicks uint64 // utime+stime of every process in the tree
 	rssKiB   uint64 // sum of VmRSS
 	hwmKiB   uint64 // sum of VmHWM (peak RSS of each process)
+	anonKiB  uint64 // sum of RssAnon (heap, stacks, runtime)
+	fileKiB  uint64 // sum of RssFile (mapped binary and libraries)
 }
 
 // clkTck is USER_HZ, the unit of utime/stime in /proc/<pid>/stat.
@@ -195,6 +197,8 @@ func readUsage(pid int) (usage, error) {
 		}
 		u.rssKiB += statusKiB(string(status), "VmRSS:")
 		u.hwmKiB += statusKiB(string(status), "VmHWM:")
+		u.anonKiB += statusKiB(string(status), "RssAnon:")
+		u.fileKiB += statusKiB(string(status), "RssFile:")
 	}
 	if len(tree) == 0 {
 		return u, errors.New("process gone")

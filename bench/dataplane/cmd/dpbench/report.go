@@ -40,6 +40,8 @@ type proxyPoint struct {
 	CPUSecondsPer1000Req float64 `json:"cpuSecondsPer1000Req"` // = vCPU per 1000 req/s
 	RSSMiB               float64 `json:"rssMiB"`               // median VmRSS while loaded
 	RSSMaxMiB            float64 `json:"rssMaxMiB"`
+	RSSAnonMiB           float64 `json:"rssAnonMiB"` // RssAnon at the end of the point
+	RSSFileMiB           float64 `json:"rssFileMiB"` // RssFile (binary pages) at the end
 	Error                string  `json:"error,omitempty"`
 }
 
@@ -49,6 +51,8 @@ type proxySummary struct {
 	Role              string  `json:"role"`
 	PeakRSSMiB        float64 `json:"peakRssMiB"`               // VmHWM at the end of the run
 	SteadyRSSMiB      float64 `json:"steadyRssMiB"`             // median VmRSS at 1000 qps, reference conns
+	AnonRSSMiB        float64 `json:"anonRssMiB"`               // of which RssAnon
+	FileRSSMiB        float64 `json:"fileRssMiB"`               // of which RssFile
 	CPUPer1000ReqHTTP float64 `json:"cpuSecondsPer1000ReqHttp"` // at 1000 qps, reference conns
 	CPUPer1000ReqGRPC float64 `json:"cpuSecondsPer1000ReqGrpc"`
 }
@@ -178,6 +182,7 @@ func (r *report) finish(end time.Time) {
 						if proto == protoHTTP {
 							s.CPUPer1000ReqHTTP = round(x.CPUSecondsPer1000Req, 4)
 							s.SteadyRSSMiB = round(x.RSSMiB, 1)
+							s.AnonRSSMiB, s.FileRSSMiB = round(x.RSSAnonMiB, 1), round(x.RSSFileMiB, 1)
 						} else {
 							s.CPUPer1000ReqGRPC = round(x.CPUSecondsPer1000Req, 4)
 							if s.SteadyRSSMiB == 0 {
@@ -323,7 +328,7 @@ func (r *report) markdown(results, readmeDir string) string {
 	fmt.Fprintf(&b, "\n**Per proxy** (CPU = CPU-seconds per 1000 requests = vCPU per 1000 req/s, at 1000 qps and %d connections; "+
 		"steady RSS = median VmRSS during that point; peak = VmHWM at the end of the run; max qps = closed loop, 64 connections, whole path):\n\n",
 		r.ReferenceConns)
-	b.WriteString("| path | proxy | CPU http | CPU grpc | steady RSS MiB | peak RSS MiB | max qps http | max qps grpc |\n")
+	b.WriteString("| path | proxy | CPU http | CPU grpc | steady RSS MiB (anon + file) | peak RSS MiB | max qps http | max qps grpc |\n")
 	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	tput := func(path, proto string) string {
 		for _, p := range r.Points {
@@ -347,8 +352,8 @@ func (r *report) markdown(results, readmeDir string) string {
 		if first {
 			th, tg = tput(s.Path, protoHTTP), tput(s.Path, protoGRPC)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %.1f | %s | %s |\n", s.Path, s.Role, fmtCPU(s.CPUPer1000ReqHTTP),
-			fmtCPU(s.CPUPer1000ReqGRPC), s.SteadyRSSMiB, s.PeakRSSMiB, th, tg)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f (%.1f + %.1f) | %.1f | %s | %s |\n", s.Path, s.Role, fmtCPU(s.CPUPer1000ReqHTTP),
+			fmtCPU(s.CPUPer1000ReqGRPC), s.SteadyRSSMiB, s.AnonRSSMiB, s.FileRSSMiB, s.PeakRSSMiB, th, tg)
 	}
 	if len(r.Targets) > 0 {
 		b.WriteString("\n**Targets** (Bowline sidecars):\n\n| target | value | result |\n| --- | ---: | --- |\n")
