@@ -9,6 +9,12 @@ import (
 // server does: a push starts once no event arrived for quiet, or once
 // max has passed since the first event of the burst, whichever is first.
 // Pushes never overlap: events during a push start the next burst.
+//
+// Settled events come from a source that already waited for quiet (the
+// config directory watcher debounces file events with the same period):
+// waiting again would only add latency, so a burst of settled events alone
+// is pushed at once, and a mixed burst waits for quiet after its last
+// unsettled event.
 type debouncer struct {
 	quiet, max time.Duration
 	now        func() time.Time
@@ -18,13 +24,14 @@ type debouncer struct {
 
 // burst describes the events merged into one push.
 type burst struct {
-	events int
-	first  time.Time // when the first event arrived
-	last   time.Time
+	events  int
+	settled int       // how many of events were settled
+	first   time.Time // when the first event arrived
+	last    time.Time // when the last unsettled event arrived (zero if none)
 }
 
 // run calls push for each burst of events on in until ctx ends.
-func (d *debouncer) run(ctx context.Context, in <-chan struct{}, push func(burst)) {
+func (d *debouncer) run(ctx context.Context, in, settled <-chan struct{}, push func(burst)) {
 	var (
 		b     burst
 		timer <-chan time.Time
@@ -40,6 +47,14 @@ func (d *debouncer) run(ctx context.Context, in <-chan struct{}, push func(burst
 			}
 			b.events++
 			b.last = now
+			timer = d.after(d.wait(now, b))
+		case <-settled:
+			now := d.now()
+			if b.events == 0 {
+				b.first = now
+			}
+			b.events++
+			b.settled++
 			timer = d.after(d.wait(now, b))
 		case <-timer:
 			now := d.now()
@@ -57,6 +72,9 @@ func (d *debouncer) run(ctx context.Context, in <-chan struct{}, push func(burst
 
 // wait returns how long to wait from now until the burst may be pushed.
 func (d *debouncer) wait(now time.Time, b burst) time.Duration {
+	if b.settled == b.events {
+		return 0
+	}
 	w := b.last.Add(d.quiet).Sub(now)
 	if m := b.first.Add(d.max).Sub(now); m < w {
 		w = m

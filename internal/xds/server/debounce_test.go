@@ -17,6 +17,8 @@ func TestDebounceWait(t *testing.T) {
 		{"single event", t0, burst{events: 1, first: t0, last: t0}, 100 * time.Millisecond},
 		{"quiet period restarts", t0.Add(500 * time.Millisecond), burst{events: 5, first: t0, last: t0.Add(450 * time.Millisecond)}, 50 * time.Millisecond},
 		{"max delay caps", t0.Add(950 * time.Millisecond), burst{events: 9, first: t0, last: t0.Add(950 * time.Millisecond)}, 50 * time.Millisecond},
+		{"settled only", t0, burst{events: 2, settled: 2, first: t0}, 0},
+		{"settled and unsettled", t0.Add(10 * time.Millisecond), burst{events: 2, settled: 1, first: t0, last: t0}, 90 * time.Millisecond},
 		{"overdue", t0.Add(2 * time.Second), burst{events: 9, first: t0, last: t0.Add(2 * time.Second)}, 0},
 	}
 	for _, tt := range tests {

@@ -255,12 +255,18 @@ func (s *Server) Store() *config.Store { return s.store }
 
 // loop rebuilds and pushes after debounced changes of config or registry.
 func (s *Server) loop(ctx context.Context) {
-	events := make(chan struct{}, 1)
-	signal := func() {
+	// Config events from the directory source are settled: it already
+	// waited for quiet (see debouncer).
+	events, settledEvents := make(chan struct{}, 1), make(chan struct{}, 1)
+	signal := func(ch chan struct{}) {
 		select {
-		case events <- struct{}{}:
+		case ch <- struct{}{}:
 		default:
 		}
+	}
+	cfgEvents := events
+	if s.source != nil {
+		cfgEvents = settledEvents
 	}
 	cfgCh := s.store.Subscribe(ctx)
 	regCh, unsub := s.registry.Subscribe()
@@ -278,11 +284,18 @@ func (s *Server) loop(ctx context.Context) {
 				if snap.Version != lastCfg {
 					lastCfg = snap.Version
 					s.registry.SetConfig(snap.Objects)
+					// SetConfig signals regCh itself: take that signal, so
+					// the config event keeps its kind. A registry change
+					// it hides happened before, so the push includes it.
+					select {
+					case <-regCh:
+					default:
+					}
 				}
-				signal()
+				signal(cfgEvents)
 			case <-regCh:
 				s.metrics.inboundUpdates.WithLabelValues("registry").Inc()
-				signal()
+				signal(events)
 			}
 		}
 	}
@@ -293,10 +306,10 @@ func (s *Server) loop(ctx context.Context) {
 	if s.store.Current().Version > 0 { // fed before Run
 		lastCfg = s.store.Current().Version
 		s.registry.SetConfig(s.store.Current().Objects)
-		signal()
+		signal(events)
 	}
 	d := &debouncer{quiet: s.cfg.Debounce, max: s.cfg.DebounceMax, now: s.cfg.Now, after: time.After}
-	d.run(ctx, events, func(b burst) { s.rebuild(ctx, b) })
+	d.run(ctx, events, settledEvents, func(b burst) { s.rebuild(ctx, b) })
 }
 
 // rebuild builds the mesh from the current config and services and pushes
