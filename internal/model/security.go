@@ -28,13 +28,15 @@ type RequestAuthentication struct {
 }
 
 // securityConfig holds the security.istio.io objects of a snapshot that
-// generators read (PeerAuthentication is owned elsewhere).
+// generators read (PeerAuthentication: peerauthn.go).
 type securityConfig struct {
 	authzPolicies []*AuthorizationPolicy
 	requestAuthns []*RequestAuthentication
+	peerAuthns    []*PeerAuthentication
 }
 
-// addSecurity files o if it is an AuthorizationPolicy or RequestAuthentication.
+// addSecurity files o if it is an AuthorizationPolicy, RequestAuthentication
+// or PeerAuthentication.
 func (c *securityConfig) addSecurity(o *config.Object) {
 	switch spec := o.Spec.(type) {
 	case *security.AuthorizationPolicy:
@@ -42,6 +44,8 @@ func (c *securityConfig) addSecurity(o *config.Object) {
 			DryRun: dryRun(o.Meta.Annotations[AnnotationDryRun]), Spec: spec})
 	case *security.RequestAuthentication:
 		c.requestAuthns = append(c.requestAuthns, &RequestAuthentication{Name: o.Meta.Name, Namespace: o.Meta.Namespace, Spec: spec})
+	case *security.PeerAuthentication:
+		c.peerAuthns = append(c.peerAuthns, newPeerAuthentication(o, spec))
 	}
 }
 

@@ -126,7 +126,19 @@ type Endpoint struct {
 	Weight uint32
 	// Healthy is false for registered workloads reported unhealthy.
 	Healthy bool
+	// Sidecar says a mesh proxy fronts the endpoint, so clients may use
+	// mTLS (Istio's auto mTLS, endpoint metadata tlsMode istio): true for
+	// registered workloads and for WorkloadEntries labelled
+	// security.istio.io/tlsMode=istio.
+	Sidecar bool
 }
+
+// LabelTLSMode is Istio's workload label saying a sidecar terminates mTLS
+// for it (value TLSModeIstio).
+const (
+	LabelTLSMode = "security.istio.io/tlsMode"
+	TLSModeIstio = "istio"
+)
 
 // PortFor returns the endpoint port for service port p: the workload's port
 // of that name, else the target port, else the service port.

@@ -112,8 +112,14 @@ func (g *gen) virtualInbound() *listenerv3.Listener {
 		for _, fc := range in.FilterChains {
 			c := proto.Clone(fc).(*listenerv3.FilterChain)
 			c.Name = "0.0.0.0_" + portName(port)
-			c.FilterChainMatch = &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port)}
+			if c.FilterChainMatch == nil { // mTLS chains (peerauthn.go) keep their transport match
+				c.FilterChainMatch = &listenerv3.FilterChainMatch{}
+			}
+			c.FilterChainMatch.DestinationPort = wrapperspb.UInt32(port)
 			l.FilterChains = append(l.FilterChains, c)
+		}
+		if len(in.ListenerFilters) > 0 && !hasTLSInspector(l) {
+			l.ListenerFilters = append(l.ListenerFilters, tlsInspector())
 		}
 	}
 	l.FilterChains = append(l.FilterChains,
@@ -121,6 +127,15 @@ func (g *gen) virtualInbound() *listenerv3.Listener {
 		tcpChain("virtualInbound-blackhole", VirtualInboundPort, BlackHoleCluster),
 		tcpChain("virtualInbound", 0, InboundPassthroughCluster))
 	return l
+}
+
+func hasTLSInspector(l *listenerv3.Listener) bool {
+	for _, f := range l.ListenerFilters {
+		if f.GetName() == listenerTLSInspector {
+			return true
+		}
+	}
+	return false
 }
 
 // virtualOutbound is 0.0.0.0:15001 with use_original_dst.

@@ -68,20 +68,25 @@ func TestCapturedListeners(t *testing.T) {
 	if in == nil || in.GetAddress().GetSocketAddress().GetPortValue() != 15006 || in.GetUseOriginalDst().GetValue() {
 		t.Fatalf("virtualInbound = %v", in)
 	}
-	if len(in.GetListenerFilters()) != 1 || in.GetListenerFilters()[0].GetName() != "envoy.filters.listener.original_dst" {
+	// PERMISSIVE (no PeerAuthentication): tls_inspector tells mTLS from plaintext.
+	if len(in.GetListenerFilters()) != 2 || in.GetListenerFilters()[0].GetName() != "envoy.filters.listener.original_dst" ||
+		in.GetListenerFilters()[1].GetName() != "envoy.filters.listener.tls_inspector" {
 		t.Errorf("virtualInbound listener filters = %v", in.GetListenerFilters())
 	}
 	var chains []string
 	for _, fc := range in.GetFilterChains() {
 		chains = append(chains, fc.GetName())
 	}
-	if want := []string{"0.0.0.0_9080", "virtualInbound-blackhole", "virtualInbound"}; !slices.Equal(chains, want) {
+	if want := []string{"0.0.0.0_9080", "0.0.0.0_9080", "virtualInbound-blackhole", "virtualInbound"}; !slices.Equal(chains, want) {
 		t.Errorf("virtualInbound chains = %v, want %v", chains, want)
 	}
-	fc := in.GetFilterChains()[0]
-	if fc.GetFilterChainMatch().GetDestinationPort().GetValue() != 9080 {
-		t.Errorf("chain 0.0.0.0_9080 matches %v", fc.GetFilterChainMatch())
+	for i, proto := range []string{"tls", "raw_buffer"} {
+		m := in.GetFilterChains()[i].GetFilterChainMatch()
+		if m.GetDestinationPort().GetValue() != 9080 || m.GetTransportProtocol() != proto {
+			t.Errorf("chain %d 0.0.0.0_9080 matches %v, want port 9080 and %s", i, m, proto)
+		}
 	}
+	fc := in.GetFilterChains()[1]
 	hcm := &hcmv3.HttpConnectionManager{}
 	if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
 		t.Fatal(err)

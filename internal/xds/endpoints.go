@@ -86,9 +86,18 @@ func locality(l string) *corev3.Locality {
 // endpointMetadata is filter_metadata["istio"]: workload, namespace,
 // service_account and the workload's labels; the proxy reads it for the
 // destination_* metric labels.
+// Endpoints with a sidecar also carry envoy.transport_socket_match
+// {tlsMode: istio}, which auto mTLS clusters match on (peerauthn.go).
 func endpointMetadata(e *registry.Endpoint) *corev3.Metadata {
-	if e.WorkloadName == "" && len(e.Labels) == 0 {
+	if e.WorkloadName == "" && len(e.Labels) == 0 && !e.Sidecar {
 		return nil
+	}
+	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{}}
+	if e.Sidecar {
+		md.FilterMetadata[metadataTransportSocketMatch] = tlsModeMetadata()
+	}
+	if e.WorkloadName == "" && len(e.Labels) == 0 {
+		return md
 	}
 	fields := map[string]*structpb.Value{
 		"workload":  structpb.NewStringValue(e.WorkloadName),
@@ -104,5 +113,6 @@ func endpointMetadata(e *registry.Endpoint) *corev3.Metadata {
 		}
 		fields["labels"] = structpb.NewStructValue(&structpb.Struct{Fields: lf})
 	}
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{metadataIstio: {Fields: fields}}}
+	md.FilterMetadata[metadataIstio] = &structpb.Struct{Fields: fields}
+	return md
 }

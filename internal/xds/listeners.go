@@ -80,6 +80,7 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 		// Security (authz.go): network RBAC filters go before tcp_proxy.
 		fc := l.FilterChains[0]
 		fc.Filters = append(g.authzNetworkFilters(), fc.Filters...)
+		g.applyPeerAuthn(l, port)
 		return l
 	}
 	hcm := &hcmv3.HttpConnectionManager{
@@ -110,5 +111,17 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 		HttpFilters: append(g.inboundSecurityFilters(),
 			&hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}),
 	}
-	return httpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, hcm)
+	l := httpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, hcm)
+	g.applyPeerAuthn(l, port)
+	return l
+}
+
+// applyPeerAuthn replaces an inbound listener's single plaintext chain with
+// the chains its PeerAuthentication mode asks for (peerauthn.go).
+func (g *gen) applyPeerAuthn(l *listenerv3.Listener, port uint32) {
+	chains, inspect := g.mtlsChains(port, l.FilterChains[0].Filters)
+	l.FilterChains = chains
+	if inspect {
+		l.ListenerFilters = append(l.ListenerFilters, tlsInspector())
+	}
 }

@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"strings"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/bowline-mesh/bowline/internal/model"
 	"github.com/bowline-mesh/bowline/internal/registry"
 )
 
@@ -139,8 +142,25 @@ func (g *gen) applyPolicy(c *clusterv3.Cluster, svc *registry.Service, port regi
 		}
 	}
 	if !g.grpc {
-		c.TransportSocket = tlsSocket(p.tls, sniFor(port.Number, subset, svc.Hostname))
+		g.applyUpstreamTLS(c, svc, port, subset, p.tls)
 	}
+}
+
+// applyUpstreamTLS sets a cluster's upstream TLS as Istio does: a
+// DestinationRule tls setting wins (DISABLE: plaintext); without one, auto
+// mTLS sends ISTIO_MUTUAL to endpoints that have a sidecar (metadata tlsMode
+// istio) and plaintext to the others, unless the service is MESH_EXTERNAL or
+// its namespace's PeerAuthentication is DISABLE.
+func (g *gen) applyUpstreamTLS(c *clusterv3.Cluster, svc *registry.Service, port registry.Port, subset string, t *networking.ClientTLSSettings) {
+	sni := sniFor(port.Number, subset, svc.Hostname)
+	if t != nil {
+		c.TransportSocket = tlsSocket(t, sni, serviceSANs(svc))
+		return
+	}
+	if svc.MeshExternal || g.snap.NamespaceMTLSMode(svc.Namespace) == model.MTLSDisable {
+		return
+	}
+	c.TransportSocketMatches = autoMTLSMatches(sni, serviceSANs(svc))
 }
 
 func commonOpts(o *httpv3.HttpProtocolOptions) *corev3.HttpProtocolOptions {
@@ -237,9 +257,19 @@ func outlierDetection(od *networking.OutlierDetection) *clusterv3.OutlierDetecti
 
 // tlsSocket builds the upstream TLS transport socket for a DestinationRule
 // tls block; nil for plaintext.
-func tlsSocket(t *networking.ClientTLSSettings, istioSNI string) *corev3.TransportSocket {
+func tlsSocket(t *networking.ClientTLSSettings, istioSNI string, serviceSANs []string) *corev3.TransportSocket {
 	if t == nil {
 		return nil
+	}
+	if t.GetMode() == networking.ClientTLSSettings_ISTIO_MUTUAL {
+		sni, sans := t.GetSni(), t.GetSubjectAltNames()
+		if sni == "" {
+			sni = istioSNI
+		}
+		if len(sans) == 0 {
+			sans = serviceSANs // Istio: the service's service accounts
+		}
+		return istioMutualSocket(sni, sans)
 	}
 	ctx := &tlsv3.UpstreamTlsContext{Sni: t.GetSni(), CommonTlsContext: &tlsv3.CommonTlsContext{}}
 	var sans []*matcherv3.StringMatcher
@@ -249,17 +279,6 @@ func tlsSocket(t *networking.ClientTLSSettings, istioSNI string) *corev3.Transpo
 	switch t.GetMode() {
 	case networking.ClientTLSSettings_DISABLE:
 		return nil
-	case networking.ClientTLSSettings_ISTIO_MUTUAL:
-		if ctx.Sni == "" {
-			ctx.Sni = istioSNI
-		}
-		ctx.CommonTlsContext.AlpnProtocols = []string{"istio-peer-exchange", "istio"}
-		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: "default", SdsConfig: adsSource()}}
-		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
-			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-				DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: typedSANs(sans)},
-				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: "ROOTCA", SdsConfig: adsSource()},
-			}}
 	case networking.ClientTLSSettings_SIMPLE, networking.ClientTLSSettings_MUTUAL:
 		if t.GetCredentialName() != "" {
 			// Secrets by name come over SDS once the CA issue lands; the
@@ -290,10 +309,16 @@ func tlsSocket(t *networking.ClientTLSSettings, istioSNI string) *corev3.Transpo
 	return &corev3.TransportSocket{Name: socketTLS, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: toAny(ctx)}}
 }
 
+// typedSANs matches SPIFFE IDs against URI SANs and other names against
+// DNS SANs.
 func typedSANs(sans []*matcherv3.StringMatcher) []*tlsv3.SubjectAltNameMatcher {
 	var out []*tlsv3.SubjectAltNameMatcher
 	for _, s := range sans {
-		out = append(out, &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: s})
+		typ := tlsv3.SubjectAltNameMatcher_DNS
+		if strings.HasPrefix(s.GetExact(), "spiffe://") {
+			typ = tlsv3.SubjectAltNameMatcher_URI
+		}
+		out = append(out, &tlsv3.SubjectAltNameMatcher{SanType: typ, Matcher: s})
 	}
 	return out
 }
