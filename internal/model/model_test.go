@@ -364,3 +364,19 @@ func TestVersion(t *testing.T) {
 		t.Error("changed input, same version")
 	}
 }
+
+func TestVersionWithMemo(t *testing.T) {
+	objs := parse(t, services)
+	view := registry.Build(objs, nil)
+	want := model.Build(objs, view, model.Options{}).Version()
+	memo := model.NewMemo()
+	for i := range 3 {
+		if got := model.Build(objs, view, model.Options{Memo: memo}).Version(); got != want {
+			t.Fatalf("build %d with memo: version %s, want %s", i, got, want)
+		}
+	}
+	more := append(parse(t, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: ns1}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}}]}]}\n"), objs...)
+	if got := model.Build(more, view, model.Options{Memo: memo}).Version(); got == want || got != model.Build(more, view, model.Options{}).Version() {
+		t.Errorf("changed input with memo: version %s (unchanged %s)", got, want)
+	}
+}

@@ -4,11 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"hash"
 	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -40,6 +42,8 @@ type Options struct {
 	RootNamespace string
 	// Log receives DEBUG notes about config Build had to skip; nil discards them.
 	Log *slog.Logger
+	// Memo, when set, carries content hashes between Builds (see Memo).
+	Memo *Memo
 }
 
 // ServiceView is what Build needs from the service registry.
@@ -121,6 +125,7 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 	for _, p := range s.problems {
 		log.Debug("config skipped", slog.String(attrReason, p))
 	}
+	opts.Memo.rotate()
 	s.version = contentHash(sorted, s.services, opts)
 	log.Debug("mesh snapshot built", slog.String(attrVersion, s.version))
 	return s
@@ -220,31 +225,115 @@ func (s *Snapshot) GatewaysFor(p *Proxy) []*Gateway {
 
 func contentHash(objs []*config.Object, services []*registry.Service, opts Options) string {
 	h := sha256.New()
-	write := func(parts ...string) {
-		for _, p := range parts {
-			h.Write([]byte(p))
-			h.Write([]byte{0})
-		}
-	}
-	write(opts.Domain, opts.RootNamespace)
-	det := proto.MarshalOptions{Deterministic: true}
+	writeParts(h, opts.Domain, opts.RootNamespace)
 	for _, o := range objs {
-		write(o.GVK.Kind, o.Meta.Namespace, o.Meta.Name)
-		for _, k := range slices.Sorted(maps.Keys(o.Meta.Labels)) {
-			write(k, o.Meta.Labels[k])
-		}
-		if m, ok := o.Spec.(proto.Message); ok {
-			b, _ := det.Marshal(m)
-			h.Write(b)
-		} else {
-			b, _ := json.Marshal(o.Spec)
-			h.Write(b)
-		}
+		sum := opts.Memo.object(o)
+		h.Write(sum[:])
 	}
 	for _, svc := range services {
-		hashService(write, svc)
+		sum := opts.Memo.service(svc)
+		h.Write(sum[:])
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+func writeParts(h hash.Hash, parts ...string) {
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+}
+
+// objectSum hashes what Build reads of a config object.
+func objectSum(o *config.Object) [sha256.Size]byte {
+	h := sha256.New()
+	write := func(parts ...string) { writeParts(h, parts...) }
+	write(o.GVK.Kind, o.Meta.Namespace, o.Meta.Name)
+	for _, k := range slices.Sorted(maps.Keys(o.Meta.Labels)) {
+		write(k, o.Meta.Labels[k])
+	}
+	write("|")
+	for _, k := range slices.Sorted(maps.Keys(o.Meta.Annotations)) {
+		write(k, o.Meta.Annotations[k])
+	}
+	if m, ok := o.Spec.(proto.Message); ok {
+		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		h.Write(b)
+	} else {
+		b, _ := json.Marshal(o.Spec)
+		h.Write(b)
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// serviceSum hashes every field of a service.
+func serviceSum(svc *registry.Service) [sha256.Size]byte {
+	h := sha256.New()
+	hashService(func(parts ...string) { writeParts(h, parts...) }, svc)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// Memo carries content hashes from one Build to the next: of each config
+// object and each service, keyed by pointer (both are immutable once
+// built), so that a Build after a small change hashes only what changed.
+// Entries not used by a Build are dropped by the one after it. A nil Memo
+// hashes everything. It is safe for concurrent use.
+type Memo struct {
+	mu         sync.Mutex
+	objs, prev map[*config.Object][sha256.Size]byte
+	svcs, prvS map[*registry.Service][sha256.Size]byte
+}
+
+// NewMemo returns an empty Memo.
+func NewMemo() *Memo {
+	return &Memo{objs: map[*config.Object][sha256.Size]byte{}, svcs: map[*registry.Service][sha256.Size]byte{}}
+}
+
+// rotate starts a Build: what the previous Build used is kept for this one.
+func (m *Memo) rotate() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.prev, m.objs = m.objs, make(map[*config.Object][sha256.Size]byte, len(m.objs))
+	m.prvS, m.svcs = m.svcs, make(map[*registry.Service][sha256.Size]byte, len(m.svcs))
+}
+
+func (m *Memo) object(o *config.Object) [sha256.Size]byte {
+	if m == nil {
+		return objectSum(o)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sum, ok := m.objs[o]
+	if !ok {
+		if sum, ok = m.prev[o]; !ok {
+			sum = objectSum(o)
+		}
+		m.objs[o] = sum
+	}
+	return sum
+}
+
+func (m *Memo) service(svc *registry.Service) [sha256.Size]byte {
+	if m == nil {
+		return serviceSum(svc)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sum, ok := m.svcs[svc]
+	if !ok {
+		if sum, ok = m.prvS[svc]; !ok {
+			sum = serviceSum(svc)
+		}
+		m.svcs[svc] = sum
+	}
+	return sum
 }
 
 // hashService feeds every field of svc to write (maps in key order).

@@ -24,7 +24,7 @@ var _ Generator = (*MeshGenerator)(nil)
 // root namespace ("" takes model's defaults). log receives DEBUG notes of
 // configuration the model skipped.
 func NewMeshGenerator(domain, rootNamespace string, log *slog.Logger) *MeshGenerator {
-	return &MeshGenerator{opts: model.Options{Domain: domain, RootNamespace: rootNamespace, Log: log}, cache: xds.NewCache()}
+	return &MeshGenerator{opts: model.Options{Domain: domain, RootNamespace: rootNamespace, Log: log, Memo: model.NewMemo()}, cache: xds.NewCache()}
 }
 
 // Build resolves cfg and the services into a mesh.
