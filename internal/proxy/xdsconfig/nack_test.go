@@ -8,6 +8,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -51,7 +53,17 @@ func TestNACKText(t *testing.T) {
 						FilterState: &routev3.RouteAction_HashPolicy_FilterState{Key: "k"}}}}}}}}}}},
 			`route configuration "r": field virtual_hosts[0].routes[0].route.hash_policy[0].filter_state: unsupported`},
 		{"cluster transport socket", &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls"}},
-			`cluster "c": field transport_socket: upstream TLS is unsupported until the proxy has certificates (SDS)`},
+			`cluster "c": field transport_socket.typed_config: missing`},
+		{"cluster sds credential", &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "my-credential"}}}})}}},
+			`cluster "c": field transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].name: SDS secret "my-credential" unsupported (the proxy serves "default" and "ROOTCA" from its workload identity)`},
+		{"listener chain match without inspector", &listenerv3.Listener{Name: "l", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 1}}}},
+			FilterChains: []*listenerv3.FilterChain{{FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},
+				Filters: []*listenerv3.Filter{{Name: "tcp", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(&tcpproxyv3.TcpProxy{
+					StatPrefix: "s", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: "c"}})}}}}}},
+			`listener "l": field filter_chains[0].filter_chain_match: transport_protocol and application_protocols need the envoy.filters.listener.tls_inspector listener filter`},
 		{"cluster health checks", &clusterv3.Cluster{Name: "c", HealthChecks: []*corev3.HealthCheck{{}}},
 			`cluster "c": field health_checks: unsupported`},
 		{"outlier split errors", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
@@ -130,4 +142,13 @@ func FuzzConvert(f *testing.F) {
 			}
 		}
 	})
+}
+
+// anyOf packs m for table entries built outside a test function.
+func anyOf(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(err)
+	}
+	return a
 }

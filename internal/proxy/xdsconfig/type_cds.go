@@ -59,6 +59,45 @@ type Cluster struct {
 	Protocol UpstreamProtocol
 	// Endpoints are the load_assignment of STATIC and DNS clusters.
 	Endpoints *ClusterLoadAssignment
+	// TLS is transport_socket: the upstream TLS of every host (nil: plaintext
+	// unless TLSMatches say otherwise).
+	TLS *TLSContext
+	// TLSMatches are transport_socket_matches, first match wins per host;
+	// hosts matching none use TLS.
+	TLSMatches []TransportSocketMatch
+}
+
+// TLSFor returns the upstream TLS for a host with the given
+// envoy.transport_socket_match metadata (nil: plaintext).
+func (c *Cluster) TLSFor(md map[string]string) *TLSContext {
+	for i := range c.TLSMatches {
+		m := &c.TLSMatches[i]
+		ok := true
+		for k, v := range m.Match {
+			if md[k] != v {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return m.TLS
+		}
+	}
+	return c.TLS
+}
+
+// TLSContexts lists every TLS context of the cluster.
+func (c *Cluster) TLSContexts() []*TLSContext {
+	var out []*TLSContext
+	if c.TLS != nil {
+		out = append(out, c.TLS)
+	}
+	for _, m := range c.TLSMatches {
+		if m.TLS != nil {
+			out = append(out, m.TLS)
+		}
+	}
+	return out
 }
 
 // Limits are circuit-breaker thresholds (Envoy defaults 1024 each, retries 3).

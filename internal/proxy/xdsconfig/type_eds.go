@@ -31,6 +31,9 @@ type Endpoint struct {
 	Health HealthStatus
 	// Workload is the istio workload identity from metadata, when present.
 	Workload WorkloadMeta
+	// TLSMatch is the envoy.transport_socket_match metadata (string values)
+	// that cluster transport_socket_matches select on; nil when absent.
+	TLSMatch map[string]string
 }
 
 // Routable reports whether the endpoint may receive traffic.

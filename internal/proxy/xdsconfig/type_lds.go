@@ -25,31 +25,95 @@ type Listener struct {
 	// (SO_ORIGINAL_DST) and the listener keeps the connection (Istio's
 	// virtualInbound on 15006), unlike UseOriginalDst, which hands it off.
 	OriginalDst bool
-	// FilterChains are matched in order by destination port.
+	// TLSInspector is set by the envoy.filters.listener.tls_inspector
+	// listener filter: the first bytes of a connection tell TLS (with its SNI
+	// and ALPN) from plaintext for filter_chain_match.
+	TLSInspector bool
+	// FilterChains are matched by destination port, then transport protocol,
+	// then application protocols (Envoy's order, most specific wins).
 	FilterChains []FilterChain
 	// DefaultChain is used when no chain matches; may be nil.
 	DefaultChain *FilterChain
 }
 
-// ChainFor returns the filter chain for a connection whose destination port
-// is port, or nil.
+// Transport protocols of filter_chain_match, as the tls_inspector reports them.
+const (
+	TransportTLS       = "tls"
+	TransportRawBuffer = "raw_buffer"
+)
+
+// ChainFor returns the filter chain for a plaintext connection whose
+// destination port is port, or nil. Listeners with a tls_inspector use
+// ChainForConn.
 func (l *Listener) ChainFor(port uint16) *FilterChain {
-	var wildcard *FilterChain
+	return l.ChainForConn(port, TransportRawBuffer, nil)
+}
+
+// ChainForConn returns the filter chain for a connection with Envoy's
+// filter_chain_match order: among the chains of the most specific matching
+// destination_port (exact, else unset), those of the most specific
+// transport_protocol (exact, else unset), then those whose
+// application_protocols intersect alpn (else unset); the first of them wins.
+// transport is TransportTLS or TransportRawBuffer; alpn are the protocols a
+// TLS client offered. Without a match it is the default chain (may be nil).
+func (l *Listener) ChainForConn(port uint16, transport string, alpn []string) *FilterChain {
+	best, bestScore := (*FilterChain)(nil), -1
 	for i := range l.FilterChains {
 		fc := &l.FilterChains[i]
+		score := 0
 		switch fc.DestinationPort {
 		case uint32(port):
-			return fc
+			score += 4
 		case 0:
-			if wildcard == nil {
-				wildcard = fc
+		default:
+			continue
+		}
+		switch fc.TransportProtocol {
+		case transport:
+			score += 2
+		case "":
+		default:
+			continue
+		}
+		if len(fc.ApplicationProtocols) > 0 {
+			if !intersects(fc.ApplicationProtocols, alpn) {
+				continue
+			}
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = fc, score
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return l.DefaultChain
+}
+
+// NeedsInspection reports whether choosing a chain, or serving one, needs
+// the connection's first bytes or a TLS handshake.
+func (l *Listener) NeedsInspection() bool {
+	if l.TLSInspector {
+		return true
+	}
+	for i := range l.FilterChains {
+		if l.FilterChains[i].TLS != nil {
+			return true
+		}
+	}
+	return l.DefaultChain != nil && l.DefaultChain.TLS != nil
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
 			}
 		}
 	}
-	if wildcard != nil {
-		return wildcard
-	}
-	return l.DefaultChain
+	return false
 }
 
 // FilterChain is one filter chain: exactly one of HTTP and TCP is set.
@@ -58,6 +122,15 @@ type FilterChain struct {
 	Name string
 	// DestinationPort is filter_chain_match.destination_port; 0 matches any.
 	DestinationPort uint32
+	// TransportProtocol is filter_chain_match.transport_protocol ("", "tls"
+	// or "raw_buffer"); "" matches any.
+	TransportProtocol string
+	// ApplicationProtocols is filter_chain_match.application_protocols: a
+	// TLS client must offer one of them (ALPN); empty matches any.
+	ApplicationProtocols []string
+	// TLS is the chain's DownstreamTlsContext: connections are TLS
+	// terminated before the filters; nil for plaintext.
+	TLS *TLSContext
 	// HTTP is the HttpConnectionManager, for HTTP chains.
 	HTTP *HTTPConnectionManager
 	// TCP is the tcp_proxy, for TCP chains.

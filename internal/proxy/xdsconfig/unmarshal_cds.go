@@ -7,6 +7,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -22,15 +23,13 @@ func UnmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 }
 
 func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
-	if c.GetTransportSocket() != nil {
-		return nil, fmt.Errorf("field transport_socket: upstream TLS is unsupported until the proxy has certificates (SDS)")
-	}
 	if err := checkFields(c, "", "name", "type", "eds_cluster_config", "lb_policy", "connect_timeout",
 		"circuit_breakers", "outlier_detection", "load_assignment", "typed_extension_protocol_options",
 		"http2_protocol_options", "dns_lookup_family", "dns_refresh_rate", "respect_dns_ttl", "common_lb_config",
 		"alt_stat_name", "metadata", "per_connection_buffer_limit_bytes", "cleanup_interval",
 		"upstream_connection_options", "lb_config", "ring_hash_lb_config", "maglev_lb_config",
-		"least_request_lb_config", "round_robin_lb_config", "track_cluster_stats"); err != nil {
+		"least_request_lb_config", "round_robin_lb_config", "track_cluster_stats", "transport_socket",
+		"transport_socket_matches"); err != nil {
 		return nil, err
 	}
 	if c.GetName() == "" {
@@ -131,6 +130,29 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			return nil, fmt.Errorf("field outlier_detection.interval: must be positive")
 		}
 		out.Outlier = o
+	}
+	tlsCtx, err := unmarshalTransportSocket(c.GetTransportSocket(), "transport_socket", true)
+	if err != nil {
+		return nil, err
+	}
+	out.TLS = tlsCtx
+	for i, m := range c.GetTransportSocketMatches() {
+		p := fmt.Sprintf("transport_socket_matches[%d]", i)
+		if err := checkFields(m, p, "name", "match", "transport_socket"); err != nil {
+			return nil, err
+		}
+		tm := TransportSocketMatch{Name: m.GetName(), Match: map[string]string{}}
+		for k, v := range m.GetMatch().GetFields() {
+			sv, ok := v.GetKind().(*structpb.Value_StringValue)
+			if !ok {
+				return nil, fmt.Errorf("field %s.match.%s: only string values are supported", p, k)
+			}
+			tm.Match[k] = sv.StringValue
+		}
+		if tm.TLS, err = unmarshalTransportSocket(m.GetTransportSocket(), p+".transport_socket", true); err != nil {
+			return nil, err
+		}
+		out.TLSMatches = append(out.TLSMatches, tm)
 	}
 	if c.GetHttp2ProtocolOptions() != nil {
 		out.Protocol = ProtocolHTTP2

@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // UnmarshalClusterLoadAssignment checks a ClusterLoadAssignment and converts it.
@@ -72,6 +73,14 @@ func unmarshalLbEndpoint(lb *endpointv3.LbEndpoint, path string) (*Endpoint, err
 		ep.Health = HealthDegraded
 	}
 	ep.Workload = workloadFromMetadata(lb.GetMetadata())
+	if st := lb.GetMetadata().GetFilterMetadata()["envoy.transport_socket_match"]; st != nil {
+		ep.TLSMatch = map[string]string{}
+		for k, v := range st.GetFields() {
+			if sv, ok := v.GetKind().(*structpb.Value_StringValue); ok {
+				ep.TLSMatch[k] = sv.StringValue
+			}
+		}
+	}
 	return ep, nil
 }
 

@@ -80,7 +80,11 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 				}
 			}
 			out.OriginalDst = true
-		case "envoy.filters.listener.http_inspector", "envoy.filters.listener.tls_inspector":
+		case "envoy.filters.listener.tls_inspector":
+			// PERMISSIVE: chains match transport_protocol and ALPN, read from
+			// the first bytes without consuming them.
+			out.TLSInspector = true
+		case "envoy.filters.listener.http_inspector":
 		default:
 			return nil, fmt.Errorf("field listener_filters[%d]: filter %q unsupported", i, lf.GetName())
 		}
@@ -99,6 +103,12 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 		}
 		out.DefaultChain = c
 	}
+	for i := range out.FilterChains {
+		fc := &out.FilterChains[i]
+		if (fc.TransportProtocol != "" || len(fc.ApplicationProtocols) > 0) && !out.TLSInspector {
+			return nil, fmt.Errorf("field filter_chains[%d].filter_chain_match: transport_protocol and application_protocols need the envoy.filters.listener.tls_inspector listener filter", i)
+		}
+	}
 	if len(out.FilterChains) == 0 && out.DefaultChain == nil && !out.UseOriginalDst {
 		return nil, fmt.Errorf("field filter_chains: empty")
 	}
@@ -106,16 +116,28 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 }
 
 func unmarshalFilterChain(fc *listenerv3.FilterChain, path string) (*FilterChain, error) {
-	if err := checkFields(fc, path, "name", "filter_chain_match", "filters", "metadata"); err != nil {
+	if err := checkFields(fc, path, "name", "filter_chain_match", "filters", "metadata", "transport_socket"); err != nil {
 		return nil, err
 	}
 	out := &FilterChain{Name: fc.GetName()}
 	if m := fc.GetFilterChainMatch(); m != nil {
-		if err := checkFields(m, path+".filter_chain_match", "destination_port"); err != nil {
+		if err := checkFields(m, path+".filter_chain_match", "destination_port", "transport_protocol", "application_protocols"); err != nil {
 			return nil, err
 		}
 		out.DestinationPort = m.GetDestinationPort().GetValue()
+		switch tp := m.GetTransportProtocol(); tp {
+		case "", TransportTLS, TransportRawBuffer:
+			out.TransportProtocol = tp
+		default:
+			return nil, fmt.Errorf("field %s.filter_chain_match.transport_protocol: %q unsupported (tls or raw_buffer)", path, tp)
+		}
+		out.ApplicationProtocols = m.GetApplicationProtocols()
 	}
+	tlsCtx, err := unmarshalTransportSocket(fc.GetTransportSocket(), path+".transport_socket", false)
+	if err != nil {
+		return nil, err
+	}
+	out.TLS = tlsCtx
 	fs := fc.GetFilters()
 	if len(fs) == 0 {
 		return nil, fmt.Errorf("field %s.filters: want a network filter (http_connection_manager or tcp_proxy), got none", path)
