@@ -2,11 +2,17 @@ package xds
 
 import (
 	"crypto/sha256"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -28,12 +34,17 @@ import (
 type Cache struct {
 	mu       sync.Mutex
 	clusters genMap[clusterKey, *serviceClusters]
+	routes   genMap[routeKey, *routev3.Route]
+	vhosts   genMap[vhostKey, *routev3.VirtualHost]
 	encoded  genMap[proto.Message, encoded]
+	parts    genMap[proto.Message, []byte]
 }
 
 // NewCache returns an empty Cache.
 func NewCache() *Cache {
-	return &Cache{clusters: newGenMap[clusterKey, *serviceClusters](), encoded: newGenMap[proto.Message, encoded]()}
+	return &Cache{clusters: newGenMap[clusterKey, *serviceClusters](), routes: newGenMap[routeKey, *routev3.Route](),
+		vhosts: newGenMap[vhostKey, *routev3.VirtualHost](), encoded: newGenMap[proto.Message, encoded](),
+		parts: newGenMap[proto.Message, []byte]()}
 }
 
 // Rotate starts a new generation: entries not used since the previous
@@ -42,7 +53,10 @@ func (c *Cache) Rotate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.clusters.rotate()
+	c.routes.rotate()
+	c.vhosts.rotate()
 	c.encoded.rotate()
+	c.parts.rotate()
 }
 
 // Len returns the number of cached service cluster sets and encoded resources.
@@ -149,7 +163,12 @@ func (c *Cache) encode(r proto.Message, typeURL string) encoded {
 	if ok {
 		return e
 	}
-	e = encode(r, typeURL)
+	if rc, ok := r.(*routev3.RouteConfiguration); ok {
+		b := c.encodeRouteConfiguration(rc)
+		e = encoded{any: &anypb.Any{TypeUrl: typeURL, Value: b}, sum: sha256.Sum256(b)}
+	} else {
+		e = encode(r, typeURL)
+	}
 	c.mu.Lock()
 	c.encoded.cur[r] = e
 	c.mu.Unlock()
@@ -162,4 +181,120 @@ func encode(r proto.Message, typeURL string) encoded {
 		panic("marshal " + typeURL + ": " + err.Error()) // only on programming errors
 	}
 	return encoded{any: &anypb.Any{TypeUrl: typeURL, Value: b}, sum: sha256.Sum256(b)}
+}
+
+// routeKey is what the default route of host:port reads: the merged
+// DestinationRule's specs (for hash policies).
+type routeKey struct {
+	host  string
+	port  uint32
+	nDR   int
+	rules [maxKeyRules]*networking.DestinationRule
+}
+
+func routeKeyFor(host string, port uint32, dr *model.MergedDestinationRule) (routeKey, bool) {
+	k := routeKey{host: host, port: port}
+	if dr == nil {
+		return k, true
+	}
+	if len(dr.Rules) > maxKeyRules || len(dr.Rules) == 0 {
+		return k, false
+	}
+	k.nDR = len(dr.Rules)
+	for i, r := range dr.Rules {
+		k.rules[i] = r.Spec
+	}
+	return k, true
+}
+
+func (c *Cache) route(k routeKey, build func() *routev3.Route) *routev3.Route {
+	c.mu.Lock()
+	r, ok := c.routes.get(k)
+	c.mu.Unlock()
+	if ok {
+		return r
+	}
+	r = build()
+	c.mu.Lock()
+	c.routes.cur[k] = r
+	c.mu.Unlock()
+	return r
+}
+
+// vhostKey identifies a virtual host by name, domains and routes (by
+// identity: routes come from the cache or are new).
+type vhostKey struct {
+	name, domains string
+	first         *routev3.Route
+	n             int
+}
+
+// virtualHost returns a virtual host with name, domains and routes: the
+// same *VirtualHost as before when all three are the same, so that its
+// encoding is reused (a nil c always builds a new one).
+func (c *Cache) virtualHost(name string, domains []string, routes []*routev3.Route) *routev3.VirtualHost {
+	if c == nil || len(routes) == 0 {
+		return &routev3.VirtualHost{Name: name, Domains: domains, Routes: routes}
+	}
+	k := vhostKey{name: name, domains: strings.Join(domains, "\x00"), first: routes[0], n: len(routes)}
+	c.mu.Lock()
+	vh, ok := c.vhosts.get(k)
+	c.mu.Unlock()
+	if ok && slices.Equal(vh.Routes, routes) {
+		return vh
+	}
+	vh = &routev3.VirtualHost{Name: name, Domains: domains, Routes: routes}
+	c.mu.Lock()
+	c.vhosts.cur[k] = vh
+	c.mu.Unlock()
+	return vh
+}
+
+// encodeRouteConfiguration is the deterministic wire form of rc, spliced
+// from the cached encodings of its virtual hosts: protobuf-go writes fields
+// in number order, so the bytes are name (1), each virtual host (2), then
+// the other fields, exactly as proto.Marshal gives them.
+func (c *Cache) encodeRouteConfiguration(rc *routev3.RouteConfiguration) []byte {
+	rest := &routev3.RouteConfiguration{}
+	dst := rest.ProtoReflect()
+	rc.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if n := fd.Number(); n != 1 && n != 2 {
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	dst.SetUnknown(rc.ProtoReflect().GetUnknown())
+	tail, err := proto.MarshalOptions{Deterministic: true}.Marshal(rest)
+	if err != nil {
+		panic("marshal route configuration " + rc.GetName() + ": " + err.Error())
+	}
+	var b []byte
+	if rc.GetName() != "" {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, rc.GetName())
+	}
+	for _, vh := range rc.GetVirtualHosts() {
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, c.part(vh))
+	}
+	return append(b, tail...)
+}
+
+// part returns the cached deterministic encoding of a message that is part
+// of a resource.
+func (c *Cache) part(m proto.Message) []byte {
+	c.mu.Lock()
+	b, ok := c.parts.get(m)
+	c.mu.Unlock()
+	if ok {
+		return b
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", m, err))
+	}
+	c.mu.Lock()
+	c.parts.cur[m] = b
+	c.mu.Unlock()
+	return b
 }

@@ -112,7 +112,7 @@ func (g *gen) gatewayRoutes(port uint32, servers []gatewayServer) *routev3.Route
 		}
 	}
 	slices.SortStableFunc(vhosts, func(a, b *vhost) int { return cmp.Compare(a.host, b.host) })
-	rb := newRouteBuilder("http." + portName(port))
+	rb := g.newRouteBuilder("http." + portName(port))
 	for _, v := range vhosts {
 		if len(v.routes) == 0 {
 			continue

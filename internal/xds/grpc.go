@@ -27,7 +27,7 @@ func (g *gen) buildGRPC() {
 				Name:        name,
 				ApiListener: &listenerv3.ApiListener{ApiListener: toAny(hcm)},
 			}
-			rb := newRouteBuilder(name)
+			rb := g.newRouteBuilder(name)
 			rb.add(name, g.domains(svc, port, false), g.serviceRoutes(svc, port, vss))
 			g.routes[name] = rb.rc
 		}

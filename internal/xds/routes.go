@@ -192,6 +192,29 @@ func stringMatcher(s *networking.StringMatch) *matcherv3.StringMatcher {
 // defaultRoute is what a service gets without a VirtualService: everything
 // to outbound|port||host with Istio's default timeout and retries.
 func (g *gen) defaultRoute(host string, port uint32) *routev3.Route {
+	svc := g.snap.LookupService(g.proxy, host)
+	ns := ""
+	if svc != nil {
+		ns = svc.Namespace
+	}
+	dr := g.snap.DestinationRuleFor(g.proxy, host, ns)
+	if g.cache == nil {
+		return g.newDefaultRoute(host, port, dr)
+	}
+	key, ok := routeKeyFor(host, port, dr)
+	if !ok {
+		return g.newDefaultRoute(host, port, dr)
+	}
+	return g.cache.route(key, func() *routev3.Route { return g.newDefaultRoute(host, port, dr) })
+}
+
+// newDefaultRoute builds the default route; it reads only host, port and
+// dr (the Cache key).
+func (g *gen) newDefaultRoute(host string, port uint32, dr *model.MergedDestinationRule) *routev3.Route {
+	var hash []*routev3.RouteAction_HashPolicy
+	if dr != nil {
+		hash = hashPolicies(effectivePolicy(port, dr.TrafficPolicy, nil).lb)
+	}
 	return &routev3.Route{
 		Name:  "default",
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
@@ -199,7 +222,7 @@ func (g *gen) defaultRoute(host string, port uint32) *routev3.Route {
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundCluster(port, "", host)},
 			Timeout:          durationpb.New(0),
 			RetryPolicy:      defaultRetryPolicy(),
-			HashPolicy:       g.hashPolicyFor(host, port),
+			HashPolicy:       hash,
 		}},
 	}
 }

@@ -24,7 +24,7 @@ func (g *gen) buildSidecar() {
 	svcs := g.withAutoVIPs(g.snap.ServicesFor(g.proxy)) // capture.go: VIPs for captured proxies
 	vss := g.snap.VirtualServicesFor(g.proxy, model.MeshGateway)
 	perPort := map[uint32]*routeBuilder{}
-	explicit := newRouteBuilder(ExplicitProxyRoute)
+	explicit := g.newRouteBuilder(ExplicitProxyRoute)
 	for _, svc := range svcs {
 		g.buildServiceClusters(svc)
 		for _, port := range svc.Ports {
@@ -34,7 +34,7 @@ func (g *gen) buildSidecar() {
 			}
 			rb := perPort[port.Number]
 			if rb == nil {
-				rb = newRouteBuilder(portName(port.Number))
+				rb = g.newRouteBuilder(portName(port.Number))
 				perPort[port.Number] = rb
 				name := "0.0.0.0_" + portName(port.Number)
 				g.listeners[name] = httpListener(name, "0.0.0.0", port.Number, false, corev3.TrafficDirection_OUTBOUND,
@@ -116,12 +116,13 @@ func (g *gen) domains(svc *registry.Service, port registry.Port, explicit bool) 
 // routeBuilder collects virtual hosts for one route configuration, dropping
 // domains an earlier virtual host already took (Envoy rejects duplicates).
 type routeBuilder struct {
-	rc   *routev3.RouteConfiguration
-	used map[string]bool
+	rc    *routev3.RouteConfiguration
+	used  map[string]bool
+	cache *Cache // reuses equal virtual hosts (cache.go); nil: none
 }
 
-func newRouteBuilder(name string) *routeBuilder {
-	return &routeBuilder{rc: &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspbFalse()}, used: map[string]bool{}}
+func (g *gen) newRouteBuilder(name string) *routeBuilder {
+	return &routeBuilder{rc: &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspbFalse()}, used: map[string]bool{}, cache: g.cache}
 }
 
 func (b *routeBuilder) add(name string, domains []string, routes []*routev3.Route) {
@@ -135,7 +136,7 @@ func (b *routeBuilder) add(name string, domains []string, routes []*routev3.Rout
 	if len(ds) == 0 {
 		return
 	}
-	b.rc.VirtualHosts = append(b.rc.VirtualHosts, &routev3.VirtualHost{Name: name, Domains: ds, Routes: routes})
+	b.rc.VirtualHosts = append(b.rc.VirtualHosts, b.cache.virtualHost(name, ds, routes))
 }
 
 // addOutboundTCP adds "<vip>_<port>" (or 0.0.0.0_<port>) with tcp_proxy to
