@@ -185,6 +185,7 @@ func (s *Server) Run(ctx context.Context) error {
 	gs := grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(100000),
+		grpc.ForceServerCodecV2(newCodec()), // responses reference the shared encoded resources
 	)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, s.xds)
 	hs := &http.Server{Handler: s.debugHandler(), ReadHeaderTimeout: 10 * time.Second}

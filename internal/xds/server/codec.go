@@ -1,0 +1,81 @@
+package server
+
+import (
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/encoding"
+	protocodec "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// codec is gRPC's proto codec except for state-of-the-world responses: those
+// are written without copying their resources. A DiscoveryResponse's
+// resources are Anys shared by every stream (wireCache), so the encoding is
+// a small per-stream header per resource plus a reference to the shared
+// bytes; proto.Marshal would copy every resource into a buffer per stream,
+// which for hundreds of streams is most of a push's CPU and memory.
+type codec struct{ base encoding.CodecV2 }
+
+var _ encoding.CodecV2 = codec{}
+
+func newCodec() codec { return codec{base: encoding.GetCodecV2(protocodec.Name)} }
+
+// Name is "proto": the wire format is unchanged.
+func (c codec) Name() string { return c.base.Name() }
+
+// Unmarshal is the proto codec's.
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.base.Unmarshal(data, v) }
+
+// Marshal encodes a DiscoveryResponse as version_info (1), resources (2,
+// referencing each Any's value), then every other field; other messages
+// go to the proto codec. Fields may appear in any order on the wire.
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	r, ok := v.(*discovery.DiscoveryResponse)
+	if !ok || len(r.GetResources()) == 0 || len(r.ProtoReflect().GetUnknown()) > 0 {
+		return c.base.Marshal(v)
+	}
+	rest := &discovery.DiscoveryResponse{
+		Canary: r.GetCanary(), TypeUrl: r.GetTypeUrl(), Nonce: r.GetNonce(),
+		ControlPlane: r.GetControlPlane(), ResourceErrors: r.GetResourceErrors(),
+	}
+	tail, err := proto.MarshalOptions{Deterministic: true}.Marshal(rest)
+	if err != nil {
+		return nil, err
+	}
+	out := make(mem.BufferSlice, 0, 2*len(r.GetResources())+2)
+	hdr := make([]byte, 0, 64*len(r.GetResources())+len(r.GetVersionInfo())+8)
+	if vi := r.GetVersionInfo(); vi != "" {
+		hdr = protowire.AppendTag(hdr, 1, protowire.BytesType)
+		hdr = protowire.AppendString(hdr, vi)
+	}
+	for _, a := range r.GetResources() {
+		if len(a.ProtoReflect().GetUnknown()) > 0 {
+			return c.base.Marshal(v)
+		}
+		// Any: type_url (1), value (2).
+		anyLen := 0
+		if a.GetTypeUrl() != "" {
+			anyLen += protowire.SizeTag(1) + protowire.SizeBytes(len(a.GetTypeUrl()))
+		}
+		if len(a.GetValue()) > 0 {
+			anyLen += protowire.SizeTag(2) + protowire.SizeBytes(len(a.GetValue()))
+		}
+		hdr = protowire.AppendTag(hdr, 2, protowire.BytesType)
+		hdr = protowire.AppendVarint(hdr, uint64(anyLen))
+		if a.GetTypeUrl() != "" {
+			hdr = protowire.AppendTag(hdr, 1, protowire.BytesType)
+			hdr = protowire.AppendString(hdr, a.GetTypeUrl())
+		}
+		if len(a.GetValue()) == 0 {
+			continue
+		}
+		hdr = protowire.AppendTag(hdr, 2, protowire.BytesType)
+		hdr = protowire.AppendVarint(hdr, uint64(len(a.GetValue())))
+		out = append(out, mem.SliceBuffer(hdr), mem.SliceBuffer(a.GetValue()))
+		hdr = hdr[len(hdr):] // the next header starts a new slice of the same array
+	}
+	hdr = append(hdr, tail...)
+	out = append(out, mem.SliceBuffer(hdr))
+	return out, nil
+}
