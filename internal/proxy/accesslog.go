@@ -35,6 +35,13 @@ type record struct {
 	inbound         bool
 	host            *host
 	listener        string
+	// transportFailure is upstream_transport_failure_reason: why the
+	// upstream TLS handshake failed ("" otherwise).
+	transportFailure string
+	// peer is the downstream mTLS peer (inbound), nil for plaintext.
+	peer *peerInfo
+	// peerMeta is the workload metadata the peer proxy sent (x-bowline-peer-metadata).
+	peerMeta peerMetadata
 	// details is Envoy's response_code_details (or connection termination
 	// details) when the proxy refused the request itself: RBAC, jwt_authn.
 	details string
@@ -117,6 +124,14 @@ func (a *accessLogger) log(r *record) {
 		b = appendJSONString(b, r.requestID)
 		b = append(b, `,"authority":`...)
 		b = appendJSONString(b, r.authority)
+		if r.transportFailure != "" {
+			b = append(b, `,"upstream_transport_failure_reason":`...)
+			b = appendJSONString(b, r.transportFailure)
+		}
+		if r.peer != nil && r.peer.principal != "" {
+			b = append(b, `,"downstream_peer_uri_san":`...)
+			b = appendJSONString(b, r.peer.principal)
+		}
 		if r.details != "" {
 			b = append(b, `,"response_code_details":`...)
 			b = appendJSONString(b, r.details)

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -22,6 +24,9 @@ type host struct {
 	weight   uint32
 	health   xdsconfig.HealthStatus
 	workload xdsconfig.WorkloadMeta
+	tlsMatch map[string]string
+	// tls is the host's upstream TLS (transport_socket_matches), nil for plaintext.
+	tls *xdsconfig.TLSContext
 
 	active     atomic.Int64
 	total      atomic.Int64
@@ -54,8 +59,10 @@ type cluster struct {
 	hosts atomic.Pointer[hostSet]
 	rr    atomic.Uint64
 
-	h1 *http.Transport
-	h2 *http.Transport
+	dialer *net.Dialer
+	// pools are keyed by transport socket: nil for plaintext, else the TLS
+	// context of transport_socket or of a transport_socket_matches entry.
+	pools map[*xdsconfig.TLSContext]*pool
 
 	active  atomic.Int64
 	retries atomic.Int64
@@ -65,25 +72,38 @@ type cluster struct {
 	claSeen *xdsconfig.ClusterLoadAssignment
 }
 
-func newCluster(cfg *xdsconfig.Cluster) *cluster {
-	c := &cluster{cfg: cfg, name: cfg.Name}
-	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *tls.Config) *cluster {
+	c := &cluster{cfg: cfg, name: cfg.Name, pools: map[*xdsconfig.TLSContext]*pool{}}
+	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	c.pools[nil] = c.newPool(nil, nil)
+	for _, t := range cfg.TLSContexts() {
+		if c.pools[t] == nil {
+			c.pools[t] = c.newPool(t, clientTLS(t))
+		}
+	}
+	return c
+}
+
+// pool is one set of upstream connection pools of a cluster: hosts with the
+// same transport socket (plaintext, or one TLS context) share it, so TLS and
+// plaintext connections never mix.
+type pool struct {
+	tls *tls.Config // nil: plaintext
+	h1  *http.Transport
+	h2  *http.Transport
+}
+
+func (c *cluster) newPool(t *xdsconfig.TLSContext, tc *tls.Config) *pool {
+	pl := &pool{tls: tc}
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := dialer.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, &connectError{err: err}
-		}
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetNoDelay(true)
-		}
-		return conn, nil
+		return c.dialConn(ctx, pl, network, addr)
 	}
 	mk := func(h2 bool) *http.Transport {
-		t := &http.Transport{
+		tr := &http.Transport{
 			DialContext:         dial,
 			MaxIdleConns:        0,
 			MaxIdleConnsPerHost: 256,
-			MaxConnsPerHost:     int(cfg.Limits.MaxConnections),
+			MaxConnsPerHost:     int(c.cfg.Limits.MaxConnections),
 			IdleConnTimeout:     time.Hour,
 			DisableCompression:  true,
 			ForceAttemptHTTP2:   false,
@@ -91,16 +111,50 @@ func newCluster(cfg *xdsconfig.Cluster) *cluster {
 			ReadBufferSize:      16 << 10,
 		}
 		if h2 {
-			t.Protocols = new(http.Protocols)
-			t.Protocols.SetUnencryptedHTTP2(true)
+			tr.Protocols = new(http.Protocols)
+			tr.Protocols.SetUnencryptedHTTP2(true)
 		}
-		return t
+		return tr
 	}
-	c.h1 = mk(false)
-	if cfg.Protocol != xdsconfig.ProtocolHTTP1 {
-		c.h2 = mk(true)
+	pl.h1 = mk(false)
+	if c.cfg.Protocol != xdsconfig.ProtocolHTTP1 {
+		pl.h2 = mk(true)
 	}
-	return c
+	_ = t
+	return pl
+}
+
+// dialConn connects to addr and, for a TLS pool, completes the handshake
+// (TLS inside is invisible to net/http: see tlsUpstream). Failures are
+// connectErrors (flag UF); TLS failures carry a transportFailure.
+func (c *cluster) dialConn(ctx context.Context, pl *pool, network, addr string) (net.Conn, error) {
+	conn, err := c.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, &connectError{err: err}
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	if pl.tls == nil {
+		return conn, nil
+	}
+	tc := tls.Client(conn, pl.tls)
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = conn.Close()
+		return nil, &connectError{err: &transportFailure{err: err}}
+	}
+	return tlsUpstream{Conn: tc}, nil
+}
+
+// poolFor returns the pool of a host: its transport_socket_matches entry,
+// else the cluster's transport_socket.
+func (c *cluster) poolFor(h *host) *pool {
+	if pl := c.pools[h.tls]; pl != nil {
+		return pl
+	}
+	return c.pools[nil]
 }
 
 // connectError marks a failure to connect to an upstream (flag UF).
@@ -109,23 +163,26 @@ type connectError struct{ err error }
 func (e *connectError) Error() string { return "upstream connect: " + e.err.Error() }
 func (e *connectError) Unwrap() error { return e.err }
 
-// transport returns the pool for a request that arrived over downstream proto.
-func (c *cluster) transport(downstreamH2 bool) *http.Transport {
+// transport returns the pool of h for a request that arrived over downstream proto.
+func (c *cluster) transport(h *host, downstreamH2 bool) *http.Transport {
+	pl := c.poolFor(h)
 	switch c.cfg.Protocol {
 	case xdsconfig.ProtocolHTTP2:
-		return c.h2
+		return pl.h2
 	case xdsconfig.ProtocolDownstream:
 		if downstreamH2 {
-			return c.h2
+			return pl.h2
 		}
 	}
-	return c.h1
+	return pl.h1
 }
 
 func (c *cluster) close() {
-	c.h1.CloseIdleConnections()
-	if c.h2 != nil {
-		c.h2.CloseIdleConnections()
+	for _, pl := range c.pools {
+		pl.h1.CloseIdleConnections()
+		if pl.h2 != nil {
+			pl.h2.CloseIdleConnections()
+		}
 	}
 }
 
@@ -141,8 +198,9 @@ func (c *cluster) setEndpoints(cla *xdsconfig.ClusterLoadAssignment) {
 	if cla != nil {
 		for _, ep := range cla.Endpoints {
 			h := old[ep.Address]
-			if h == nil || h.weight != ep.Weight || h.health != ep.Health || h.workload != ep.Workload {
-				nh := &host{addr: ep.Address, weight: ep.Weight, health: ep.Health, workload: ep.Workload}
+			if h == nil || h.weight != ep.Weight || h.health != ep.Health || h.workload != ep.Workload || !maps.Equal(h.tlsMatch, ep.TLSMatch) {
+				nh := &host{addr: ep.Address, weight: ep.Weight, health: ep.Health, workload: ep.Workload,
+					tlsMatch: ep.TLSMatch, tls: c.cfg.TLSFor(ep.TLSMatch)}
 				if h != nil {
 					nh.active.Store(h.active.Load())
 					nh.total.Store(h.total.Load())

@@ -47,6 +47,12 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 	if _, ok := hdr["X-Forwarded-Proto"]; !ok {
 		hdr["X-Forwarded-Proto"] = []string{"http"}
 	}
+	// x-forwarded-client-cert: whatever the client sent is dropped; on an
+	// mTLS connection it is set from the verified peer (tls.go).
+	delete(hdr, headerXFCC)
+	if x.info != nil && x.info.peer != nil && x.info.peer.cert != nil {
+		hdr[headerXFCC] = []string{p.xfcc(x.info.peer)}
+	}
 	editRequest(hdr, &wc.Headers, &route.Headers, &vh.Headers, &rt.cfg.Headers)
 	path := rewritePath(a, &route.Match, r.URL.EscapedPath())
 	authority := r.Host
@@ -180,6 +186,11 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 	}
 	if res.resp == nil {
 		rec.flags |= res.flag
+		rec.transportFailure = transportFailureReason(res.err)
+		if res.flag == flagUF && rec.transportFailure != "" {
+			x.localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: "+rec.transportFailure)
+			return false
+		}
 		switch res.flag {
 		case flagDC:
 			return false
@@ -311,12 +322,19 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 	if body == http.NoBody {
 		out.ContentLength = 0
 	}
+	// Mesh peers (ISTIO_MUTUAL) learn who calls them: Istio's metadata
+	// exchange, as a header the receiving proxy strips (tls_peermeta.go).
+	if h.tls != nil && h.tls.CertFromIdentity && p.peerMeta != "" {
+		hdr[headerPeerMetadata] = []string{p.peerMeta}
+	} else {
+		delete(hdr, headerPeerMetadata)
+	}
 	out = out.WithContext(tryCtx)
 	c.active.Add(1)
 	h.active.Add(1)
 	h.total.Add(1)
 	c.rqTotal.Add(1)
-	resp, err := c.transport(downstreamH2).RoundTrip(out)
+	resp, err := c.transport(h, downstreamH2).RoundTrip(out)
 	c.active.Add(-1)
 	h.active.Add(-1)
 	res := attemptResult{host: h}
@@ -478,7 +496,7 @@ func (p *Proxy) mirror(c *cluster, r *http.Request, hdr http.Header, path, autho
 		defer cancel()
 		c.active.Add(1)
 		defer c.active.Add(-1)
-		resp, err := c.h1.RoundTrip(out.WithContext(ctx))
+		resp, err := c.transport(h, false).RoundTrip(out.WithContext(ctx))
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()

@@ -45,11 +45,20 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	l := s.listenerFor(info.target)
 	var hcm *xdsconfig.HTTPConnectionManager
 	if l != nil {
-		if fc := l.ChainFor(info.dst.Port()); fc != nil {
+		if fc := info.chain(l); fc != nil {
 			hcm = fc.HTTP
 		}
 		rec.listener = l.Name
 		rec.inbound = isInbound(l.Name)
+	}
+	// Mesh identity (tls.go): the peer of an mTLS connection, and the
+	// workload metadata its proxy sent, trusted only over mTLS.
+	rec.peer = info.peer
+	if md := r.Header[headerPeerMetadata]; len(md) > 0 {
+		if info.peer != nil && info.peer.principal != "" {
+			rec.peerMeta = decodePeerMetadata(md[0])
+		}
+		delete(r.Header, headerPeerMetadata)
 	}
 	if r.Method == http.MethodConnect {
 		rec.path = r.Host

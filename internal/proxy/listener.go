@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"log/slog"
@@ -43,6 +44,17 @@ type connInfo struct {
 	// peerCert is the verified client certificate of an mTLS connection,
 	// set by the mTLS data path (RBAC principals read it; nil for plaintext).
 	peerCert *x509.Certificate
+	// peer is what the TLS handshake established (tls.go); nil for plaintext.
+	peer *peerInfo
+	// transport and alpn are what the tls_inspector saw (sniff.go); they
+	// pick the filter chain with the destination port.
+	transport string
+	alpn      []string
+}
+
+// chain returns the filter chain of l that serves this connection.
+func (i *connInfo) chain(l *xdsconfig.Listener) *xdsconfig.FilterChain {
+	return l.ChainForConn(i.dst.Port(), i.transport, i.alpn)
 }
 
 type connInfoKey struct{}
@@ -142,12 +154,71 @@ func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
 			dst, captured = od, true
 		}
 	}
+	info := &connInfo{bound: b, target: target.Address, dst: dst, src: addrPortOf(conn.RemoteAddr()), captured: captured,
+		transport: xdsconfig.TransportRawBuffer}
+	if target.NeedsInspection() {
+		// tls_inspector and TLS termination (tls.go) read from the client:
+		// never in the accept loop.
+		p.draining.Add(1)
+		go func() {
+			defer p.draining.Done()
+			p.serveInspected(s, b, conn, target, info)
+		}()
+		return
+	}
 	chain := target.ChainFor(dst.Port())
 	if chain == nil {
 		_ = conn.Close()
 		return
 	}
-	info := &connInfo{bound: b, target: target.Address, dst: dst, src: addrPortOf(conn.RemoteAddr()), captured: captured}
+	p.serveChain(s, b, conn, target, chain, info)
+}
+
+// tlsHandshakeTimeout bounds a downstream TLS handshake.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// serveInspected picks the chain from the connection's first bytes (SNI,
+// ALPN, TLS or not), terminates TLS for chains with a DownstreamTlsContext
+// and serves the chain. A plaintext client on a TLS-only chain (STRICT) and
+// a failed handshake close the connection.
+func (p *Proxy) serveInspected(s *snapshot, b *boundListener, conn net.Conn, target *xdsconfig.Listener, info *connInfo) {
+	br := bufio.NewReaderSize(conn, maxClientHello)
+	hello := sniff(conn, br)
+	info.transport, info.alpn = hello.transport, hello.alpn
+	chain := info.chain(target)
+	if chain == nil {
+		_ = conn.Close()
+		return
+	}
+	var c net.Conn = &peekedConn{Conn: conn, r: br}
+	if chain.TLS != nil {
+		if hello.transport != xdsconfig.TransportTLS {
+			p.log.Debug("plaintext connection refused by a TLS filter chain", slog.String("listener", target.Name),
+				slog.String("source", info.src.String()))
+			_ = conn.Close()
+			return
+		}
+		tc := tls.Server(c, p.serverTLS(chain.TLS))
+		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			p.log.Debug("downstream tls handshake failed", slog.String("listener", target.Name),
+				slog.String("source", info.src.String()), slog.String("error", err.Error()))
+			_ = conn.Close()
+			return
+		}
+		info.peer = newPeerInfo(tc.ConnectionState())
+		info.peerCert = info.peer.cert
+		c = tc
+	}
+	p.serveChain(s, b, c, target, chain, info)
+}
+
+// serveChain hands a connection to its chain: tcp_proxy (after network
+// RBAC) or the HTTP server.
+func (p *Proxy) serveChain(s *snapshot, b *boundListener, conn net.Conn, target *xdsconfig.Listener, chain *xdsconfig.FilterChain, info *connInfo) {
+	dst := info.dst
 	if chain.TCP != nil {
 		p.draining.Add(1)
 		go func() {

@@ -104,7 +104,7 @@ func orUnknown(s string) string {
 // key builds the label tuple of a record. Outbound (reporter source): the
 // source is this proxy and the destination comes from the endpoint's metadata
 // and the cluster name. Inbound (reporter destination): the destination is
-// this proxy; the source is unknown until mTLS peer identity exists.
+// this proxy; the source is the mTLS peer (unknown for plaintext).
 func (m *metrics) key(r *record, protocol, code, grpcStatus string) labelKey {
 	var k labelKey
 	self := [5]string{orUnknown(m.self.Workload), orUnknown(m.self.Namespace), orUnknown(m.self.Principal),
@@ -119,9 +119,18 @@ func (m *metrics) key(r *record, protocol, code, grpcStatus string) labelKey {
 	svc, svcName, svcNS := serviceOf(r)
 	if r.inbound {
 		k[0] = "destination"
-		copy(k[1:6], peer[:])
-		copy(k[6:11], self[:])
+		// The source is the mTLS peer: namespace and principal from its
+		// verified SPIFFE ID, workload/app/version from the metadata its
+		// proxy sent (tls_peermeta.go).
+		src := [5]string{"unknown", "unknown", "unknown", "unknown", "unknown"}
 		k[18] = "none"
+		if pi := r.peer; pi != nil && pi.principal != "" {
+			md := r.peerMeta
+			src = [5]string{orUnknown(md.Workload), orUnknown(pi.namespace), pi.principal, orUnknown(md.App), orUnknown(md.Version)}
+			k[18] = "mutual_tls"
+		}
+		copy(k[1:6], src[:])
+		copy(k[6:11], self[:])
 	} else {
 		k[0] = "source"
 		copy(k[1:6], self[:])

@@ -41,6 +41,10 @@ type Config struct {
 	ForceSotW bool
 	// XDSBackoffBase is the first xDS reconnect delay (default 500ms).
 	XDSBackoffBase time.Duration
+	// Identity serves the SDS secrets "default" (workload certificate) and
+	// "ROOTCA" (trust bundle) of mTLS listeners and clusters (tls.go); nil
+	// means the proxy has no identity and NACKs config that needs one.
+	Identity CertSource
 }
 
 // Proxy is one running data plane. Construct it with New; Run starts it.
@@ -64,6 +68,8 @@ type Proxy struct {
 	quitOnce  sync.Once
 	drainOnce sync.Once
 	adminAddr atomic.Pointer[string]
+	// peerMeta is the x-bowline-peer-metadata value sent to mesh peers.
+	peerMeta string
 
 	// exchanges and copyBufs recycle per-request state and body copy buffers.
 	exchanges sync.Pool
@@ -88,6 +94,7 @@ func New(cfg Config) *Proxy {
 		quit:  make(chan struct{}),
 		alog:  newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
 	}
+	p.peerMeta = encodePeerMetadata(cfg.Node)
 	p.exchanges.New = func() any { return new(exchange) }
 	p.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.metrics = newMetrics(Identity{Workload: cfg.Node.Workload, Namespace: cfg.Node.Namespace,
@@ -210,6 +217,9 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 	if p.runCtx == nil || p.runCtx.Err() != nil {
 		return errors.New("proxy is not running")
 	}
+	if err := p.checkIdentity(st); err != nil {
+		return err
+	}
 	want := map[netip.AddrPort]*xdsconfig.Listener{}
 	for _, l := range st.Listeners() {
 		if !l.BindToPort {
@@ -235,7 +245,7 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 		opened = append(opened, b)
 	}
 	prev := p.snap.Load()
-	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics})
+	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics}, p.clientTLS)
 	p.snap.Store(s)
 	for _, b := range opened {
 		p.bound[b.addr] = b
@@ -257,6 +267,33 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 	if st.Complete() && !p.ready.Load() {
 		p.ready.Store(true)
 		p.log.Info("proxy ready", slog.Int("listeners", len(s.listeners)), slog.Int("clusters", len(s.clusters)))
+	}
+	return nil
+}
+
+// checkIdentity NACKs TLS contexts that need the workload identity when the
+// proxy has none.
+func (p *Proxy) checkIdentity(st *xdsclient.State) error {
+	if p.cfg.Identity != nil {
+		return nil
+	}
+	for _, c := range st.Clusters() {
+		for _, t := range c.TLSContexts() {
+			if t.UsesIdentity() {
+				return fmt.Errorf("cluster %q: field transport_socket: %w", c.Name, errNoIdentity)
+			}
+		}
+	}
+	for _, l := range st.Listeners() {
+		chains := l.FilterChains
+		if l.DefaultChain != nil {
+			chains = append(chains[:len(chains):len(chains)], *l.DefaultChain)
+		}
+		for _, fc := range chains {
+			if fc.TLS != nil && fc.TLS.UsesIdentity() {
+				return fmt.Errorf("listener %q: filter chain %q: field transport_socket: %w", l.Name, fc.Name, errNoIdentity)
+			}
+		}
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -19,6 +21,9 @@ func (p *Proxy) serveTCP(s *snapshot, b *boundListener, conn net.Conn, l *xdscon
 	dst netip.AddrPort) {
 	rec := record{start: time.Now(), protocol: "tcp", inbound: isInbound(l.Name),
 		listener: l.Name, authority: dst.String()}
+	if tc, ok := conn.(*tls.Conn); ok { // mTLS-terminated (listener.go)
+		rec.peer = newPeerInfo(tc.ConnectionState())
+	}
 	defer func() {
 		rec.duration = time.Since(rec.start)
 		p.alog.log(&rec)
@@ -61,9 +66,16 @@ func (p *Proxy) pipe(down net.Conn, downReader io.Reader, c *cluster, target str
 	}
 	c.active.Add(1)
 	defer c.active.Add(-1)
-	up, err := net.DialTimeout("tcp", target, c.cfg.ConnectTimeout)
+	pl := c.pools[nil]
+	if rec.host != nil {
+		pl = c.poolFor(rec.host)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ConnectTimeout)
+	up, err := c.dialConn(ctx, pl, "tcp", target)
+	cancel()
 	if err != nil {
 		rec.flags |= flagUF
+		rec.transportFailure = transportFailureReason(err)
 		if rec.host != nil {
 			c.report(rec.host, 0, true)
 		}
@@ -93,8 +105,8 @@ func (p *Proxy) pipe(down net.Conn, downReader io.Reader, c *cluster, target str
 		n, _ := io.Copy(up, downReader)
 		rec.bytesIn = n
 		ts.received.Add(float64(n))
-		if tc, ok := up.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
+		if cw, ok := up.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
 		}
 	}()
 	n, _ := io.Copy(down, up)

@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/binary"
+	"net"
+	"time"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// sniffTimeout bounds how long the tls_inspector waits for a client's first
+// bytes; a client that sends nothing (a server-first protocol) is then
+// treated as plaintext, as Istio's continue_on_listener_filters_timeout does.
+const sniffTimeout = 5 * time.Second
+
+// maxClientHello is the largest TLS record the inspector reads: a record
+// header and 2^14 bytes of payload.
+const maxClientHello = 5 + 1<<14
+
+// clientHello is what the tls_inspector learns from a connection's first bytes.
+type clientHello struct {
+	// transport is xdsconfig.TransportTLS or xdsconfig.TransportRawBuffer.
+	transport string
+	sni       string
+	alpn      []string
+}
+
+// peekedConn reads through the buffer the inspector peeked into, so the
+// bytes it looked at are not lost.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// sniff is envoy.filters.listener.tls_inspector: it peeks (without
+// consuming) at the first bytes of conn through br; a TLS handshake record
+// (0x16 0x03 ...) holding a ClientHello is TLS, with its SNI and ALPN;
+// anything else is raw_buffer.
+func sniff(conn net.Conn, br *bufio.Reader) clientHello {
+	plain := clientHello{transport: xdsconfig.TransportRawBuffer}
+	_ = conn.SetReadDeadline(time.Now().Add(sniffTimeout))
+	defer func() { _ = conn.SetReadDeadline(time.Time{}) }()
+	hdr, err := br.Peek(5)
+	if err != nil || hdr[0] != 0x16 || hdr[1] != 0x03 {
+		return plain
+	}
+	n := int(binary.BigEndian.Uint16(hdr[3:5]))
+	if n == 0 || 5+n > maxClientHello {
+		return clientHello{transport: xdsconfig.TransportTLS}
+	}
+	rec, err := br.Peek(5 + n)
+	if err != nil {
+		return clientHello{transport: xdsconfig.TransportTLS}
+	}
+	h := parseClientHello(rec[5:])
+	h.transport = xdsconfig.TransportTLS
+	return h
+}
+
+// parseClientHello reads the SNI and ALPN extensions of a ClientHello
+// handshake message (RFC 8446 4.1.2); a malformed one yields what was read.
+func parseClientHello(b []byte) clientHello {
+	var h clientHello
+	if len(b) < 4 || b[0] != 1 { // handshake type client_hello
+		return h
+	}
+	b = b[4:]
+	if len(b) < 34 {
+		return h
+	}
+	b = b[34:] // legacy_version, random
+	skip := func(lenBytes int) bool {
+		if len(b) < lenBytes {
+			return false
+		}
+		n := 0
+		for i := 0; i < lenBytes; i++ {
+			n = n<<8 | int(b[i])
+		}
+		if len(b) < lenBytes+n {
+			return false
+		}
+		b = b[lenBytes+n:]
+		return true
+	}
+	if !skip(1) || !skip(2) || !skip(1) { // session id, cipher suites, compression
+		return h
+	}
+	if len(b) < 2 {
+		return h
+	}
+	ext := b[2:]
+	if n := int(binary.BigEndian.Uint16(b)); n < len(ext) {
+		ext = ext[:n]
+	}
+	for len(ext) >= 4 {
+		typ, n := binary.BigEndian.Uint16(ext), int(binary.BigEndian.Uint16(ext[2:]))
+		if len(ext) < 4+n {
+			return h
+		}
+		data := ext[4 : 4+n]
+		ext = ext[4+n:]
+		switch typ {
+		case 0: // server_name
+			if len(data) < 5 || data[2] != 0 {
+				continue
+			}
+			l := int(binary.BigEndian.Uint16(data[3:]))
+			if len(data) >= 5+l {
+				h.sni = string(data[5 : 5+l])
+			}
+		case 16: // application_layer_protocol_negotiation
+			if len(data) < 2 {
+				continue
+			}
+			list := data[2:]
+			for len(list) > 0 {
+				l := int(list[0])
+				if len(list) < 1+l {
+					break
+				}
+				h.alpn = append(h.alpn, string(list[1:1+l]))
+				list = list[1+l:]
+			}
+		}
+	}
+	return h
+}
