@@ -45,9 +45,7 @@ func build(objs []*config.Object, workloads []Workload, prev map[*config.Object]
 	}
 	config.SortObjects(entries)
 	config.SortObjects(wes)
-	ws := slices.Clone(workloads)
-	slices.SortFunc(ws, func(a, b Workload) int { return strings.Compare(a.Key(), b.Key()) })
-	idx := &workloadIndex{ws: ws}
+	idx := &workloadIndex{ws: sortedByKey(workloads)}
 	services := make([]*Service, 0, len(entries))
 	built := make(map[*config.Object]builtEntry, len(entries))
 	for _, o := range entries {
@@ -60,6 +58,24 @@ func build(objs []*config.Object, workloads []Workload, prev map[*config.Object]
 		services = append(services, b.services...)
 	}
 	return NewView(services), built
+}
+
+// sortedByKey returns the workloads sorted by Key, computing each key once.
+func sortedByKey(workloads []Workload) []Workload {
+	type keyed struct {
+		key string
+		w   *Workload
+	}
+	ks := make([]keyed, len(workloads))
+	for i := range workloads {
+		ks[i] = keyed{workloads[i].Key(), &workloads[i]}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	out := make([]Workload, len(ks))
+	for i, k := range ks {
+		out[i] = *k.w
+	}
+	return out
 }
 
 // workloadIndex finds the workloads a selector picks without scanning
