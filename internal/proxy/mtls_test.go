@@ -128,7 +128,9 @@ func startMeshProxy(t *testing.T, cpAddr, id, workload string, ident proxy.CertS
 	return rp
 }
 
-func sds(name string) *tlsv3.SdsSecretConfig { return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: ads()} }
+func sds(name string) *tlsv3.SdsSecretConfig {
+	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: ads()}
+}
 
 func tlsSocket(t *testing.T, ctx types.Resource) *corev3.TransportSocket {
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",

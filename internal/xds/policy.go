@@ -296,8 +296,14 @@ func tlsSocket(t *networking.ClientTLSSettings, istioSNI string, serviceSANs []s
 				PrivateKey:       fileSource(t.GetPrivateKey()),
 			}}
 		}
-		if t.GetCaCertificates() != "" && !t.GetInsecureSkipVerify().GetValue() {
-			vc := &tlsv3.CertificateValidationContext{TrustedCa: fileSource(t.GetCaCertificates()), MatchTypedSubjectAltNames: typedSANs(sans)}
+		if !t.GetInsecureSkipVerify().GetValue() {
+			// Without caCertificates the server is verified against the
+			// system bundle (Istio's VERIFY_CERTIFICATE_AT_CLIENT default).
+			caFile := t.GetCaCertificates()
+			if caFile == "" {
+				caFile = systemCABundle
+			}
+			vc := &tlsv3.CertificateValidationContext{TrustedCa: fileSource(caFile), MatchTypedSubjectAltNames: typedSANs(sans)}
 			if t.GetCaCrl() != "" {
 				vc.Crl = fileSource(t.GetCaCrl())
 			}
@@ -308,6 +314,10 @@ func tlsSocket(t *networking.ClientTLSSettings, istioSNI string, serviceSANs []s
 	}
 	return &corev3.TransportSocket{Name: socketTLS, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: toAny(ctx)}}
 }
+
+// systemCABundle is the OS trust bundle Istio points at when a
+// DestinationRule names no caCertificates.
+const systemCABundle = "/etc/ssl/certs/ca-certificates.crt"
 
 // typedSANs matches SPIFFE IDs against URI SANs and other names against
 // DNS SANs.
