@@ -89,7 +89,7 @@ func parallel[T any](items []T, n int, f func(T) error) error {
 // weight k+1; latency is from that call to the last client's EDS showing it.
 func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick time.Duration, o runOpts) (result, error) {
 	res := result{Run: "churn", Clients: nClients, Services: spec.services, EndpointsPerSvc: spec.endpoints, RoutedServices: spec.routed,
-		ChurnPerSecond: rate, ChurnSeconds: dur.Seconds(), Debounce: o.debounce.String(), DebounceMax: o.debounceMax.String()}
+		ChurnPerSecond: rate, ChurnSeconds: dur.Seconds(), ChurnTick: tick.String(), Debounce: o.debounce.String(), DebounceMax: o.debounceMax.String()}
 	dir, err := os.MkdirTemp("", "bowline-bench-")
 	if err != nil {
 		return res, err
@@ -98,7 +98,7 @@ func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick
 	if err := writeChurnMesh(dir, spec); err != nil {
 		return res, err
 	}
-	d, err := startDiscovery(dir, o.debounce, o.debounceMax, o.profiles, fmt.Sprintf("churn-%d-", nClients), o.verbose)
+	d, err := startDiscovery(dir, o.debounce, o.debounceMax, o.profiles, fmt.Sprintf("churn-%d-%s-", nClients, tick), o.verbose)
 	if err != nil {
 		return res, err
 	}
@@ -129,6 +129,7 @@ func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick
 	if err := d.stopCPU(); err != nil {
 		return res, err
 	}
+	eds0 := fl.clients[0].edsCount()
 	if err := d.startCPU("churn"); err != nil {
 		return res, err
 	}
@@ -150,7 +151,7 @@ func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick
 				batch = append(batch, i)
 			}
 		}
-		if err := parallel(batch, 4, func(i int) error {
+		if err := parallel(batch, 16, func(i int) error {
 			healthy[i] = !healthy[i] // distinct i per worker
 			return reg.setHealth(wls[i], healthy[i])
 		}); err != nil {
@@ -166,6 +167,7 @@ func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick
 		time.Sleep(time.Until(next))
 	}
 	churnEnd := time.Now()
+	res.ChurnChanges = float64(perTick*len(tickAt)) / churnEnd.Sub(churnStart).Seconds()
 	res.ChurnCPUPerSec = (d.cpuSeconds() - cpuChurn0) / churnEnd.Sub(churnStart).Seconds()
 	res.ChurnTicks = len(tickAt)
 	// Wait for the last state to reach every client.
@@ -187,6 +189,7 @@ func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	res.ChurnPushes = fl.clients[0].edsCount() - eds0
 	if err := d.stopCPU(); err != nil {
 		return res, err
 	}

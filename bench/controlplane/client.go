@@ -33,8 +33,15 @@ type client struct {
 	rdsAcks   int       // RDS responses ACKed
 	lastAck   time.Time // when the last RDS ACK was sent
 	resources int       // resources received
+	eds       int       // EDS responses received
 	// probeSeen[w] is when the probe endpoint was first seen with weight >= w.
 	probeSeen []time.Time
+}
+
+func (c *client) edsCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.eds
 }
 
 // probeAt returns when the client first saw the probe with weight >= w.
@@ -127,6 +134,9 @@ func (c *client) run(ctx context.Context, addr string) error {
 		}
 		c.mu.Lock()
 		c.resources += len(resp.GetResources())
+		if typ == resourcev3.EndpointType {
+			c.eds++
+		}
 		if typ == resourcev3.RouteType {
 			c.rdsAcks++
 			c.lastAck = time.Now()

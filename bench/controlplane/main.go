@@ -37,7 +37,10 @@ type result struct {
 	// and the latency from a change to the last client's EDS holding it.
 	ChurnPerSecond  float64 `json:"churnPerSecond,omitempty"`
 	ChurnSeconds    float64 `json:"churnSeconds,omitempty"`
+	ChurnTick       string  `json:"churnTick,omitempty"`
 	ChurnTicks      int     `json:"churnTicks,omitempty"`
+	ChurnChanges    float64 `json:"churnChangesPerSecond,omitempty"` // achieved
+	ChurnPushes     int     `json:"churnEdsPushesPerClient,omitempty"`
 	ChurnP50Ms      float64 `json:"churnToLastClientP50Ms,omitempty"`
 	ChurnP99Ms      float64 `json:"churnToLastClientP99Ms,omitempty"`
 	ChurnMaxMs      float64 `json:"churnToLastClientMaxMs,omitempty"`
@@ -60,7 +63,7 @@ func main() {
 	churnClients := flag.Int("churn-clients", 100, "clients of the endpoint churn run (0 skips it)")
 	churnFor := flag.Duration("churn-duration", 30*time.Second, "how long endpoints churn")
 	churnRate := flag.Float64("churn-rate", 0.1, "fraction of endpoints changed per second")
-	churnTick := flag.Duration("churn-tick", 100*time.Millisecond, "interval between batches of endpoint changes")
+	churnTicks := flag.String("churn-ticks", "100ms,1s", "comma-separated intervals between batches of endpoint changes, one churn run each")
 	short := flag.Bool("short", false, "100 clients, 10 edits, 10 s of churn (about a minute)")
 	out := flag.String("out", "bench/results/controlplane.json", "where to write the results")
 	profiles := flag.String("profiles", "", "directory for discovery CPU and heap profiles per phase (none when empty)")
@@ -103,8 +106,15 @@ func main() {
 		}
 		emit(r)
 	}
-	if *churnClients > 0 && *churnFor > 0 {
-		r, err := runChurn(spec, *churnClients, *churnFor, *churnRate, *churnTick, opts)
+	for _, f := range strings.Split(*churnTicks, ",") {
+		if *churnClients <= 0 || *churnFor <= 0 || strings.TrimSpace(f) == "" {
+			break
+		}
+		tick, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			log.Fatalf("bad -churn-ticks %q", f)
+		}
+		r, err := runChurn(spec, *churnClients, *churnFor, *churnRate, tick, opts)
 		if err != nil {
 			log.Fatal(err)
 		}
