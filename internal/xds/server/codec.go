@@ -1,6 +1,8 @@
 package server
 
 import (
+	"unique"
+
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
@@ -24,8 +26,29 @@ func newCodec() codec { return codec{base: encoding.GetCodecV2(protocodec.Name)}
 // Name is "proto": the wire format is unchanged.
 func (c codec) Name() string { return c.base.Name() }
 
-// Unmarshal is the proto codec's.
-func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.base.Unmarshal(data, v) }
+// Unmarshal is the proto codec's, except that the resource names of
+// requests are interned: every proxy subscribes to the same EDS and RDS
+// names, and go-control-plane keeps each stream's last request and
+// subscription, so hundreds of proxies would otherwise hold hundreds of
+// copies of every cluster name.
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if err := c.base.Unmarshal(data, v); err != nil {
+		return err
+	}
+	switch r := v.(type) {
+	case *discovery.DiscoveryRequest:
+		intern(r.ResourceNames)
+	case *discovery.DeltaDiscoveryRequest:
+		intern(r.ResourceNamesSubscribe)
+	}
+	return nil
+}
+
+func intern(names []string) {
+	for i, n := range names {
+		names[i] = unique.Make(n).Value()
+	}
+}
 
 // Marshal encodes a DiscoveryResponse as version_info (1), resources (2,
 // referencing each Any's value), then every other field; other messages
