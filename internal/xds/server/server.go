@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/bowline-mesh/bowline/internal/config"
@@ -39,8 +41,15 @@ type Config struct {
 	XDSAddress string
 	// DebugAddress serves /debug/*, /metrics, /ready and the registration API.
 	DebugAddress string
-	// Insecure serves xDS in plaintext. It must be true until the CA serves certificates.
+	// Insecure serves xDS in plaintext.
 	Insecure bool
+	// TLS serves xDS over TLS when Insecure is false (required then). ADS
+	// streams must present a client certificate the config verifies
+	// (tls.go); other services on the port (the CA) need none.
+	TLS *tls.Config
+	// Register adds services to the xDS gRPC server (the CA's
+	// IstioCertificateService, as istiod serves it on 15012).
+	Register func(grpc.ServiceRegistrar) error
 	// ConfigDir is watched for Istio YAML; when empty, Store is used as it is fed by the caller.
 	ConfigDir string
 	// Store holds the configuration; a new one is made when nil.
@@ -93,8 +102,8 @@ type Server struct {
 
 // New checks cfg and builds a Server. It starts nothing.
 func New(cfg Config) (*Server, error) {
-	if !cfg.Insecure {
-		return nil, errors.New("xDS over TLS needs the CA, which is not available yet: pass --insecure-xds to serve plaintext xDS on a trusted network")
+	if !cfg.Insecure && cfg.TLS == nil {
+		return nil, errors.New("xDS over TLS needs the CA's serving certificate (Config.TLS); pass --insecure-xds to serve plaintext xDS on a trusted network")
 	}
 	if cfg.Generator == nil {
 		return nil, errors.New("no generator configured")
@@ -182,12 +191,23 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	cb := &callbacks{log: s.log, tracker: s.tracker, pusher: s.pusher, metrics: s.metrics, now: s.cfg.Now}
 	s.xds = serverv3.NewServer(ctx, s.cache, cb)
-	gs := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(100000),
 		grpc.ForceServerCodecV2(newCodec()), // responses reference the shared encoded resources
-	)
+	}
+	if !s.cfg.Insecure { // tls.go
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)), grpc.StreamInterceptor(requireClientCert))
+	}
+	gs := grpc.NewServer(opts...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, s.xds)
+	if s.cfg.Register != nil {
+		if err := s.cfg.Register(gs); err != nil {
+			xl.Close()
+			dl.Close()
+			return fmt.Errorf("register services: %w", err)
+		}
+	}
 	hs := &http.Server{Handler: s.debugHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
