@@ -1,19 +1,25 @@
 package cli
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/bowline-mesh/bowline/internal/ca"
 	"github.com/bowline-mesh/bowline/internal/config/validation"
 	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
 
 func newDiscoveryCommand(s streams) *cobra.Command {
 	cfg := server.Config{}
+	sec := &discoverySecurity{}
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "discovery",
@@ -34,7 +40,12 @@ and the workload registration API used by 'bowline up' and VMs:
   POST   /v1/workloads                              {"name","namespace","address","ports","labels","serviceAccount","healthy"}
   DELETE /v1/workloads/{namespace}/{name}
   PUT    /v1/workloads/{namespace}/{name}/health    {"healthy": true}`,
-		Example: `  # Serve the config in ./mesh on the default addresses (xDS 127.0.0.1:15010, debug 127.0.0.1:15014)
+		Example: `  # Serve the config in ./mesh with xDS over mTLS and the CA on the xDS port; the CA
+  # lives in ./cacerts (created on first start) and a token for default/web is written
+  # to ./web.token (mode 0600) for that workload's proxy (--ca-token-file)
+  bowline discovery --config-dir ./mesh --ca-dir ./cacerts --bootstrap-token default/web=./web.token
+
+  # Plaintext xDS on a trusted network, no CA (default addresses: xDS 127.0.0.1:15010, debug 127.0.0.1:15014)
   bowline discovery --config-dir ./mesh --insecure-xds
 
   # Listen on all interfaces, push at most every 500ms
@@ -56,19 +67,40 @@ and the workload registration API used by 'bowline up' and VMs:
 			cfg.Validate = validation.Objects
 			cfg.Version = version
 			cfg.Generator = server.NewMeshGenerator(cfg.Domain, cfg.RootNamespace, cfg.Logger)
+			caSrv, err := sec.setup(&cfg)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
 			srv, err := server.New(cfg)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return srv.Run(ctx)
+			if caSrv == nil {
+				return srv.Run(ctx)
+			}
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			caDone := make(chan error, 1)
+			go func() { caDone <- caSrv.Run(ctx) }()
+			err = srv.Run(ctx)
+			cancel()
+			if caErr := <-caDone; err == nil {
+				err = caErr
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.ConfigDir, "config-dir", "", "directory of Istio YAML to watch (required)")
 	f.StringVar(&cfg.XDSAddress, "xds-address", server.DefaultXDSAddress, "HOST:PORT to serve xDS (ADS) on")
-	f.BoolVar(&cfg.Insecure, "insecure-xds", false, "serve xDS in plaintext (required until the CA is available)")
+	f.BoolVar(&cfg.Insecure, "insecure-xds", false, "serve xDS in plaintext (no client certificates)")
+	f.StringVar(&sec.caDir, "ca-dir", "", "CA directory (Istio's cacerts layout; a root is created when empty); required unless --insecure-xds")
+	f.StringVar(&sec.trustDomain, "trust-domain", ca.DefaultTrustDomain, "SPIFFE trust domain of workload identities")
+	f.DurationVar(&sec.ttl, "workload-cert-ttl", ca.DefaultTTL, "lifetime of workload certificates (at most 90 days)")
+	f.StringVar(&sec.caAddress, "ca-address", "", "serve the CA on its own TLS port HOST:PORT (default: on the xDS port; 127.0.0.1:15012 with --insecure-xds and --ca-dir)")
+	f.StringArrayVar(&sec.tokens, "bootstrap-token", nil, "mint a CA token for NAMESPACE/SERVICE_ACCOUNT and write it to FILE (mode 0600): NS/SA=FILE (repeatable)")
 	f.StringVar(&cfg.Domain, "domain", server.DefaultDomain, "cluster domain of service host names")
 	f.StringVar(&cfg.RootNamespace, "root-namespace", server.DefaultRootNamespace, "namespace holding mesh-wide defaults")
 	f.DurationVar(&cfg.Debounce, "debounce", server.DefaultDebounce, "quiet period after a change before pushing")
@@ -77,4 +109,52 @@ and the workload registration API used by 'bowline up' and VMs:
 	f.StringVar(&cfg.ID, "id", "", "name of this control plane in proxy-status (default discovery-HOSTNAME)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log at DEBUG level")
 	return cmd
+}
+
+// discoverySecurity are discovery's CA flags.
+type discoverySecurity struct {
+	caDir, trustDomain, caAddress string
+	ttl                           time.Duration
+	tokens                        []string
+}
+
+// setup starts nothing: it loads the CA, writes the bootstrap tokens and
+// fills cfg's TLS and CA service; it returns the CA's own server when the CA
+// gets its own port.
+func (d *discoverySecurity) setup(cfg *server.Config) (*ca.Server, error) {
+	if d.caDir == "" {
+		if !cfg.Insecure {
+			return nil, errors.New("--ca-dir is required for xDS over mTLS (or pass --insecure-xds)")
+		}
+		if len(d.tokens) > 0 || d.caAddress != "" {
+			return nil, errors.New("--bootstrap-token and --ca-address need --ca-dir")
+		}
+		return nil, nil
+	}
+	m, err := newMeshCA(d.caDir, d.trustDomain, d.ttl, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range d.tokens {
+		id, file, ok := strings.Cut(t, "=")
+		ns, sa, ok2 := strings.Cut(id, "/")
+		if !ok || !ok2 || ns == "" || sa == "" || file == "" {
+			return nil, fmt.Errorf("--bootstrap-token %q: want NAMESPACE/SERVICE_ACCOUNT=FILE", t)
+		}
+		if err := m.writeToken(file, ns, sa); err != nil {
+			return nil, fmt.Errorf("--bootstrap-token %s: %w", id, err)
+		}
+	}
+	if !cfg.Insecure {
+		cfg.TLS = m.xdsTLS(cfg.XDSAddress)
+	}
+	addr := d.caAddress
+	if addr == "" && !cfg.Insecure {
+		cfg.Register = m.register // the CA on the xDS port, like istiod's 15012
+		return nil, nil
+	}
+	if addr == "" {
+		addr = ca.DefaultAddress
+	}
+	return ca.NewServer(ca.ServerConfig{Address: addr, CA: m.ca, Authenticator: m.tokens, Logger: cfg.Logger})
 }

@@ -38,6 +38,11 @@ func newProxyCommand(s streams) *cobra.Command {
     --service-account bookinfo-reviews --labels app=reviews,version=v1 --ip 10.0.0.5 \
     --inbound 9080=9081 --outbound-http-address 127.0.0.1:15080
 
+  # The same sidecar with a workload certificate from the CA (xDS over mTLS)
+  bowline proxy --discovery 127.0.0.1:15010 --ca-address 127.0.0.1:15010 --ca-root-cert ./cacerts/root-cert.pem \
+    --ca-token-file ./reviews.token --namespace default --workload reviews-v1 --service-account bookinfo-reviews \
+    --inbound 9080=9081
+
   # An ingress gateway serving Gateway port 80 on 8080
   bowline proxy --discovery 127.0.0.1:15010 --insecure-xds --type router --namespace istio-system \
     --workload ingressgateway --gateway-port 80=8080`,
@@ -73,6 +78,9 @@ func newProxyCommand(s streams) *cobra.Command {
 					return fmt.Errorf("--outbound-http-address: %w", err)
 				}
 			}
+			if !cfg.InsecureXDS && cfg.CAAddress == "" {
+				return fmt.Errorf("xDS over mTLS needs a workload certificate: pass --ca-address, --ca-root-cert and --ca-token-file, or --insecure-xds")
+			}
 			if interception != "REDIRECT" && interception != "NONE" {
 				return fmt.Errorf("--interception-mode: want REDIRECT or NONE, got %q", interception)
 			}
@@ -93,7 +101,11 @@ func newProxyCommand(s streams) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Discovery, "discovery", "127.0.0.1:15010", "control plane xDS address HOST:PORT")
-	f.BoolVar(&cfg.InsecureXDS, "insecure-xds", false, "talk to the control plane in plaintext")
+	f.BoolVar(&cfg.InsecureXDS, "insecure-xds", false, "talk to the control plane in plaintext (otherwise mTLS with the workload certificate)")
+	f.StringVar(&cfg.CAAddress, "ca-address", "", "CA HOST:PORT to get and rotate the workload certificate from (usually the discovery address)")
+	f.StringVar(&cfg.CARootCert, "ca-root-cert", "", "PEM file with the root(s) that verify the CA (its root-cert.pem)")
+	f.StringVar(&cfg.CATokenFile, "ca-token-file", "", "file holding the bootstrap token for the CA (never pass tokens on the command line)")
+	f.StringVar(&cfg.TrustDomain, "trust-domain", "", "required trust domain of the issued identity (default: whatever the CA issues)")
 	f.StringVar(&nodeID, "node-id", "", "xDS node id (default: Istio's form from --type, --ip, --workload, --namespace)")
 	f.StringVar(&cfg.Node.Namespace, "namespace", "default", "workload namespace")
 	f.StringVar(&cfg.Node.Workload, "workload", "", "workload name")

@@ -73,6 +73,7 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 		newDiscoveryCommand(s),
 		newProxyStatusCommand(s),
 		newCACommand(s),
+		newProxyConfigCommand(s),
 	)
 	return root
 }

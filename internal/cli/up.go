@@ -29,6 +29,9 @@ type upOptions struct {
 	rootNamespace string
 	drain         time.Duration
 	proxyBinary   string
+	insecure      bool
+	certTTL       time.Duration
+	trustDomain   string
 }
 
 func newUpCommand(s streams) *cobra.Command {
@@ -79,6 +82,10 @@ everything; sidecars drain first.`,
 	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "how long sidecars finish in-flight requests on shutdown")
 	f.StringVar(&o.proxyBinary, "proxy-binary", "", "bowline binary to run as sidecars (default: this binary)")
 	_ = f.MarkHidden("proxy-binary")
+	f.BoolVar(&o.insecure, "insecure", false, "run without the CA: plaintext xDS, no workload certificates")
+	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
+	f.DurationVar(&o.certTTL, "workload-cert-ttl", 24*time.Hour, "lifetime of workload certificates (rotated at half)")
+	_ = f.MarkHidden("workload-cert-ttl")
 	return cmd
 }
 
@@ -114,8 +121,24 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 			o.xdsAddress = net.JoinHostPort(local.BridgeAddr.String(), port)
 		}
 	}
+	scfg := server.Config{Insecure: true}
+	var sec *local.Security
+	if !o.insecure {
+		// The CA (state dir/ca, kept across runs) serves on the xDS port; every
+		// proxy gets a token file and talks xDS over mTLS.
+		caDir := filepath.Join(stateDirOf(dir, o.stateDir), "ca")
+		if err := os.MkdirAll(caDir, 0o755); err != nil {
+			return fmt.Errorf("ca dir: %w", err)
+		}
+		m, err := newMeshCA(caDir, o.trustDomain, o.certTTL, logger)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		scfg.Insecure, scfg.TLS, scfg.Register = false, m.xdsTLS(o.xdsAddress), m.register
+		sec = &local.Security{RootCert: m.rootFile, WriteToken: m.writeToken}
+	}
 	cp, err := server.New(server.Config{
-		XDSAddress: o.xdsAddress, DebugAddress: o.debugAddress, Insecure: true,
+		XDSAddress: o.xdsAddress, DebugAddress: o.debugAddress, Insecure: scfg.Insecure, TLS: scfg.TLS, Register: scfg.Register,
 		ConfigDir: dir, Validate: validation.Objects,
 		Generator: newGenerator(o.domain, o.rootNamespace, logger),
 		Domain:    o.domain, RootNamespace: o.rootNamespace, Version: version, Logger: logger,
@@ -126,7 +149,7 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	start := time.Now()
 	up, err := local.NewUp(local.Config{
 		Dir: dir, StateDir: o.stateDir, ProxyBinary: o.proxyBinary, IngressPort: o.ingressPort,
-		AccessLog: o.accessLog, Domain: o.domain, DrainDuration: o.drain, Logger: logger, Network: network,
+		AccessLog: o.accessLog, Domain: o.domain, DrainDuration: o.drain, Logger: logger, Network: network, Security: sec,
 		Ready: func(st *local.State) {
 			fmt.Fprintf(s.out, "bowline up: %d replicas serving after %s\n", len(st.Workloads), time.Since(start).Round(time.Millisecond))
 			if st.Ingress != "" {

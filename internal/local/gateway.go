@@ -73,13 +73,20 @@ func (u *Up) reconcileIngress(ctx context.Context, wg *sync.WaitGroup, gateways 
 	for _, k := range sortedMapKeys(ingressLabels) {
 		labels = append(labels, k+"="+ingressLabels[k])
 	}
-	args := append([]string{"proxy",
-		"--discovery", u.state.ControlPlane.XDS, "--insecure-xds",
+	const gwNamespace, gwServiceAccount = "istio-system", "istio-ingressgateway-service-account"
+	secArgs, err := u.securityArgs(gwNamespace, gwServiceAccount)
+	if err != nil {
+		logFile.Close()
+		u.log.Info("ingress gateway not started", slog.String("error", err.Error()))
+		return
+	}
+	args := append(append([]string{"proxy",
+		"--discovery", u.state.ControlPlane.XDS}, secArgs...),
 		"--node-id", fmt.Sprintf("router~127.0.0.1~istio-ingressgateway.istio-system~istio-system.svc.%s", u.cfg.Domain),
-		"--namespace", "istio-system", "--workload", "istio-ingressgateway", "--service-account", "istio-ingressgateway-service-account",
+		"--namespace", gwNamespace, "--workload", "istio-ingressgateway", "--service-account", gwServiceAccount,
 		"--labels", strings.Join(labels, ","), "--ip", "127.0.0.1", "--type", "router",
-		"--admin-address", g.admin, "--access-log", u.cfg.AccessLog, "--drain-duration", u.cfg.DrainDuration.String(),
-	}, gwFlags...)
+		"--admin-address", g.admin, "--access-log", u.cfg.AccessLog, "--drain-duration", u.cfg.DrainDuration.String())
+	args = append(args, gwFlags...)
 	gctx, cancel := context.WithCancel(ctx)
 	g.cancel = cancel
 	sup := newSupervisor(processSpec{Name: "istio-system/istio-ingressgateway", Path: u.cfg.ProxyBinary, Args: args, Env: os.Environ(),

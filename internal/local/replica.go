@@ -150,13 +150,19 @@ func (u *Up) newReplica(ctx context.Context, d desiredReplica) (*replica, error)
 		labels = append(labels, k+"="+spec.Labels[k])
 	}
 	nodeID := fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.%s", ip, d.name, ns, ns, u.cfg.Domain)
-	sidecarArgs := append([]string{"proxy",
-		"--discovery", u.state.ControlPlane.XDS, "--insecure-xds",
+	secArgs, err := u.securityArgs(ns, spec.ServiceAccount)
+	if err != nil {
+		appLog.Close()
+		sidecarLog.Close()
+		return nil, err
+	}
+	sidecarArgs := append(append([]string{"proxy",
+		"--discovery", u.state.ControlPlane.XDS}, secArgs...),
 		"--node-id", nodeID, "--namespace", ns, "--workload", d.obj.Meta.Name,
 		"--service-account", spec.ServiceAccount, "--labels", strings.Join(labels, ","),
 		"--ip", ip, "--type", "sidecar", "--admin-address", admin,
-		"--access-log", u.cfg.AccessLog, "--drain-duration", u.cfg.DrainDuration.String(),
-	}, inboundFlags...)
+		"--access-log", u.cfg.AccessLog, "--drain-duration", u.cfg.DrainDuration.String())
+	sidecarArgs = append(sidecarArgs, inboundFlags...)
 	if pod == nil {
 		sidecarArgs = append(sidecarArgs, "--outbound-http-address", outbound)
 	} else {

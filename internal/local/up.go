@@ -55,6 +55,9 @@ type Config struct {
 	Domain string
 	// DrainDuration bounds how long sidecars finish in-flight requests on shutdown.
 	DrainDuration time.Duration
+	// Security, when set, gives every proxy a workload certificate from the
+	// in-process CA and xDS over mTLS (security.go); nil runs plaintext xDS.
+	Security *Security
 	// Network, when set, runs each replica in its own network namespace with
 	// iptables capture (`bowline up --netns`); Setup must have succeeded.
 	Network *Network
@@ -76,6 +79,7 @@ type Up struct {
 	state    State
 	replicas map[string]*replica // by replica id
 	ingress  *gatewayProc
+	ids      proxyIdentity // tokens minted per identity (security.go)
 }
 
 // NewUp checks cfg. It starts nothing.

@@ -18,7 +18,7 @@ import (
 func (p *Proxy) serveAdmin(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !p.ready.Load() {
+		if !p.Ready() {
 			http.Error(w, "PRE_INITIALIZING", http.StatusServiceUnavailable)
 			return
 		}
@@ -26,6 +26,7 @@ func (p *Proxy) serveAdmin(ctx context.Context, ln net.Listener) error {
 	})
 	mux.Handle("/stats/prometheus", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/config_dump", p.configDump)
+	mux.HandleFunc("/certs", p.certsHandler) // identity.go
 	mux.HandleFunc("/clusters", func(w http.ResponseWriter, _ *http.Request) {
 		s := p.snap.Load()
 		var b strings.Builder

@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+
+	"github.com/bowline-mesh/bowline/internal/identity"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
@@ -45,6 +48,22 @@ type Config struct {
 	// "ROOTCA" (trust bundle) of mTLS listeners and clusters (tls.go); nil
 	// means the proxy has no identity and NACKs config that needs one.
 	Identity CertSource
+	// CAAddress, when set, makes the proxy run a workload identity agent
+	// (internal/identity) against this CA (HOST:PORT): it fetches the first
+	// certificate at start (readiness waits for it), rotates it, serves it as
+	// Identity (unless Identity is set) and, without InsecureXDS, uses it for
+	// xDS over mTLS.
+	CAAddress string
+	// CARootCert is the PEM file of the root(s) that verify the CA's serving
+	// certificate. Required with CAAddress.
+	CARootCert string
+	// CATokenFile holds the bootstrap token sent to the CA.
+	CATokenFile string
+	// TrustDomain, when set, must be the trust domain of the issued identity.
+	TrustDomain string
+	// CertTTL is the certificate lifetime requested from the CA; 0 leaves it
+	// to the CA (24h by default).
+	CertTTL time.Duration
 }
 
 // Proxy is one running data plane. Construct it with New; Run starts it.
@@ -59,6 +78,10 @@ type Proxy struct {
 	alog    *accessLogger
 	// secMetrics counts RBAC decisions (filters_security.go).
 	secMetrics *securityMetrics
+	// agent is the workload identity agent (identity.go), nil without a CA;
+	// initErr is a configuration error New found, returned by Run.
+	agent   *identity.Agent
+	initErr error
 
 	mu        sync.Mutex // guards bound and apply
 	bound     map[netip.AddrPort]*boundListener
@@ -87,12 +110,22 @@ func New(cfg Config) *Proxy {
 	if cfg.DrainDuration <= 0 {
 		cfg.DrainDuration = 5 * time.Second
 	}
+	var agent *identity.Agent
+	var initErr error
+	if cfg.CAAddress != "" {
+		agent, initErr = newAgent(cfg)
+		if agent != nil && cfg.Identity == nil {
+			cfg.Identity = agent
+		}
+	}
 	p := &Proxy{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		bound: map[netip.AddrPort]*boundListener{},
-		quit:  make(chan struct{}),
-		alog:  newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
+		agent:   agent,
+		initErr: initErr,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		bound:   map[netip.AddrPort]*boundListener{},
+		quit:    make(chan struct{}),
+		alog:    newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
 	}
 	p.peerMeta = encodePeerMetadata(cfg.Node)
 	p.exchanges.New = func() any { return new(exchange) }
@@ -102,6 +135,10 @@ func New(cfg Config) *Proxy {
 		Version:   firstNonEmpty(cfg.Node.Labels["version"], cfg.Node.Labels["service.istio.io/canonical-revision"]),
 		Principal: principal(cfg.Node)})
 	p.secMetrics = newSecurityMetrics(p.metrics.reg)
+	var xdsCreds credentials.TransportCredentials
+	if agent != nil && !cfg.InsecureXDS {
+		xdsCreds = xdsCredentials(agent)
+	}
 	p.xds = xdsclient.New(xdsclient.Config{
 		Address:     cfg.Discovery,
 		Insecure:    cfg.InsecureXDS,
@@ -110,6 +147,7 @@ func New(cfg Config) *Proxy {
 		Apply:       p.apply,
 		ForceSotW:   cfg.ForceSotW,
 		BackoffBase: cfg.XDSBackoffBase,
+		Credentials: xdsCreds,
 	})
 	return p
 }
@@ -128,8 +166,9 @@ func principal(n xdsclient.NodeInfo) string {
 	return "spiffe://cluster.local/ns/" + n.Namespace + "/sa/" + n.ServiceAccount
 }
 
-// Ready reports whether a complete config has been applied.
-func (p *Proxy) Ready() bool { return p.ready.Load() }
+// Ready reports whether a complete config has been applied and, with a CA,
+// the first workload certificate has arrived.
+func (p *Proxy) Ready() bool { return p.ready.Load() && p.identityReady() }
 
 // AdminAddr returns the admin endpoint's bound address once Run has bound it.
 func (p *Proxy) AdminAddr() string {
@@ -145,6 +184,9 @@ func (p *Proxy) Quit() { p.quitOnce.Do(func() { close(p.quit) }) }
 // Run serves until ctx ends or Quit is called, then stops accepting, lets
 // in-flight requests finish up to the drain duration and returns.
 func (p *Proxy) Run(ctx context.Context) error {
+	if p.initErr != nil {
+		return p.initErr
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p.mu.Lock()
@@ -152,7 +194,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if p.cfg.AdminAddress != "" {
 		ln, err := net.Listen("tcp", p.cfg.AdminAddress)
 		if err != nil {
@@ -168,9 +210,21 @@ func (p *Proxy) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if p.agent != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.runAgent(runCtx); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if !p.cfg.InsecureXDS && !p.waitIdentity(runCtx) {
+			return // xDS over mTLS needs the first certificate
+		}
 		if err := p.xds.Run(runCtx); err != nil {
 			errc <- err
 		}

@@ -13,6 +13,7 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -21,8 +22,11 @@ import (
 type Config struct {
 	// Address is the control plane's HOST:PORT.
 	Address string
-	// Insecure uses plaintext gRPC (the only transport until the CA lands).
+	// Insecure uses plaintext gRPC.
 	Insecure bool
+	// Credentials secure the stream when Insecure is false (the proxy's mTLS
+	// credentials from its workload certificate). Required then.
+	Credentials credentials.TransportCredentials
 	// Node identifies the proxy.
 	Node *corev3.Node
 	// Logger receives the client's logs.
@@ -83,10 +87,14 @@ func (c *Client) Stats() (acks, nacks int64, lastNACK string) {
 
 // Run keeps an ADS stream up until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
-	if !c.cfg.Insecure {
-		return fmt.Errorf("xds client: only --insecure-xds is supported until mTLS lands")
+	creds := c.cfg.Credentials
+	if c.cfg.Insecure {
+		creds = insecure.NewCredentials()
 	}
-	conn, err := grpc.NewClient(c.cfg.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if creds == nil {
+		return fmt.Errorf("xds client: xDS over mTLS needs a workload certificate: start the proxy with a CA (--ca-address) or pass --insecure-xds")
+	}
+	conn, err := grpc.NewClient(c.cfg.Address, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", c.cfg.Address, err)
 	}

@@ -1,0 +1,63 @@
+package local
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/bowline-mesh/bowline/internal/capture"
+)
+
+// Security is how `bowline up` gives every sidecar and the gateway a
+// workload identity: the in-process CA serves on the xDS port; each proxy
+// gets a bootstrap token for its namespace/service account in a 0600 file
+// under the state directory (never on a command line) and talks xDS over
+// mTLS with the certificate it obtains.
+type Security struct {
+	// RootCert is the PEM file proxies verify the CA (and control plane) with.
+	RootCert string
+	// WriteToken mints a token for namespace/serviceAccount and writes it to
+	// path with mode 0600.
+	WriteToken func(path, namespace, serviceAccount string) error
+}
+
+// proxyIdentity mints tokens once per identity and returns the proxy flags.
+type proxyIdentity struct {
+	mu    sync.Mutex
+	files map[string]string // "ns/sa" -> token file
+}
+
+// securityArgs returns the proxy flags for namespace/sa: the CA flags, or
+// --insecure-xds when up runs without a CA.
+func (u *Up) securityArgs(namespace, sa string) ([]string, error) {
+	sec := u.cfg.Security
+	if sec == nil {
+		return []string{"--insecure-xds"}, nil
+	}
+	u.ids.mu.Lock()
+	defer u.ids.mu.Unlock()
+	key := namespace + "/" + sa
+	path, ok := u.ids.files[key]
+	if !ok {
+		dir := filepath.Join(u.cfg.StateDir, "tokens")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("token dir: %w", err)
+		}
+		path = filepath.Join(dir, namespace+"."+sa+".token")
+		if err := sec.WriteToken(path, namespace, sa); err != nil {
+			return nil, fmt.Errorf("token for %s: %w", key, err)
+		}
+		if u.cfg.Network != nil {
+			// netns: the sidecar runs as uid/gid 1337 and must read its token.
+			if err := os.Chown(path, capture.DefaultProxyUID, capture.DefaultProxyGID); err != nil {
+				return nil, fmt.Errorf("token for %s: %w", key, err)
+			}
+		}
+		if u.ids.files == nil {
+			u.ids.files = map[string]string{}
+		}
+		u.ids.files[key] = path
+	}
+	return []string{"--ca-address", u.state.ControlPlane.XDS, "--ca-root-cert", sec.RootCert, "--ca-token-file", path}, nil
+}
