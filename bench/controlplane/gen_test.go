@@ -11,27 +11,79 @@ import (
 	"github.com/bowline-mesh/bowline/internal/xds"
 )
 
-// BenchmarkGenerate measures one sidecar's generation for the full synthetic mesh.
-func BenchmarkGenerate(b *testing.B) {
+var benchProxy = &model.Proxy{ID: "sidecar~10.0.0.1~a.default~default.svc.cluster.local", Type: model.SidecarProxy,
+	Namespace: "default", WorkloadName: "a", IPs: []string{"10.0.0.1"}}
+
+// benchMesh loads the synthetic mesh the way discovery does.
+func benchMesh(b *testing.B) (string, *config.DirSource, *config.Store, *registry.Registry) {
+	b.Helper()
 	dir := b.TempDir()
-	if err := writeMesh(dir, meshSpec{services: 1000, endpoints: 10, routed: 100, files: 10}); err != nil {
+	spec := meshSpec{services: 1000, endpoints: 10, routed: 100, files: 10}
+	if err := writeMesh(dir, spec); err != nil {
 		b.Fatal(err)
 	}
 	store := config.NewStore()
+	src := config.NewDirSource(config.DirSourceConfig{Dir: dir, Validate: validation.Objects}, store)
 	start := time.Now()
-	snap, err := config.NewDirSource(config.DirSourceConfig{Dir: dir, Validate: validation.Objects}, store).Reload()
+	snap, err := src.Reload()
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("load %d objects: %s", len(snap.Objects), time.Since(start))
 	reg := registry.New(nil)
 	reg.SetConfig(snap.Objects)
-	start = time.Now()
-	m := model.Build(snap.Objects, reg.View(), model.Options{})
+	return dir, src, store, reg
+}
+
+// BenchmarkGenerate measures one sidecar's generation for the full
+// synthetic mesh with nothing cached (a proxy unlike any other, first push).
+func BenchmarkGenerate(b *testing.B) {
+	_, _, store, reg := benchMesh(b)
+	start := time.Now()
+	m := model.Build(store.Current().Objects, reg.View(), model.Options{})
 	b.Logf("model: %s", time.Since(start))
-	p := &model.Proxy{ID: "sidecar~10.0.0.1~a.default~default.svc.cluster.local", Type: model.SidecarProxy, Namespace: "default", WorkloadName: "a", IPs: []string{"10.0.0.1"}}
 	b.ResetTimer()
 	for range b.N {
-		xds.Generate(m, p)
+		xds.Generate(m, benchProxy)
+	}
+}
+
+// BenchmarkEditPush measures what discovery does per VirtualService edit
+// before sending: reload the directory (one file changed), rebuild the
+// registry view and the model, and generate for one proxy key, with the
+// caches discovery keeps (config objects, services, model.Memo, xds.Cache).
+func BenchmarkEditPush(b *testing.B) {
+	dir, src, store, reg := benchMesh(b)
+	memo, cache := model.NewMemo(), xds.NewCache()
+	xds.GenerateCached(model.Build(store.Current().Objects, reg.View(), model.Options{Memo: memo}), benchProxy, cache)
+	spec := meshSpec{services: 1000, endpoints: 10, routed: 100, files: 10}
+	b.ResetTimer()
+	for k := range b.N {
+		b.StopTimer()
+		if err := writeRouting(dir, routedService(spec, k), 90-(k%9)*10-10); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		snap, err := src.Reload()
+		if err != nil {
+			b.Fatal(err)
+		}
+		reg.SetConfig(snap.Objects)
+		cache.Rotate()
+		m := model.Build(snap.Objects, reg.View(), model.Options{Memo: memo})
+		xds.GenerateCached(m, benchProxy, cache)
+	}
+}
+
+// BenchmarkGenerateCached measures generation for one more proxy of a
+// snapshot others already generated for (distinct proxy keys, warm cache).
+func BenchmarkGenerateCached(b *testing.B) {
+	_, _, store, reg := benchMesh(b)
+	m := model.Build(store.Current().Objects, reg.View(), model.Options{})
+	cache := xds.NewCache()
+	xds.GenerateCached(m, benchProxy, cache)
+	b.ResetTimer()
+	for range b.N {
+		xds.GenerateCached(m, benchProxy, cache)
 	}
 }

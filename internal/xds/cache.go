@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -38,13 +37,14 @@ type Cache struct {
 	vhosts   genMap[vhostKey, *routev3.VirtualHost]
 	encoded  genMap[proto.Message, encoded]
 	parts    genMap[proto.Message, []byte]
+	domainss genMap[domainsKey, []string]
 }
 
 // NewCache returns an empty Cache.
 func NewCache() *Cache {
 	return &Cache{clusters: newGenMap[clusterKey, *serviceClusters](), routes: newGenMap[routeKey, *routev3.Route](),
 		vhosts: newGenMap[vhostKey, *routev3.VirtualHost](), encoded: newGenMap[proto.Message, encoded](),
-		parts: newGenMap[proto.Message, []byte]()}
+		parts: newGenMap[proto.Message, []byte](), domainss: newGenMap[domainsKey, []string]()}
 }
 
 // Rotate starts a new generation: entries not used since the previous
@@ -57,6 +57,7 @@ func (c *Cache) Rotate() {
 	c.vhosts.rotate()
 	c.encoded.rotate()
 	c.parts.rotate()
+	c.domainss.rotate()
 }
 
 // Len returns the number of cached service cluster sets and encoded resources.
@@ -221,26 +222,51 @@ func (c *Cache) route(k routeKey, build func() *routev3.Route) *routev3.Route {
 	return r
 }
 
-// vhostKey identifies a virtual host by name, domains and routes (by
-// identity: routes come from the cache or are new).
+// domainsKey is what a service port's virtual host domains depend on.
+type domainsKey struct {
+	svc             *registry.Service
+	port            uint32
+	local, explicit bool // the proxy is in the service's namespace; explicit proxy form
+	domain          string
+}
+
+// domains returns the cached domains for k (never to be modified).
+func (c *Cache) domains(k domainsKey, build func() []string) []string {
+	c.mu.Lock()
+	ds, ok := c.domainss.get(k)
+	c.mu.Unlock()
+	if ok {
+		return ds
+	}
+	ds = slices.Clip(build())
+	c.mu.Lock()
+	c.domainss.cur[k] = ds
+	c.mu.Unlock()
+	return ds
+}
+
+// vhostKey identifies a virtual host by name, domains and routes (domains
+// and routes by identity: they come from the cache or are new).
 type vhostKey struct {
-	name, domains string
-	first         *routev3.Route
-	n             int
+	name    string
+	domains *string
+	nd      int
+	first   *routev3.Route
+	n       int
 }
 
 // virtualHost returns a virtual host with name, domains and routes: the
 // same *VirtualHost as before when all three are the same, so that its
 // encoding is reused (a nil c always builds a new one).
 func (c *Cache) virtualHost(name string, domains []string, routes []*routev3.Route) *routev3.VirtualHost {
-	if c == nil || len(routes) == 0 {
+	if c == nil || len(routes) == 0 || len(domains) == 0 {
 		return &routev3.VirtualHost{Name: name, Domains: domains, Routes: routes}
 	}
-	k := vhostKey{name: name, domains: strings.Join(domains, "\x00"), first: routes[0], n: len(routes)}
+	k := vhostKey{name: name, domains: &domains[0], nd: len(domains), first: routes[0], n: len(routes)}
 	c.mu.Lock()
 	vh, ok := c.vhosts.get(k)
 	c.mu.Unlock()
-	if ok && slices.Equal(vh.Routes, routes) {
+	if ok && slices.Equal(vh.Routes, routes) && slices.Equal(vh.Domains, domains) {
 		return vh
 	}
 	vh = &routev3.VirtualHost{Name: name, Domains: domains, Routes: routes}
@@ -268,14 +294,20 @@ func (c *Cache) encodeRouteConfiguration(rc *routev3.RouteConfiguration) []byte 
 	if err != nil {
 		panic("marshal route configuration " + rc.GetName() + ": " + err.Error())
 	}
-	var b []byte
+	size := len(tail) + protowire.SizeTag(1) + protowire.SizeBytes(len(rc.GetName()))
+	parts := make([][]byte, len(rc.GetVirtualHosts()))
+	for i, vh := range rc.GetVirtualHosts() {
+		parts[i] = c.part(vh)
+		size += protowire.SizeTag(2) + protowire.SizeBytes(len(parts[i]))
+	}
+	b := make([]byte, 0, size)
 	if rc.GetName() != "" {
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
 		b = protowire.AppendString(b, rc.GetName())
 	}
-	for _, vh := range rc.GetVirtualHosts() {
+	for _, p := range parts {
 		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendBytes(b, c.part(vh))
+		b = protowire.AppendBytes(b, p)
 	}
 	return append(b, tail...)
 }

@@ -43,7 +43,9 @@ func (g *gen) buildSidecar() {
 			routes := g.serviceRoutes(svc, port, vss)
 			vhName := svc.Hostname + ":" + portName(port.Number)
 			rb.add(vhName, g.domains(svc, port, false), routes)
-			explicit.add(vhName, g.domains(svc, port, true), routes)
+			if g.proxy.OutboundHTTP != "" { // explicit.rc is used only then
+				explicit.add(vhName, g.domains(svc, port, true), routes)
+			}
 		}
 	}
 	for _, rb := range perPort {
@@ -95,6 +97,14 @@ func (g *gen) serviceRoutes(svc *registry.Service, port registry.Port, vss []*mo
 // with and without the port. For the explicit proxy every domain carries
 // the port, and port 80 also appears without it.
 func (g *gen) domains(svc *registry.Service, port registry.Port, explicit bool) []string {
+	if g.cache != nil {
+		return g.cache.domains(domainsKey{svc: svc, port: port.Number, local: svc.Namespace == g.proxy.Namespace,
+			explicit: explicit, domain: g.snap.Domain()}, func() []string { return g.newDomains(svc, port, explicit) })
+	}
+	return g.newDomains(svc, port, explicit)
+}
+
+func (g *gen) newDomains(svc *registry.Service, port registry.Port, explicit bool) []string {
 	names := []string{svc.Hostname}
 	same, anyNS := model.ShortNames(svc.Hostname, g.snap.Domain())
 	if svc.Namespace == g.proxy.Namespace {
@@ -126,12 +136,19 @@ func (g *gen) newRouteBuilder(name string) *routeBuilder {
 }
 
 func (b *routeBuilder) add(name string, domains []string, routes []*routev3.Route) {
-	var ds []string
-	for _, d := range domains {
-		if !b.used[d] {
-			b.used[d] = true
-			ds = append(ds, d)
+	ds := domains // usually none is taken: keep the (cached) slice
+	for i, d := range domains {
+		if b.used[d] {
+			ds = slices.Clip(domains[:i])
+			for _, d := range domains[i:] {
+				if !b.used[d] {
+					b.used[d] = true
+					ds = append(ds, d)
+				}
+			}
+			break
 		}
+		b.used[d] = true
 	}
 	if len(ds) == 0 {
 		return
