@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -98,9 +97,14 @@ func runFortio(ctx context.Context, env *env, t target, s loadSpec, jsonPath str
 		}
 		return loadResult{}, fmt.Errorf("fortio wrote no result: %s", msg)
 	}
+	return parseFortio(b)
+}
+
+// parseFortio reads fortio's -json output.
+func parseFortio(b []byte) (loadResult, error) {
 	var fj fortioJSON
 	if err := json.Unmarshal(b, &fj); err != nil {
-		return loadResult{}, fmt.Errorf("read %s: %w", filepath.Base(jsonPath), err)
+		return loadResult{}, fmt.Errorf("read fortio result: %w", err)
 	}
 	r := loadResult{ActualQPS: fj.ActualQPS, Requests: fj.DurationHistogram.Count,
 		AvgMs: fj.DurationHistogram.Avg * 1e3, MaxMs: fj.DurationHistogram.Max * 1e3, Latency: map[string]float64{}}
