@@ -5,7 +5,10 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
@@ -138,12 +141,20 @@ func (g *gen) addStaticClusters() {
 // addInboundCluster adds "inbound|port||": STATIC to 127.0.0.1:target.
 func (g *gen) addInboundCluster(m model.PortMapping) {
 	name := InboundCluster(m.Port)
+	// Like Istio's inbound clusters: talk to the app in the protocol the
+	// request arrived in, so gRPC and h2c apps get HTTP/2.
+	opts := &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+		UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+			HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+		}}}
 	g.clusters[name] = &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(defaultConnectTimeout),
-		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		CircuitBreakers:      defaultCircuitBreakers(),
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{httpOptionsKey: toAny(opts)},
+		Name:                          name,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:                durationpb.New(defaultConnectTimeout),
+		LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
+		CircuitBreakers:               defaultCircuitBreakers(),
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
 			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
 				Endpoint: &endpointv3.Endpoint{Address: socketAddress("127.0.0.1", m.TargetPort)}}}},
