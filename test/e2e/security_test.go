@@ -17,19 +17,27 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/bowline-mesh/bowline/internal/ca"
+	"github.com/bowline-mesh/bowline/internal/config/validation"
 	"github.com/bowline-mesh/bowline/internal/proxy"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
+	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
 
 // This file drives AuthorizationPolicy and RequestAuthentication end to end:
-// Istio YAML in a directory -> `bowline discovery` (in-process) -> a real
-// Bowline sidecar -> a real backend, asserting what a client sees.
+// Istio YAML in a directory -> `bowline discovery` (in-process, xDS over mTLS
+// with the CA on the xDS port) -> a real Bowline sidecar holding a workload
+// certificate -> a real backend, asserting what a client sees.
 
 const (
 	jwtIssuer   = "https://issuer.bowline.test"
@@ -177,17 +185,69 @@ func (s *syncWriter) String() string {
 	return s.b.String()
 }
 
+// meshCP is an in-process control plane serving xDS over mTLS with the CA
+// on the xDS port, as `bowline discovery --ca-dir` runs it.
+type meshCP struct {
+	xds, root string
+	tokens    *ca.Tokens
+	dir       string
+}
+
+func startSecureDiscovery(t *testing.T, configDir string) *meshCP {
+	t.Helper()
+	caDir := t.TempDir()
+	c, err := ca.New(ca.Config{Dir: caDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &meshCP{root: filepath.Join(caDir, "root-cert.pem"), tokens: ca.NewTokens(), dir: t.TempDir()}
+	srv, err := server.New(server.Config{XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", ConfigDir: configDir,
+		TLS: server.MeshTLS(c.NewServingCertificate([]string{ca.DefaultServingHost, "127.0.0.1"}).GetCertificate, c.TrustBundle),
+		Register: func(r grpc.ServiceRegistrar) error {
+			return ca.RegisterService(r, ca.ServiceConfig{CA: c, Authenticator: cp.tokens})
+		},
+		Validate: validation.Objects, Generator: server.NewMeshGenerator("", "", nil), ID: "discovery-e2e", Version: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("discovery: %v", err)
+		}
+	})
+	xa, _, ok := srv.Addresses(ctx)
+	if !ok {
+		t.Fatal("discovery did not listen")
+	}
+	cp.xds = xa.String()
+	return cp
+}
+
+// tokenFile mints a token for default/sa into a 0600 file.
+func (cp *meshCP) tokenFile(t *testing.T, sa string) string {
+	t.Helper()
+	path := filepath.Join(cp.dir, sa+".token")
+	if err := os.WriteFile(path, []byte(cp.tokens.Mint("default", sa)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // sidecar is an in-process Bowline proxy fed by discovery.
 type sidecar struct {
 	p   *proxy.Proxy
 	log *syncWriter
 }
 
-func startSidecar(t *testing.T, xdsAddr string, inbound map[uint32]uint32) *sidecar {
+func startSidecar(t *testing.T, cp *meshCP, inbound map[uint32]uint32) *sidecar {
 	t.Helper()
 	sc := &sidecar{log: &syncWriter{}}
 	sc.p = proxy.New(proxy.Config{
-		Discovery: xdsAddr, InsecureXDS: true,
+		Discovery: cp.xds, CAAddress: cp.xds, CARootCert: cp.root, CATokenFile: cp.tokenFile(t, "web"),
 		Node: xdsclient.NodeInfo{Type: "sidecar", Namespace: "default", Workload: "web", ServiceAccount: "web",
 			Labels: map[string]string{"app": "web"}, IPs: []string{"127.0.0.1"}, Inbound: inbound},
 		AdminAddress: "127.0.0.1:0", AccessLog: "json", AccessLogWriter: sc.log, DrainDuration: 500 * time.Millisecond,
@@ -379,8 +439,7 @@ spec:
     jwks: %s
     outputPayloadToHeader: x-jwt-payload
 `, jwtIssuer, jwtAudience, jwksJSON))
-	xdsAddr, _ := startDiscovery(t, dir)
-	sc := startSidecar(t, xdsAddr, map[uint32]uint32{uint32(inPort): uint32(backend)})
+	sc := startSidecar(t, startSecureDiscovery(t, dir), map[uint32]uint32{uint32(inPort): uint32(backend)})
 	sc.waitConfig(t, "envoy.filters.http.jwt_authn")
 
 	alice := keys.token(t, "RS256", nil)
@@ -592,4 +651,177 @@ spec:
 			}
 		}
 	})
+}
+
+// secretOf runs `bowline proxy-config secret` against a proxy's admin address
+// and returns the workload certificate's identity and serial.
+func secretOf(t *testing.T, bowline, admin string) (id, serial string, out string) {
+	t.Helper()
+	b, err := exec.Command(bowline, "proxy-config", "secret", "--admin", admin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("proxy-config secret: %v\n%s", err, b)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "default" {
+			return f[1], f[2], string(b)
+		}
+	}
+	t.Fatalf("no default secret in:\n%s", b)
+	return "", "", ""
+}
+
+// TestUpCertificatesRotate runs Bookinfo under `bowline up` with one-minute
+// workload certificates: every proxy holds a SPIFFE certificate obtained with a
+// token from a 0600 file (never on a command line), xDS runs over mTLS, and a
+// sidecar's certificate rotates (new serial) while requests keep succeeding.
+func TestUpCertificatesRotate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds binaries and runs processes")
+	}
+	bins := binaries(t)
+	bowline := filepath.Join(bins, "bowline")
+	dir := bookinfoDir(t, bins)
+	m := startUp(t, bowline, dir, "--workload-cert-ttl", "1m")
+	stateData, err := os.ReadFile(filepath.Join(dir, ".bowline", "up.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Workloads []struct{ Name, Namespace, Admin string }
+	}
+	if err := json.Unmarshal(stateData, &st); err != nil {
+		t.Fatal(err)
+	}
+	admins := map[string]string{}
+	for _, w := range st.Workloads {
+		admins[w.Name] = w.Admin
+	}
+	reviews := admins["reviews-v1-0"]
+	if reviews == "" {
+		t.Fatalf("reviews-v1-0 not in up.json: %s", stateData)
+	}
+
+	id, first, out := secretOf(t, bowline, reviews)
+	if id != "spiffe://cluster.local/ns/default/sa/bookinfo-reviews" {
+		t.Fatalf("reviews identity %q:\n%s", id, out)
+	}
+	if pid, _, _ := secretOf(t, bowline, admins["productpage-v1-0"]); pid != "spiffe://cluster.local/ns/default/sa/bookinfo-productpage" {
+		t.Errorf("productpage identity %q", pid)
+	}
+
+	t.Run("tokens in 0600 files, never on a command line", func(t *testing.T) {
+		files, _ := filepath.Glob(filepath.Join(dir, ".bowline", "tokens", "*.token"))
+		if len(files) == 0 {
+			t.Fatal("no token files")
+		}
+		for _, f := range files {
+			info, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v", f, info.Mode().Perm())
+			}
+			tok, _ := os.ReadFile(f)
+			for _, p := range processesUnder(dir) {
+				if strings.Contains(p, strings.TrimSpace(string(tok))) {
+					t.Errorf("token of %s on a command line: %s", filepath.Base(f), p)
+				}
+			}
+		}
+	})
+
+	t.Run("rotation keeps traffic flowing", func(t *testing.T) {
+		deadline := time.Now().Add(90 * time.Second)
+		requests, failures := 0, 0
+		for {
+			p := m.productPage(t, "")
+			requests++
+			if p.status != http.StatusOK || p.reviews == "" {
+				failures++
+				t.Errorf("request %d during rotation: status %d, reviews %q: %s", requests, p.status, p.reviews, excerpt(p.body))
+			}
+			if _, serial, _ := secretOf(t, bowline, reviews); serial != first {
+				t.Logf("reviews-v1-0 certificate rotated (%s -> %s) after %d requests", first, serial, requests)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no rotation within 90s (serial still %s)", first)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		for range 20 {
+			if p := m.productPage(t, ""); p.status != http.StatusOK || p.reviews == "" {
+				t.Errorf("after rotation: status %d, reviews %q", p.status, p.reviews)
+			}
+		}
+		if failures > 0 {
+			t.Errorf("%d of %d requests failed during rotation", failures, requests)
+		}
+	})
+}
+
+// TestNetworkRBACEndToEnd: AuthorizationPolicy on a TCP port becomes network
+// RBAC before tcp_proxy; a denied connection is closed without reaching the
+// backend, an allowed one is proxied.
+func TestNetworkRBACEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	echo := startTCPEcho(t)
+	tcpIn := freePort(t)
+	dir := t.TempDir()
+	writeAtomic(t, filepath.Join(dir, "db.yaml"), fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  endpoints: [{address: 127.0.0.1, ports: {tcp: %d}, labels: {app: web}}]
+`, tcpIn))
+	sc := startSidecar(t, startSecureDiscovery(t, dir), map[uint32]uint32{uint32(tcpIn): uint32(echo)})
+	roundTrip := func() (string, error) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", tcpIn), 5*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "ping\n"); err != nil {
+			return "", err
+		}
+		b := make([]byte, 5)
+		_, err = io.ReadFull(c, b)
+		return string(b), err
+	}
+	if got, err := roundTrip(); got != "ping\n" {
+		t.Fatalf("no policy: got %q, %v", got, err)
+	}
+	for _, tc := range []struct {
+		name, rules, action string
+		pass                bool
+	}{
+		{"deny source 127.0.0.0/8", "  - from: [{source: {ipBlocks: [127.0.0.0/8]}}]", "DENY", false},
+		{"allow source 10.0.0.0/8 only", "  - from: [{source: {ipBlocks: [10.0.0.0/8]}}]", "ALLOW", false},
+		{"allow the port", fmt.Sprintf("  - to: [{operation: {ports: [\"%d\"]}}]", tcpIn), "ALLOW", true},
+		{"deny principals: plaintext never matches", "  - from: [{source: {principals: [\"*\"]}}]", "DENY", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("tcp-%d", len(tc.name))
+			writeAtomic(t, filepath.Join(dir, "policy.yaml"), strings.ReplaceAll(policy(tc.action, "  rules:\n"+tc.rules), "NAME", name))
+			sc.waitConfig(t, "policy["+name+"]")
+			got, err := roundTrip()
+			if tc.pass && got != "ping\n" {
+				t.Errorf("want the echo, got %q (%v)", got, err)
+			}
+			if !tc.pass && err == nil {
+				t.Errorf("want the connection closed, got %q", got)
+			}
+		})
+	}
+	if !strings.Contains(sc.log.String(), `"response_code_details":"rbac_access_denied_matched_policy[`) {
+		t.Errorf("no denied connection in the access log:\n%s", sc.log.String())
+	}
 }
