@@ -131,18 +131,23 @@ func (d *discoverySecurity) setup(cfg *server.Config) (*ca.Server, error) {
 		}
 		return nil, nil
 	}
-	m, err := newMeshCA(d.caDir, d.trustDomain, d.ttl, cfg.Logger)
-	if err != nil {
-		return nil, err
-	}
+	type tokenFlag struct{ ns, sa, file string }
+	var toks []tokenFlag
 	for _, t := range d.tokens {
 		id, file, ok := strings.Cut(t, "=")
 		ns, sa, ok2 := strings.Cut(id, "/")
 		if !ok || !ok2 || ns == "" || sa == "" || file == "" {
 			return nil, fmt.Errorf("--bootstrap-token %q: want NAMESPACE/SERVICE_ACCOUNT=FILE", t)
 		}
-		if err := m.writeToken(file, ns, sa); err != nil {
-			return nil, fmt.Errorf("--bootstrap-token %s: %w", id, err)
+		toks = append(toks, tokenFlag{ns, sa, file})
+	}
+	m, err := newMeshCA(d.caDir, d.trustDomain, d.ttl, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range toks {
+		if err := m.writeToken(t.file, t.ns, t.sa); err != nil {
+			return nil, fmt.Errorf("--bootstrap-token %s/%s: %w", t.ns, t.sa, err)
 		}
 	}
 	if !cfg.Insecure {
