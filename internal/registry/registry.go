@@ -159,7 +159,8 @@ func (r *Registry) View() *View {
 		for _, w := range r.workloads {
 			ws = append(ws, w)
 		}
-		r.view, r.built = build(r.objs, ws, r.built, r.stale)
+		changed := &workloadIndex{ws: r.changed}
+		r.view, r.built = build(r.objs, ws, r.built, func(o *config.Object, b builtEntry) bool { return r.stale(o, b, changed) })
 		clear(r.dirtyNS)
 		r.changed = r.changed[:0]
 	}
@@ -168,7 +169,7 @@ func (r *Registry) View() *View {
 
 // stale reports whether the services built for a ServiceEntry before the
 // changes recorded since the last view must be built again.
-func (r *Registry) stale(o *config.Object, b builtEntry) bool {
+func (r *Registry) stale(o *config.Object, b builtEntry, changed *workloadIndex) bool {
 	if !b.selects {
 		return false // an unchanged object with its own endpoints
 	}
@@ -176,13 +177,11 @@ func (r *Registry) stale(o *config.Object, b builtEntry) bool {
 	if r.dirtyNS[ns] {
 		return true
 	}
-	sel := o.Spec.(*networking.ServiceEntry).GetWorkloadSelector().GetLabels()
-	for _, w := range r.changed {
-		if w.Namespace == ns && LabelsMatch(sel, w.Labels) {
-			return true
-		}
+	if len(r.changed) == 0 {
+		return false
 	}
-	return false
+	sel := o.Spec.(*networking.ServiceEntry).GetWorkloadSelector().GetLabels()
+	return len(changed.selected(ns, sel)) > 0
 }
 
 // Subscribe returns a channel signalled after every change, and a function
