@@ -17,6 +17,10 @@ type ServingCertificate struct {
 	mu      sync.Mutex
 	cur     *tls.Certificate
 	renewAt time.Time
+	// from is the signing material cur was issued with: after a Reload (a
+	// new signing CA during a root rotation) the certificate is re-issued,
+	// so the control plane never keeps presenting a chain to a retired root.
+	from *Material
 }
 
 // NewServingCertificate returns a ServingCertificate for hosts; the first
@@ -26,12 +30,14 @@ func (c *CA) NewServingCertificate(hosts []string) *ServingCertificate {
 }
 
 // Certificate returns the current certificate, issuing a new one when none
-// exists yet or half the current one's lifetime has passed.
+// exists yet, half the current one's lifetime has passed, or the CA's
+// material was reloaded since it was issued.
 func (s *ServingCertificate) Certificate() (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.ca.cfg.Now()
-	if s.cur != nil && now.Before(s.renewAt) {
+	mat := s.ca.mat.Load()
+	if s.cur != nil && now.Before(s.renewAt) && s.from == mat {
 		return s.cur, nil
 	}
 	cert, err := s.ca.IssueServing(s.hosts)
@@ -42,6 +48,7 @@ func (s *ServingCertificate) Certificate() (*tls.Certificate, error) {
 		return nil, fmt.Errorf("issue serving certificate: %w", err)
 	}
 	s.cur = cert
+	s.from = mat
 	s.renewAt = now.Add(cert.Leaf.NotAfter.Sub(now) / 2)
 	return cert, nil
 }

@@ -39,6 +39,12 @@ const (
 	DefaultRetryMax = 30 * time.Second
 	// DefaultRequestTimeout bounds one certificate request.
 	DefaultRequestTimeout = 10 * time.Second
+	// DefaultRootCertPoll is how often RootCertFile is re-read for a new bundle.
+	DefaultRootCertPoll = 5 * time.Second
+	// bundleRetries bounds the early refreshes made after RootCertFile
+	// changed while the CA still answers another bundle (it has not
+	// reloaded its directory yet).
+	bundleRetries = 6
 )
 
 // Config configures an Agent.
@@ -51,8 +57,15 @@ type Config struct {
 	// RootCert is PEM with the root(s) that verify the CA's serving
 	// certificate. RootCert or RootCertFile is required.
 	RootCert []byte
-	// RootCertFile is read when RootCert is empty.
+	// RootCertFile is read when RootCert is empty. It is then re-read every
+	// RootCertPoll: when its roots change (a root rotation: the new root
+	// added, later the old one removed), the agent verifies the CA with them
+	// and asks for a new certificate at once, so the new bundle is in force
+	// without waiting for the next rotation.
 	RootCertFile string
+	// RootCertPoll is how often RootCertFile is re-read; DefaultRootCertPoll
+	// when zero, never when negative.
+	RootCertPoll time.Duration
 	// Token is the bootstrap token, sent as "authorization: Bearer <token>".
 	Token string
 	// TrustDomain, when set, must be the trust domain of the issued identity.
@@ -106,13 +119,18 @@ type state struct {
 // Agent fetches and rotates a workload's certificate. Build it with New, start
 // it with Run; Current and the tls hooks are safe for concurrent use.
 type Agent struct {
-	cfg       Config
-	log       *slog.Logger
-	clock     Clock
-	caRoots   []*x509.Certificate
+	cfg   Config
+	log   *slog.Logger
+	clock Clock
+	// caRoots verify the CA's serving certificate (RootCert, re-read from
+	// RootCertFile), beside the bundle in force.
+	caRoots   atomic.Pointer[[]*x509.Certificate]
 	cur       atomic.Pointer[state]
 	ready     chan struct{}
 	readyOnce sync.Once
+	// refresh asks Run for a certificate now; it carries the roots the
+	// bundle should become (from RootCertFile), or nil.
+	refresh chan []*x509.Certificate
 }
 
 // New checks cfg and builds an Agent. It starts nothing.
@@ -169,7 +187,30 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = mrand.Float64
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, caRoots: roots, ready: make(chan struct{})}, nil
+	if cfg.RootCertPoll == 0 {
+		cfg.RootCertPoll = DefaultRootCertPoll
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, ready: make(chan struct{}), refresh: make(chan []*x509.Certificate, 1)}
+	a.caRoots.Store(&roots)
+	return a, nil
+}
+
+// Refresh asks Run for a new certificate (and bundle) now instead of at the
+// next rotation. It never blocks.
+func (a *Agent) Refresh() { a.requestRefresh(nil) }
+
+func (a *Agent) requestRefresh(want []*x509.Certificate) {
+	for {
+		select {
+		case a.refresh <- want:
+			return
+		default:
+		}
+		select { // replace a pending request with this newer one
+		case <-a.refresh:
+		default:
+		}
+	}
 }
 
 // Ready is closed once the first certificate is in place.
@@ -180,7 +221,19 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 // RetryMax); meanwhile the current certificate keeps being served. Run
 // returns nil when ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.RootCertFile != "" && a.cfg.RootCertPoll > 0 {
+		wctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); a.watchRootFile(wctx) }()
+		defer wg.Wait()
+		defer cancel()
+	}
 	wait := a.cfg.RetryInitial
+	// want is the bundle RootCertFile asks for; tries counts the early
+	// refreshes left until the CA answers it.
+	var want []*x509.Certificate
+	tries := 0
 	for {
 		var next time.Duration
 		st, err := a.fetch(ctx)
@@ -202,13 +255,69 @@ func (a *Agent) Run(ctx context.Context) error {
 			next = st.rotateAt.Sub(a.clock.Now())
 			a.log.Info("certificate rotated", slog.String(attrID, st.id.String()), slog.Time(attrNotAfter, st.svid.Certificates[0].NotAfter),
 				slog.Time(attrRotateAt, st.rotateAt), slog.Int(attrRoots, len(st.roots)))
+			if want != nil && !sameCerts(st.roots, want) && tries > 0 {
+				// The root file changed but the CA has not reloaded yet: ask again soon.
+				tries--
+				next = min(next, wait)
+				wait = backoff(wait, a.cfg.RetryMax)
+			} else {
+				want, tries = nil, 0
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-a.clock.After(max(next, 0)):
+		case w := <-a.refresh:
+			if w != nil {
+				want, tries = w, bundleRetries
+			}
+			wait = a.cfg.RetryInitial
 		}
 	}
+}
+
+// watchRootFile re-reads RootCertFile every RootCertPoll; when its roots
+// change they verify the CA from then on and a refresh is requested, so the
+// new bundle is fetched at once.
+func (a *Agent) watchRootFile(ctx context.Context) {
+	last := *a.caRoots.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.clock.After(a.cfg.RootCertPoll):
+		}
+		b, err := os.ReadFile(a.cfg.RootCertFile)
+		if err != nil {
+			continue // kept: the file may be replaced right now
+		}
+		roots, err := parseCertificates(b)
+		if err != nil || sameCerts(roots, last) {
+			continue
+		}
+		last = roots
+		a.caRoots.Store(&roots)
+		a.log.Info("root certificate file changed, refreshing", slog.Int(attrRoots, len(roots)))
+		a.requestRefresh(roots)
+	}
+}
+
+// sameCerts reports whether a and b hold the same certificates, in any order.
+func sameCerts(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+outer:
+	for _, x := range a {
+		for _, y := range b {
+			if x.Equal(y) {
+				continue outer
+			}
+		}
+		return false
+	}
+	return true
 }
 
 // fetch generates a key, sends a CSR and checks the answer.
@@ -224,7 +333,7 @@ func (a *Agent) fetch(ctx context.Context) (*state, error) {
 	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
 
 	pool := x509.NewCertPool()
-	for _, r := range a.caRoots {
+	for _, r := range *a.caRoots.Load() {
 		pool.AddCert(r)
 	}
 	if cur := a.cur.Load(); cur != nil {

@@ -350,3 +350,40 @@ func handshake(t *testing.T, server, client *Agent, match spiffeid.Matcher) (str
 	}
 	return r.id, r.err
 }
+
+// TestRootFileChangeRefreshesEarly: with hour-long certificates, a new root
+// appended to the root file reaches the bundle within seconds (no rotation
+// due), even when the CA reloads its directory only after the agent first
+// asked (it asks again until the CA answers the file's bundle).
+func TestRootFileChangeRefreshesEarly(t *testing.T) {
+	dir := t.TempDir()
+	env := startCA(t, dir, "127.0.0.1:0", nil, nil)
+	rootFile := filepath.Join(dir, ca.RootCertFile)
+	a := newAgent(t, env, env.tokens.Mint("default", "web"), func(c *Config) {
+		c.RootCert, c.RootCertFile, c.RootCertPoll, c.TTL = nil, rootFile, 50*time.Millisecond, time.Hour
+	})
+	runAgent(t, a)
+	waitReady(t, a)
+	first, _ := a.Current()
+	newRoot, err := ca.NewRoot(ca.RootParams{TrustDomain: "cluster.local", Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.TrustRoots(ca.TrustParams{Dir: dir, Roots: []*x509.Certificate{newRoot.Cert}, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the agent has seen the file and asked: the CA still answers one root
+	if err := env.ca.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(a.Bundle()) != 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := a.Bundle(); len(got) != 2 || !got[1].Equal(newRoot.Cert) {
+		t.Fatalf("bundle has %d roots after the root file changed, want old and new", len(got))
+	}
+	if cur, _ := a.Current(); cur == first {
+		t.Error("certificate not refreshed")
+	}
+}
