@@ -28,7 +28,128 @@ A directory in this layout is what 'bowline up' and the control plane load as th
 and what Istio's plug-in CA ('kubectl create secret generic cacerts ...') takes.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newCAInitCommand(s), newCAIntermediateCommand(s), newCAInspectCommand(s))
+	cmd.AddCommand(newCAInitCommand(s), newCAIntermediateCommand(s), newCAInspectCommand(s), newCARotateRootCommand(s))
+	return cmd
+}
+
+func newCARotateRootCommand(s streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rotate-root",
+		Short: "Replace the mesh root without a failed request, in three steps on a cacerts directory",
+		Long: `rotate-root edits a CA directory (Istio's cacerts layout) one step at a time. A running
+control plane ('bowline discovery --ca-dir', 'bowline up' with <state-dir>/ca) reloads the
+directory when it changes (or on SIGHUP); proxies re-read their root file (--ca-root-cert)
+and fetch a certificate with the new bundle at once.
+
+  1. trust   add the new root to root-cert.pem (old root first); wait until every proxy
+             holds both roots ('bowline proxy-config secret' lists two ROOTCA entries)
+  2. sign    sign with the new root (or an intermediate of it); wait one workload
+             certificate rotation (half the TTL) so every certificate chains to the new root
+  3. retire  drop the old root from root-cert.pem`,
+		Example: `  # A new root and an intermediate of it, outside the live directory
+  bowline ca init --dir ./newroot
+  bowline ca intermediate --root-cert ./newroot/ca-cert.pem --root-key ./newroot/ca-key.pem --out ./newca
+
+  bowline ca rotate-root trust --dir ./cacerts --root ./newroot/ca-cert.pem
+  bowline ca rotate-root sign --dir ./cacerts --from ./newca
+  bowline ca rotate-root retire --dir ./cacerts`,
+		Args: cobra.NoArgs,
+	}
+	var dir string
+	cmd.PersistentFlags().StringVar(&dir, "dir", "", "the live CA directory (required)")
+	needDir := func() error {
+		if dir == "" {
+			return &exitError{code: 2, err: errors.New("--dir is required")}
+		}
+		return nil
+	}
+
+	var rootFile string
+	trust := &cobra.Command{
+		Use:     "trust --dir DIR --root FILE",
+		Short:   "Step 1: add the new root(s) in FILE to DIR's trust bundle",
+		Example: `  bowline ca rotate-root trust --dir ./cacerts --root ./newroot/ca-cert.pem`,
+		Args:    cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if err := needDir(); err != nil {
+				return err
+			}
+			if rootFile == "" {
+				return &exitError{code: 2, err: errors.New("--root is required")}
+			}
+			b, err := os.ReadFile(rootFile)
+			if err != nil {
+				return err
+			}
+			roots, err := ca.ParseCertificates(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rootFile, err)
+			}
+			now := time.Now()
+			bundle, err := ca.TrustRoots(ca.TrustParams{Dir: dir, Roots: roots, Now: now})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "%s now holds %d roots; wait until every proxy holds them all, then run 'rotate-root sign'\n", ca.RootCertFile, len(bundle))
+			for i, r := range bundle {
+				printCert(s.out, fmt.Sprintf("root %d", i+1), r, now)
+			}
+			return nil
+		},
+	}
+	trust.Flags().StringVar(&rootFile, "root", "", "PEM file of the new root certificate(s) (required)")
+
+	var from string
+	sign := &cobra.Command{
+		Use:     "sign --dir DIR --from NEWDIR",
+		Short:   "Step 2: sign with the CA in NEWDIR (chained to a root DIR already trusts), keeping both roots",
+		Example: `  bowline ca rotate-root sign --dir ./cacerts --from ./newca`,
+		Args:    cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if err := needDir(); err != nil {
+				return err
+			}
+			if from == "" {
+				return &exitError{code: 2, err: errors.New("--from is required")}
+			}
+			now := time.Now()
+			m, err := ca.SwitchSigner(ca.SwitchParams{Dir: dir, From: from, Now: now})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "%s signs with the CA of %s; wait one workload certificate rotation, then run 'rotate-root retire'\n", dir, from)
+			printCert(s.out, "signing CA", m.Cert, now)
+			return nil
+		},
+	}
+	sign.Flags().StringVar(&from, "from", "", "cacerts directory of the new signing CA (required)")
+
+	retire := &cobra.Command{
+		Use:     "retire --dir DIR",
+		Short:   "Step 3: keep only the root the signing CA chains to",
+		Example: `  bowline ca rotate-root retire --dir ./cacerts`,
+		Args:    cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if err := needDir(); err != nil {
+				return err
+			}
+			now := time.Now()
+			removed, err := ca.RetireRoots(ca.RetireParams{Dir: dir, Now: now})
+			if err != nil {
+				return err
+			}
+			if len(removed) == 0 {
+				fmt.Fprintf(s.out, "%s holds one root already; nothing to retire\n", ca.RootCertFile)
+				return nil
+			}
+			fmt.Fprintf(s.out, "retired %d root(s) from %s\n", len(removed), ca.RootCertFile)
+			for i, r := range removed {
+				printCert(s.out, fmt.Sprintf("retired %d", i+1), r, now)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(trust, sign, retire)
 	return cmd
 }
 

@@ -140,3 +140,59 @@ func TestCAInitAndIntermediate(t *testing.T) {
 		t.Fatalf("missing --dir: exit %d %s", code, errOut)
 	}
 }
+
+// TestCARotateRoot runs the three rotate-root steps on a live directory and
+// checks each refusal a user can hit.
+func TestCARotateRoot(t *testing.T) {
+	dir := t.TempDir()
+	live, newRoot, newCA := filepath.Join(dir, "cacerts"), filepath.Join(dir, "newroot"), filepath.Join(dir, "newca")
+	for _, args := range [][]string{
+		{"ca", "init", "--dir", live},
+		{"ca", "init", "--dir", newRoot},
+		{"ca", "intermediate", "--root-cert", filepath.Join(newRoot, ca.CACertFile), "--root-key", filepath.Join(newRoot, ca.CAKeyFile), "--out", newCA},
+	} {
+		if out, errOut, code := run(t, "", args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+	oldRoot, _ := os.ReadFile(filepath.Join(live, ca.RootCertFile))
+
+	_, errOut, code := run(t, "", "ca", "rotate-root", "sign", "--dir", live, "--from", newCA)
+	if code != 1 || !strings.Contains(errOut, "is not in") || !strings.Contains(errOut, "trust it first") {
+		t.Fatalf("sign before trust: exit %d %s", code, errOut)
+	}
+	if _, errOut, code = run(t, "", "ca", "rotate-root", "trust", "--dir", live); code != 2 || !strings.Contains(errOut, "--root is required") {
+		t.Fatalf("trust without --root: exit %d %s", code, errOut)
+	}
+	out, errOut, code := run(t, "", "ca", "rotate-root", "trust", "--dir", live, "--root", filepath.Join(newRoot, ca.CACertFile))
+	if code != 0 || !strings.Contains(out, "now holds 2 roots") || !strings.Contains(out, "root 2") {
+		t.Fatalf("trust: exit %d\n%s%s", code, out, errOut)
+	}
+	both, _ := os.ReadFile(filepath.Join(live, ca.RootCertFile))
+	if !strings.HasPrefix(string(both), string(oldRoot)) {
+		t.Fatal("the old root is not first in the combined bundle")
+	}
+	out, errOut, code = run(t, "", "ca", "rotate-root", "sign", "--dir", live, "--from", newCA)
+	if code != 0 || !strings.Contains(out, "Bowline Intermediate CA") {
+		t.Fatalf("sign: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = run(t, "", "ca", "inspect", live)
+	if code != 0 || !strings.Contains(out, "chain: OK") {
+		t.Fatalf("inspect after sign: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = run(t, "", "ca", "rotate-root", "retire", "--dir", live)
+	if code != 0 || !strings.Contains(out, "retired 1 root(s)") {
+		t.Fatalf("retire: exit %d\n%s%s", code, out, errOut)
+	}
+	m, err := ca.LoadMaterial(live, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(newRoot, ca.CACertFile))
+	if len(m.Roots) != 1 || string(ca.EncodeCertificates(m.Roots...)) != string(want) {
+		t.Fatalf("after retire root-cert.pem holds %d roots, want only the new one", len(m.Roots))
+	}
+	if out, _, code = run(t, "", "ca", "rotate-root", "retire", "--dir", live); code != 0 || !strings.Contains(out, "nothing to retire") {
+		t.Fatalf("second retire: exit %d %s", code, out)
+	}
+}

@@ -67,7 +67,7 @@ and the workload registration API used by 'bowline up' and VMs:
 			cfg.Validate = validation.Objects
 			cfg.Version = version
 			cfg.Generator = server.NewMeshGenerator(cfg.Domain, cfg.RootNamespace, cfg.Logger)
-			caSrv, err := sec.setup(&cfg)
+			caSrv, mca, err := sec.setup(&cfg)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -77,14 +77,17 @@ and the workload registration API used by 'bowline up' and VMs:
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			if caSrv == nil {
+			if mca == nil {
 				return srv.Run(ctx)
+			}
+			if caSrv == nil {
+				return mca.runBeside(ctx, srv.Run)
 			}
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			caDone := make(chan error, 1)
 			go func() { caDone <- caSrv.Run(ctx) }()
-			err = srv.Run(ctx)
+			err = mca.runBeside(ctx, srv.Run)
 			cancel()
 			if caErr := <-caDone; err == nil {
 				err = caErr
@@ -119,17 +122,18 @@ type discoverySecurity struct {
 }
 
 // setup starts nothing: it loads the CA, writes the bootstrap tokens and
-// fills cfg's TLS and CA service; it returns the CA's own server when the CA
+// fills cfg's TLS and CA service; it returns the mesh CA (nil without
+// --ca-dir), whose directory watcher the command runs, and the CA's own server when the CA
 // gets its own port.
-func (d *discoverySecurity) setup(cfg *server.Config) (*ca.Server, error) {
+func (d *discoverySecurity) setup(cfg *server.Config) (*ca.Server, *meshCA, error) {
 	if d.caDir == "" {
 		if !cfg.Insecure {
-			return nil, errors.New("--ca-dir is required for xDS over mTLS (or pass --insecure-xds)")
+			return nil, nil, errors.New("--ca-dir is required for xDS over mTLS (or pass --insecure-xds)")
 		}
 		if len(d.tokens) > 0 || d.caAddress != "" {
-			return nil, errors.New("--bootstrap-token and --ca-address need --ca-dir")
+			return nil, nil, errors.New("--bootstrap-token and --ca-address need --ca-dir")
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	type tokenFlag struct{ ns, sa, file string }
 	var toks []tokenFlag
@@ -137,17 +141,17 @@ func (d *discoverySecurity) setup(cfg *server.Config) (*ca.Server, error) {
 		id, file, ok := strings.Cut(t, "=")
 		ns, sa, ok2 := strings.Cut(id, "/")
 		if !ok || !ok2 || ns == "" || sa == "" || file == "" {
-			return nil, fmt.Errorf("--bootstrap-token %q: want NAMESPACE/SERVICE_ACCOUNT=FILE", t)
+			return nil, nil, fmt.Errorf("--bootstrap-token %q: want NAMESPACE/SERVICE_ACCOUNT=FILE", t)
 		}
 		toks = append(toks, tokenFlag{ns, sa, file})
 	}
 	m, err := newMeshCA(d.caDir, d.trustDomain, d.ttl, cfg.Logger)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, t := range toks {
 		if err := m.writeToken(t.file, t.ns, t.sa); err != nil {
-			return nil, fmt.Errorf("--bootstrap-token %s/%s: %w", t.ns, t.sa, err)
+			return nil, nil, fmt.Errorf("--bootstrap-token %s/%s: %w", t.ns, t.sa, err)
 		}
 	}
 	if !cfg.Insecure {
@@ -156,10 +160,11 @@ func (d *discoverySecurity) setup(cfg *server.Config) (*ca.Server, error) {
 	addr := d.caAddress
 	if addr == "" && !cfg.Insecure {
 		cfg.Register = m.register // the CA on the xDS port, like istiod's 15012
-		return nil, nil
+		return nil, m, nil
 	}
 	if addr == "" {
 		addr = ca.DefaultAddress
 	}
-	return ca.NewServer(ca.ServerConfig{Address: addr, CA: m.ca, Authenticator: m.tokens, Logger: cfg.Logger})
+	srv, err := ca.NewServer(ca.ServerConfig{Address: addr, CA: m.ca, Authenticator: m.tokens, Logger: cfg.Logger})
+	return srv, m, err
 }

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,6 +29,7 @@ type meshCA struct {
 	tokens   *ca.Tokens
 	rootFile string
 	log      *slog.Logger
+	watch    *ca.DirWatcher
 }
 
 // newMeshCA loads or creates the CA in dir (Istio's cacerts layout).
@@ -39,7 +44,51 @@ func newMeshCA(dir, trustDomain string, ttl time.Duration, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return &meshCA{ca: c, tokens: ca.NewTokens(), rootFile: filepath.Join(dir, "root-cert.pem"), log: logger}, nil
+	w, err := ca.NewDirWatcher(c, ca.DefaultWatchInterval)
+	if err != nil {
+		return nil, err
+	}
+	return &meshCA{ca: c, tokens: ca.NewTokens(), rootFile: filepath.Join(dir, "root-cert.pem"), log: logger, watch: w}, nil
+}
+
+// run reloads the CA directory when its files change (root rotation steps,
+// a new plug-in CA) and on SIGHUP, until ctx ends.
+func (m *meshCA) run(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				m.log.Info("sighup: reloading the ca directory")
+				m.watch.Trigger()
+			}
+		}
+	}()
+	err := m.watch.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+// runBeside runs the CA directory watcher while run runs, and returns
+// run's error (or the watcher's).
+func (m *meshCA) runBeside(ctx context.Context, run func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.run(ctx) }()
+	err := run(ctx)
+	cancel()
+	if werr := <-done; err == nil {
+		err = werr
+	}
+	return err
 }
 
 // xdsTLS is the TLS config of an xDS port that also serves the CA: a serving

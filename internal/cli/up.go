@@ -123,6 +123,7 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	}
 	scfg := server.Config{Insecure: true}
 	var sec *local.Security
+	var mca *meshCA
 	if !o.insecure {
 		// The CA (state dir/ca, kept across runs) serves on the xDS port; every
 		// proxy gets a token file and talks xDS over mTLS.
@@ -134,6 +135,7 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
+		mca = m
 		scfg.Insecure, scfg.TLS, scfg.Register = false, m.xdsTLS(o.xdsAddress), m.register
 		sec = &local.Security{RootCert: m.rootFile, WriteToken: m.writeToken}
 	}
@@ -160,6 +162,10 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	}, cp, cp.Registry())
 	if err != nil {
 		return err
+	}
+	if mca != nil {
+		// Edits of <state-dir>/ca (root rotation) and SIGHUP reload the CA.
+		return mca.runBeside(ctx, up.Run)
 	}
 	return up.Run(ctx)
 }
