@@ -101,19 +101,22 @@ func (m *genMap[K, V]) len() int {
 }
 
 // clusterKey is everything buildServiceClusters reads: the service, whether
-// the proxy is proxyless gRPC, and the specs of the merged DestinationRules
-// (up to maxKeyRules; more are not cached).
+// the proxy is proxyless gRPC, the mTLS mode of the service's namespace
+// (auto mTLS) and the specs of the merged DestinationRules (up to
+// maxKeyRules; more are not cached). Whatever else a cluster generator
+// comes to read must be added here (TestGenerateCachedAcrossConfig).
 type clusterKey struct {
 	svc   *registry.Service
 	grpc  bool
+	mtls  model.MTLSMode
 	nDR   int
 	rules [maxKeyRules]*networking.DestinationRule
 }
 
 const maxKeyRules = 3
 
-func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc bool) (clusterKey, bool) {
-	k := clusterKey{svc: svc, grpc: grpc}
+func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc bool, mtls model.MTLSMode) (clusterKey, bool) {
+	k := clusterKey{svc: svc, grpc: grpc, mtls: mtls}
 	if dr == nil {
 		return k, true
 	}

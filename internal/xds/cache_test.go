@@ -3,9 +3,11 @@ package xds_test
 import (
 	"bytes"
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/bowline-mesh/bowline/internal/model"
+	"github.com/bowline-mesh/bowline/internal/registry"
 	"github.com/bowline-mesh/bowline/internal/xds"
 )
 
@@ -57,5 +59,42 @@ func TestGenerateCachedEqualsGenerate(t *testing.T) {
 			}
 		}
 		c.Rotate()
+	}
+}
+
+// TestGenerateCachedAcrossConfig keeps the services (the same
+// *registry.Service values, as the registry keeps them) while the rest of
+// the configuration changes from snapshot to snapshot, so that everything
+// a cached result depends on besides the service must be in its key.
+func TestGenerateCachedAcrossConfig(t *testing.T) {
+	base := load(t, svcs)
+	reg := registry.New(nil)
+	reg.SetConfig(base)
+	for _, w := range registered {
+		if err := reg.Register(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view := reg.View()
+	extras := [][]string{
+		nil,
+		{"mtls/strict.yaml"}, {"mtls/namespace-disable.yaml"}, {"mtls/disable.yaml"}, {"mtls/auto-mtls.yaml"},
+		{"mtls/dr-tls.yaml"}, {"mtls/port-level.yaml"}, {"mtls/permissive.yaml"},
+		{drs}, {drs, "bookinfo/virtual-service-all-v1.yaml"}, {drs, "bookinfo/virtual-service-reviews-80-20.yaml"},
+		{drs, "features/features.yaml"}, {drs, gw}, nil, {"mtls/namespace-disable.yaml"},
+	}
+	c := xds.NewCache()
+	for round := range 2 {
+		for _, files := range extras {
+			objs := append(slices.Clone(base), load(t, files...)...)
+			snap := model.Build(objs, view, model.Options{})
+			for _, p := range []*model.Proxy{sidecar, router, grpcClient} {
+				want, got := xds.Generate(snap, p), xds.GenerateCached(snap, p, c)
+				if !bytes.Equal(render(t, got), render(t, want)) || !maps.Equal(got.Versions, want.Versions) {
+					t.Fatalf("round %d, config %v, proxy %s: cached output differs", round, files, p.ID)
+				}
+			}
+			c.Rotate()
+		}
 	}
 }

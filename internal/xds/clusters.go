@@ -31,7 +31,7 @@ func (g *gen) buildServiceClusters(svc *registry.Service) {
 		g.addServiceClusters(svc, dr)
 		return
 	}
-	key, ok := clusterKeyFor(svc, dr, g.grpc)
+	key, ok := clusterKeyFor(svc, dr, g.grpc, g.snap.NamespaceMTLSMode(svc.Namespace))
 	if !ok {
 		g.addServiceClusters(svc, dr)
 		return
@@ -57,7 +57,8 @@ func (g *gen) buildServiceClusters(svc *registry.Service) {
 }
 
 // addServiceClusters builds what buildServiceClusters adds: it reads only
-// svc, dr and whether the proxy is proxyless gRPC (the Cache key).
+// svc, dr, whether the proxy is proxyless gRPC and the namespace mTLS mode
+// of svc (the Cache key, clusterKey).
 func (g *gen) addServiceClusters(svc *registry.Service, dr *model.MergedDestinationRule) {
 	for _, port := range svc.Ports {
 		var top *networking.TrafficPolicy
