@@ -31,7 +31,7 @@ func (g *gen) buildServiceClusters(svc *registry.Service) {
 		g.addServiceClusters(svc, dr)
 		return
 	}
-	key, ok := clusterKeyFor(svc, dr, g.grpc, g.snap.NamespaceMTLSMode(svc.Namespace))
+	key, ok := clusterKeyFor(svc, dr, g.grpc, g.namespaceMTLSMode(svc.Namespace))
 	if !ok {
 		g.addServiceClusters(svc, dr)
 		return

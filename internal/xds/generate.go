@@ -85,6 +85,8 @@ type gen struct {
 	proxy *model.Proxy
 	grpc  bool
 	cache *Cache // nil: no memoization
+	// mtlsByNS memoizes snap.NamespaceMTLSMode for the cache keys.
+	mtlsByNS map[string]model.MTLSMode
 
 	listeners map[string]*listenerv3.Listener
 	routes    map[string]*routev3.RouteConfiguration
@@ -125,6 +127,19 @@ func (g *gen) encodeAll(typeURL string, rs []types.Resource) ([]*anypb.Any, stri
 		h.Write(e.sum[:])
 	}
 	return out, hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// namespaceMTLSMode is snap.NamespaceMTLSMode(ns), looked up once per namespace.
+func (g *gen) namespaceMTLSMode(ns string) model.MTLSMode {
+	m, ok := g.mtlsByNS[ns]
+	if !ok {
+		if g.mtlsByNS == nil {
+			g.mtlsByNS = map[string]model.MTLSMode{}
+		}
+		m = g.snap.NamespaceMTLSMode(ns)
+		g.mtlsByNS[ns] = m
+	}
+	return m
 }
 
 func sortedValues[M ~map[string]V, V types.Resource](m M) []types.Resource {
