@@ -2,8 +2,9 @@
 // world and delta, aggregated over one gRPC stream) with go-control-plane,
 // identifies each client from its node id and metadata (docs/xds.md), rebuilds
 // the mesh model when the configuration or the service registry changes
-// (debounced), generates resources per connected proxy, pushes only what
-// changed, and tracks what every proxy acknowledged. It also serves the debug
+// (debounced), generates resources once per distinct proxy, pushes only what
+// changed (each resource encoded once and shared by every stream, ADR 0002),
+// and tracks what every proxy acknowledged. It also serves the debug
 // and registration HTTP API of `bowline discovery`.
 //
 // It imports config, registry, model and the xds generators; it must not
