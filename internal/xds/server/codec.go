@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // codec is gRPC's proto codec except for state-of-the-world responses: those
@@ -67,7 +68,12 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		return nil, err
 	}
 	out := make(mem.BufferSlice, 0, 2*len(r.GetResources())+2)
-	hdr := make([]byte, 0, 64*len(r.GetResources())+len(r.GetVersionInfo())+8)
+	size := protowire.SizeTag(1) + protowire.SizeBytes(len(r.GetVersionInfo())) + len(tail)
+	for _, a := range r.GetResources() {
+		n := anyHeaderLen(a)
+		size += protowire.SizeTag(2) + protowire.SizeVarint(uint64(n+len(a.GetValue()))) + n
+	}
+	hdr := make([]byte, 0, size) // every header and the tail, in one allocation
 	if vi := r.GetVersionInfo(); vi != "" {
 		hdr = protowire.AppendTag(hdr, 1, protowire.BytesType)
 		hdr = protowire.AppendString(hdr, vi)
@@ -77,13 +83,7 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 			return c.base.Marshal(v)
 		}
 		// Any: type_url (1), value (2).
-		anyLen := 0
-		if a.GetTypeUrl() != "" {
-			anyLen += protowire.SizeTag(1) + protowire.SizeBytes(len(a.GetTypeUrl()))
-		}
-		if len(a.GetValue()) > 0 {
-			anyLen += protowire.SizeTag(2) + protowire.SizeBytes(len(a.GetValue()))
-		}
+		anyLen := anyHeaderLen(a) + len(a.GetValue())
 		hdr = protowire.AppendTag(hdr, 2, protowire.BytesType)
 		hdr = protowire.AppendVarint(hdr, uint64(anyLen))
 		if a.GetTypeUrl() != "" {
@@ -101,4 +101,16 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	hdr = append(hdr, tail...)
 	out = append(out, mem.SliceBuffer(hdr))
 	return out, nil
+}
+
+// anyHeaderLen is the encoded size of an Any without its value's bytes.
+func anyHeaderLen(a *anypb.Any) int {
+	n := 0
+	if a.GetTypeUrl() != "" {
+		n += protowire.SizeTag(1) + protowire.SizeBytes(len(a.GetTypeUrl()))
+	}
+	if len(a.GetValue()) > 0 {
+		n += protowire.SizeTag(2) + protowire.SizeVarint(uint64(len(a.GetValue())))
+	}
+	return n
 }
