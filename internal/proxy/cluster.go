@@ -68,12 +68,15 @@ type cluster struct {
 	retries atomic.Int64
 	rqTotal atomic.Int64
 
+	// bufs are the proxy's buffers for lean HTTP/1.1 connections (h1client.go).
+	bufs *h1Bufs
+
 	// claSeen is the load assignment last installed (owned by the apply path).
 	claSeen *xdsconfig.ClusterLoadAssignment
 }
 
-func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *tls.Config) *cluster {
-	c := &cluster{cfg: cfg, name: cfg.Name, pools: map[*xdsconfig.TLSContext]*pool{}}
+func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs) *cluster {
+	c := &cluster{cfg: cfg, name: cfg.Name, pools: map[*xdsconfig.TLSContext]*pool{}, bufs: bufs}
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	c.pools[nil] = c.newPool(nil, nil)
 	for _, t := range cfg.TLSContexts() {
@@ -91,6 +94,9 @@ type pool struct {
 	tls *tls.Config // nil: plaintext
 	h1  *http.Transport
 	h2  *http.Transport
+	// lean carries HTTP/1.1 requests without a body on the handler's
+	// goroutine (h1client.go); h1 carries the rest.
+	lean *h1pool
 }
 
 func (c *cluster) newPool(t *xdsconfig.TLSContext, tc *tls.Config) *pool {
@@ -117,6 +123,7 @@ func (c *cluster) newPool(t *xdsconfig.TLSContext, tc *tls.Config) *pool {
 		return tr
 	}
 	pl.h1 = mk(false)
+	pl.lean = &h1pool{c: c, pl: pl, bufs: c.bufs, idle: map[string][]*h1conn{}, open: map[string]int{}}
 	if c.cfg.Protocol != xdsconfig.ProtocolHTTP1 {
 		pl.h2 = mk(true)
 	}
@@ -166,19 +173,27 @@ func (e *connectError) Unwrap() error { return e.err }
 // transport returns the pool of h for a request that arrived over downstream proto.
 func (c *cluster) transport(h *host, downstreamH2 bool) *http.Transport {
 	pl := c.poolFor(h)
-	switch c.cfg.Protocol {
-	case xdsconfig.ProtocolHTTP2:
+	if c.upstreamH2(downstreamH2) {
 		return pl.h2
-	case xdsconfig.ProtocolDownstream:
-		if downstreamH2 {
-			return pl.h2
-		}
 	}
 	return pl.h1
 }
 
+// upstreamH2 reports whether a request that arrived over HTTP/2 or not goes
+// upstream over HTTP/2.
+func (c *cluster) upstreamH2(downstreamH2 bool) bool {
+	switch c.cfg.Protocol {
+	case xdsconfig.ProtocolHTTP2:
+		return true
+	case xdsconfig.ProtocolDownstream:
+		return downstreamH2
+	}
+	return false
+}
+
 func (c *cluster) close() {
 	for _, pl := range c.pools {
+		pl.lean.close()
 		pl.h1.CloseIdleConnections()
 		if pl.h2 != nil {
 			pl.h2.CloseIdleConnections()

@@ -303,25 +303,6 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 	if policy != nil && policy.PerTryTimeout > 0 {
 		tryCtx, cancel = context.WithTimeout(ctx, policy.PerTryTimeout)
 	}
-	u := &url.URL{Scheme: "http", Host: h.addr, Opaque: path, RawQuery: r.URL.RawQuery}
-	if c.cfg.Type == xdsconfig.DiscoveryOriginalDst {
-		u.Host = authority
-	}
-	out := &http.Request{
-		Method:        r.Method,
-		URL:           u,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        hdr,
-		Body:          body,
-		ContentLength: r.ContentLength,
-		Host:          authority,
-		Trailer:       r.Trailer,
-	}
-	if body == http.NoBody {
-		out.ContentLength = 0
-	}
 	// Mesh peers (ISTIO_MUTUAL) learn who calls them: Istio's metadata
 	// exchange, as a header the receiving proxy strips (tls_peermeta.go).
 	if h.tls != nil && h.tls.CertFromIdentity && p.peerMeta != "" {
@@ -329,12 +310,47 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 	} else {
 		delete(hdr, headerPeerMetadata)
 	}
-	out = out.WithContext(tryCtx)
+	dialHost := h.addr
+	if c.cfg.Type == xdsconfig.DiscoveryOriginalDst {
+		dialHost = authority
+	}
 	c.active.Add(1)
 	h.active.Add(1)
 	h.total.Add(1)
 	c.rqTotal.Add(1)
-	resp, err := c.transport(h, downstreamH2).RoundTrip(out)
+	var resp *http.Response
+	err := errH1Busy
+	_, upgrade := hdr["Upgrade"]
+	// The lean client takes idempotent requests without a body (it may send
+	// them again on another connection when a kept-alive one turns out to
+	// be closed); the Transport, which notices closed idle connections as
+	// they close, takes the rest.
+	if body == http.NoBody && r.Trailer == nil && !upgrade && !c.upstreamH2(downstreamH2) {
+		lr := &h1req{method: r.Method, authority: authority, path: path, rawQuery: r.URL.RawQuery, header: hdr,
+			addr: h1addr(dialHost)}
+		if idempotent(lr) {
+			resp, err = c.poolFor(h).lean.roundTrip(tryCtx, lr)
+		}
+	}
+	if err == errH1Busy {
+		u := &url.URL{Scheme: "http", Host: dialHost, Opaque: path, RawQuery: r.URL.RawQuery}
+		out := &http.Request{
+			Method:        r.Method,
+			URL:           u,
+			Proto:         "HTTP/1.1",
+			ProtoMajor:    1,
+			ProtoMinor:    1,
+			Header:        hdr,
+			Body:          body,
+			ContentLength: r.ContentLength,
+			Host:          authority,
+			Trailer:       r.Trailer,
+		}
+		if body == http.NoBody {
+			out.ContentLength = 0
+		}
+		resp, err = c.transport(h, downstreamH2).RoundTrip(out.WithContext(tryCtx))
+	}
 	c.active.Add(-1)
 	h.active.Add(-1)
 	res := attemptResult{host: h}

@@ -97,6 +97,8 @@ type Proxy struct {
 	// exchanges and copyBufs recycle per-request state and body copy buffers.
 	exchanges sync.Pool
 	copyBufs  sync.Pool
+	// h1bufs are the buffers of lean HTTP/1.1 upstream connections.
+	h1bufs *h1Bufs
 }
 
 // New returns a proxy; it starts nothing.
@@ -129,6 +131,7 @@ func New(cfg Config) *Proxy {
 	}
 	p.peerMeta = encodePeerMetadata(cfg.Node)
 	p.exchanges.New = func() any { return new(exchange) }
+	p.h1bufs = newH1Bufs()
 	p.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.metrics = newMetrics(Identity{Workload: cfg.Node.Workload, Namespace: cfg.Node.Namespace,
 		App:       firstNonEmpty(cfg.Node.Labels["app"], cfg.Node.Labels["service.istio.io/canonical-name"]),
@@ -299,7 +302,7 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 		opened = append(opened, b)
 	}
 	prev := p.snap.Load()
-	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics}, p.clientTLS)
+	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics}, p.clientTLS, p.h1bufs)
 	p.snap.Store(s)
 	for _, b := range opened {
 		p.bound[b.addr] = b

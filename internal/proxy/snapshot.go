@@ -46,7 +46,7 @@ func (s *snapshot) routesFor(h *xdsconfig.HTTPConnectionManager) *routeTable {
 // buildSnapshot makes a snapshot from an accepted state, reusing the cluster
 // runtimes of prev whose config did not change.
 func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64, env *filterEnv,
-	clientTLS func(*xdsconfig.TLSContext) *tls.Config) *snapshot {
+	clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs) *snapshot {
 	s := &snapshot{
 		version:   version,
 		state:     st,
@@ -98,7 +98,7 @@ func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64, env *filt
 		if prev != nil && prev.clusters[name] != nil && prev.clusters[name].cfg == cc {
 			c = prev.clusters[name]
 		} else {
-			c = newCluster(cc, clientTLS)
+			c = newCluster(cc, clientTLS, bufs)
 		}
 		cla := cc.Endpoints
 		if cc.Type == xdsconfig.DiscoveryEDS {
