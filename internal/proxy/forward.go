@@ -37,7 +37,13 @@ type attemptResult struct {
 func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) bool {
 	r, rec, route, vh, rt := x.r, x.rec, x.route, x.vh, x.rt
 	a := route.Action
-	hdr := r.Header.Clone()
+	// A shallow copy: the value slices are shared with r.Header and never
+	// written in place (edits replace or append to a slice whose capacity
+	// the server's parser fixed at its length).
+	hdr := make(http.Header, len(r.Header)+4)
+	for k, v := range r.Header {
+		hdr[k] = v
+	}
 	upgrade := upgradeType(r)
 	stripHop(hdr)
 	if upgrade != "" {

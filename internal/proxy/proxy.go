@@ -132,7 +132,7 @@ func New(cfg Config) *Proxy {
 	p.peerMeta = encodePeerMetadata(cfg.Node)
 	p.exchanges.New = func() any { return new(exchange) }
 	p.h1bufs = newH1Bufs()
-	p.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	p.copyBufs.New = func() any { b := make([]byte, 16<<10); return &b }
 	p.metrics = newMetrics(Identity{Workload: cfg.Node.Workload, Namespace: cfg.Node.Namespace,
 		App:       firstNonEmpty(cfg.Node.Labels["app"], cfg.Node.Labels["service.istio.io/canonical-name"]),
 		Version:   firstNonEmpty(cfg.Node.Labels["version"], cfg.Node.Labels["service.istio.io/canonical-revision"]),

@@ -109,6 +109,10 @@ func (p *Proxy) clientTLS(t *xdsconfig.TLSContext) *tls.Config {
 	cfg := &tls.Config{
 		ServerName: t.SNI, MinVersion: t.MinVersion, MaxVersion: t.MaxVersion, NextProtos: t.ALPN,
 		InsecureSkipVerify: true, // verified below, as Envoy does (roots + SAN matchers)
+		// TLS 1.3 session resumption between sidecars: a new upstream
+		// connection to a peer seen before skips the certificate exchange
+		// and verification (the session was verified by this config).
+		ClientSessionCache: tls.NewLRUClientSessionCache(256),
 	}
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS12
