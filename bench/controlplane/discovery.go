@@ -78,6 +78,11 @@ func runDiscoveryChild(dir string, debounce, debounceMax time.Duration, verbose 
 					err = pprof.WriteHeapProfile(f)
 					f.Close()
 				}
+			case "mem":
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				fmt.Printf("ok %d %d %d %d\n", ms.HeapInuse>>20, ms.StackInuse>>20, ms.Sys>>20, runtime.NumGoroutine())
+				continue
 			default:
 				err = fmt.Errorf("unknown command %q", cmd)
 			}
@@ -143,16 +148,34 @@ func startDiscovery(dir string, debounce, debounceMax time.Duration, profileDir,
 }
 
 func (d *discoveryProc) command(line string) error {
+	_, err := d.query(line)
+	return err
+}
+
+// query sends a command and returns what follows "ok" in the answer.
+func (d *discoveryProc) query(line string) (string, error) {
 	if _, err := fmt.Fprintln(d.stdin, line); err != nil {
-		return err
+		return "", err
 	}
 	if !d.stdout.Scan() {
-		return fmt.Errorf("discovery child gone")
+		return "", fmt.Errorf("discovery child gone")
 	}
-	if r := d.stdout.Text(); r != "ok" {
-		return fmt.Errorf("discovery child: %s", r)
+	r := d.stdout.Text()
+	rest, ok := strings.CutPrefix(r, "ok")
+	if !ok {
+		return "", fmt.Errorf("discovery child: %s", r)
 	}
-	return nil
+	return strings.TrimSpace(rest), nil
+}
+
+// runtimeMem returns the child's Go heap in use, stacks in use, memory
+// obtained from the OS (MiB) and its goroutine count.
+func (d *discoveryProc) runtimeMem() (heap, stack, sys, goroutines int) {
+	r, err := d.query("mem")
+	if err == nil {
+		fmt.Sscan(r, &heap, &stack, &sys, &goroutines)
+	}
+	return
 }
 
 // startCPU starts a CPU profile of phase when profiling is on.

@@ -48,10 +48,16 @@ type result struct {
 	PeakRSSMiB      float64 `json:"discoveryPeakRssMiB"`
 	RSSAfterSyncMiB float64 `json:"discoveryRssAfterSyncMiB"`
 	RSSEndMiB       float64 `json:"discoveryRssEndMiB"`
-	CPUSyncSeconds  float64 `json:"discoveryCpuSyncSeconds"`
-	CPUSeconds      float64 `json:"discoveryCpuSeconds"` // whole run
-	Debounce        string  `json:"debounce"`
-	DebounceMax     string  `json:"debounceMax"`
+	// Go runtime view of discovery after the initial sync (MiB): heap and
+	// goroutine stacks in use, memory obtained from the OS, goroutines.
+	HeapAfterSyncMiB  int     `json:"discoveryHeapInuseAfterSyncMiB"`
+	StackAfterSyncMiB int     `json:"discoveryStackInuseAfterSyncMiB"`
+	SysAfterSyncMiB   int     `json:"discoveryGoSysAfterSyncMiB"`
+	Goroutines        int     `json:"discoveryGoroutinesAfterSync"`
+	CPUSyncSeconds    float64 `json:"discoveryCpuSyncSeconds"`
+	CPUSeconds        float64 `json:"discoveryCpuSeconds"` // whole run
+	Debounce          string  `json:"debounce"`
+	DebounceMax       string  `json:"debounceMax"`
 }
 
 func main() {
@@ -238,6 +244,7 @@ func runEdits(spec meshSpec, nClients, edits int, o runOpts) (result, error) {
 	time.Sleep(o.debounce + 200*time.Millisecond)
 	res.CPUSyncSeconds = d.cpuSeconds() - cpu0
 	_, res.RSSAfterSyncMiB = d.memMiB()
+	res.HeapAfterSyncMiB, res.StackAfterSyncMiB, res.SysAfterSyncMiB, res.Goroutines = d.runtimeMem()
 	if err := d.stopCPU(); err != nil {
 		return res, err
 	}
