@@ -65,6 +65,9 @@ func startXFCCBackend(t *testing.T) *xfccBackend {
 			}
 		}
 		w.Header().Set("content-type", "text/plain")
+		if r.URL.Path == "/slow" { // overlapping requests open new connections between the sidecars
+			time.Sleep(50 * time.Millisecond)
+		}
 		if r.URL.Path == "/xfcc" {
 			io.WriteString(w, xfcc)
 			return
@@ -98,6 +101,8 @@ type mesh struct {
 	reg       *registry.Registry
 	configDir string
 	tokenDir  string
+	// reloaded receives (coalesced) after the CA reloaded its directory.
+	reloaded <-chan struct{}
 }
 
 func startMesh(t *testing.T) *mesh {
@@ -113,6 +118,7 @@ func startMesh(t *testing.T) *mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.reloaded = watch.Reloaded()
 	srv, err := server.New(server.Config{XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", ConfigDir: m.configDir,
 		TLS: server.MeshTLS(c.NewServingCertificate([]string{ca.DefaultServingHost, "127.0.0.1"}).GetCertificate, c.TrustBundle),
 		Register: func(r grpc.ServiceRegistrar) error {
