@@ -49,6 +49,10 @@ const (
 	// (excluded from capture, reachable from the host through the bridge).
 	SidecarAdminPort = 15000
 	lockPath         = "/run/bowline/netns.lock"
+	// proxyRunDir holds what sidecars running as uid 1337 must read: a copy
+	// of the bowline binary, the CA root certificate and their tokens. The
+	// state directory may sit below a directory uid 1337 cannot enter.
+	proxyRunDir = "/run/bowline/proxy"
 )
 
 var (
@@ -183,6 +187,45 @@ func (n *Network) Teardown(ctx context.Context) {
 	n.log.Info("netns network removed")
 }
 
+// ProxyFile copies src into the proxy run directory (mode perm, owned by the
+// sidecar's uid/gid when private) and returns the copy's path, so that a
+// sidecar running as uid 1337 can read or execute it wherever src lives.
+func (n *Network) ProxyFile(src, name string, perm os.FileMode) (string, error) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", fmt.Errorf("proxy file: %w", err)
+	}
+	return n.WriteProxyFile(name, data, perm)
+}
+
+// WriteProxyFile writes data to name in the proxy run directory; a private
+// file (no group/other bits) is owned by the sidecar's uid/gid.
+func (n *Network) WriteProxyFile(name string, data []byte, perm os.FileMode) (string, error) {
+	if err := os.MkdirAll(proxyRunDir, 0o755); err != nil {
+		return "", fmt.Errorf("proxy run dir: %w", err)
+	}
+	if err := os.Chmod(proxyRunDir, 0o755); err != nil {
+		return "", fmt.Errorf("proxy run dir: %w", err)
+	}
+	path := filepath.Join(proxyRunDir, name)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return "", fmt.Errorf("proxy file: %w", err)
+	}
+	if err := os.Chmod(tmp, perm); err != nil { // umask-independent
+		return "", fmt.Errorf("proxy file: %w", err)
+	}
+	if perm&0o077 == 0 {
+		if err := os.Chown(tmp, capture.DefaultProxyUID, capture.DefaultProxyGID); err != nil {
+			return "", fmt.Errorf("proxy file: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("proxy file: %w", err)
+	}
+	return path, nil
+}
+
 // cleanup removes every Bowline namespace, veth, the bridge, hosts files and
 // guard rules. Errors mean "already gone" and are ignored.
 func (n *Network) cleanup(ctx context.Context) {
@@ -194,6 +237,7 @@ func (n *Network) cleanup(ctx context.Context) {
 			}
 		}
 	}
+	_ = os.RemoveAll(proxyRunDir)
 	if entries, err := os.ReadDir("/etc/netns"); err == nil {
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), NetnsPrefix) {

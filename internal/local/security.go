@@ -5,8 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-
-	"github.com/bowline-mesh/bowline/internal/capture"
 )
 
 // Security is how `bowline up` gives every sidecar and the gateway a
@@ -49,15 +47,25 @@ func (u *Up) securityArgs(namespace, sa string) ([]string, error) {
 			return nil, fmt.Errorf("token for %s: %w", key, err)
 		}
 		if u.cfg.Network != nil {
-			// netns: the sidecar runs as uid/gid 1337 and must read its token.
-			if err := os.Chown(path, capture.DefaultProxyUID, capture.DefaultProxyGID); err != nil {
+			// netns: the sidecar runs as uid/gid 1337, which may not be able to
+			// enter the state directory: hand it a copy it owns.
+			copied, err := u.cfg.Network.ProxyFile(path, namespace+"."+sa+".token", 0o600)
+			if err != nil {
 				return nil, fmt.Errorf("token for %s: %w", key, err)
 			}
+			path = copied
 		}
 		if u.ids.files == nil {
 			u.ids.files = map[string]string{}
 		}
 		u.ids.files[key] = path
 	}
-	return []string{"--ca-address", u.state.ControlPlane.XDS, "--ca-root-cert", sec.RootCert, "--ca-token-file", path}, nil
+	root := sec.RootCert
+	if u.cfg.Network != nil {
+		var err error
+		if root, err = u.cfg.Network.ProxyFile(sec.RootCert, "root-cert.pem", 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return []string{"--ca-address", u.state.ControlPlane.XDS, "--ca-root-cert", root, "--ca-token-file", path}, nil
 }

@@ -123,6 +123,14 @@ func (u *Up) Run(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(u.cfg.StateDir, "logs"), 0o755); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	if u.cfg.Network != nil {
+		// Sidecars run as uid 1337, which may not be able to reach this binary.
+		bin, err := u.cfg.Network.ProxyFile(u.cfg.ProxyBinary, "bowline", 0o755)
+		if err != nil {
+			return err
+		}
+		u.cfg.ProxyBinary = bin
+	}
 	cpCtx, cpCancel := context.WithCancel(context.Background())
 	cpDone := make(chan error, 1)
 	go func() { cpDone <- u.cp.Run(cpCtx) }()
