@@ -32,7 +32,7 @@ import (
 // options are the command-line flags.
 type options struct {
 	short        bool
-	mtls         bool
+	plaintext    bool
 	duration     time.Duration
 	conns        []int
 	protocols    []string
@@ -66,6 +66,8 @@ type env struct {
 	proxyCPUs string
 	tck       float64
 	log       *slog.Logger
+	// plaintext runs the Bowline sidecars without CA and mTLS.
+	plaintext bool
 }
 
 func main() {
@@ -86,7 +88,7 @@ func parseFlags() (options, error) {
 	var o options
 	var conns, protocols, paths string
 	flag.BoolVar(&o.short, "short", false, "quick run: 5s per point, 16 connections only, 5s throughput, 5s profile")
-	flag.BoolVar(&o.mtls, "mtls", false, "run the Bowline path with mTLS between the sidecars (not available yet)")
+	flag.BoolVar(&o.plaintext, "plaintext", false, "run the Bowline path without mTLS (plaintext xDS, no CA, PeerAuthentication DISABLE); default: mTLS between the sidecars")
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "load duration per latency point")
 	flag.StringVar(&conns, "conns", "2,16,64", "comma-separated connection counts for the latency points")
 	flag.StringVar(&protocols, "protocols", "http,grpc", "comma-separated protocols: http, grpc")
@@ -108,10 +110,6 @@ func parseFlags() (options, error) {
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, usageError{fmt.Errorf("unexpected arguments %q", flag.Args())}
-	}
-	if o.mtls {
-		return o, usageError{errors.New("-mtls: mTLS not available yet: Bowline sidecars get no workload certificates " +
-			"until the CA and SDS land; run without -mtls for the plaintext sidecar path")}
 	}
 	for _, f := range strings.Split(conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -176,7 +174,7 @@ func run() error {
 		defer os.RemoveAll(work)
 	}
 	e := &env{procs: &procs{dir: work}, fortio: filepath.Join(o.binDir, "fortio"), bowline: o.bowline,
-		pprofBin: o.pprofBowline, work: work, tck: clkTck(), log: log}
+		pprofBin: o.pprofBowline, work: work, tck: clkTck(), log: log, plaintext: o.plaintext}
 	defer e.procs.stopAll()
 	if err := e.findTools(o); err != nil {
 		return err
@@ -375,6 +373,7 @@ func measure(ctx context.Context, e *env, p *path, spec loadSpec, mode string) p
 		pp.RSSMiB = median(append(samples[i], float64(after.rssKiB)/1024))
 		pp.RSSMaxMiB = slices.Max(append(samples[i], float64(after.rssKiB)/1024))
 		pp.RSSAnonMiB, pp.RSSFileMiB = float64(after.anonKiB)/1024, float64(after.fileKiB)/1024
+		pp.PSSMiB = float64(after.pssKiB) / 1024
 		pt.Proxies = append(pt.Proxies, pp)
 	}
 	return pt

@@ -100,6 +100,16 @@ spec:
     labels: {app: echo}
 `
 
+// disableMTLS turns mTLS off mesh-wide for the -plaintext Bowline path.
+const disableMTLS = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: istio-system
+spec:
+  mtls: {mode: DISABLE}
+`
+
 // bowlineStack is the control plane and the two sidecars.
 type bowlineStack struct {
 	discovery             *proc
@@ -130,8 +140,26 @@ func startBowline(ctx context.Context, env *env, a *app) (*bowlineStack, error) 
 	if err := os.WriteFile(filepath.Join(cfgDir, "echo.yaml"), buf.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
-	s.discovery, err = env.procs.start("bowline-discovery", env.proxyCPUs, nil, env.bowline, "discovery",
-		"--config-dir", cfgDir, "--insecure-xds", "--xds-address", s.xdsAddr, "--debug-address", s.debugAddr)
+	// mTLS (the default): discovery runs the CA and serves xDS over mTLS;
+	// each sidecar gets its certificate with a bootstrap token, and auto
+	// mTLS + PERMISSIVE make the sidecars talk ISTIO_MUTUAL. Plaintext: no
+	// CA, and a mesh-wide PeerAuthentication DISABLE.
+	caDir := filepath.Join(env.work, "ca")
+	tokens := map[string]string{"echo": filepath.Join(env.work, "echo.token"),
+		"fortio-client": filepath.Join(env.work, "fortio-client.token")}
+	discArgs := []string{"discovery", "--config-dir", cfgDir, "--xds-address", s.xdsAddr, "--debug-address", s.debugAddr}
+	if env.plaintext {
+		discArgs = append(discArgs, "--insecure-xds")
+		if err := os.WriteFile(filepath.Join(cfgDir, "peerauthentication.yaml"), []byte(disableMTLS), 0o644); err != nil {
+			return nil, err
+		}
+	} else {
+		discArgs = append(discArgs, "--ca-dir", caDir)
+		for sa, f := range tokens {
+			discArgs = append(discArgs, "--bootstrap-token", bowlineNS+"/"+sa+"="+f)
+		}
+	}
+	s.discovery, err = env.procs.start("bowline-discovery", env.proxyCPUs, nil, append([]string{env.bowline}, discArgs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -149,12 +177,19 @@ func startBowline(ctx context.Context, env *env, a *app) (*bowlineStack, error) 
 	if resp.StatusCode/100 != 2 {
 		return nil, fmt.Errorf("register echo workload: status %s", resp.Status)
 	}
-	common := []string{"proxy", "--discovery", s.xdsAddr, "--insecure-xds", "--namespace", bowlineNS,
+	common := []string{"proxy", "--discovery", s.xdsAddr, "--namespace", bowlineNS,
 		"--ip", "127.0.0.1", "--type", "sidecar", "--access-log", "off", "--drain-duration", "200ms"}
-	s.srvArgs = append(append([]string{}, common...), "--workload", "echo", "--labels", "app=echo",
+	security := func(sa string) []string {
+		if env.plaintext {
+			return []string{"--insecure-xds"}
+		}
+		return []string{"--ca-address", s.xdsAddr, "--ca-root-cert", filepath.Join(caDir, "root-cert.pem"),
+			"--ca-token-file", tokens[sa]}
+	}
+	s.srvArgs = append(append(append([]string{}, common...), security("echo")...), "--workload", "echo", "--labels", "app=echo",
 		"--service-account", "echo", "--admin-address", addr(s.srvAdmin),
 		"--inbound", fmt.Sprintf("%d=%d", s.svcHTTP, a.httpPort), "--inbound", fmt.Sprintf("%d=%d", s.svcGRPC, a.grpcPort))
-	s.clientArgs = append(append([]string{}, common...), "--workload", "fortio-client", "--labels", "app=fortio-client",
+	s.clientArgs = append(append(append([]string{}, common...), security("fortio-client")...), "--workload", "fortio-client", "--labels", "app=fortio-client",
 		"--service-account", "fortio-client", "--admin-address", addr(s.clientAdmin),
 		"--outbound-http-address", addr(s.clientOut))
 	return s, nil

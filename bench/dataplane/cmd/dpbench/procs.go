@@ -158,6 +158,7 @@ type usage struct {
 	hwmKiB   uint64 // sum of VmHWM (peak RSS of each process)
 	anonKiB  uint64 // sum of RssAnon (heap, stacks, runtime)
 	fileKiB  uint64 // sum of RssFile (mapped binary and libraries)
+	pssKiB   uint64 // sum of Pss (smaps_rollup): shared pages divided among their users
 }
 
 // clkTck is USER_HZ, the unit of utime/stime in /proc/<pid>/stat.
@@ -199,6 +200,9 @@ func readUsage(pid int) (usage, error) {
 		u.hwmKiB += statusKiB(string(status), "VmHWM:")
 		u.anonKiB += statusKiB(string(status), "RssAnon:")
 		u.fileKiB += statusKiB(string(status), "RssFile:")
+		if roll, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p)); err == nil {
+			u.pssKiB += statusKiB(string(roll), "Pss:")
+		}
 	}
 	if len(tree) == 0 {
 		return u, errors.New("process gone")

@@ -42,6 +42,7 @@ type proxyPoint struct {
 	RSSMaxMiB            float64 `json:"rssMaxMiB"`
 	RSSAnonMiB           float64 `json:"rssAnonMiB"` // RssAnon at the end of the point
 	RSSFileMiB           float64 `json:"rssFileMiB"` // RssFile (binary pages) at the end
+	PSSMiB               float64 `json:"pssMiB"`     // Pss (smaps_rollup) at the end: shared binary pages split among sidecars
 	Error                string  `json:"error,omitempty"`
 }
 
@@ -53,6 +54,7 @@ type proxySummary struct {
 	SteadyRSSMiB      float64 `json:"steadyRssMiB"`             // median VmRSS at 1000 qps, reference conns
 	AnonRSSMiB        float64 `json:"anonRssMiB"`               // of which RssAnon
 	FileRSSMiB        float64 `json:"fileRssMiB"`               // of which RssFile
+	PSSMiB            float64 `json:"pssMiB"`                   // Pss at the end of that point
 	CPUPer1000ReqHTTP float64 `json:"cpuSecondsPer1000ReqHttp"` // at 1000 qps, reference conns
 	CPUPer1000ReqGRPC float64 `json:"cpuSecondsPer1000ReqGrpc"`
 }
@@ -122,7 +124,7 @@ func newReport(o options, e *env, start time.Time, planned time.Duration) *repor
 		"grpc":       fmt.Sprintf("fortio load -grpc -ping -s 1 -payload-size %d (%d B each way)", payloadSize, payloadSize),
 		"latency":    fmt.Sprintf("-qps %g -uniform -nocatchup -r 0.00001, %s per point", o.qps, o.duration),
 		"throughput": fmt.Sprintf("-qps -1 (closed loop), %d connections, %s", o.tputConns, o.tputDuration),
-		"bowline":    "fortio -> client sidecar explicit outbound listener (Host: echo.bench.svc.cluster.local:PORT) -> server sidecar inbound -> fortio server; plaintext, access log off",
+		"bowline":    "fortio -> client sidecar explicit outbound listener (Host: echo.bench.svc.cluster.local:PORT) -> server sidecar inbound -> fortio server; " + bowlineSecurity(e.plaintext) + ", access log off",
 		"nginx":      "fortio -> nginx (1 worker) -> TLS 1.3, upstream keepalive -> nginx (1 worker) -> fortio server",
 		"haproxy":    "fortio -> haproxy (nbthread 1) -> TLS 1.3, http-reuse always -> haproxy (nbthread 1) -> fortio server",
 		"planned":    planned.Round(time.Second).String(),
@@ -183,6 +185,7 @@ func (r *report) finish(end time.Time) {
 							s.CPUPer1000ReqHTTP = round(x.CPUSecondsPer1000Req, 4)
 							s.SteadyRSSMiB = round(x.RSSMiB, 1)
 							s.AnonRSSMiB, s.FileRSSMiB = round(x.RSSAnonMiB, 1), round(x.RSSFileMiB, 1)
+							s.PSSMiB = round(x.PSSMiB, 1)
 						} else {
 							s.CPUPer1000ReqGRPC = round(x.CPUSecondsPer1000Req, 4)
 							if s.SteadyRSSMiB == 0 {
@@ -326,10 +329,10 @@ func (r *report) markdown(results, readmeDir string) string {
 		b.WriteString(strings.ReplaceAll(row, "+-", "−") + "\n")
 	}
 	fmt.Fprintf(&b, "\n**Per proxy** (CPU = CPU-seconds per 1000 requests = vCPU per 1000 req/s, at 1000 qps and %d connections; "+
-		"steady RSS = median VmRSS during that point; peak = VmHWM at the end of the run; max qps = closed loop, 64 connections, whole path):\n\n",
+		"steady RSS = median VmRSS during that point; PSS = Pss from smaps_rollup at its end (pages shared with other processes, such as one binary's text, divided among them); peak = VmHWM at the end of the run; max qps = closed loop, 64 connections, whole path):\n\n",
 		r.ReferenceConns)
-	b.WriteString("| path | proxy | CPU http | CPU grpc | steady RSS MiB (anon + file) | peak RSS MiB | max qps http | max qps grpc |\n")
-	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| path | proxy | CPU http | CPU grpc | steady RSS MiB (anon + file) | PSS MiB | peak RSS MiB | max qps http | max qps grpc |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	tput := func(path, proto string) string {
 		for _, p := range r.Points {
 			if p.Mode == "throughput" && p.Path == path && p.Protocol == proto {
@@ -345,15 +348,15 @@ func (r *report) markdown(results, readmeDir string) string {
 		}
 		return ""
 	}
-	fmt.Fprintf(&b, "| direct | — | | | | | %s | %s |\n", tput(pathDirect, protoHTTP), tput(pathDirect, protoGRPC))
+	fmt.Fprintf(&b, "| direct | — | | | | | | %s | %s |\n", tput(pathDirect, protoHTTP), tput(pathDirect, protoGRPC))
 	for _, s := range r.Proxies {
 		first := s.Role == "client"
 		th, tg := "", ""
 		if first {
 			th, tg = tput(s.Path, protoHTTP), tput(s.Path, protoGRPC)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f (%.1f + %.1f) | %.1f | %s | %s |\n", s.Path, s.Role, fmtCPU(s.CPUPer1000ReqHTTP),
-			fmtCPU(s.CPUPer1000ReqGRPC), s.SteadyRSSMiB, s.AnonRSSMiB, s.FileRSSMiB, s.PeakRSSMiB, th, tg)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f (%.1f + %.1f) | %.1f | %.1f | %s | %s |\n", s.Path, s.Role, fmtCPU(s.CPUPer1000ReqHTTP),
+			fmtCPU(s.CPUPer1000ReqGRPC), s.SteadyRSSMiB, s.AnonRSSMiB, s.FileRSSMiB, s.PSSMiB, s.PeakRSSMiB, th, tg)
 	}
 	if len(r.Targets) > 0 {
 		b.WriteString("\n**Targets** (Bowline sidecars):\n\n| target | value | result |\n| --- | ---: | --- |\n")
@@ -443,4 +446,12 @@ func firstNonEmpty(ss ...string) string {
 		}
 	}
 	return ""
+}
+
+// bowlineSecurity describes the transport between the Bowline sidecars.
+func bowlineSecurity(plaintext bool) string {
+	if plaintext {
+		return "plaintext (-plaintext: no CA, PeerAuthentication DISABLE)"
+	}
+	return "mTLS (TLS 1.3, ISTIO_MUTUAL via auto mTLS + PERMISSIVE, certificates from bowline discovery's CA)"
 }
