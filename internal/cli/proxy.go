@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +30,8 @@ func newProxyCommand(s streams) *cobra.Command {
 		inbound      []string
 		gatewayPorts []string
 		interception string
+		memLimit     string
+		releasePages bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -94,9 +98,22 @@ func newProxyCommand(s streams) *cobra.Command {
 			cfg.LogLevel = level
 			cfg.Logger = slog.New(slog.NewJSONHandler(s.err, &slog.HandlerOptions{Level: level}))
 			cfg.AccessLogWriter = s.out
+			if memLimit != "" {
+				n, err := parseBytes(memLimit)
+				if err != nil {
+					return fmt.Errorf("--memory-limit: %w", err)
+				}
+				// A soft limit: the GC works harder as the heap nears it
+				// (GOMEMLIMIT), and GOGC stays as it is below it.
+				debug.SetMemoryLimit(n)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return proxy.New(cfg).Run(ctx)
+			p := proxy.New(cfg)
+			if releasePages {
+				go releaseWhenReady(ctx, p, cfg.Logger)
+			}
+			return p.Run(ctx)
 		},
 	}
 	f := cmd.Flags()
@@ -120,6 +137,8 @@ func newProxyCommand(s streams) *cobra.Command {
 	f.StringVar(&interception, "interception-mode", "NONE", "REDIRECT when iptables sends the workload's traffic to 15001/15006 (a pod, bowline up --netns), NONE for explicit mode")
 	f.StringVar(&cfg.AccessLog, "access-log", "json", "access log format: off, json or text")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", 5*time.Second, "how long in-flight requests may finish on shutdown")
+	f.StringVar(&memLimit, "memory-limit", "", "soft memory limit of the Go runtime (like GOMEMLIMIT), e.g. 64MiB; the GC runs more often near it")
+	f.BoolVar(&releasePages, "release-binary-pages", true, "once ready, unmap the pages of the bowline binary that initialisation touched (they stay in the shared page cache); RSS then shows the proxy's working set")
 	return cmd
 }
 
@@ -152,4 +171,47 @@ func parsePortMaps(in []string) (map[uint32]uint32, error) {
 		}
 	}
 	return out, nil
+}
+
+// releaseWhenReady drops the binary pages package initialisation and startup
+// touched, once the proxy has its first configuration.
+func releaseWhenReady(ctx context.Context, p *proxy.Proxy, log *slog.Logger) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !p.Ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	n, err := proxy.ReleaseBinaryPages()
+	if err != nil {
+		log.Info("binary pages not released", slog.String("error", err.Error()))
+		return
+	}
+	log.Debug("binary pages released", slog.Int64("bytes", n))
+}
+
+// parseBytes reads a size: a number of bytes with an optional KiB, MiB or
+// GiB suffix (Ki, Mi, Gi and K, M, G also work, all binary).
+func parseBytes(s string) (int64, error) {
+	num := strings.TrimRight(s, "KMGiBkmgib")
+	mult := int64(1)
+	switch strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(s[len(num):], "B"), "i")) {
+	case "":
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	default:
+		return 0, fmt.Errorf("%q: want a size such as 64MiB", s)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q: want a size such as 64MiB", s)
+	}
+	return n * mult, nil
 }
