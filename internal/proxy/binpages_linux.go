@@ -69,4 +69,3 @@ func ReleaseBinaryPages() (int64, error) {
 	}
 	return n, nil
 }
-
