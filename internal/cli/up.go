@@ -150,7 +150,7 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	}
 	start := time.Now()
 	up, err := local.NewUp(local.Config{
-		Dir: dir, StateDir: o.stateDir, ProxyBinary: o.proxyBinary, IngressPort: o.ingressPort,
+		Dir: dir, StateDir: stateDirOf(dir, o.stateDir), ProxyBinary: o.proxyBinary, IngressPort: o.ingressPort,
 		AccessLog: o.accessLog, Domain: o.domain, DrainDuration: o.drain, Logger: logger, Network: network, Security: sec,
 		Ready: func(st *local.State) {
 			fmt.Fprintf(s.out, "bowline up: %d replicas serving after %s\n", len(st.Workloads), time.Since(start).Round(time.Millisecond))
@@ -170,9 +170,14 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	return up.Run(ctx)
 }
 
+// stateDirOf returns the state directory as an absolute path: proxies run
+// from another working directory and are handed paths inside it.
 func stateDirOf(dir, stateDir string) string {
-	if stateDir != "" {
-		return stateDir
+	if stateDir == "" {
+		stateDir = filepath.Join(dir, ".bowline")
 	}
-	return filepath.Join(dir, ".bowline")
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		return abs
+	}
+	return stateDir
 }

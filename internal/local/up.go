@@ -95,6 +95,11 @@ func NewUp(cfg Config, cp ControlPlane, reg Registrar) (*Up, error) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = filepath.Join(cfg.Dir, ".bowline")
 	}
+	// Proxies and apps run in other working directories: every path handed
+	// to them must be absolute.
+	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
 	if cfg.ProxyBinary == "" {
 		exe, err := os.Executable()
 		if err != nil {

@@ -95,8 +95,10 @@ func copyFile(t *testing.T, from, to string) {
 func startUp(t *testing.T, bowline, dir string, extra ...string) *meshUp {
 	t.Helper()
 	port := freePort(t)
-	args := append([]string{"up", dir, "--ingress-port", fmt.Sprint(port), "--access-log", "off", "--drain-duration", "1s"}, extra...)
+	// Run from the parent with a relative DIR, as the README's `make up` does.
+	args := append([]string{"up", filepath.Base(dir), "--ingress-port", fmt.Sprint(port), "--access-log", "off", "--drain-duration", "1s"}, extra...)
 	cmd := exec.Command(bowline, args...)
+	cmd.Dir = filepath.Dir(dir)
 	m := &meshUp{t: t, dir: dir, cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(m.stdout, pw)
