@@ -99,6 +99,8 @@ type Proxy struct {
 	copyBufs  sync.Pool
 	// h1bufs are the buffers of lean HTTP/1.1 upstream connections.
 	h1bufs *h1Bufs
+	// ownURI caches the URI SAN of the current certificate (tls.go).
+	ownURI atomic.Pointer[leafURI]
 }
 
 // New returns a proxy; it starts nothing.

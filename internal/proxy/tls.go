@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
@@ -41,7 +42,12 @@ type peerInfo struct {
 	account   string // service account, from the SPIFFE ID
 	sni       string
 	certHash  string // hex SHA-256 of the peer leaf (XFCC Hash)
+	// xfcc caches the XFCC value for the connection's requests; it is
+	// rebuilt when the proxy's own principal (By) changes.
+	xfcc atomic.Pointer[xfccValue]
 }
+
+type xfccValue struct{ by, value string }
 
 func newPeerInfo(cs tls.ConnectionState) *peerInfo {
 	pi := &peerInfo{sni: cs.ServerName}
@@ -260,14 +266,29 @@ func (p *Proxy) ownPrincipal() string {
 	if leaf == nil || len(leaf.URIs) == 0 {
 		return ""
 	}
-	return leaf.URIs[0].String()
+	if c := p.ownURI.Load(); c != nil && c.leaf == leaf {
+		return c.uri
+	}
+	uri := leaf.URIs[0].String()
+	p.ownURI.Store(&leafURI{leaf: leaf, uri: uri})
+	return uri
+}
+
+// leafURI caches the URI SAN of the proxy's current certificate.
+type leafURI struct {
+	leaf *x509.Certificate
+	uri  string
 }
 
 // xfcc is Envoy's x-forwarded-client-cert for a verified peer:
 // By=<own URI SAN>;Hash=<sha256>;Subject="<subject>";URI=<peer URI SAN>.
 func (p *Proxy) xfcc(pi *peerInfo) string {
+	by := p.ownPrincipal()
+	if c := pi.xfcc.Load(); c != nil && c.by == by {
+		return c.value
+	}
 	var b strings.Builder
-	if by := p.ownPrincipal(); by != "" {
+	if by != "" {
 		b.WriteString("By=" + by + ";")
 	}
 	b.WriteString("Hash=" + pi.certHash)
@@ -279,6 +300,7 @@ func (p *Proxy) xfcc(pi *peerInfo) string {
 	if pi.principal != "" {
 		b.WriteString(";URI=" + pi.principal)
 	}
+	pi.xfcc.Store(&xfccValue{by: by, value: b.String()})
 	return b.String()
 }
 
