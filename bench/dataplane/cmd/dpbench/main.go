@@ -33,6 +33,7 @@ import (
 type options struct {
 	short        bool
 	plaintext    bool
+	sidecarEnv   string
 	duration     time.Duration
 	conns        []int
 	protocols    []string
@@ -68,6 +69,8 @@ type env struct {
 	log       *slog.Logger
 	// plaintext runs the Bowline sidecars without CA and mTLS.
 	plaintext bool
+	// sidecarEnv is extra environment (GOGC=..., GOMEMLIMIT=...) of the sidecars.
+	sidecarEnv []string
 }
 
 func main() {
@@ -89,6 +92,7 @@ func parseFlags() (options, error) {
 	var conns, protocols, paths string
 	flag.BoolVar(&o.short, "short", false, "quick run: 5s per point, 16 connections only, 5s throughput, 5s profile")
 	flag.BoolVar(&o.plaintext, "plaintext", false, "run the Bowline path without mTLS (plaintext xDS, no CA, PeerAuthentication DISABLE); default: mTLS between the sidecars")
+	flag.StringVar(&o.sidecarEnv, "sidecar-env", "", "comma-separated NAME=VALUE environment of the Bowline sidecars (e.g. GOGC=50,GOMEMLIMIT=16MiB)")
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "load duration per latency point")
 	flag.StringVar(&conns, "conns", "2,16,64", "comma-separated connection counts for the latency points")
 	flag.StringVar(&protocols, "protocols", "http,grpc", "comma-separated protocols: http, grpc")
@@ -175,6 +179,9 @@ func run() error {
 	}
 	e := &env{procs: &procs{dir: work}, fortio: filepath.Join(o.binDir, "fortio"), bowline: o.bowline,
 		pprofBin: o.pprofBowline, work: work, tck: clkTck(), log: log, plaintext: o.plaintext}
+	if o.sidecarEnv != "" {
+		e.sidecarEnv = strings.Split(o.sidecarEnv, ",")
+	}
 	defer e.procs.stopAll()
 	if err := e.findTools(o); err != nil {
 		return err

@@ -199,10 +199,11 @@ func startBowline(ctx context.Context, env *env, a *app) (*bowlineStack, error) 
 // passed as BOWLINE_PPROF_ADDRESS to the client and server.
 func (s *bowlineStack) sidecars(ctx context.Context, env *env, bin, suffix string, pprofAddrs []string) (*path, error) {
 	envFor := func(i int) []string {
-		if len(pprofAddrs) == 0 {
-			return nil
+		e := append([]string{}, env.sidecarEnv...)
+		if len(pprofAddrs) > 0 {
+			e = append(e, "BOWLINE_PPROF_ADDRESS="+pprofAddrs[i])
 		}
-		return []string{"BOWLINE_PPROF_ADDRESS=" + pprofAddrs[i]}
+		return e
 	}
 	srv, err := env.procs.start("bowline-server"+suffix, env.proxyCPUs, envFor(1), append([]string{bin}, s.srvArgs...)...)
 	if err != nil {

@@ -129,6 +129,9 @@ func newReport(o options, e *env, start time.Time, planned time.Duration) *repor
 		"haproxy":    "fortio -> haproxy (nbthread 1) -> TLS 1.3, http-reuse always -> haproxy (nbthread 1) -> fortio server",
 		"planned":    planned.Round(time.Second).String(),
 	}
+	if len(e.sidecarEnv) > 0 {
+		r.Setup["bowlineEnv"] = strings.Join(e.sidecarEnv, " ")
+	}
 	r.ReferenceConns = 16
 	if !slices.Contains(o.conns, 16) {
 		r.ReferenceConns = o.conns[len(o.conns)-1]
