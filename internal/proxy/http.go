@@ -56,7 +56,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.peer = info.peer
 	if md := r.Header[headerPeerMetadata]; len(md) > 0 {
 		if info.peer != nil && info.peer.principal != "" {
-			rec.peerMeta = decodePeerMetadata(md[0])
+			rec.peerMeta = info.peer.peerMetadataOf(md[0])
 		}
 		delete(r.Header, headerPeerMetadata)
 	}

@@ -45,6 +45,8 @@ type peerInfo struct {
 	// xfcc caches the XFCC value for the connection's requests; it is
 	// rebuilt when the proxy's own principal (By) changes.
 	xfcc atomic.Pointer[xfccValue]
+	// metaCache caches the decoded peer metadata header (tls_peermeta.go).
+	metaCache atomic.Pointer[peerMetaCache]
 }
 
 type xfccValue struct{ by, value string }

@@ -46,3 +46,21 @@ func decodePeerMetadata(v string) peerMetadata {
 	_ = json.Unmarshal(b, &md)
 	return md
 }
+
+// peerMetaCache is the last peer metadata header decoded on a connection.
+type peerMetaCache struct {
+	raw string
+	md  peerMetadata
+}
+
+// peerMetadataOf decodes the peer metadata header of a request on the mTLS
+// connection of pi; a peer proxy sends the same value on every request, so
+// it is decoded once per connection (JSON decoding is reflection-heavy).
+func (pi *peerInfo) peerMetadataOf(v string) peerMetadata {
+	if c := pi.metaCache.Load(); c != nil && c.raw == v {
+		return c.md
+	}
+	md := decodePeerMetadata(v)
+	pi.metaCache.Store(&peerMetaCache{raw: v, md: md})
+	return md
+}
