@@ -36,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # bowline from the work tree, or from a commit (BOWLINE_SRC=HEAD) when others
-# are editing the tree; the pprof wrapper from the same source.
+# are editing the tree.
 src=$PWD
 commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
 if [ -n "${BOWLINE_SRC:-}" ]; then
@@ -49,6 +49,5 @@ if [ -n "${BOWLINE_SRC:-}" ]; then
 fi
 echo "building bowline ($commit)" >&2
 (cd "$src" && CGO_ENABLED=0 "$GO" build -trimpath -o "$OLDPWD/$BIN/bowline" ./cmd/bowline \
-  && CGO_ENABLED=0 "$GO" build -trimpath -o "$OLDPWD/$BIN/pprofproxy" ./bench/dataplane/cmd/pprofproxy \
   && "$GO" build -o "$OLDPWD/$BIN/dpbench" ./bench/dataplane/cmd/dpbench)
 exec "$BIN/dpbench" -commit "$commit" "$@"

@@ -44,7 +44,6 @@ type options struct {
 	profile      time.Duration
 	binDir       string
 	bowline      string
-	pprofBowline string
 	results      string
 	readme       string
 	loadCPUs     string
@@ -59,7 +58,6 @@ type env struct {
 	procs     *procs
 	fortio    string
 	bowline   string
-	pprofBin  string
 	nginx     string
 	haproxy   string
 	work      string
@@ -101,9 +99,8 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.tputConns, "throughput-conns", 64, "connections of the closed-loop throughput point (0 = skip)")
 	flag.DurationVar(&o.tputDuration, "throughput-duration", 10*time.Second, "duration of the closed-loop throughput point")
 	flag.DurationVar(&o.profile, "profile", 15*time.Second, "CPU profile length of the Bowline sidecars under load (0 = skip)")
-	flag.StringVar(&o.binDir, "bin", "bench/.bin", "directory with fortio (and bowline, pprofproxy unless given)")
+	flag.StringVar(&o.binDir, "bin", "bench/.bin", "directory with fortio (and bowline unless given)")
 	flag.StringVar(&o.bowline, "bowline", "", "bowline binary (default BIN/bowline)")
-	flag.StringVar(&o.pprofBowline, "pprof-bowline", "", "bowline built with net/http/pprof, for profiles (default BIN/pprofproxy)")
 	flag.StringVar(&o.results, "results", "bench/results", "where JSON, plots and profiles go")
 	flag.StringVar(&o.readme, "readme", "bench/README.md", "Markdown file whose results section is replaced")
 	flag.StringVar(&o.loadCPUs, "load-cpus", "0", "taskset CPU list for fortio client and server")
@@ -147,9 +144,6 @@ func parseFlags() (options, error) {
 	if o.bowline == "" {
 		o.bowline = filepath.Join(o.binDir, "bowline")
 	}
-	if o.pprofBowline == "" {
-		o.pprofBowline = filepath.Join(o.binDir, "pprofproxy")
-	}
 	return o, nil
 }
 
@@ -178,7 +172,7 @@ func run() error {
 		defer os.RemoveAll(work)
 	}
 	e := &env{procs: &procs{dir: work}, fortio: filepath.Join(o.binDir, "fortio"), bowline: o.bowline,
-		pprofBin: o.pprofBowline, work: work, tck: clkTck(), log: log, plaintext: o.plaintext}
+		work: work, tck: clkTck(), log: log, plaintext: o.plaintext}
 	if o.sidecarEnv != "" {
 		e.sidecarEnv = strings.Split(o.sidecarEnv, ",")
 	}
@@ -209,7 +203,7 @@ func run() error {
 		case pathBowline:
 			stack, err = startBowline(ctx, e, a)
 			if err == nil {
-				p, err = stack.sidecars(ctx, e, e.bowline, "", nil)
+				p, err = stack.sidecars(ctx, e, "")
 			}
 		case pathNginx, pathHAProxy:
 			if (name == pathNginx && e.nginx == "") || (name == pathHAProxy && e.haproxy == "") {
@@ -301,9 +295,6 @@ func (e *env) findTools(o options) error {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%s missing: run bench/dataplane/run.sh, which builds and installs it", f)
 		}
-	}
-	if _, err := os.Stat(e.pprofBin); err != nil {
-		e.pprofBin = ""
 	}
 	e.nginx, _ = exec.LookPath("nginx")
 	if e.nginx == "" {

@@ -197,14 +197,9 @@ func startBowline(ctx context.Context, env *env, a *app) (*bowlineStack, error) 
 
 // sidecars starts the two sidecars with bin; pprofAddrs, when given, are
 // passed as BOWLINE_PPROF_ADDRESS to the client and server.
-func (s *bowlineStack) sidecars(ctx context.Context, env *env, bin, suffix string, pprofAddrs []string) (*path, error) {
-	envFor := func(i int) []string {
-		e := append([]string{}, env.sidecarEnv...)
-		if len(pprofAddrs) > 0 {
-			e = append(e, "BOWLINE_PPROF_ADDRESS="+pprofAddrs[i])
-		}
-		return e
-	}
+func (s *bowlineStack) sidecars(ctx context.Context, env *env, suffix string) (*path, error) {
+	bin := env.bowline
+	envFor := func(int) []string { return env.sidecarEnv }
 	srv, err := env.procs.start("bowline-server"+suffix, env.proxyCPUs, envFor(1), append([]string{bin}, s.srvArgs...)...)
 	if err != nil {
 		return nil, err

@@ -13,21 +13,13 @@ import (
 	"time"
 )
 
-// profileBowline restarts the two sidecars from the pprof wrapper
-// (bench/dataplane/cmd/pprofproxy: the bowline CLI plus net/http/pprof,
-// because the proxy's admin port has no /debug/pprof), puts HTTP load on
-// them at the reference rate and saves CPU and heap profiles of both, plus a
-// `go tool pprof -top` summary of each.
+// profileBowline restarts the two sidecars, puts HTTP load on them at the
+// reference rate and saves CPU and heap profiles of both from their admin
+// ports' /debug/pprof (loopback only), plus a `go tool pprof -top` summary
+// of each.
 func profileBowline(ctx context.Context, e *env, s *bowlineStack, o options) ([]string, error) {
-	if e.pprofBin == "" {
-		return nil, errors.New("pprof wrapper not built (bench/dataplane/run.sh builds bench/.bin/pprofproxy)")
-	}
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
-	}
-	pprofAddrs := []string{addr(ports[0]), addr(ports[1])}
-	p, err := s.sidecars(ctx, e, e.pprofBin, "-pprof", pprofAddrs)
+	pprofAddrs := []string{addr(s.clientAdmin), addr(s.srvAdmin)}
+	p, err := s.sidecars(ctx, e, "-pprof")
 	if err != nil {
 		return nil, fmt.Errorf("start sidecars with pprof: %w", err)
 	}
@@ -90,7 +82,7 @@ func profileBowline(ctx context.Context, e *env, s *bowlineStack, o options) ([]
 		if filepath.Base(f) == "bowline-client-heap.pb.gz" || filepath.Base(f) == "bowline-server-heap.pb.gz" {
 			args = append(args, "-sample_index=alloc_space")
 		}
-		txt, err := exec.CommandContext(ctx, "go", append(args, e.pprofBin, f)...).CombinedOutput()
+		txt, err := exec.CommandContext(ctx, "go", append(args, e.bowline, f)...).CombinedOutput()
 		if err != nil {
 			continue
 		}
