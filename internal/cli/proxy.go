@@ -202,7 +202,7 @@ func releaseWhenReady(ctx context.Context, p *proxy.Proxy, log *slog.Logger) {
 // parseBytes reads a size: a number of bytes with an optional KiB, MiB or
 // GiB suffix (Ki, Mi, Gi and K, M, G also work, all binary).
 func parseBytes(s string) (int64, error) {
-	num := strings.TrimRight(s, "KMGiBkmgib")
+	num := strings.TrimRight(s, "KMGiBkmgb")
 	mult := int64(1)
 	switch strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(s[len(num):], "B"), "i")) {
 	case "":
