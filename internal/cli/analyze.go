@@ -131,6 +131,7 @@ func runAnalyze(s streams, o *analyzeOptions) error {
 		fmt.Fprintf(s.err, "\u2714 No validation issues found when analyzing %s.\n", target)
 	}
 	if len(analysis.Filter(msgs, failAt)) > 0 {
+		//lint:ignore ST1005 istioctl's exact text, which users and scripts recognise
 		return &exitError{code: exitAnalyzeFoundIssues, err: fmt.Errorf(
 			"Analyzers found issues when analyzing %s.\nSee %s for more information about causes and resolutions", target, analysisDocs)}
 	}

@@ -116,7 +116,6 @@ type backend struct {
 	name string
 	addr string
 	srv  *http.Server
-	hits sync.Map
 }
 
 func startBackend(t *testing.T, name string, h http.HandlerFunc) *backend {

@@ -28,13 +28,12 @@ func TestMain(m *testing.M) {
 
 // mesh is a control plane, backends and a proxy wired together.
 type mesh struct {
-	cp      *controlPlane
-	px      *runningProxy
-	addr    string
-	bk      map[string]*backend
-	flakyN  atomic.Int64
-	routeFn func() *routev3.RouteConfiguration
-	client  *http.Client
+	cp     *controlPlane
+	px     *runningProxy
+	addr   string
+	bk     map[string]*backend
+	flakyN atomic.Int64
+	client *http.Client
 }
 
 func (m *mesh) resources(t *testing.T, rc *routev3.RouteConfiguration) map[resource.Type][]types.Resource {

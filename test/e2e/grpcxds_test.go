@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/xds"
 
 	"github.com/bowline-mesh/bowline/internal/config/validation"
@@ -37,8 +36,8 @@ type echoBackend struct {
 	name string
 }
 
-func (b *echoBackend) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
-	return &testpb.SimpleResponse{Hostname: b.name}, nil
+func (b *echoBackend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	return &testgrpc.SimpleResponse{Hostname: b.name}, nil
 }
 
 // startBackend serves the echo backend on a loopback port and returns the port.
@@ -193,7 +192,7 @@ func TestProxylessGRPCWeightedRouting(t *testing.T) {
 	call := func() string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		resp, err := client.UnaryCall(ctx, &testpb.SimpleRequest{}, grpc.WaitForReady(true))
+		resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
 		if err != nil {
 			t.Fatalf("UnaryCall %s: %v\nNACKs in /debug/syncz: %s", target, err, nacks(t, debugAddr))
 		}

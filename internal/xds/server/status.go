@@ -212,21 +212,3 @@ func (t *tracker) snapshot() []ProxyStatus {
 	})
 	return out
 }
-
-// proxies returns the distinct connected proxies by id (the latest stream's).
-func (t *tracker) proxies() map[string]*model.Proxy {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make(map[string]*model.Proxy, len(t.conns))
-	for _, c := range t.conns {
-		out[c.proxy.ID] = c.proxy
-	}
-	return out
-}
-
-// count returns the number of identified streams.
-func (t *tracker) count() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.conns)
-}
