@@ -2,13 +2,46 @@ package local
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 )
 
-// freePorts reserves n distinct free TCP ports on host by listening on port 0
-// and releasing them. Another process could take one in between; the
-// supervisor restarts what fails to bind.
+// Ports for replicas come from below the kernel's ephemeral range: a port
+// from the ephemeral range (what listening on port 0 returns) can be taken
+// as the local port of any outgoing connection between the moment it is
+// found free and the moment the sidecar binds it.
+const (
+	portRangeLow       = 20000
+	defaultEphemeralLo = 32768
+)
+
+// ephemeralLow returns the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return defaultEphemeralLo
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return defaultEphemeralLo
+	}
+	lo, err := strconv.Atoi(fields[0])
+	if err != nil || lo <= portRangeLow+1000 {
+		return defaultEphemeralLo
+	}
+	return lo
+}
+
+// freePorts reserves n distinct free TCP ports on host below the ephemeral
+// range, starting at a random point so that concurrent runs rarely probe the
+// same ports, and releases them for the caller's processes to bind. The
+// supervisor restarts a process whose port was taken in between.
 func freePorts(host string, n int) ([]uint32, error) {
+	hi := ephemeralLow()
+	span := hi - portRangeLow
 	ls := make([]net.Listener, 0, n)
 	defer func() {
 		for _, l := range ls {
@@ -16,13 +49,18 @@ func freePorts(host string, n int) ([]uint32, error) {
 		}
 	}()
 	ports := make([]uint32, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	start := rand.IntN(span)
+	for i := 0; i < span && len(ports) < n; i++ {
+		p := portRangeLow + (start+i)%span
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 		if err != nil {
-			return nil, fmt.Errorf("find a free port on %s: %w", host, err)
+			continue
 		}
 		ls = append(ls, l)
-		ports = append(ports, uint32(l.Addr().(*net.TCPAddr).Port))
+		ports = append(ports, uint32(p))
+	}
+	if len(ports) < n {
+		return nil, fmt.Errorf("find %d free ports on %s between %d and %d: only %d free", n, host, portRangeLow, hi, len(ports))
 	}
 	return ports, nil
 }

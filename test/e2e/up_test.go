@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -47,14 +48,23 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// freePort finds a free port below the kernel's ephemeral range (from
+// 20000), so that no outgoing connection of a concurrently running test
+// takes it before the process under test binds it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	start := rand.IntN(10000)
+	for i := range 10000 {
+		p := 20000 + (start+i)%10000
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port between 20000 and 30000")
+	return 0
 }
 
 // bookinfoDir copies the local Bookinfo platform files into a fresh
@@ -126,8 +136,22 @@ func startUp(t *testing.T, bowline, dir string, extra ...string) *meshUp {
 		m.stop()
 		t.Fatalf("bowline up not ready after 60s\nstdout:\n%s\nstderr:\n%s", m.stdout.String(), m.stderr.String())
 	}
-	t.Cleanup(m.stop)
+	t.Cleanup(func() {
+		m.stop()
+		if t.Failed() {
+			t.Logf("bowline up stderr:\n%s", tail(m.stderr.String(), 60))
+		}
+	})
 	return m
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // stop sends SIGTERM and waits for a clean exit.
