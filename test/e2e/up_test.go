@@ -344,6 +344,26 @@ func TestBookinfoUp(t *testing.T) {
 		}
 	})
 
+	t.Run("invalid edit keeps the last good config", func(t *testing.T) {
+		bad := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v3}\n      weight: heavy\n"
+		if err := os.WriteFile(filepath.Join(m.dir, "scenario.yaml"), []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for !strings.Contains(m.stderr.String(), "spec.http[0].route[0].weight: expected integer") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the problem was not reported; stderr:\n%s", tail(m.stderr.String(), 20))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if counts := m.split(t, "jason", 10); counts["reviews-v2"] != 10 {
+			t.Errorf("jason after an invalid edit: %v, want the last good rule (all v2)", counts)
+		}
+		if counts := m.split(t, "", 10); counts["reviews-v1"] != 10 {
+			t.Errorf("anonymous after an invalid edit: %v, want the last good rule (all v1)", counts)
+		}
+	})
+
 	t.Run("ratings abort for jason", func(t *testing.T) {
 		m.scenario(t, "virtual-service-reviews-test-v2.yaml", "virtual-service-ratings-test-abort.yaml")
 		m.eventually(t, "jason", 3, "ratings unavailable", func(p page) bool {
