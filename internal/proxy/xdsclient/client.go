@@ -2,7 +2,9 @@ package xdsclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync/atomic"
@@ -162,7 +164,19 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 		if !nodeSent {
 			req.Node, nodeSent = c.cfg.Node, true
 		}
-		return stream.Send(req)
+		err := stream.Send(req)
+		if errors.Is(err, io.EOF) {
+			// Fix (found by TestDeltaFallback): gRPC reports a stream the
+			// server has already ended as io.EOF on Send and the real status
+			// on Recv. A server without delta answers Unimplemented at once,
+			// often before the second initial request is sent; without the
+			// status the client missed the fallback and retried delta with
+			// backoff.
+			if _, rerr := stream.Recv(); rerr != nil {
+				err = rerr
+			}
+		}
+		return err
 	}
 	subscribed := map[string]map[string]bool{RouteType: {}, EndpointType: {}}
 	st := c.State()
