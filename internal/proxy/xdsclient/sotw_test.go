@@ -26,56 +26,79 @@ func nackDetail(msg string) *statuspb.Status {
 	return &statuspb.Status{Code: int32(codes.InvalidArgument), Message: msg}
 }
 
+// sotwBootstrap is the exchange that brings a state-of-the-world client from
+// nothing to a complete state: listener l1 (route r1), cluster c1 (EDS c1),
+// route r1, endpoints c1 on port 9001.
+var sotwBootstrap = []sotwStep{
+	{
+		name: "listener referencing route r1 is acked and r1 requested",
+		resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
+			return sotwResp(ListenerType, "l-1", "n1", anyOf(t, listener(t, "l1", 15001, "r1")))
+		},
+		want: []*discoveryv3.DiscoveryRequest{
+			{TypeUrl: ListenerType, VersionInfo: "l-1", ResponseNonce: "n1"},
+			{TypeUrl: RouteType, ResourceNames: []string{"r1"}},
+		},
+	},
+	{
+		name: "eds cluster c1 is acked and its endpoints requested",
+		resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
+			return sotwResp(ClusterType, "c-1", "n2", anyOf(t, edsCluster("c1")))
+		},
+		want: []*discoveryv3.DiscoveryRequest{
+			{TypeUrl: ClusterType, VersionInfo: "c-1", ResponseNonce: "n2"},
+			{TypeUrl: EndpointType, ResourceNames: []string{"c1"}},
+		},
+	},
+	{
+		name: "route r1 is acked with its names",
+		resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
+			return sotwResp(RouteType, "r-1", "n3", anyOf(t, routeConfig("r1", "c1")))
+		},
+		want: []*discoveryv3.DiscoveryRequest{
+			{TypeUrl: RouteType, VersionInfo: "r-1", ResponseNonce: "n3", ResourceNames: []string{"r1"}},
+		},
+	},
+	{
+		name: "endpoints c1 are acked and the state is complete",
+		resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
+			return sotwResp(EndpointType, "e-1", "n4", anyOf(t, cla("c1", 9001)))
+		},
+		want: []*discoveryv3.DiscoveryRequest{
+			{TypeUrl: EndpointType, VersionInfo: "e-1", ResponseNonce: "n4", ResourceNames: []string{"c1"}},
+		},
+		check: func(t *testing.T, c *Client) {
+			if st := c.State(); !st.Complete() || endpointPort(t, st, "c1") != 9001 {
+				t.Errorf("state complete=%v endpoint port %d, want complete with 9001", st.Complete(), endpointPort(t, st, "c1"))
+			}
+		},
+	},
+}
+
+// runSotWSteps plays steps on s, stopping the test at the first failure (the
+// steps share one stream).
+func runSotWSteps(t *testing.T, c *Client, s *fakeStream[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse], steps []sotwStep) {
+	t.Helper()
+	for _, step := range steps {
+		if !t.Run(step.name, func(t *testing.T) {
+			s.send(t, step.resp(t))
+			expectRequests(t, s, step.want...)
+			if step.check != nil {
+				step.check(t, c)
+			}
+		}) {
+			t.FailNow()
+		}
+	}
+}
+
 // TestSotW drives a state-of-the-world stream response by response and checks
 // every request the client sends: wildcard LDS and CDS first, RDS and EDS by
 // the names the accepted listeners and clusters reference, an ACK carrying
 // each accepted response's version and nonce, and a NACK carrying the last
 // accepted version, the rejected response's nonce and the rejection's text.
 func TestSotW(t *testing.T) {
-	steps := []sotwStep{
-		{
-			name: "listener referencing route r1 is acked and r1 requested",
-			resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
-				return sotwResp(ListenerType, "l-1", "n1", anyOf(t, listener(t, "l1", 15001, "r1")))
-			},
-			want: []*discoveryv3.DiscoveryRequest{
-				{TypeUrl: ListenerType, VersionInfo: "l-1", ResponseNonce: "n1"},
-				{TypeUrl: RouteType, ResourceNames: []string{"r1"}},
-			},
-		},
-		{
-			name: "eds cluster c1 is acked and its endpoints requested",
-			resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
-				return sotwResp(ClusterType, "c-1", "n2", anyOf(t, edsCluster("c1")))
-			},
-			want: []*discoveryv3.DiscoveryRequest{
-				{TypeUrl: ClusterType, VersionInfo: "c-1", ResponseNonce: "n2"},
-				{TypeUrl: EndpointType, ResourceNames: []string{"c1"}},
-			},
-		},
-		{
-			name: "route r1 is acked with its names",
-			resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
-				return sotwResp(RouteType, "r-1", "n3", anyOf(t, routeConfig("r1", "c1")))
-			},
-			want: []*discoveryv3.DiscoveryRequest{
-				{TypeUrl: RouteType, VersionInfo: "r-1", ResponseNonce: "n3", ResourceNames: []string{"r1"}},
-			},
-		},
-		{
-			name: "endpoints c1 are acked and the state is complete",
-			resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
-				return sotwResp(EndpointType, "e-1", "n4", anyOf(t, cla("c1", 9001)))
-			},
-			want: []*discoveryv3.DiscoveryRequest{
-				{TypeUrl: EndpointType, VersionInfo: "e-1", ResponseNonce: "n4", ResourceNames: []string{"c1"}},
-			},
-			check: func(t *testing.T, c *Client) {
-				if st := c.State(); !st.Complete() || endpointPort(t, st, "c1") != 9001 {
-					t.Errorf("state complete=%v endpoint port %d, want complete with 9001", st.Complete(), endpointPort(t, st, "c1"))
-				}
-			},
-		},
+	steps := append(sotwBootstrap[:len(sotwBootstrap):len(sotwBootstrap)], []sotwStep{
 		{
 			name: "clusters the consumer rejects are nacked with the previous version",
 			resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
@@ -126,7 +149,7 @@ func TestSotW(t *testing.T) {
 				}
 			},
 		},
-	}
+	}...)
 
 	f := &fakeADS{}
 	addr := startFake(t, f)
@@ -139,18 +162,7 @@ func TestSotW(t *testing.T) {
 		&discoveryv3.DiscoveryRequest{TypeUrl: ListenerType},
 	)
 	s.noRequest(t)
-	for _, step := range steps {
-		// The steps share one stream, so a failed step stops the test.
-		if !t.Run(step.name, func(t *testing.T) {
-			s.send(t, step.resp(t))
-			expectRequests(t, s, step.want...)
-			if step.check != nil {
-				step.check(t, c)
-			}
-		}) {
-			t.FailNow()
-		}
-	}
+	runSotWSteps(t, c, s, steps)
 	s.noRequest(t)
 	if n := f.deltaAttempts(); n != 0 {
 		t.Errorf("%d delta streams with ForceSotW", n)
