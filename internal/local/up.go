@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -300,50 +301,72 @@ func (u *Up) waitHealthy(ctx context.Context) bool {
 	}
 }
 
-// syncz is the part of the control plane's /debug/syncz that Up reads.
+// syncz and configz are the parts of the control plane's /debug/syncz and
+// /debug/configz that Up reads.
 type syncz struct {
 	Proxies []struct {
 		ID    string `json:"id"`
 		Types map[string]struct {
-			Sent   string    `json:"sent"`
-			Acked  string    `json:"acked"`
-			SentAt time.Time `json:"sentAt"`
+			Sent  string `json:"sent"`
+			Acked string `json:"acked"`
 		} `json:"types"`
 	} `json:"proxies"`
 }
 
-// converged reports whether at least n proxies are connected, each has
-// accepted everything sent to it, and something was sent after since.
+type configz struct {
+	MeshInputsAt time.Time `json:"meshInputsAt"`
+}
+
+// converged reports whether the control plane has pushed a mesh built after
+// since to at least n proxies and each has accepted everything sent to it,
+// and stays so for a short settle interval (a push can be handed to the
+// streams a moment after the build is recorded).
 func (u *Up) converged(ctx context.Context, n int, since time.Time) bool {
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+u.state.ControlPlane.Debug+"/debug/syncz", nil)
-	if err != nil {
-		return false
+	get := func(path string, v any) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+u.state.ControlPlane.Debug+path, nil)
+		if err != nil {
+			return false
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(v) == nil
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	var sz syncz
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&sz) != nil {
-		return false
-	}
-	if len(sz.Proxies) < n {
-		return false
-	}
-	var latest time.Time
-	for _, p := range sz.Proxies {
-		for _, ts := range p.Types {
-			if ts.Sent == "" || ts.Sent != ts.Acked {
-				return false
-			}
-			if ts.SentAt.After(latest) {
-				latest = ts.SentAt
+	check := func() (string, bool) {
+		var cz configz
+		if !get("/debug/configz", &cz) || !cz.MeshInputsAt.After(since) {
+			return "", false
+		}
+		var sz syncz
+		if !get("/debug/syncz", &sz) || len(sz.Proxies) < n {
+			return "", false
+		}
+		var sig []string
+		for _, p := range sz.Proxies {
+			for typ, ts := range p.Types {
+				if ts.Sent == "" || ts.Sent != ts.Acked {
+					return "", false
+				}
+				sig = append(sig, p.ID+" "+typ+" "+ts.Acked)
 			}
 		}
+		sort.Strings(sig)
+		return strings.Join(sig, "\n"), true
 	}
-	return !latest.Before(since)
+	first, ok := check()
+	if !ok {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(200 * time.Millisecond):
+	}
+	second, ok := check()
+	return ok && first == second
 }
 
 // stopAll stops every replica and the gateway (they drain), deregistering first.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -35,6 +36,9 @@ type Configz struct {
 	Version uint64 `json:"version"`
 	// MeshVersion is the version of the mesh model built from it ("" before the first build).
 	MeshVersion string `json:"meshVersion,omitempty"`
+	// MeshInputsAt is when the config and registry of the last pushed mesh were
+	// read: changes made before it have been handed to the proxies.
+	MeshInputsAt time.Time `json:"meshInputsAt,omitzero"`
 	// Domain and RootNamespace are the model's options.
 	Domain        string `json:"domain"`
 	RootNamespace string `json:"rootNamespace"`
@@ -101,6 +105,9 @@ func (s *Server) configz(w http.ResponseWriter, _ *http.Request) {
 	for _, o := range snap.Objects {
 		out.Objects[o.GVK.Kind] = append(out.Objects[o.GVK.Kind], o.Meta.Namespace+"/"+o.Meta.Name)
 	}
+	s.mu.Lock()
+	out.MeshInputsAt = s.meshInputsAt
+	s.mu.Unlock()
 	if m := s.currentMesh(); m != nil {
 		out.MeshVersion = m.Version()
 		out.MeshProblems = append(out.MeshProblems, m.Problems()...)

@@ -92,12 +92,15 @@ type Server struct {
 	cache    *wireCache
 	xds      serverv3.Server
 
-	ready    atomic.Bool
-	mu       sync.Mutex
-	mesh     Mesh // last built
-	listened chan struct{}
-	xdsAddr  net.Addr
-	dbgAddr  net.Addr
+	ready atomic.Bool
+	mu    sync.Mutex
+	mesh  Mesh // last built
+	// meshInputsAt is when the inputs of the last finished build were read:
+	// every config and registry change before it is in what proxies were sent.
+	meshInputsAt time.Time
+	listened     chan struct{}
+	xdsAddr      net.Addr
+	dbgAddr      net.Addr
 }
 
 // New checks cfg and builds a Server. It starts nothing.
@@ -351,10 +354,12 @@ func (s *Server) rebuild(ctx context.Context, b burst) {
 	s.setProblemMetrics(cfg.Problems)
 	if prev != nil && prev.Version() == mesh.Version() {
 		s.log.Debug("mesh unchanged, no push", slog.String(attrVersion, mesh.Version()), slog.Int(attrEvents, b.events))
+		s.setMeshInputsAt(start)
 		s.ready.Store(true)
 		return
 	}
 	res := s.pusher.push(ctx, mesh)
+	s.setMeshInputsAt(start)
 	end := s.cfg.Now()
 	s.metrics.convergence.Observe(end.Sub(b.first).Seconds())
 	s.ready.Store(true)
@@ -373,6 +378,12 @@ func (s *Server) setProblemMetrics(ps config.Problems) {
 }
 
 // currentMesh returns the last built mesh, or nil.
+func (s *Server) setMeshInputsAt(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.meshInputsAt = t
+}
+
 func (s *Server) currentMesh() Mesh {
 	s.mu.Lock()
 	defer s.mu.Unlock()
