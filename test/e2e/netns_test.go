@@ -32,6 +32,15 @@ func requireNetns(t *testing.T) {
 			t.Skipf("needs %s: apt-get install -y iproute2 iptables util-linux", p)
 		}
 	}
+	// Root in a container without CAP_SYS_ADMIN/NET_ADMIN cannot make namespaces.
+	probe := fmt.Sprintf("bowline-probe-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
+		if strings.Contains(string(out), "not permitted") {
+			t.Skipf("root here may not create network namespaces: %s", out)
+		}
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	_ = exec.Command("ip", "netns", "del", probe).Run()
 }
 
 // TestNetnsBookinfo runs Bookinfo with every replica in its own network
