@@ -57,7 +57,7 @@ Edits to files in DIR take effect live. State (ports, addresses, the ingress URL
 written to DIR/.bowline/up.json and logs to DIR/.bowline/logs/. Ctrl-C stops
 everything; sidecars drain first.`,
 		Example: `  # Build Bookinfo and run it
-  make -C samples/bookinfo
+  make -C samples/bookinfo build
   bowline up samples/bookinfo/platform/local
 
   # Serve the ingress gateway on port 18080 instead of the Gateway's port
