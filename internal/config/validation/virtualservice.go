@@ -359,33 +359,26 @@ func headerOperationProblems(f *fieldErrors, p string, h *networking.Headers) {
 	if h == nil {
 		return
 	}
-	req, resp := fieldPath(p, "request"), fieldPath(p, "response")
+	// The authority may be rewritten through :authority or host on requests.
+	headerEditProblems(f, fieldPath(p, "request"), h.GetRequest(), true)
+	headerEditProblems(f, fieldPath(p, "response"), h.GetResponse(), false)
+}
+
+// headerEditProblems checks the set, add and remove edits of one direction;
+// allowAuthority lets set and add name the authority.
+func headerEditProblems(f *fieldErrors, p string, ops *networking.Headers_HeaderOperations, allowAuthority bool) {
 	for _, op := range []struct {
 		path string
 		m    map[string]string
-	}{{fieldPath(req, "set"), h.GetRequest().GetSet()}, {fieldPath(req, "add"), h.GetRequest().GetAdd()}} {
+	}{{fieldPath(p, "set"), ops.GetSet()}, {fieldPath(p, "add"), ops.GetAdd()}} {
 		for _, k := range sortedMapKeys(op.m) {
 			kp := keyPath(op.path, k)
-			// The authority may be rewritten through :authority or host.
-			f.reason(kp, headerEditNameProblem(k, true))
+			f.reason(kp, headerEditNameProblem(k, allowAuthority))
 			f.reason(kp, headerValueProblem(op.m[k]))
 		}
 	}
-	for i, k := range h.GetRequest().GetRemove() {
-		f.reason(indexPath(fieldPath(req, "remove"), i), headerEditNameProblem(k, false))
-	}
-	for _, op := range []struct {
-		path string
-		m    map[string]string
-	}{{fieldPath(resp, "set"), h.GetResponse().GetSet()}, {fieldPath(resp, "add"), h.GetResponse().GetAdd()}} {
-		for _, k := range sortedMapKeys(op.m) {
-			kp := keyPath(op.path, k)
-			f.reason(kp, headerEditNameProblem(k, false))
-			f.reason(kp, headerValueProblem(op.m[k]))
-		}
-	}
-	for i, k := range h.GetResponse().GetRemove() {
-		f.reason(indexPath(fieldPath(resp, "remove"), i), headerEditNameProblem(k, false))
+	for i, k := range ops.GetRemove() {
+		f.reason(indexPath(fieldPath(p, "remove"), i), headerEditNameProblem(k, false))
 	}
 }
 
