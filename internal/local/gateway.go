@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,7 +42,7 @@ func (g *gatewayProc) stop() {
 // restarts it when the set of server ports changes.
 func (u *Up) reconcileIngress(ctx context.Context, wg *sync.WaitGroup, gateways []*config.Object) {
 	ports := gatewayServerPorts(gateways)
-	if u.ingress != nil && equalPorts(u.ingress.ports, ports) {
+	if u.ingress != nil && slices.Equal(u.ingress.ports, ports) {
 		return
 	}
 	if u.ingress != nil {
@@ -70,7 +72,7 @@ func (u *Up) reconcileIngress(ctx context.Context, wg *sync.WaitGroup, gateways 
 		return
 	}
 	labels := make([]string, 0, len(ingressLabels))
-	for _, k := range sortedMapKeys(ingressLabels) {
+	for _, k := range slices.Sorted(maps.Keys(ingressLabels)) {
 		labels = append(labels, k+"="+ingressLabels[k])
 	}
 	const gwNamespace, gwServiceAccount = "istio-system", "istio-ingressgateway-service-account"
@@ -113,16 +115,4 @@ func (u *Up) reconcileIngress(ctx context.Context, wg *sync.WaitGroup, gateways 
 	}()
 	u.ingress = g
 	u.log.Info("ingress gateway starting", slog.String("url", g.url), slog.String("admin", g.admin))
-}
-
-func equalPorts(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

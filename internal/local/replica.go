@@ -7,12 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,7 +127,7 @@ func (u *Up) newReplica(ctx context.Context, d desiredReplica) (*replica, error)
 		ip, outbound, admin = pod.IP.String(), "", fmt.Sprintf("%s:%d", pod.IP, SidecarAdminPort)
 	}
 	env := os.Environ()
-	for _, k := range sortedMapKeys(spec.Env) {
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		env = append(env, k+"="+spec.Env[k])
 	}
 	if pod == nil {
@@ -146,7 +147,7 @@ func (u *Up) newReplica(ctx context.Context, d desiredReplica) (*replica, error)
 	}
 
 	labels := make([]string, 0, len(spec.Labels))
-	for _, k := range sortedMapKeys(spec.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(spec.Labels)) {
 		labels = append(labels, k+"="+spec.Labels[k])
 	}
 	nodeID := fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.%s", ip, d.name, ns, ns, u.cfg.Domain)
@@ -222,15 +223,6 @@ func envSuffix(name string) string {
 		}
 		return '_'
 	}, name))
-}
-
-func sortedMapKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // start registers the replica (unhealthy until probed), then runs the sidecar,

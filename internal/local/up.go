@@ -158,8 +158,8 @@ func (u *Up) Run(ctx context.Context) error {
 		ControlPlane: ControlPlaneState{XDS: xdsAddr.String(), Debug: debugAddr.String()}}
 	u.log.Info("control plane serving", slog.String("xds", xdsAddr.String()), slog.String("debug", debugAddr.String()))
 
-	runCtx, stopAll := context.WithCancel(ctx)
-	defer stopAll()
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
 	var wg sync.WaitGroup
 	store := u.cp.Store()
 	updates := store.Subscribe(runCtx)
@@ -192,13 +192,13 @@ func (u *Up) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			u.log.Info("stopping")
 			u.stopAll()
-			stopAll()
+			cancelRun()
 			wg.Wait()
 			return nil
 		case err := <-cpDone:
 			cpDone <- err
 			u.stopAll()
-			stopAll()
+			cancelRun()
 			wg.Wait()
 			if err == nil {
 				err = errors.New("stopped unexpectedly")
