@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -307,7 +308,7 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 		st := c.State()
 		for _, t := range []string{RouteType, EndpointType} {
 			want := st.wanted(t)
-			if equalStrings(want, sent[t]) || len(want) == 0 {
+			if slices.Equal(want, sent[t]) || len(want) == 0 {
 				continue
 			}
 			sent[t] = want
@@ -317,16 +318,4 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 			}
 		}
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
