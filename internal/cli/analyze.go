@@ -126,7 +126,7 @@ func runAnalyze(s streams, o *analyzeOptions) error {
 			return err
 		}
 	}
-	target := filesPhrase(src.count())
+	target := plural(src.count(), "file")
 	if len(shown) == 0 {
 		fmt.Fprintf(s.err, "\u2714 No validation issues found when analyzing %s.\n", target)
 	}
@@ -136,13 +136,6 @@ func runAnalyze(s streams, o *analyzeOptions) error {
 			"Analyzers found issues when analyzing %s.\nSee %s for more information about causes and resolutions", target, analysisDocs)}
 	}
 	return nil
-}
-
-func filesPhrase(n int) string {
-	if n == 1 {
-		return "1 file"
-	}
-	return fmt.Sprintf("%d files", n)
 }
 
 func listAnalyzers(w io.Writer) error {
