@@ -85,6 +85,22 @@ func (m *genMap[K, V]) get(k K) (V, bool) {
 	return v, ok
 }
 
+// load returns m's entry for k, building and storing it on a miss. build
+// runs without c.mu held: two callers may both build, and the last store wins.
+func load[K comparable, V any](c *Cache, m *genMap[K, V], k K, build func() V) V {
+	c.mu.Lock()
+	v, ok := m.get(k)
+	c.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = build()
+	c.mu.Lock()
+	m.cur[k] = v
+	c.mu.Unlock()
+	return v
+}
+
 func (m *genMap[K, V]) rotate() {
 	m.prev = m.cur
 	m.cur = make(map[K]V, len(m.prev))
@@ -102,21 +118,29 @@ func (m *genMap[K, V]) len() int {
 
 // clusterKey is everything buildServiceClusters reads: the service, whether
 // the proxy is proxyless gRPC, the mTLS mode of the service's namespace
-// (auto mTLS) and the specs of the merged DestinationRules (up to
-// maxKeyRules; more are not cached). Whatever else a cluster generator
-// comes to read must be added here (TestGenerateCachedAcrossConfig).
+// (auto mTLS) and the specs of the merged DestinationRules. Whatever else a
+// cluster generator comes to read must be added here
+// (TestGenerateCachedAcrossConfig).
 type clusterKey struct {
-	svc   *registry.Service
-	grpc  bool
-	mtls  model.MTLSMode
+	svc  *registry.Service
+	grpc bool
+	mtls model.MTLSMode
+	rulesKey
+}
+
+// rulesKey identifies a merged DestinationRule by its specs, up to
+// maxKeyRules of them (more are not cached).
+type rulesKey struct {
 	nDR   int
 	rules [maxKeyRules]*networking.DestinationRule
 }
 
 const maxKeyRules = 3
 
-func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc bool, mtls model.MTLSMode) (clusterKey, bool) {
-	k := clusterKey{svc: svc, grpc: grpc, mtls: mtls}
+// rulesKeyFor returns dr's key, or false when dr has too many rules to be
+// a key (or none: a merged rule is never empty).
+func rulesKeyFor(dr *model.MergedDestinationRule) (rulesKey, bool) {
+	var k rulesKey
 	if dr == nil {
 		return k, true
 	}
@@ -130,6 +154,11 @@ func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc 
 	return k, true
 }
 
+func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc bool, mtls model.MTLSMode) (clusterKey, bool) {
+	rk, ok := rulesKeyFor(dr)
+	return clusterKey{svc: svc, grpc: grpc, mtls: mtls, rulesKey: rk}, ok
+}
+
 // serviceClusters is what buildServiceClusters adds for one service.
 type serviceClusters struct {
 	clusters  []*clusterv3.Cluster
@@ -137,17 +166,7 @@ type serviceClusters struct {
 }
 
 func (c *Cache) serviceClusters(k clusterKey, build func() *serviceClusters) *serviceClusters {
-	c.mu.Lock()
-	sc, ok := c.clusters.get(k)
-	c.mu.Unlock()
-	if ok {
-		return sc
-	}
-	sc = build()
-	c.mu.Lock()
-	c.clusters.cur[k] = sc
-	c.mu.Unlock()
-	return sc
+	return load(c, &c.clusters, k, build)
 }
 
 // encoded is a resource's wire form and the hash of its bytes.
@@ -161,22 +180,13 @@ func (c *Cache) encode(r proto.Message, typeURL string) encoded {
 	if c == nil {
 		return encode(r, typeURL)
 	}
-	c.mu.Lock()
-	e, ok := c.encoded.get(r)
-	c.mu.Unlock()
-	if ok {
-		return e
-	}
-	if rc, ok := r.(*routev3.RouteConfiguration); ok {
-		b := c.encodeRouteConfiguration(rc)
-		e = encoded{any: &anypb.Any{TypeUrl: typeURL, Value: b}, sum: sha256.Sum256(b)}
-	} else {
-		e = encode(r, typeURL)
-	}
-	c.mu.Lock()
-	c.encoded.cur[r] = e
-	c.mu.Unlock()
-	return e
+	return load(c, &c.encoded, r, func() encoded {
+		if rc, ok := r.(*routev3.RouteConfiguration); ok {
+			b := c.encodeRouteConfiguration(rc)
+			return encoded{any: &anypb.Any{TypeUrl: typeURL, Value: b}, sum: sha256.Sum256(b)}
+		}
+		return encode(r, typeURL)
+	})
 }
 
 func encode(r proto.Message, typeURL string) encoded {
@@ -190,39 +200,18 @@ func encode(r proto.Message, typeURL string) encoded {
 // routeKey is what the default route of host:port reads: the merged
 // DestinationRule's specs (for hash policies).
 type routeKey struct {
-	host  string
-	port  uint32
-	nDR   int
-	rules [maxKeyRules]*networking.DestinationRule
+	host string
+	port uint32
+	rulesKey
 }
 
 func routeKeyFor(host string, port uint32, dr *model.MergedDestinationRule) (routeKey, bool) {
-	k := routeKey{host: host, port: port}
-	if dr == nil {
-		return k, true
-	}
-	if len(dr.Rules) > maxKeyRules || len(dr.Rules) == 0 {
-		return k, false
-	}
-	k.nDR = len(dr.Rules)
-	for i, r := range dr.Rules {
-		k.rules[i] = r.Spec
-	}
-	return k, true
+	rk, ok := rulesKeyFor(dr)
+	return routeKey{host: host, port: port, rulesKey: rk}, ok
 }
 
 func (c *Cache) route(k routeKey, build func() *routev3.Route) *routev3.Route {
-	c.mu.Lock()
-	r, ok := c.routes.get(k)
-	c.mu.Unlock()
-	if ok {
-		return r
-	}
-	r = build()
-	c.mu.Lock()
-	c.routes.cur[k] = r
-	c.mu.Unlock()
-	return r
+	return load(c, &c.routes, k, build)
 }
 
 // domainsKey is what a service port's virtual host domains depend on.
@@ -235,17 +224,7 @@ type domainsKey struct {
 
 // domains returns the cached domains for k (never to be modified).
 func (c *Cache) domains(k domainsKey, build func() []string) []string {
-	c.mu.Lock()
-	ds, ok := c.domainss.get(k)
-	c.mu.Unlock()
-	if ok {
-		return ds
-	}
-	ds = slices.Clip(build())
-	c.mu.Lock()
-	c.domainss.cur[k] = ds
-	c.mu.Unlock()
-	return ds
+	return load(c, &c.domainss, k, func() []string { return slices.Clip(build()) })
 }
 
 // vhostKey identifies a virtual host by name, domains and routes (domains
@@ -318,18 +297,11 @@ func (c *Cache) encodeRouteConfiguration(rc *routev3.RouteConfiguration) []byte 
 // part returns the cached deterministic encoding of a message that is part
 // of a resource.
 func (c *Cache) part(m proto.Message) []byte {
-	c.mu.Lock()
-	b, ok := c.parts.get(m)
-	c.mu.Unlock()
-	if ok {
+	return load(c, &c.parts, m, func() []byte {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			panic(fmt.Sprintf("marshal %T: %v", m, err))
+		}
 		return b
-	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		panic(fmt.Sprintf("marshal %T: %v", m, err))
-	}
-	c.mu.Lock()
-	c.parts.cur[m] = b
-	c.mu.Unlock()
-	return b
+	})
 }
