@@ -8,6 +8,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -53,10 +54,7 @@ func (c *callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) e
 	if err := c.identify(key, req.GetNode()); err != nil {
 		return err
 	}
-	errText := req.GetErrorDetail().GetMessage()
-	if req.GetErrorDetail() != nil && errText == "" {
-		errText = "rejected without a message"
-	}
+	errText := nackText(req.GetErrorDetail())
 	if res, version := c.tracker.request(key, req.GetTypeUrl(), req.GetResponseNonce(), errText); res == nacked {
 		c.nacked(key, req.GetTypeUrl(), version, errText)
 		req.VersionInfo = version
@@ -75,10 +73,7 @@ func (c *callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscovery
 	if err := c.identify(key, req.GetNode()); err != nil {
 		return err
 	}
-	errText := req.GetErrorDetail().GetMessage()
-	if req.GetErrorDetail() != nil && errText == "" {
-		errText = "rejected without a message"
-	}
+	errText := nackText(req.GetErrorDetail())
 	if res, version := c.tracker.request(key, req.GetTypeUrl(), req.GetResponseNonce(), errText); res == nacked {
 		c.nacked(key, req.GetTypeUrl(), version, errText)
 	}
@@ -88,6 +83,14 @@ func (c *callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscovery
 // OnStreamDeltaResponse records what was sent.
 func (c *callbacks) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
 	c.sent(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+}
+
+// nackText is the error a request reports: "" for an ACK.
+func nackText(detail *rpcstatus.Status) string {
+	if detail != nil && detail.GetMessage() == "" {
+		return "rejected without a message"
+	}
+	return detail.GetMessage()
 }
 
 // OnFetchRequest refuses REST/unary fetches: only ADS is served.
