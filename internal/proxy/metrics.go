@@ -51,8 +51,10 @@ type tcpSeries struct {
 
 // metrics holds the Istio standard metrics of one proxy in its own registry.
 type metrics struct {
-	reg      *prometheus.Registry
-	self     Identity
+	reg *prometheus.Registry
+	// self are this proxy's workload, namespace, principal, app and version
+	// labels, "unknown" where empty.
+	self     [5]string
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	reqSize  *prometheus.HistogramVec
@@ -69,8 +71,9 @@ type metrics struct {
 func newMetrics(self Identity) *metrics {
 	bytesBuckets := prometheus.ExponentialBuckets(1, 10, 9)
 	m := &metrics{
-		reg:  prometheus.NewRegistry(),
-		self: self,
+		reg: prometheus.NewRegistry(),
+		self: [5]string{orUnknown(self.Workload), orUnknown(self.Namespace), orUnknown(self.Principal),
+			orUnknown(self.App), orUnknown(self.Version)},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_requests_total",
 			Help: "Requests handled by the proxy."}, requestLabels),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_request_duration_milliseconds",
@@ -107,8 +110,7 @@ func orUnknown(s string) string {
 // this proxy; the source is the mTLS peer (unknown for plaintext).
 func (m *metrics) key(r *record, protocol, code, grpcStatus string) labelKey {
 	var k labelKey
-	self := [5]string{orUnknown(m.self.Workload), orUnknown(m.self.Namespace), orUnknown(m.self.Principal),
-		orUnknown(m.self.App), orUnknown(m.self.Version)}
+	self := m.self
 	var peer [5]string
 	if r.host != nil {
 		w := r.host.workload
@@ -159,12 +161,11 @@ func serviceOf(r *record) (svc, name, ns string) {
 	if svc == "" {
 		return "unknown", "unknown", "unknown"
 	}
-	parts := strings.SplitN(svc, ".", 3)
-	name = parts[0]
-	ns = "unknown"
-	if len(parts) > 1 {
-		ns = parts[1]
+	name, rest, ok := strings.Cut(svc, ".")
+	if !ok {
+		return svc, name, "unknown"
 	}
+	ns, _, _ = strings.Cut(rest, ".")
 	return svc, name, ns
 }
 
