@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	typev1beta1 "istio.io/api/type/v1beta1"
-	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/bowline-mesh/bowline/internal/config"
 )
@@ -50,23 +49,7 @@ func secCheckLabels(r *fieldErrors, selectorPath, path string, labels map[string
 	if len(labels) > maxLabels {
 		r.errorf(path, "at most %d labels are allowed, got %d", maxLabels, len(labels))
 	}
-	for _, k := range sortedMapKeys(labels) {
-		v := labels[k]
-		kp := keyPath(path, k)
-		switch {
-		case k == "":
-			r.errorf(kp, "empty label key is not supported in a selector")
-		case strings.Contains(k, "*") || strings.Contains(v, "*"):
-			r.errorf(kp, "wildcard is not supported in a selector: %q", k+"="+v)
-		default:
-			if errs := k8svalidation.IsQualifiedName(k); len(errs) > 0 {
-				r.errorf(kp, "invalid label key %q: %s", k, errs[0])
-			}
-			if errs := k8svalidation.IsValidLabelValue(v); len(errs) > 0 {
-				r.errorf(kp, "invalid label value %q: %s", v, errs[0])
-			}
-		}
-	}
+	selectorLabelProblems(r, path, labels)
 }
 
 // secCheckSelector checks a WorkloadSelector (selector.matchLabels) at path.
