@@ -3,7 +3,8 @@ package xdsclient
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -82,14 +83,11 @@ func (s *State) Complete() bool {
 	if !s.Received[ListenerType] || !s.Received[ClusterType] {
 		return false
 	}
-	for _, n := range s.wanted(RouteType) {
-		if s.Resources[RouteType][n] == nil {
-			return false
-		}
-	}
-	for _, n := range s.wanted(EndpointType) {
-		if s.Resources[EndpointType][n] == nil {
-			return false
+	for _, typ := range []string{RouteType, EndpointType} {
+		for _, n := range s.wanted(typ) {
+			if s.Resources[typ][n] == nil {
+				return false
+			}
 		}
 	}
 	return true
@@ -119,12 +117,7 @@ func (s *State) wanted(typ string) []string {
 			}
 		}
 	}
-	out := make([]string, 0, len(set))
-	for n := range set {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(set))
 }
 
 // with returns a copy of s in which typ's resources are changed by upserts
@@ -132,17 +125,11 @@ func (s *State) wanted(typ string) []string {
 // Resources are validated; the error lists every rejected resource.
 func (s *State) with(typ string, upserts []*Resource, removed []string, replace bool) (*State, error) {
 	next := &State{Resources: make(map[string]map[string]*Resource, len(s.Resources)), Received: map[string]bool{}}
-	for t, m := range s.Resources {
-		next.Resources[t] = m
-	}
-	for t, v := range s.Received {
-		next.Received[t] = v
-	}
+	maps.Copy(next.Resources, s.Resources)
+	maps.Copy(next.Received, s.Received)
 	m := map[string]*Resource{}
 	if !replace {
-		for k, v := range s.Resources[typ] {
-			m[k] = v
-		}
+		maps.Copy(m, s.Resources[typ])
 	}
 	for _, n := range removed {
 		delete(m, n)
