@@ -3,13 +3,11 @@ package xds
 import (
 	"slices"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/bowline-mesh/bowline/internal/model"
@@ -78,13 +76,7 @@ func (g *gen) buildCapture() {
 	}
 	g.listeners[VirtualInboundListener] = g.virtualInbound()
 	g.listeners[VirtualOutboundListener] = g.virtualOutbound()
-	g.clusters[InboundPassthroughCluster] = &clusterv3.Cluster{
-		Name:                 InboundPassthroughCluster,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
-		ConnectTimeout:       durationpb.New(defaultConnectTimeout),
-		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
-		CircuitBreakers:      defaultCircuitBreakers(),
-	}
+	g.clusters[InboundPassthroughCluster] = originalDstCluster(InboundPassthroughCluster)
 }
 
 // virtualInbound moves each inbound|<port> listener's filter chain into one

@@ -130,8 +130,14 @@ func (g *gen) addStaticClusters() {
 		ConnectTimeout:       durationpb.New(defaultConnectTimeout),
 		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: BlackHoleCluster},
 	}
-	g.clusters[PassthroughCluster] = &clusterv3.Cluster{
-		Name:                 PassthroughCluster,
+	g.clusters[PassthroughCluster] = originalDstCluster(PassthroughCluster)
+}
+
+// originalDstCluster is a cluster named name that forwards to the
+// connection's original destination.
+func originalDstCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 		ConnectTimeout:       durationpb.New(defaultConnectTimeout),
 		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
