@@ -1,7 +1,9 @@
 package analysis
 
 import (
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,7 +60,7 @@ spec:
 func run(t *testing.T, files map[string]string, analyzers ...Analyzer) []string {
 	t.Helper()
 	in := Input{Sources: map[string][]byte{}}
-	for _, name := range sortedNames(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		res := config.Parse(name, []byte(files[name]), config.ParseOptions{})
 		in.Objects = append(in.Objects, res.Objects...)
 		in.Problems = append(in.Problems, res.Problems...)
@@ -70,21 +72,6 @@ func run(t *testing.T, files map[string]string, analyzers ...Analyzer) []string 
 		out = append(out, m.String())
 	}
 	return out
-}
-
-func sortedNames(m map[string]string) []string {
-	var names []string
-	for n := range m {
-		names = append(names, n)
-	}
-	for i := range names {
-		for j := i + 1; j < len(names); j++ {
-			if names[j] < names[i] {
-				names[i], names[j] = names[j], names[i]
-			}
-		}
-	}
-	return names
 }
 
 func check(t *testing.T, got, want []string) {

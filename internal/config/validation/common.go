@@ -2,10 +2,11 @@ package validation
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,12 +57,7 @@ func keyPath(p, key string) string { return p + "[" + key + "]" }
 
 // sortedMapKeys returns m's keys in order, so that problems come out deterministically.
 func sortedMapKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return slices.Sorted(maps.Keys(m))
 }
 
 // --- DNS names and hosts ---------------------------------------------------
