@@ -119,17 +119,7 @@ func (p *Proxy) route(x *exchange, path string) {
 		return
 	}
 	a := route.Action
-	wc := &a.Clusters[0]
-	if len(a.Clusters) > 1 {
-		n := rand.N(a.TotalWeight)
-		for i := range a.Clusters {
-			if n < a.Clusters[i].Weight {
-				wc = &a.Clusters[i]
-				break
-			}
-			n -= a.Clusters[i].Weight
-		}
-	}
+	wc := pickWeighted(a.Clusters)
 	rec.upstreamCluster = wc.Name
 	c := x.snap.clusters[wc.Name]
 	if c == nil {

@@ -37,7 +37,7 @@ func (p *Proxy) serveTCP(s *snapshot, b *boundListener, conn net.Conn, l *xdscon
 		b.mu.Unlock()
 		_ = conn.Close()
 	}()
-	wc := pickWeighted(tp.Clusters)
+	wc := pickWeighted(tp.Clusters).Name
 	rec.upstreamCluster = wc
 	c := s.clusters[wc]
 	if c == nil {
@@ -120,22 +120,23 @@ func (p *Proxy) pipe(down net.Conn, downReader io.Reader, c *cluster, target str
 	wg.Wait()
 }
 
-func pickWeighted(cs []xdsconfig.WeightedCluster) string {
+// pickWeighted picks one of cs at random, in proportion to its weight.
+func pickWeighted(cs []xdsconfig.WeightedCluster) *xdsconfig.WeightedCluster {
 	if len(cs) == 1 {
-		return cs[0].Name
+		return &cs[0]
 	}
 	var total uint32
-	for _, c := range cs {
-		total += c.Weight
+	for i := range cs {
+		total += cs[i].Weight
 	}
 	n := rand.N(total)
-	for _, c := range cs {
-		if n < c.Weight {
-			return c.Name
+	for i := range cs {
+		if n < cs[i].Weight {
+			return &cs[i]
 		}
-		n -= c.Weight
+		n -= cs[i].Weight
 	}
-	return cs[len(cs)-1].Name
+	return &cs[len(cs)-1]
 }
 
 // serveConnect handles CONNECT on the explicit proxy: the authority's port
@@ -189,7 +190,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, s *snapshot
 		return
 	}
 	defer conn.Close()
-	wc := pickWeighted(fc.TCP.Clusters)
+	wc := pickWeighted(fc.TCP.Clusters).Name
 	rec.upstreamCluster = wc
 	c := s.clusters[wc]
 	if c == nil {
