@@ -40,34 +40,34 @@ func (unreachableRulesAnalyzer) Analyze(c *Context) {
 		}
 		var http, tcp, tls []rule
 		for i, r := range vs.GetHttp() {
-			ru := rule{name: routeName(r.GetName(), i), path: fmt.Sprintf("spec.http[%d]", i)}
-			for j, m := range r.GetMatch() {
-				ru.matches = append(ru.matches, m)
-				ru.names = append(ru.names, routeName(m.GetName(), j))
-			}
-			http = append(http, ru)
+			http = append(http, newRule("http", i, r.GetName(), r.GetMatch(), (*networking.HTTPMatchRequest).GetName))
 		}
 		for i, r := range vs.GetTcp() {
-			ru := rule{name: routeName("", i), path: fmt.Sprintf("spec.tcp[%d]", i)}
-			for j, m := range r.GetMatch() {
-				ru.matches = append(ru.matches, m)
-				ru.names = append(ru.names, routeName("", j))
-			}
-			tcp = append(tcp, ru)
+			tcp = append(tcp, newRule("tcp", i, "", r.GetMatch(), nil))
 		}
 		for i, r := range vs.GetTls() {
-			ru := rule{name: routeName("", i), path: fmt.Sprintf("spec.tls[%d]", i)}
-			for j, m := range r.GetMatch() {
-				ru.matches = append(ru.matches, m)
-				ru.names = append(ru.names, routeName("", j))
-			}
-			tls = append(tls, ru)
+			tls = append(tls, newRule("tls", i, "", r.GetMatch(), nil))
 		}
 		checkRules(c, o, http)
 		checkPrefixOverlap(c, o, vs.GetHttp())
 		checkRules(c, o, tcp)
 		checkRules(c, o, tls)
 	}
+}
+
+// newRule reduces route i of spec.<field> to a rule; matchName gives a
+// match's name (nil for kinds whose matches have none).
+func newRule[M proto.Message](field string, i int, name string, matches []M, matchName func(M) string) rule {
+	ru := rule{name: routeName(name, i), path: fmt.Sprintf("spec.%s[%d]", field, i)}
+	for j, m := range matches {
+		n := ""
+		if matchName != nil {
+			n = matchName(m)
+		}
+		ru.matches = append(ru.matches, m)
+		ru.names = append(ru.names, routeName(n, j))
+	}
+	return ru
 }
 
 func routeName(name string, i int) string {
