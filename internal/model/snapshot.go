@@ -283,14 +283,14 @@ func serviceSum(svc *registry.Service) [sha256.Size]byte {
 // Entries not used by a Build are dropped by the one after it. A nil Memo
 // hashes everything. It is safe for concurrent use.
 type Memo struct {
-	mu         sync.Mutex
-	objs, prev map[*config.Object][sha256.Size]byte
-	svcs, prvS map[*registry.Service][sha256.Size]byte
+	mu   sync.Mutex
+	objs sums[*config.Object]
+	svcs sums[*registry.Service]
 }
 
 // NewMemo returns an empty Memo.
 func NewMemo() *Memo {
-	return &Memo{objs: map[*config.Object][sha256.Size]byte{}, svcs: map[*registry.Service][sha256.Size]byte{}}
+	return &Memo{objs: newSums[*config.Object](), svcs: newSums[*registry.Service]()}
 }
 
 // rotate starts a Build: what the previous Build used is kept for this one.
@@ -300,8 +300,8 @@ func (m *Memo) rotate() {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.prev, m.objs = m.objs, make(map[*config.Object][sha256.Size]byte, len(m.objs))
-	m.prvS, m.svcs = m.svcs, make(map[*registry.Service][sha256.Size]byte, len(m.svcs))
+	m.objs.rotate()
+	m.svcs.rotate()
 }
 
 func (m *Memo) object(o *config.Object) [sha256.Size]byte {
@@ -310,14 +310,7 @@ func (m *Memo) object(o *config.Object) [sha256.Size]byte {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	sum, ok := m.objs[o]
-	if !ok {
-		if sum, ok = m.prev[o]; !ok {
-			sum = objectSum(o)
-		}
-		m.objs[o] = sum
-	}
-	return sum
+	return m.objs.get(o, objectSum)
 }
 
 func (m *Memo) service(svc *registry.Service) [sha256.Size]byte {
@@ -326,14 +319,31 @@ func (m *Memo) service(svc *registry.Service) [sha256.Size]byte {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	sum, ok := m.svcs[svc]
+	return m.svcs.get(svc, serviceSum)
+}
+
+// sums holds the hashes of the current Build and of the previous one.
+type sums[K comparable] struct{ cur, prev map[K][sha256.Size]byte }
+
+func newSums[K comparable]() sums[K] {
+	return sums[K]{cur: map[K][sha256.Size]byte{}}
+}
+
+// get returns k's hash, from either Build or else computed by sum, and
+// keeps it for the next Build.
+func (s *sums[K]) get(k K, sum func(K) [sha256.Size]byte) [sha256.Size]byte {
+	v, ok := s.cur[k]
 	if !ok {
-		if sum, ok = m.prvS[svc]; !ok {
-			sum = serviceSum(svc)
+		if v, ok = s.prev[k]; !ok {
+			v = sum(k)
 		}
-		m.svcs[svc] = sum
+		s.cur[k] = v
 	}
-	return sum
+	return v
+}
+
+func (s *sums[K]) rotate() {
+	s.prev, s.cur = s.cur, make(map[K][sha256.Size]byte, len(s.cur))
 }
 
 // hashService feeds every field of svc to write (maps in key order).
