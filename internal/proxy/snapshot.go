@@ -40,7 +40,13 @@ func (s *snapshot) routesFor(h *xdsconfig.HTTPConnectionManager) *routeTable {
 	if h.RDSName != "" {
 		return s.routes[h.RDSName]
 	}
-	return s.routes["\x00inline\x00"+h.StatPrefix+"\x00"+h.Routes.Name]
+	return s.routes[inlineRoutesKey(h)]
+}
+
+// inlineRoutesKey is the routes key of an HCM's inline route_config; the
+// NUL bytes keep it apart from RDS names.
+func inlineRoutesKey(h *xdsconfig.HTTPConnectionManager) string {
+	return "\x00inline\x00" + h.StatPrefix + "\x00" + h.Routes.Name
 }
 
 // buildSnapshot makes a snapshot from an accepted state, reusing the cluster
@@ -67,21 +73,20 @@ func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64, env *filt
 		if l.Address.IsValid() {
 			s.byAddr[l.Address] = l
 		}
-		chains := append([]xdsconfig.FilterChain(nil), l.FilterChains...)
-		if l.DefaultChain != nil {
-			chains = append(chains, *l.DefaultChain)
-		}
+		hcms := make([]*xdsconfig.HTTPConnectionManager, 0, len(l.FilterChains)+1)
 		for i := range l.FilterChains {
-			if h := l.FilterChains[i].HTTP; h != nil {
-				s.chains[h] = buildChain(h, env)
+			hcms = append(hcms, l.FilterChains[i].HTTP)
+		}
+		if l.DefaultChain != nil {
+			hcms = append(hcms, l.DefaultChain.HTTP)
+		}
+		for _, h := range hcms {
+			if h == nil {
+				continue
 			}
-		}
-		if l.DefaultChain != nil && l.DefaultChain.HTTP != nil {
-			s.chains[l.DefaultChain.HTTP] = buildChain(l.DefaultChain.HTTP, env)
-		}
-		for _, fc := range chains {
-			if fc.HTTP != nil && fc.HTTP.Routes != nil {
-				s.routes["\x00inline\x00"+fc.HTTP.StatPrefix+"\x00"+fc.HTTP.Routes.Name] = newRouteTable(fc.HTTP.Routes)
+			s.chains[h] = buildChain(h, env)
+			if h.Routes != nil {
+				s.routes[inlineRoutesKey(h)] = newRouteTable(h.Routes)
 			}
 		}
 	}
