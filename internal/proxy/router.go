@@ -35,7 +35,7 @@ func matchRoute(vh *xdsconfig.VirtualHost, r *http.Request, path string) *xdscon
 	return nil
 }
 
-// pathOnly strips the query from a request path.
+// matchPath reports whether path matches the route's path matcher.
 func matchPath(m *xdsconfig.RouteMatch, path string) bool {
 	if m.Kind == xdsconfig.PathRegex {
 		return m.Regex.MatchString(path)
