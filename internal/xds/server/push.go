@@ -91,7 +91,7 @@ func (p *pusher) disconnect(id string) {
 	}
 }
 
-// setAt returns when the node's last snapshot was set.
+// lastSet returns when the node's last snapshot was set.
 func (p *pusher) lastSet(id string) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -186,11 +186,7 @@ func (p *pusher) generate(mesh Mesh, proxy *model.Proxy) (g *generated, ok bool)
 			versions[url] = contentHash(items)
 		}
 	}
-	ws, err := newWireSnapshot(res.ByType, wire, versions)
-	if err != nil {
-		panic(err)
-	}
-	return &generated{versions: versions, snap: ws}, true
+	return &generated{versions: versions, snap: newWireSnapshot(res.ByType, wire, versions)}, true
 }
 
 // encodeAll marshals items deterministically into Anys of typeURL.

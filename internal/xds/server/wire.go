@@ -68,7 +68,7 @@ type wireType struct {
 
 // newWireSnapshot builds a snapshot from per-type resources, their wire
 // form (same order) and versions.
-func newWireSnapshot(res map[string][]types.Resource, wire map[string][]*anypb.Any, versions map[string]string) (*wireSnapshot, error) {
+func newWireSnapshot(res map[string][]types.Resource, wire map[string][]*anypb.Any, versions map[string]string) *wireSnapshot {
 	ws := &wireSnapshot{types: make(map[string]*wireType, len(res))}
 	delta := &cachev3.Snapshot{}
 	for url, items := range res {
@@ -88,7 +88,7 @@ func newWireSnapshot(res map[string][]types.Resource, wire map[string][]*anypb.A
 		delta.Resources[idx] = cachev3.NewResources(t.version, items)
 	}
 	ws.delta = delta
-	return ws, nil
+	return ws
 }
 
 // set makes ws the node's snapshot and answers its watches whose version

@@ -27,11 +27,7 @@ func wireSnap(t *testing.T, version string, names ...string) *wireSnapshot {
 	for typ, items := range res {
 		wire[typ] = encodeAll(typ, items)
 	}
-	ws, err := newWireSnapshot(res, wire, map[string]string{resourcev3.ClusterType: version, resourcev3.EndpointType: version})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ws
+	return newWireSnapshot(res, wire, map[string]string{resourcev3.ClusterType: version, resourcev3.EndpointType: version})
 }
 
 func TestWireCacheWatches(t *testing.T) {
