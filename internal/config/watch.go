@@ -98,7 +98,7 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 		}
 		pf, ok := d.parsed[f]
 		if !ok || !bytes.Equal(pf.data, data) {
-			res := Parse(d.rel(f), data, d.opts)
+			res := Parse(f, data, d.opts)
 			valid, vproblems := d.validate(res.Objects)
 			pf = parsedFile{data: data, valid: valid, problems: append(res.Problems, vproblems...), skipped: res.Skipped}
 			d.parsed[f] = pf
@@ -108,11 +108,11 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 		problems = append(problems, fileProblems...)
 		if fileProblems.HasErrors() {
 			if prev, ok := d.lastGood[f]; ok {
-				d.log.Info("config file invalid, keeping last good version", slog.String("file", d.rel(f)), slog.Int("problems", len(fileProblems)))
+				d.log.Info("config file invalid, keeping last good version", slog.String("file", f), slog.Int("problems", len(fileProblems)))
 				objs = append(objs, prev...)
 				continue
 			}
-			d.log.Info("config file invalid, valid objects in it applied", slog.String("file", d.rel(f)), slog.Int("problems", len(fileProblems)))
+			d.log.Info("config file invalid, valid objects in it applied", slog.String("file", f), slog.Int("problems", len(fileProblems)))
 			objs = append(objs, valid...)
 			continue
 		}
@@ -133,9 +133,6 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 	problems = append(problems, dupProblems...)
 	return d.store.Publish(objs, problems, skipped), nil
 }
-
-// rel names a file for messages: the path as found under the watched directory.
-func (d *DirSource) rel(f string) string { return f }
 
 // dedupe keeps the first object of each kind/namespace/name and reports the rest.
 func dedupe(objs []*Object) ([]*Object, Problems) {
