@@ -167,7 +167,8 @@ func startTCPEcho(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// syncWriter collects access log lines.
+// syncWriter collects output written from other goroutines (access logs,
+// a child process's stdout and stderr).
 type syncWriter struct {
 	mu sync.Mutex
 	b  strings.Builder

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,26 +24,9 @@ type meshUp struct {
 	dir     string
 	cmd     *exec.Cmd
 	ingress string
-	stdout  *lockedBuffer
-	stderr  *lockedBuffer
+	stdout  *syncWriter
+	stderr  *syncWriter
 	done    chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // freePort finds a free port below the kernel's ephemeral range (from
@@ -109,7 +90,7 @@ func startUp(t *testing.T, bowline, dir string, extra ...string) *meshUp {
 	args := append([]string{"up", filepath.Base(dir), "--ingress-port", fmt.Sprint(port), "--access-log", "off", "--drain-duration", "1s"}, extra...)
 	cmd := exec.Command(bowline, args...)
 	cmd.Dir = filepath.Dir(dir)
-	m := &meshUp{t: t, dir: dir, cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	m := &meshUp{t: t, dir: dir, cmd: cmd, stdout: &syncWriter{}, stderr: &syncWriter{}, done: make(chan error, 1)}
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(m.stdout, pw)
 	cmd.Stderr = m.stderr
