@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -504,7 +505,7 @@ func (p *Proxy) mirror(c *cluster, r *http.Request, hdr http.Header, path, autho
 	} else {
 		host += "-shadow"
 	}
-	out, err := http.NewRequest(r.Method, "http://"+h.addr+path, strings.NewReader(string(body)))
+	out, err := http.NewRequest(r.Method, "http://"+h.addr+path, bytes.NewReader(body))
 	if err != nil {
 		return
 	}
