@@ -106,20 +106,16 @@ func yamlErrorText(err error) string {
 	return strings.TrimPrefix(err.Error(), "yaml: ")
 }
 
-// mapping returns the value nodes of a mapping by key, recording duplicates.
-func mapping(n *yaml.Node) (map[string]*yaml.Node, map[string]int, []string) {
+// mapping returns the value nodes of a mapping and the lines of its keys, by key.
+func mapping(n *yaml.Node) (map[string]*yaml.Node, map[string]int) {
 	vals := map[string]*yaml.Node{}
 	keyLines := map[string]int{}
-	var dups []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i].Value
-		if _, ok := vals[k]; ok {
-			dups = append(dups, k)
-		}
 		vals[k] = resolveAlias(n.Content[i+1])
 		keyLines[k] = n.Content[i].Line
 	}
-	return vals, keyLines, dups
+	return vals, keyLines
 }
 
 func scalarValue(n *yaml.Node) string {
@@ -138,7 +134,7 @@ func parseDocument(res *Result, src Source, root *yaml.Node, opts ParseOptions) 
 		docProblem(src.Line, "", "document is a %s, expected an object with apiVersion and kind", nodeKind(root))
 		return
 	}
-	top, keyLines, _ := mapping(root)
+	top, keyLines := mapping(root)
 	apiVersion, kind := scalarValue(top["apiVersion"]), scalarValue(top["kind"])
 	if apiVersion == "" || kind == "" {
 		docProblem(src.Line, "", "document has no apiVersion or kind")
@@ -162,7 +158,7 @@ func parseDocument(res *Result, src Source, root *yaml.Node, opts ParseOptions) 
 	meta := top["metadata"]
 	name := ""
 	if meta != nil && meta.Kind == yaml.MappingNode {
-		mm, _, _ := mapping(meta)
+		mm, _ := mapping(meta)
 		name = scalarValue(mm["name"])
 	}
 	schema, known, versionOK := LookupSchema(group, version, kind)
