@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
+
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/bowline-mesh/bowline/internal/model"
 	"github.com/bowline-mesh/bowline/internal/registry"
@@ -96,5 +100,39 @@ func TestGenerateCachedAcrossConfig(t *testing.T) {
 			}
 			c.Rotate()
 		}
+	}
+}
+
+// TestCacheShares checks that the Cache does share work (the tests above
+// would pass with a Cache that never hits): a second generation hands out
+// the same encoded service clusters and load assignments, and two
+// rotations without use drop every entry.
+func TestCacheShares(t *testing.T) {
+	snap := snapshot(t, svcs, drs, "bookinfo/virtual-service-all-v1.yaml")
+	c := xds.NewCache()
+	first, second := xds.GenerateCached(snap, sidecar, c), xds.GenerateCached(snap, sidecar, c)
+	shared := 0
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType} {
+		for i, r := range first.ByType()[typ] {
+			name := cachev3.GetResourceName(r)
+			if !strings.HasPrefix(name, "outbound|") {
+				continue
+			}
+			if first.Wire[typ][i] != second.Wire[typ][i] {
+				t.Errorf("%s %s: encoded again, want the cached Any", typ, name)
+			}
+			shared++
+		}
+	}
+	if shared == 0 {
+		t.Fatal("no outbound clusters generated")
+	}
+	if clusters, encoded := c.Len(); clusters == 0 || encoded < shared {
+		t.Fatalf("Len() = %d, %d; want cluster sets and at least %d encodings", clusters, encoded, shared)
+	}
+	c.Rotate()
+	c.Rotate()
+	if clusters, encoded := c.Len(); clusters != 0 || encoded != 0 {
+		t.Fatalf("after two unused rotations Len() = %d, %d, want 0, 0", clusters, encoded)
 	}
 }
