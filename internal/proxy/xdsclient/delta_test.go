@@ -9,12 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-type deltaStep struct {
-	name  string
-	resp  func(t *testing.T) *discoveryv3.DeltaDiscoveryResponse
-	want  []*discoveryv3.DeltaDiscoveryRequest
-	check func(t *testing.T, c *Client)
-}
+type deltaStep = step[*discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse]
 
 func deltaResource(t *testing.T, name, version string, m proto.Message) *discoveryv3.Resource {
 	return &discoveryv3.Resource{Name: name, Version: version, Resource: anyOf(t, m)}
@@ -60,30 +55,9 @@ var deltaBootstrap = []deltaStep{
 			return &discoveryv3.DeltaDiscoveryResponse{TypeUrl: EndpointType, Nonce: "d4",
 				Resources: []*discoveryv3.Resource{deltaResource(t, "c1", "e1-a", cla("c1", 9001))}}
 		},
-		want: []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: EndpointType, ResponseNonce: "d4"}},
-		check: func(t *testing.T, c *Client) {
-			if st := c.State(); !st.Complete() || endpointPort(t, st, "c1") != 9001 {
-				t.Errorf("state complete=%v endpoint port %d, want complete with 9001", st.Complete(), endpointPort(t, st, "c1"))
-			}
-		},
+		want:  []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: EndpointType, ResponseNonce: "d4"}},
+		check: checkComplete(9001),
 	},
-}
-
-// runDeltaSteps plays steps on s, stopping the test at the first failure
-// (the steps share one stream).
-func runDeltaSteps(t *testing.T, c *Client, s *fakeStream[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse], steps []deltaStep) {
-	t.Helper()
-	for _, step := range steps {
-		if !t.Run(step.name, func(t *testing.T) {
-			s.send(t, step.resp(t))
-			expectRequests(t, s, step.want...)
-			if step.check != nil {
-				step.check(t, c)
-			}
-		}) {
-			t.FailNow()
-		}
-	}
 }
 
 // TestDelta drives a delta stream: wildcard LDS and CDS with (empty) initial
@@ -164,7 +138,7 @@ func TestDelta(t *testing.T) {
 		&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ListenerType},
 	)
 	s.noRequest(t)
-	runDeltaSteps(t, c, s, steps)
+	runSteps(t, c, s, steps)
 	s.noRequest(t)
 }
 

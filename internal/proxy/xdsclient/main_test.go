@@ -203,6 +203,45 @@ func expectRequests[Req, Resp any, PReq interface {
 	}
 }
 
+// step is one response of the control plane and the requests the client
+// must answer it with; check, when set, then inspects the client.
+type step[PReq, Resp any] struct {
+	name  string
+	resp  func(t *testing.T) *Resp
+	want  []PReq
+	check func(t *testing.T, c *Client)
+}
+
+// runSteps plays steps on s, stopping the test at the first failure (the
+// steps share one stream).
+func runSteps[Req, Resp any, PReq interface {
+	*Req
+	proto.Message
+}](t *testing.T, c *Client, s *fakeStream[Req, Resp], steps []step[PReq, Resp]) {
+	t.Helper()
+	for _, st := range steps {
+		if !t.Run(st.name, func(t *testing.T) {
+			s.send(t, st.resp(t))
+			expectRequests(t, s, st.want...)
+			if st.check != nil {
+				st.check(t, c)
+			}
+		}) {
+			t.FailNow()
+		}
+	}
+}
+
+// checkComplete asserts that the client's state is complete and holds
+// cluster c1's endpoint on port.
+func checkComplete(port uint32) func(t *testing.T, c *Client) {
+	return func(t *testing.T, c *Client) {
+		if st := c.State(); !st.Complete() || endpointPort(t, st, "c1") != port {
+			t.Errorf("state complete=%v endpoint port %d, want complete with %d", st.Complete(), endpointPort(t, st, "c1"), port)
+		}
+	}
+}
+
 // noRequest asserts that the client sends nothing more for a short while.
 func (s *fakeStream[Req, Resp]) noRequest(t *testing.T) {
 	t.Helper()

@@ -30,7 +30,7 @@ func TestReconnect(t *testing.T) {
 					&discoveryv3.DeltaDiscoveryRequest{Node: testNode, TypeUrl: ClusterType},
 					&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ListenerType},
 				)
-				runDeltaSteps(t, c, s, deltaBootstrap)
+				runSteps(t, c, s, deltaBootstrap)
 				offered := len(cons.states())
 				close(s.end)
 				s2 := nextStream(t, f.delta)
@@ -62,7 +62,7 @@ func TestReconnect(t *testing.T) {
 					&discoveryv3.DiscoveryRequest{Node: testNode, TypeUrl: ClusterType},
 					&discoveryv3.DiscoveryRequest{TypeUrl: ListenerType},
 				)
-				runSotWSteps(t, c, s, sotwBootstrap)
+				runSteps(t, c, s, sotwBootstrap)
 				offered := len(cons.states())
 				close(s.end)
 				s2 := nextStream(t, f.sotw)

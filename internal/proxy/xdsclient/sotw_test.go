@@ -11,12 +11,7 @@ import (
 
 // sotwStep is one response of the control plane and what the client must
 // answer to it.
-type sotwStep struct {
-	name  string
-	resp  func(t *testing.T) *discoveryv3.DiscoveryResponse
-	want  []*discoveryv3.DiscoveryRequest
-	check func(t *testing.T, c *Client)
-}
+type sotwStep = step[*discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]
 
 func sotwResp(typ, version, nonce string, res ...*anypb.Any) *discoveryv3.DiscoveryResponse {
 	return &discoveryv3.DiscoveryResponse{TypeUrl: typ, VersionInfo: version, Nonce: nonce, Resources: res}
@@ -67,29 +62,8 @@ var sotwBootstrap = []sotwStep{
 		want: []*discoveryv3.DiscoveryRequest{
 			{TypeUrl: EndpointType, VersionInfo: "e-1", ResponseNonce: "n4", ResourceNames: []string{"c1"}},
 		},
-		check: func(t *testing.T, c *Client) {
-			if st := c.State(); !st.Complete() || endpointPort(t, st, "c1") != 9001 {
-				t.Errorf("state complete=%v endpoint port %d, want complete with 9001", st.Complete(), endpointPort(t, st, "c1"))
-			}
-		},
+		check: checkComplete(9001),
 	},
-}
-
-// runSotWSteps plays steps on s, stopping the test at the first failure (the
-// steps share one stream).
-func runSotWSteps(t *testing.T, c *Client, s *fakeStream[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse], steps []sotwStep) {
-	t.Helper()
-	for _, step := range steps {
-		if !t.Run(step.name, func(t *testing.T) {
-			s.send(t, step.resp(t))
-			expectRequests(t, s, step.want...)
-			if step.check != nil {
-				step.check(t, c)
-			}
-		}) {
-			t.FailNow()
-		}
-	}
 }
 
 // TestSotW drives a state-of-the-world stream response by response and checks
@@ -162,7 +136,7 @@ func TestSotW(t *testing.T) {
 		&discoveryv3.DiscoveryRequest{TypeUrl: ListenerType},
 	)
 	s.noRequest(t)
-	runSotWSteps(t, c, s, steps)
+	runSteps(t, c, s, steps)
 	s.noRequest(t)
 	if n := f.deltaAttempts(); n != 0 {
 		t.Errorf("%d delta streams with ForceSotW", n)
