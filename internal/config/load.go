@@ -339,7 +339,7 @@ type Loader struct {
 	Options ParseOptions
 	// Stdin is read for the path "-".
 	Stdin io.Reader
-	// FS reads files; os.DirFS("/")-like access through the real file system when nil.
+	// ReadFile reads files; os.ReadFile when nil.
 	ReadFile func(name string) ([]byte, error)
 }
 
