@@ -3,6 +3,7 @@ package xdsconfig
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -17,14 +18,11 @@ import (
 func checkFields(m proto.Message, path string, allowed ...string) error {
 	var bad string
 	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		name := string(fd.Name())
-		for _, a := range allowed {
-			if a == name {
-				return true
-			}
+		if name := string(fd.Name()); !slices.Contains(allowed, name) {
+			bad = name
+			return false
 		}
-		bad = name
-		return false
+		return true
 	})
 	if bad != "" {
 		return fmt.Errorf("field %s: unsupported", joinPath(path, bad))
