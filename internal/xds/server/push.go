@@ -183,7 +183,7 @@ func (p *pusher) generate(mesh Mesh, proxy *model.Proxy) (g *generated, ok bool)
 		if v, ok := res.Versions[url]; ok {
 			versions[url] = v
 		} else {
-			versions[url] = contentHash(items)
+			versions[url] = contentHash(items, w)
 		}
 	}
 	return &generated{versions: versions, snap: newWireSnapshot(res.ByType, wire, versions)}, true
@@ -216,29 +216,20 @@ func equalVersions(a, b map[string]string) bool {
 }
 
 // contentHash hashes resources in name order, so equal content gives an
-// equal version whatever order the generator used.
-func contentHash(items []types.Resource) string {
-	type named struct {
-		name string
-		res  types.Resource
-	}
-	sorted := make([]named, len(items))
+// equal version whatever order the generator used. wire is their
+// deterministic encoding, in the order of items.
+func contentHash(items []types.Resource, wire []*anypb.Any) string {
+	names := make([]string, len(items))
+	order := make([]int, len(items))
 	for i, r := range items {
-		sorted[i] = named{cachev3.GetResourceName(r), r}
+		names[i], order[i] = cachev3.GetResourceName(r), i
 	}
-	slices.SortFunc(sorted, func(a, b named) int { return strings.Compare(a.name, b.name) })
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(names[a], names[b]) })
 	h := fnv.New64a()
-	opts := proto.MarshalOptions{Deterministic: true}
-	var buf []byte
-	for _, r := range sorted {
-		var err error
-		buf, err = opts.MarshalAppend(buf[:0], r.res)
-		if err != nil {
-			buf = fmt.Appendf(buf[:0], "unmarshalable %s: %v", r.name, err)
-		}
-		h.Write([]byte(r.name))
+	for _, i := range order {
+		h.Write([]byte(names[i]))
 		h.Write([]byte{0})
-		h.Write(buf)
+		h.Write(wire[i].GetValue())
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
