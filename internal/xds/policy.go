@@ -36,39 +36,45 @@ func effectivePolicy(port uint32, top, subset *networking.TrafficPolicy) policy 
 			return
 		}
 		p.explicit = true
-		if tp.GetLoadBalancer() != nil {
-			p.lb = tp.GetLoadBalancer()
-		}
-		if tp.GetConnectionPool() != nil {
-			p.pool = tp.GetConnectionPool()
-		}
-		if tp.GetOutlierDetection() != nil {
-			p.outlier = tp.GetOutlierDetection()
-		}
-		if tp.GetTls() != nil {
-			p.tls = tp.GetTls()
-		}
+		p.override(tp)
 		for _, pl := range tp.GetPortLevelSettings() {
-			if pl.GetPort().GetNumber() != port {
-				continue
-			}
-			if pl.GetLoadBalancer() != nil {
-				p.lb = pl.GetLoadBalancer()
-			}
-			if pl.GetConnectionPool() != nil {
-				p.pool = pl.GetConnectionPool()
-			}
-			if pl.GetOutlierDetection() != nil {
-				p.outlier = pl.GetOutlierDetection()
-			}
-			if pl.GetTls() != nil {
-				p.tls = pl.GetTls()
+			if pl.GetPort().GetNumber() == port {
+				p.override(pl)
 			}
 		}
 	}
 	apply(top)
 	apply(subset)
 	return p
+}
+
+// policySettings is what a TrafficPolicy and its port-level settings both set.
+type policySettings interface {
+	GetLoadBalancer() *networking.LoadBalancerSettings
+	GetConnectionPool() *networking.ConnectionPoolSettings
+	GetOutlierDetection() *networking.OutlierDetection
+	GetTls() *networking.ClientTLSSettings
+}
+
+var (
+	_ policySettings = (*networking.TrafficPolicy)(nil)
+	_ policySettings = (*networking.TrafficPolicy_PortTrafficPolicy)(nil)
+)
+
+// override replaces each section of p that s sets.
+func (p *policy) override(s policySettings) {
+	if s.GetLoadBalancer() != nil {
+		p.lb = s.GetLoadBalancer()
+	}
+	if s.GetConnectionPool() != nil {
+		p.pool = s.GetConnectionPool()
+	}
+	if s.GetOutlierDetection() != nil {
+		p.outlier = s.GetOutlierDetection()
+	}
+	if s.GetTls() != nil {
+		p.tls = s.GetTls()
+	}
 }
 
 func (g *gen) applyPolicy(c *clusterv3.Cluster, svc *registry.Service, port registry.Port, subset string, p policy) {
