@@ -20,6 +20,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/xds"
 
+	"github.com/bowline-mesh/bowline/internal/ca"
 	"github.com/bowline-mesh/bowline/internal/config/validation"
 	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
@@ -107,21 +108,46 @@ func writeAtomic(t *testing.T, path, content string) {
 	}
 }
 
-// startDiscovery runs the control plane in-process on loopback ports.
-func startDiscovery(t *testing.T, dir string) (xdsAddr, debugAddr string) {
+// discoveryConfig is the control plane on loopback ports reading Istio YAML
+// from configDir; callers add the transport (Insecure or TLS).
+func discoveryConfig(configDir string) server.Config {
+	return server.Config{XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", ConfigDir: configDir,
+		Validate: validation.Objects, Generator: server.NewMeshGenerator("", "", nil), ID: "discovery-e2e", Version: "e2e"}
+}
+
+// secureDiscoveryConfig is discoveryConfig served as `bowline discovery
+// --ca-dir` does: xDS over mTLS with c's CA service on the same port,
+// authenticating workloads by tokens.
+func secureDiscoveryConfig(configDir string, c *ca.CA, tokens *ca.Tokens) server.Config {
+	cfg := discoveryConfig(configDir)
+	cfg.TLS = server.MeshTLS(c.NewServingCertificate([]string{ca.DefaultServingHost, "127.0.0.1"}).GetCertificate, c.TrustBundle)
+	cfg.Register = func(r grpc.ServiceRegistrar) error {
+		return ca.RegisterService(r, ca.ServiceConfig{CA: c, Authenticator: tokens})
+	}
+	return cfg
+}
+
+// runDiscovery builds and runs the control plane, and alongside it any
+// component that must stop with it, until the test ends; it returns the
+// addresses discovery listens on.
+func runDiscovery(t *testing.T, cfg server.Config, alongside ...func(context.Context) error) (xdsAddr, debugAddr string) {
 	t.Helper()
-	srv, err := server.New(server.Config{XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", Insecure: true,
-		ConfigDir: dir, Validate: validation.Objects, Generator: server.NewMeshGenerator("", "", nil), ID: "discovery-e2e", Version: "e2e"})
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	runs := append([]func(context.Context) error{srv.Run}, alongside...)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	done := make(chan error, len(runs))
+	for _, run := range runs {
+		go func() { done <- run(ctx) }()
+	}
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("discovery: %v", err)
+		for range runs {
+			if err := <-done; err != nil {
+				t.Errorf("discovery: %v", err)
+			}
 		}
 	})
 	xa, da, ok := srv.Addresses(ctx)
@@ -129,6 +155,15 @@ func startDiscovery(t *testing.T, dir string) (xdsAddr, debugAddr string) {
 		t.Fatal("discovery did not listen")
 	}
 	return xa.String(), da.String()
+}
+
+// startDiscovery runs the control plane in-process on loopback ports,
+// without TLS.
+func startDiscovery(t *testing.T, dir string) (xdsAddr, debugAddr string) {
+	t.Helper()
+	cfg := discoveryConfig(dir)
+	cfg.Insecure = true
+	return runDiscovery(t, cfg)
 }
 
 func getSyncz(t *testing.T, debugAddr string) server.Syncz {

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,14 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/bowline-mesh/bowline/internal/ca"
-	"github.com/bowline-mesh/bowline/internal/config/validation"
 	"github.com/bowline-mesh/bowline/internal/proxy"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
 	"github.com/bowline-mesh/bowline/internal/registry"
-	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
 
 // This file drives principal-based authorization through two sidecars with
@@ -119,32 +113,9 @@ func startMesh(t *testing.T) *mesh {
 		t.Fatal(err)
 	}
 	m.reloaded = watch.Reloaded()
-	srv, err := server.New(server.Config{XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", ConfigDir: m.configDir,
-		TLS: server.MeshTLS(c.NewServingCertificate([]string{ca.DefaultServingHost, "127.0.0.1"}).GetCertificate, c.TrustBundle),
-		Register: func(r grpc.ServiceRegistrar) error {
-			return ca.RegisterService(r, ca.ServiceConfig{CA: c, Authenticator: m.tokens})
-		},
-		Registry: m.reg, Validate: validation.Objects, Generator: server.NewMeshGenerator("", "", nil), ID: "discovery-e2e", Version: "e2e"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	go func() { done <- srv.Run(ctx) }()
-	go func() { done <- watch.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Errorf("discovery: %v", err)
-			}
-		}
-	})
-	xa, _, ok := srv.Addresses(ctx)
-	if !ok {
-		t.Fatal("discovery did not listen")
-	}
-	m.xds = xa.String()
+	cfg := secureDiscoveryConfig(m.configDir, c, m.tokens)
+	cfg.Registry = m.reg
+	m.xds, _ = runDiscovery(t, cfg, watch.Run)
 	writeAtomic(t, filepath.Join(m.configDir, "echo-service.yaml"), fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: echo, namespace: prod}
@@ -184,29 +155,11 @@ func (m *mesh) startSidecar(t *testing.T, o sidecarOptions) *meshSidecar {
 	if o.outbound {
 		ms.outbound = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	}
-	ms.p = proxy.New(proxy.Config{
-		Discovery: m.xds, CAAddress: m.xds, CARootCert: m.root, CATokenFile: tokenFile, CertTTL: o.certTTL,
-		Node: xdsclient.NodeInfo{Type: "sidecar", Namespace: o.namespace, Workload: o.workload, ServiceAccount: o.sa,
-			Labels: map[string]string{"app": o.workload}, IPs: []string{"127.0.0.1"}, Inbound: o.inbound, OutboundHTTP: ms.outbound},
-		AdminAddress: "127.0.0.1:0", AccessLog: "json", AccessLogWriter: ms.log, DrainDuration: 500 * time.Millisecond,
-		XDSBackoffBase: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ms.p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("proxy %s: %v", o.workload, err)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !ms.p.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatalf("sidecar %s not ready after 30s", o.workload)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	cfg := sidecarConfig(m.xds, m.root, tokenFile, xdsclient.NodeInfo{Type: "sidecar", Namespace: o.namespace, Workload: o.workload, ServiceAccount: o.sa,
+		Labels: map[string]string{"app": o.workload}, IPs: []string{"127.0.0.1"}, Inbound: o.inbound, OutboundHTTP: ms.outbound}, ms.log)
+	cfg.CertTTL = o.certTTL
+	ms.p = proxy.New(cfg)
+	ms.run(t, o.workload, 30*time.Second)
 	return ms
 }
 

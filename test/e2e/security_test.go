@@ -25,13 +25,9 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/bowline-mesh/bowline/internal/ca"
-	"github.com/bowline-mesh/bowline/internal/config/validation"
 	"github.com/bowline-mesh/bowline/internal/proxy"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
-	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
 
 // This file drives AuthorizationPolicy and RequestAuthentication end to end:
@@ -201,30 +197,8 @@ func startSecureDiscovery(t *testing.T, configDir string) *meshCP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp := &meshCP{root: filepath.Join(caDir, "root-cert.pem"), tokens: ca.NewTokens(), dir: t.TempDir()}
-	srv, err := server.New(server.Config{XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", ConfigDir: configDir,
-		TLS: server.MeshTLS(c.NewServingCertificate([]string{ca.DefaultServingHost, "127.0.0.1"}).GetCertificate, c.TrustBundle),
-		Register: func(r grpc.ServiceRegistrar) error {
-			return ca.RegisterService(r, ca.ServiceConfig{CA: c, Authenticator: cp.tokens})
-		},
-		Validate: validation.Objects, Generator: server.NewMeshGenerator("", "", nil), ID: "discovery-e2e", Version: "e2e"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("discovery: %v", err)
-		}
-	})
-	xa, _, ok := srv.Addresses(ctx)
-	if !ok {
-		t.Fatal("discovery did not listen")
-	}
-	cp.xds = xa.String()
+	cp := &meshCP{root: filepath.Join(caDir, ca.RootCertFile), tokens: ca.NewTokens(), dir: t.TempDir()}
+	cp.xds, _ = runDiscovery(t, secureDiscoveryConfig(configDir, c, cp.tokens))
 	return cp
 }
 
@@ -247,34 +221,46 @@ type sidecar struct {
 func startSidecar(t *testing.T, cp *meshCP, inbound map[uint32]uint32) *sidecar {
 	t.Helper()
 	sc := &sidecar{log: &syncWriter{}}
-	sc.p = proxy.New(proxy.Config{
-		Discovery: cp.xds, CAAddress: cp.xds, CARootCert: cp.root, CATokenFile: cp.tokenFile(t, "web"),
-		Node: xdsclient.NodeInfo{Type: "sidecar", Namespace: "default", Workload: "web", ServiceAccount: "web",
-			Labels: map[string]string{"app": "web"}, IPs: []string{"127.0.0.1"}, Inbound: inbound},
-		AdminAddress: "127.0.0.1:0", AccessLog: "json", AccessLogWriter: sc.log, DrainDuration: 500 * time.Millisecond,
+	sc.p = proxy.New(sidecarConfig(cp.xds, cp.root, cp.tokenFile(t, "web"), xdsclient.NodeInfo{Type: "sidecar", Namespace: "default", Workload: "web", ServiceAccount: "web",
+		Labels: map[string]string{"app": "web"}, IPs: []string{"127.0.0.1"}, Inbound: inbound}, sc.log))
+	sc.run(t, "web", 15*time.Second)
+	return sc
+}
+
+// sidecarConfig is a sidecar fed by discovery at xds (also its CA), logging
+// requests as JSON to log and retrying xDS quickly.
+func sidecarConfig(xds, root, tokenFile string, node xdsclient.NodeInfo, log io.Writer) proxy.Config {
+	return proxy.Config{
+		Discovery: xds, CAAddress: xds, CARootCert: root, CATokenFile: tokenFile, Node: node,
+		AdminAddress: "127.0.0.1:0", AccessLog: "json", AccessLogWriter: log, DrainDuration: 500 * time.Millisecond,
 		XDSBackoffBase: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-	})
+	}
+}
+
+// run runs the sidecar's proxy until the test ends and waits up to within
+// for it to be ready.
+func (sc *sidecar) run(t *testing.T, name string, within time.Duration) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sc.p.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("proxy: %v", err)
+			t.Errorf("proxy %s: %v", name, err)
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(within)
 	for !sc.p.Ready() {
 		if time.Now().After(deadline) {
 			dump := sc.configDump(t)
 			if i := strings.Index(dump, `"last_nack"`); i >= 0 {
 				dump = dump[i:min(len(dump), i+600)]
 			}
-			t.Fatalf("sidecar not ready after 15s: %.600s", dump)
+			t.Fatalf("sidecar %s not ready after %s: %.600s", name, within, dump)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return sc
 }
 
 // configDump returns the sidecar's /config_dump.
