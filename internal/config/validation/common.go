@@ -3,6 +3,7 @@ package validation
 import (
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"path"
 	"regexp"
@@ -370,6 +371,21 @@ func selectorLabelProblems(f *fieldErrors, p string, labels map[string]string) {
 	}
 }
 
+// secCheckLabels checks a workload selector's labels at path (the map field,
+// e.g. "spec.selector.matchLabels"): Istio's selector rules (no empty keys,
+// no wildcards) on top of Kubernetes label syntax. An empty selector is a
+// warning reported at selectorPath.
+func secCheckLabels(r *fieldErrors, selectorPath, path string, labels map[string]string, maxLabels int) {
+	if len(labels) == 0 {
+		r.warnf(selectorPath, "workload selector without labels selects every workload in the namespace")
+		return
+	}
+	if len(labels) > maxLabels {
+		r.errorf(path, "at most %d labels are allowed, got %d", maxLabels, len(labels))
+	}
+	selectorLabelProblems(r, path, labels)
+}
+
 // workloadSelectorProblems checks a security/telemetry style selector
 // (matchLabels) at path p (e.g. "spec.selector"). Selecting no labels is a
 // warning: the resource then applies to every workload in the namespace.
@@ -377,11 +393,7 @@ func workloadSelectorProblems(f *fieldErrors, p string, sel *typev1beta1.Workloa
 	if sel == nil {
 		return
 	}
-	if len(sel.GetMatchLabels()) == 0 {
-		f.warnf(p, "workload selector without labels selects every workload in the namespace")
-		return
-	}
-	selectorLabelProblems(f, fieldPath(p, "matchLabels"), sel.GetMatchLabels())
+	secCheckLabels(f, p, fieldPath(p, "matchLabels"), sel.GetMatchLabels(), math.MaxInt)
 }
 
 // networkingSelectorProblems checks a networking style selector (labels),
@@ -390,11 +402,7 @@ func networkingSelectorProblems(f *fieldErrors, p string, sel *networking.Worklo
 	if sel == nil {
 		return
 	}
-	if len(sel.GetLabels()) == 0 {
-		f.warnf(p, "workload selector without labels selects every workload in the namespace")
-		return
-	}
-	selectorLabelProblems(f, fieldPath(p, "labels"), sel.GetLabels())
+	secCheckLabels(f, p, fieldPath(p, "labels"), sel.GetLabels(), math.MaxInt)
 }
 
 // --- durations, percentages ------------------------------------------------

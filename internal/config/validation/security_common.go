@@ -37,21 +37,6 @@ func secCheckDryRun(r *fieldErrors, obj *config.Object) {
 	}
 }
 
-// secCheckLabels checks a workload selector's labels at path (the map field,
-// e.g. "spec.selector.matchLabels"): Istio's selector rules (no empty keys,
-// no wildcards) on top of Kubernetes label syntax. An empty selector is a
-// warning reported at selectorPath.
-func secCheckLabels(r *fieldErrors, selectorPath, path string, labels map[string]string, maxLabels int) {
-	if len(labels) == 0 {
-		r.warnf(selectorPath, "workload selector without labels selects every workload in the namespace")
-		return
-	}
-	if len(labels) > maxLabels {
-		r.errorf(path, "at most %d labels are allowed, got %d", maxLabels, len(labels))
-	}
-	selectorLabelProblems(r, path, labels)
-}
-
 // secCheckSelector checks a WorkloadSelector (selector.matchLabels) at path.
 func secCheckSelector(r *fieldErrors, path string, sel *typev1beta1.WorkloadSelector) {
 	if sel == nil {
