@@ -9,6 +9,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -38,27 +39,24 @@ func (g *gen) rdsHCM(statPrefix, rdsName string) *hcmv3.HttpConnectionManager {
 
 // httpListener binds an HCM to addr:port.
 func httpListener(name, addr string, port uint32, bind bool, dir corev3.TrafficDirection, hcm *hcmv3.HttpConnectionManager) *listenerv3.Listener {
-	l := &listenerv3.Listener{
-		Name:             name,
-		Address:          socketAddress(addr, port),
-		TrafficDirection: dir,
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
-			Name: filterHCM, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(hcm)}}}}},
-	}
-	if !bind {
-		l.BindToPort = wrapperspb.Bool(false)
-	}
-	return l
+	return listener(name, addr, port, bind, dir, filterHCM, hcm)
 }
 
 func tcpListener(name, addr string, port uint32, bind bool, dir corev3.TrafficDirection, statPrefix, cluster string) *listenerv3.Listener {
 	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}}
+	return listener(name, addr, port, bind, dir, filterTCPProxy, tp)
+}
+
+// listener is addr:port with one filter chain of the one network filter
+// named filter, configured by cfg; an unbound one only takes connections
+// handed over by another listener.
+func listener(name, addr string, port uint32, bind bool, dir corev3.TrafficDirection, filter string, cfg proto.Message) *listenerv3.Listener {
 	l := &listenerv3.Listener{
 		Name:             name,
 		Address:          socketAddress(addr, port),
 		TrafficDirection: dir,
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
-			Name: filterTCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(tp)}}}}},
+			Name: filter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(cfg)}}}}},
 	}
 	if !bind {
 		l.BindToPort = wrapperspb.Bool(false)
