@@ -377,13 +377,14 @@ func (s *Server) setProblemMetrics(ps config.Problems) {
 	}
 }
 
-// currentMesh returns the last built mesh, or nil.
+// setMeshInputsAt records when the inputs of the current mesh were read.
 func (s *Server) setMeshInputsAt(t time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.meshInputsAt = t
 }
 
+// currentMesh returns the last built mesh, or nil.
 func (s *Server) currentMesh() Mesh {
 	s.mu.Lock()
 	defer s.mu.Unlock()
