@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,16 +120,8 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 		d.lastGood[f] = valid
 		objs = append(objs, valid...)
 	}
-	for f := range d.lastGood {
-		if !seen[f] {
-			delete(d.lastGood, f)
-		}
-	}
-	for f := range d.parsed {
-		if !seen[f] {
-			delete(d.parsed, f)
-		}
-	}
+	maps.DeleteFunc(d.lastGood, func(f string, _ []*Object) bool { return !seen[f] })
+	maps.DeleteFunc(d.parsed, func(f string, _ parsedFile) bool { return !seen[f] })
 	objs, dupProblems := dedupe(objs)
 	problems = append(problems, dupProblems...)
 	return d.store.Publish(objs, problems, skipped), nil
