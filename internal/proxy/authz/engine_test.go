@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -165,10 +166,22 @@ func TestEngineActions(t *testing.T) {
 }
 
 func TestEngineFirstPolicyByName(t *testing.T) {
-	e := httpEngine(t, `{"rules":{"action":"DENY","policies":{"b b":{"permissions":[{"any":true}],"principals":[{"any":true}]},"a":{"permissions":[{"destinationPort":1}],"principals":[{"any":true}]}}}}`)
-	d := e.Evaluate(baseReq())
-	if d.Allowed || d.Policy != "b b" || d.ResponseDetails() != "rbac_access_denied_matched_policy[b_b]" {
-		t.Fatalf("got %+v %s", d, d.ResponseDetails())
+	for _, tc := range []struct {
+		name    string
+		port    int // policy "a" matches when it is the request's destination port (9080)
+		policy  string
+		details string
+	}{
+		{"only the later name matches", 1, "b b", "rbac_access_denied_matched_policy[b_b]"},
+		{"both match: the first name wins", 9080, "a", "rbac_access_denied_matched_policy[a]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := httpEngine(t, fmt.Sprintf(`{"rules":{"action":"DENY","policies":{"b b":{"permissions":[{"any":true}],"principals":[{"any":true}]},"a":{"permissions":[{"destinationPort":%d}],"principals":[{"any":true}]}}}}`, tc.port))
+			d := e.Evaluate(baseReq())
+			if d.Allowed || d.Policy != tc.policy || d.ResponseDetails() != tc.details {
+				t.Fatalf("got %+v %s, want denied by %q (%s)", d, d.ResponseDetails(), tc.policy, tc.details)
+			}
+		})
 	}
 }
 
