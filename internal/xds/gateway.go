@@ -87,17 +87,11 @@ func (g *gen) gatewayRoutes(port uint32, servers []gatewayServer) *routev3.Route
 		for _, vs := range g.snap.VirtualServicesFor(g.proxy, gs.gw.Ref()) {
 			for _, vsHost := range vs.Hosts {
 				for _, sh := range gs.server.GetHosts() {
-					ns, host, ok := strings.Cut(sh, "/")
+					host, ok := gatewayServerHost(sh, gs.gw.Namespace, vs.Namespace)
 					if !ok {
-						ns, host = "*", sh
-					}
-					if ns == "." {
-						ns = gs.gw.Namespace
-					}
-					if ns != "*" && ns != vs.Namespace {
 						continue
 					}
-					h, ok := model.HostIntersection(strings.ToLower(host), vsHost)
+					h, ok := model.HostIntersection(host, vsHost)
 					if !ok {
 						continue
 					}
@@ -131,4 +125,21 @@ func (g *gen) gatewayRoutes(port uint32, servers []gatewayServer) *routev3.Route
 		}})
 	}
 	return rb.rc
+}
+
+// gatewayServerHost returns the host of a Gateway server's "[ns/]host"
+// (lowercased) if a VirtualService in vsNS may bind to it: ns is "*" (also
+// when absent), "." (the Gateway's namespace gwNS) or vsNS.
+func gatewayServerHost(sh, gwNS, vsNS string) (string, bool) {
+	ns, host, ok := strings.Cut(sh, "/")
+	if !ok {
+		ns, host = "*", sh
+	}
+	if ns == "." {
+		ns = gwNS
+	}
+	if ns != "*" && ns != vsNS {
+		return "", false
+	}
+	return strings.ToLower(host), true
 }
