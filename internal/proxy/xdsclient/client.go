@@ -51,7 +51,6 @@ type Client struct {
 	cfg       Config
 	state     atomic.Pointer[State]
 	connected atomic.Bool
-	sotw      atomic.Bool
 	// Counters for tests and admin.
 	acks, nacks atomic.Int64
 	lastNACK    atomic.Pointer[string]
@@ -70,7 +69,6 @@ func New(cfg Config) *Client {
 	}
 	c := &Client{cfg: cfg}
 	c.state.Store(&State{Resources: map[string]map[string]*Resource{}, Received: map[string]bool{}})
-	c.sotw.Store(cfg.ForceSotW)
 	return c
 }
 
@@ -104,15 +102,16 @@ func (c *Client) Run(ctx context.Context) error {
 	defer conn.Close()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	delay := c.cfg.BackoffBase
+	sotw := c.cfg.ForceSotW
 	for {
 		var progress bool
-		if c.sotw.Load() {
+		if sotw {
 			progress, err = c.runSotW(ctx, ads)
 		} else {
 			progress, err = c.runDelta(ctx, ads)
 			if status.Code(err) == codes.Unimplemented {
 				c.cfg.Logger.Info("delta xds unimplemented, falling back to state of the world")
-				c.sotw.Store(true)
+				sotw = true
 				continue
 			}
 		}
