@@ -142,7 +142,7 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	cp, err := server.New(server.Config{
 		XDSAddress: o.xdsAddress, DebugAddress: o.debugAddress, Insecure: scfg.Insecure, TLS: scfg.TLS, Register: scfg.Register,
 		ConfigDir: dir, Validate: validation.Objects,
-		Generator: newGenerator(o.domain, o.rootNamespace, logger),
+		Generator: server.NewMeshGenerator(o.domain, o.rootNamespace, logger),
 		Domain:    o.domain, RootNamespace: o.rootNamespace, Version: version, Logger: logger,
 	})
 	if err != nil {
