@@ -152,6 +152,29 @@ func (w *serialWatch) count(name string) int {
 	return len(w.serials[name])
 }
 
+// rotationMesh is prod/echo behind its sidecar and a prod/frontend client
+// sending through its own sidecar, both holding certificates of one TTL.
+type rotationMesh struct {
+	*mesh
+	backend          *xfccBackend
+	server, clientSC *meshSidecar
+	cl               *client
+}
+
+// startRotationMesh starts a rotationMesh with certTTL certificates and
+// waits until the client gets answers.
+func startRotationMesh(t *testing.T, certTTL time.Duration) *rotationMesh {
+	t.Helper()
+	r := &rotationMesh{backend: startXFCCBackend(t), mesh: startMesh(t)}
+	r.server, _ = r.startEchoServer(t, r.backend, certTTL)
+	r.clientSC = r.startSidecar(t, sidecarOptions{namespace: "prod", sa: "frontend", workload: "frontend", outbound: true, certTTL: certTTL})
+	r.cl = newClient("prod/frontend", r.clientSC)
+	t.Cleanup(r.cl.close)
+	r.clientSC.waitConfig(t, "outbound|8080||"+meshHost)
+	waitAnswer(t, r.cl, "/warm")
+	return r
+}
+
 // TestCertificateRotationUnderLoad: both sidecars rotate their workload
 // certificates several times under ~200 req/s and no request fails. Short:
 // 4 s certificates for 15 s. Long (BOWLINE_LONG_TESTS=1): 2-minute
@@ -161,14 +184,8 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 	if longTests() {
 		ttl, dur, wantRotations = 2*time.Minute, 5*time.Minute, 4
 	}
-	backend := startXFCCBackend(t)
-	m := startMesh(t)
-	server, _ := m.startEchoServer(t, backend, ttl)
-	clientSC := m.startSidecar(t, sidecarOptions{namespace: "prod", sa: "frontend", workload: "frontend", outbound: true, certTTL: ttl})
-	cl := newClient("prod/frontend", clientSC)
-	defer cl.close()
-	clientSC.waitConfig(t, "outbound|8080||"+meshHost)
-	waitAnswer(t, cl, "/warm")
+	r := startRotationMesh(t, ttl)
+	backend, server, clientSC, cl := r.backend, r.server, r.clientSC, r.cl
 
 	serials := watchSerials(t, map[string]*meshSidecar{"server": server, "client": clientSC})
 	start := time.Now()
@@ -210,14 +227,8 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 // root file and refresh. No request may fail.
 func TestRootRotationUnderLoad(t *testing.T) {
 	ttl := 4 * time.Second
-	backend := startXFCCBackend(t)
-	m := startMesh(t)
-	server, _ := m.startEchoServer(t, backend, ttl)
-	clientSC := m.startSidecar(t, sidecarOptions{namespace: "prod", sa: "frontend", workload: "frontend", outbound: true, certTTL: ttl})
-	cl := newClient("prod/frontend", clientSC)
-	defer cl.close()
-	clientSC.waitConfig(t, "outbound|8080||"+meshHost)
-	waitAnswer(t, cl, "/warm")
+	r := startRotationMesh(t, ttl)
+	backend, m, server, clientSC, cl := r.backend, r.mesh, r.server, r.clientSC, r.cl
 	sidecars := map[string]*meshSidecar{"server": server, "client": clientSC}
 	oldRoot := m.ca.TrustBundle()[0]
 
