@@ -52,7 +52,7 @@ func (u *Up) reconcileIngress(ctx context.Context, wg *sync.WaitGroup, gateways 
 	if len(ports) == 0 {
 		return
 	}
-	adminPorts, err := freePorts("127.0.0.1", 1)
+	adminPorts, err := u.ports.take("127.0.0.1", 1)
 	if err != nil {
 		u.log.Info("ingress gateway not started", slog.String("error", err.Error()))
 		return

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Ports for replicas come from below the kernel's ephemeral range: a port
@@ -35,11 +36,24 @@ func ephemeralLow() int {
 	return lo
 }
 
-// freePorts reserves n distinct free TCP ports on host below the ephemeral
-// range, starting at a random point so that concurrent runs rarely probe the
-// same ports, and releases them for the caller's processes to bind. The
+// portAllocator hands out ports below the ephemeral range, never the same
+// port twice in one run: a port handed to one replica is free until its
+// process binds it, so probing alone could give it to the next replica too.
+type portAllocator struct {
+	mu     sync.Mutex
+	issued map[uint32]bool
+}
+
+// take reserves n distinct free TCP ports on host below the ephemeral range,
+// starting at a random point so that concurrent runs rarely probe the same
+// ports, and releases them for the caller's processes to bind. The
 // supervisor restarts a process whose port was taken in between.
-func freePorts(host string, n int) ([]uint32, error) {
+func (a *portAllocator) take(host string, n int) ([]uint32, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.issued == nil {
+		a.issued = map[uint32]bool{}
+	}
 	hi := ephemeralLow()
 	span := hi - portRangeLow
 	ls := make([]net.Listener, 0, n)
@@ -51,16 +65,22 @@ func freePorts(host string, n int) ([]uint32, error) {
 	ports := make([]uint32, 0, n)
 	start := rand.IntN(span)
 	for i := 0; i < span && len(ports) < n; i++ {
-		p := portRangeLow + (start+i)%span
-		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		p := uint32(portRangeLow + (start+i)%span)
+		if a.issued[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(int(p))))
 		if err != nil {
 			continue
 		}
 		ls = append(ls, l)
-		ports = append(ports, uint32(p))
+		ports = append(ports, p)
 	}
 	if len(ports) < n {
 		return nil, fmt.Errorf("find %d free ports on %s between %d and %d: only %d free", n, host, portRangeLow, hi, len(ports))
+	}
+	for _, p := range ports {
+		a.issued[p] = true
 	}
 	return ports, nil
 }

@@ -64,7 +64,7 @@ func (u *Up) newReplica(ctx context.Context, d desiredReplica) (*replica, error)
 		return nil, fmt.Errorf("workload %s/%s: %w", ns, d.obj.Meta.Name, err)
 	}
 	nPorts := max(len(spec.Ports), 1)
-	ports, err := freePorts("127.0.0.1", 2*nPorts+2)
+	ports, err := u.ports.take("127.0.0.1", 2*nPorts+2)
 	if err != nil {
 		return nil, err
 	}

@@ -81,6 +81,7 @@ type Up struct {
 	replicas map[string]*replica // by replica id
 	ingress  *gatewayProc
 	ids      proxyIdentity // tokens minted per identity (security.go)
+	ports    portAllocator
 }
 
 // NewUp checks cfg. It starts nothing.
