@@ -74,6 +74,7 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 		newProxyStatusCommand(s),
 		newCACommand(s),
 		newProxyConfigCommand(s),
+		newKubeInjectCommand(s),
 	)
 	return root
 }
