@@ -207,7 +207,12 @@ func (f rbacFilter) decode(x *exchange) bool {
 func (rbacFilter) encode(*exchange, http.Header) {}
 
 // jwtFilter is envoy.filters.http.jwt_authn.
-type jwtFilter struct{ f *jwtauthn.Filter }
+type jwtFilter struct {
+	f *jwtauthn.Filter
+	// clearRouteCache picks the route again once a token was verified, so
+	// routes can match its claims (xdsconfig.JWTAuthnFilter.ClearRouteCache).
+	clearRouteCache bool
+}
 
 func (f *jwtFilter) decode(x *exchange) bool {
 	res := jwtauthn.Result{Status: jwtauthn.Invalid, Reason: jwtauthn.ReasonBadSignature}
@@ -231,6 +236,9 @@ func (f *jwtFilter) decode(x *exchange) bool {
 		}
 		for k, v := range res.Metadata {
 			x.sec.metadata[k] = v
+		}
+		if f.clearRouteCache && x.vh != nil {
+			x.route = matchRoute(x.vh, x.r, x.r.URL.EscapedPath(), x.sec.metadata)
 		}
 	}
 	return false
@@ -258,18 +266,18 @@ func (e *filterEnv) rbacAuthz(c *xdsconfig.RBACFilter) httpFilter {
 func (e *filterEnv) jwtAuthn(c *xdsconfig.JWTAuthnFilter) httpFilter {
 	if e == nil {
 		f, _ := jwtauthn.New(c.Config, jwtauthn.Options{})
-		return &jwtFilter{f: f}
+		return &jwtFilter{f: f, clearRouteCache: c.ClearRouteCache}
 	}
 	if f := e.prevJWT[c]; f != nil {
 		e.curJWT[c] = f
-		return &jwtFilter{f: f}
+		return &jwtFilter{f: f, clearRouteCache: c.ClearRouteCache}
 	}
 	// The config was compiled once when it was checked (xdsconfig) and the
 	// fetcher plays no part in compiling, so this does not fail; a nil filter
 	// would fail every request closed (see decode).
 	f, _ := jwtauthn.New(c.Config, jwtauthn.Options{Fetcher: e.fetcher})
 	e.curJWT[c] = f
-	return &jwtFilter{f: f}
+	return &jwtFilter{f: f, clearRouteCache: c.ClearRouteCache}
 }
 
 // jwksFetcher fetches remote JWKS through the named cluster of the snapshot

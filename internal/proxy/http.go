@@ -87,7 +87,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	path := r.URL.EscapedPath()
 	if x.vh != nil {
-		x.route = matchRoute(x.vh, r, path)
+		x.route = matchRoute(x.vh, r, path, nil)
 	}
 	for _, f := range x.chain {
 		x.decoded++

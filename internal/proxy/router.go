@@ -5,11 +5,12 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/bowline-mesh/bowline/internal/proxy/authz"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
 // matchRoute returns the first route of vh that matches r (first match wins).
-func matchRoute(vh *xdsconfig.VirtualHost, r *http.Request, path string) *xdsconfig.Route {
+func matchRoute(vh *xdsconfig.VirtualHost, r *http.Request, path string, md map[string]map[string]any) *xdsconfig.Route {
 	var query url.Values
 	for i := range vh.Routes {
 		rt := &vh.Routes[i]
@@ -20,6 +21,9 @@ func matchRoute(vh *xdsconfig.VirtualHost, r *http.Request, path string) *xdscon
 			continue
 		}
 		if !matchHeaders(rt.Match.Headers, r) {
+			continue
+		}
+		if !matchMetadata(rt.Match.Metadata, md) {
 			continue
 		}
 		if len(rt.Match.Query) > 0 {
@@ -209,4 +213,14 @@ func redirectURL(rd *xdsconfig.Redirect, m *xdsconfig.RouteMatch, r *http.Reques
 		u += "?" + r.URL.RawQuery
 	}
 	return u
+}
+
+// matchMetadata reports whether every dynamic_metadata matcher matches md.
+func matchMetadata(ms []authz.MetadataMatcher, md map[string]map[string]any) bool {
+	for _, m := range ms {
+		if !m.Match(md) {
+			return false
+		}
+	}
+	return true
 }

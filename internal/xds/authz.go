@@ -170,9 +170,9 @@ func policyMatchNever() *rbacv3.Policy {
 	}
 }
 
-// inboundSecurityFilters are the HTTP filters an inbound HCM carries before
-// its router: jwt_authn (when a RequestAuthentication applies), then RBAC.
-func (g *gen) inboundSecurityFilters() []*hcmv3.HttpFilter {
+// securityFilters are the HTTP filters an inbound or gateway HCM carries
+// first: jwt_authn (when a RequestAuthentication applies), then RBAC.
+func (g *gen) securityFilters() []*hcmv3.HttpFilter {
 	var fs []*hcmv3.HttpFilter
 	if f := g.jwtFilter(); f != nil {
 		fs = append(fs, f)

@@ -30,6 +30,7 @@ func TestAuthzGolden(t *testing.T) {
 		{"not-applied", []string{svcs, "authz/not-applied.yaml"}, sidecar},
 		{"jwt", []string{svcs, "authz/jwt.yaml"}, sidecar},
 		{"tcp", []string{svcs, "authz/tcp.yaml"}, &withTCP},
+		{"gateway", []string{svcs, "authz/gateway.yaml"}, router},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -43,9 +44,12 @@ func TestAuthzGolden(t *testing.T) {
 			}
 			var out xds.Resources
 			for _, l := range res.Listeners {
-				if strings.HasPrefix(resourceName(l), "inbound|") {
+				if strings.HasPrefix(resourceName(l), "inbound|") || tc.proxy.Type == model.Router {
 					out.Listeners = append(out.Listeners, l)
 				}
+			}
+			if tc.proxy.Type == model.Router { // the claims routes
+				out.Routes = res.Routes
 			}
 			for _, c := range res.Clusters {
 				if !baseClusters[resourceName(c)] {

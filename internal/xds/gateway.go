@@ -58,6 +58,9 @@ func (g *gen) buildRouter() {
 		name := "0.0.0.0_" + portName(port)
 		hcm := g.rdsHCM("outbound_0.0.0.0_"+portName(port), rc.Name)
 		hcm.UseRemoteAddress = wrapperspb.Bool(true)
+		// Policies selecting the gateway (authz.go, jwt.go): jwt_authn and
+		// RBAC first, as Istio orders a gateway's HCM.
+		hcm.HttpFilters = append(g.securityFilters(), hcm.HttpFilters...)
 		g.listeners[name] = httpListener(name, "0.0.0.0", listen, true, corev3.TrafficDirection_OUTBOUND, hcm)
 	}
 }

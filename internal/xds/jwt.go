@@ -16,6 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	security "istio.io/api/security/v1beta1"
+
+	"github.com/bowline-mesh/bowline/internal/model"
 )
 
 // defaultJWKSTimeout is Istio's JWTRule.timeout default.
@@ -76,6 +78,10 @@ func (g *gen) jwtProvider(r *security.JWTRule) *jwtv3.JwtProvider {
 		FromParams:           r.GetFromParams(),
 		FromCookies:          r.GetFromCookies(),
 		PayloadInMetadata:    jwtPayloadKey,
+		// Gateways route on verified claims (routes.go, claimMatcher): the
+		// route is chosen again once the payload is in the metadata, as
+		// Istio sets it for every proxy but sidecars.
+		ClearRouteCache: g.proxy.Type != model.SidecarProxy,
 		NormalizePayloadInMetadata: &jwtv3.JwtProvider_NormalizePayload{
 			SpaceDelimitedClaims: append(append([]string(nil), defaultSpaceDelimitedClaims...), r.GetSpaceDelimitedClaims()...)},
 	}

@@ -106,7 +106,7 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 		}},
 		// Security (jwt.go, authz.go): jwt_authn, then the RBAC filters
 		// (CUSTOM, AUDIT, DENY, ALLOW), then the router.
-		HttpFilters: append(g.inboundSecurityFilters(),
+		HttpFilters: append(g.securityFilters(),
 			&hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}),
 	}
 	l := httpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, hcm)

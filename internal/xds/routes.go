@@ -134,9 +134,17 @@ func translateMatch(m *networking.HTTPMatchRequest) *routev3.RouteMatch {
 		rm.CaseSensitive = wrapperspb.Bool(false)
 	}
 	for _, k := range slices.Sorted(maps.Keys(m.GetHeaders())) {
+		if cm := claimMatcher(k, m.GetHeaders()[k], false); cm != nil {
+			rm.DynamicMetadata = append(rm.DynamicMetadata, cm)
+			continue
+		}
 		rm.Headers = append(rm.Headers, headerMatcher(k, m.GetHeaders()[k], false))
 	}
 	for _, k := range slices.Sorted(maps.Keys(m.GetWithoutHeaders())) {
+		if cm := claimMatcher(k, m.GetWithoutHeaders()[k], true); cm != nil {
+			rm.DynamicMetadata = append(rm.DynamicMetadata, cm)
+			continue
+		}
 		rm.Headers = append(rm.Headers, headerMatcher(k, m.GetWithoutHeaders()[k], true))
 	}
 	if m.GetMethod() != nil {
@@ -158,6 +166,40 @@ func translateMatch(m *networking.HTTPMatchRequest) *routev3.RouteMatch {
 		rm.QueryParameters = append(rm.QueryParameters, q)
 	}
 	return rm
+}
+
+// claimHeader is Istio's pseudo-header for routing on verified JWT claims.
+const claimHeader = "@request.auth.claims"
+
+// claimMatcher turns a header match on "@request.auth.claims.a.b" (or
+// "@request.auth.claims[a][b]") into Istio's match on the verified claim in
+// jwt_authn's dynamic metadata: a string claim equal to, or a list claim
+// holding, a matching value. Only gateways verify tokens before routing
+// (jwt.go, clear_route_cache), so on sidecars such a route never matches,
+// as in Istio. It returns nil for any other header.
+func claimMatcher(name string, s *networking.StringMatch, invert bool) *matcherv3.MetadataMatcher {
+	if !strings.HasPrefix(strings.ToLower(name), claimHeader) {
+		return nil
+	}
+	rest := name[len(claimHeader):] // claim names keep their case
+	var claims []string
+	switch {
+	case strings.HasPrefix(rest, ".") && len(rest) > 1:
+		claims = strings.Split(rest[1:], ".")
+	case strings.HasPrefix(rest, "[") && strings.HasSuffix(rest, "]") && len(rest) > 2:
+		claims = strings.Split(rest[1:len(rest)-1], "][")
+	default:
+		return nil
+	}
+	one := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}}
+	if sm := stringMatcher(s); sm != nil {
+		one = &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: sm}}
+	}
+	m := metadataMatch(filterJWTAuthn, append([]string{jwtPayloadKey}, claims...), &matcherv3.ValueMatcher{
+		MatchPattern: &matcherv3.ValueMatcher_OrMatch{OrMatch: &matcherv3.OrMatcher{
+			ValueMatchers: []*matcherv3.ValueMatcher{listOneOf(one), one}}}})
+	m.Invert = invert
+	return m
 }
 
 func isExact(sm *matcherv3.StringMatcher) bool {

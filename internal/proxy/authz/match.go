@@ -265,6 +265,22 @@ func (m *valueMatcher) match(v any, ok bool) bool {
 	return false
 }
 
+// MetadataMatcher is a compiled envoy.type.matcher.v3.MetadataMatcher for
+// matchers outside RBAC (a route's dynamic_metadata): the same matcher RBAC
+// uses on jwt_authn's payload.
+type MetadataMatcher struct{ m *metadataMatcher }
+
+// CompileMetadataMatcher compiles m; errors name fields under path.
+func CompileMetadataMatcher(m *matcherv3.MetadataMatcher, path string) (MetadataMatcher, error) {
+	c, err := compileMetadata(m, path)
+	return MetadataMatcher{m: c}, err
+}
+
+// Match reports whether md (dynamic metadata by filter name) matches.
+func (m MetadataMatcher) Match(md map[string]map[string]any) bool {
+	return m.m.match(&Request{Metadata: md})
+}
+
 // metadataMatcher is a compiled envoy.type.matcher.v3.MetadataMatcher.
 type metadataMatcher struct {
 	filter string

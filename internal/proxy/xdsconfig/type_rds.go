@@ -3,6 +3,8 @@ package xdsconfig
 import (
 	"regexp"
 	"time"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/authz"
 )
 
 // RouteConfig is a checked envoy.config.route.v3.RouteConfiguration.
@@ -63,6 +65,9 @@ type RouteMatch struct {
 	Query []QueryMatcher
 	// GRPC matches only gRPC requests.
 	GRPC bool
+	// Metadata must all match the dynamic metadata earlier filters set
+	// (jwt_authn's payload: routing on verified claims).
+	Metadata []authz.MetadataMatcher
 }
 
 // HeaderMatcher matches one request header.

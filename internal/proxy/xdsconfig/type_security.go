@@ -21,4 +21,7 @@ type RBACFilter struct {
 type JWTAuthnFilter struct {
 	// Config is the filter's config as received; never modified.
 	Config *jwtv3.JwtAuthentication
+	// ClearRouteCache: some provider has clear_route_cache, so the route
+	// is chosen again after a token was verified (claims routing).
+	ClearRouteCache bool
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/authz"
 )
 
 // UnmarshalRouteConfig checks a RouteConfiguration and converts it.
@@ -204,7 +206,7 @@ func unmarshalRouteMatch(m *routev3.RouteMatch, path string) (*RouteMatch, error
 		return nil, fmt.Errorf("field %s: missing", path)
 	}
 	if err := checkFields(m, path, "prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive",
-		"headers", "query_parameters", "grpc"); err != nil {
+		"headers", "query_parameters", "grpc", "dynamic_metadata"); err != nil {
 		return nil, err
 	}
 	out := &RouteMatch{CaseSensitive: true, GRPC: m.GetGrpc() != nil}
@@ -243,6 +245,13 @@ func unmarshalRouteMatch(m *routev3.RouteMatch, path string) (*RouteMatch, error
 			return nil, err
 		}
 		out.Headers = append(out.Headers, *hm)
+	}
+	for i, dm := range m.GetDynamicMetadata() {
+		mm, err := authz.CompileMetadataMatcher(dm, fmt.Sprintf("%s.dynamic_metadata[%d]", path, i))
+		if err != nil {
+			return nil, err
+		}
+		out.Metadata = append(out.Metadata, mm)
 	}
 	for i, q := range m.GetQueryParameters() {
 		p := fmt.Sprintf("%s.query_parameters[%d]", path, i)

@@ -45,7 +45,11 @@ func unmarshalJWTAuthn(a *anypb.Any, path string) (*JWTAuthnFilter, error) {
 	if _, err := jwtauthn.New(c, jwtauthn.Options{}); err != nil {
 		return nil, nestField(path, err)
 	}
-	return &JWTAuthnFilter{Config: c}, nil
+	f := &JWTAuthnFilter{Config: c}
+	for _, p := range c.GetProviders() {
+		f.ClearRouteCache = f.ClearRouteCache || p.GetClearRouteCache()
+	}
+	return f, nil
 }
 
 // unmarshalNetworkRBAC compiles a network rbac filter of a filter chain.
