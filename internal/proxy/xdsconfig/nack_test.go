@@ -10,6 +10,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -40,6 +41,11 @@ func TestNACKText(t *testing.T) {
 				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, RuntimeFraction: &corev3.RuntimeFractionalPercent{}},
 				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}}}}}}},
 			`route configuration "r": field virtual_hosts[0].routes[0].match.runtime_fraction: unsupported`},
+		{"route dynamic metadata without filter", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
+			Domains: []string{"*"}, Routes: []*routev3.Route{{Match: &routev3.RouteMatch{
+				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, DynamicMetadata: []*matcherv3.MetadataMatcher{{}}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}}}}}}},
+			`route configuration "r": field virtual_hosts[0].routes[0].match.dynamic_metadata[0].filter: empty`},
 		{"retry_on", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
 			Domains: []string{"*"}, RetryPolicy: &routev3.RetryPolicy{RetryOn: "http3-post-connect-failure"}}}},
 			`route configuration "r": field virtual_hosts[0].retry_policy.retry_on: condition "http3-post-connect-failure" unsupported`},
