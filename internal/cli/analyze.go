@@ -44,7 +44,9 @@ func newAnalyzeCommand(s streams) *cobra.Command {
 *.yml, *.json) or standard input and runs Istio's analyzers over all of it together:
 references between resources (a VirtualService's hosts, subsets and gateways),
 conflicts (gateways, mesh VirtualServices, DestinationRule TLS against
-PeerAuthentication), rules that can never match, and every schema problem.
+PeerAuthentication), rules that can never match, MeshConfig extension providers
+(ConfigMap istio) whose service nothing defines, Telemetry naming providers the
+MeshConfig lacks, and every schema problem.
 
 Messages carry Istio's own codes and wording (IST0101 ReferencedResourceNotFound,
 IST0106 SchemaValidationError, ...), so Istio's documentation for each code applies:
@@ -109,7 +111,7 @@ func runAnalyze(s streams, o *analyzeOptions) error {
 
 	src := &sourceCache{data: map[string][]byte{}}
 	loader := &config.Loader{
-		Options:  config.ParseOptions{Namespace: o.namespace},
+		Options:  config.ParseOptions{Namespace: o.namespace, MeshNamespace: o.rootNamespace},
 		Stdin:    src.stdin(s.in),
 		ReadFile: src.readFile,
 	}

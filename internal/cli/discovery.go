@@ -29,6 +29,8 @@ Istio configuration, builds the mesh from it and from registered workloads, and
 serves Envoy xDS v3 (ADS, state of the world and delta) to Bowline proxies, Envoy
 and proxyless gRPC clients. Changes are debounced and pushed only to the proxies
 whose configuration changed; a file with errors keeps its last good version.
+Mesh-wide settings (Istio's MeshConfig) come from the ConfigMap istio in the root
+namespace (data.mesh) in the directory, or from --mesh-config.
 
 The debug address serves:
   /debug/syncz       what each proxy was sent and acknowledged (bowline proxy-status reads it)
@@ -47,6 +49,10 @@ and the workload registration API used by 'bowline up' and VMs:
 
   # Plaintext xDS on a trusted network, no CA (default addresses: xDS 127.0.0.1:15010, debug 127.0.0.1:15014)
   bowline discovery --config-dir ./mesh --insecure-xds
+
+  # Mesh-wide settings (tracing providers, access log, outbound policy) from a MeshConfig
+  # file instead of the ConfigMap istio in ./mesh
+  bowline discovery --config-dir ./mesh --insecure-xds --mesh-config ./mesh.yaml
 
   # Listen on all interfaces, push at most every 500ms
   bowline discovery --config-dir ./mesh --insecure-xds --xds-address 0.0.0.0:15010 --debounce 500ms
@@ -105,7 +111,8 @@ and the workload registration API used by 'bowline up' and VMs:
 	f.StringVar(&sec.caAddress, "ca-address", "", "serve the CA on its own TLS port HOST:PORT (default: on the xDS port; 127.0.0.1:15012 with --insecure-xds and --ca-dir)")
 	f.StringArrayVar(&sec.tokens, "bootstrap-token", nil, "mint a CA token for NAMESPACE/SERVICE_ACCOUNT and write it to FILE (mode 0600): NS/SA=FILE (repeatable)")
 	f.StringVar(&cfg.Domain, "domain", server.DefaultDomain, "cluster domain of service host names")
-	f.StringVar(&cfg.RootNamespace, "root-namespace", server.DefaultRootNamespace, "namespace holding mesh-wide defaults")
+	f.StringVar(&cfg.RootNamespace, "root-namespace", server.DefaultRootNamespace, "namespace holding mesh-wide defaults and the mesh ConfigMap istio (MeshConfig rootNamespace overrides the former)")
+	f.StringVar(&cfg.MeshConfigFile, "mesh-config", "", "MeshConfig YAML file, watched (istiod's --meshConfig); replaces the ConfigMap istio of --config-dir")
 	f.DurationVar(&cfg.Debounce, "debounce", server.DefaultDebounce, "quiet period after a change before pushing")
 	f.DurationVar(&cfg.DebounceMax, "debounce-max", server.DefaultDebounceMax, "longest a burst of changes may delay a push")
 	f.StringVar(&cfg.DebugAddress, "debug-address", server.DefaultDebugAddress, "HOST:PORT for /debug, /metrics, /ready and the registration API")

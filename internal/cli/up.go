@@ -32,6 +32,7 @@ type upOptions struct {
 	insecure      bool
 	certTTL       time.Duration
 	trustDomain   string
+	meshConfig    string
 }
 
 func newUpCommand(s streams) *cobra.Command {
@@ -53,7 +54,9 @@ chains, sidecar as uid 1337): apps need no HTTP_PROXY, listen on their
 containerPort and call services by name through /etc/hosts entries for each
 service's VIP. Everything is removed on exit, or by the next run after a crash.
 
-Edits to files in DIR take effect live. State (ports, addresses, the ingress URL) is
+Mesh-wide settings (Istio's MeshConfig: tracing providers, access logs, outbound
+policy) come from a ConfigMap istio in the root namespace in DIR (data.mesh) or from
+--mesh-config FILE. Edits to files in DIR take effect live. State (ports, addresses, the ingress URL) is
 written to DIR/.bowline/up.json and logs to DIR/.bowline/logs/. Ctrl-C stops
 everything; sidecars drain first.`,
 		Example: `  # Build Bookinfo and run it
@@ -79,6 +82,7 @@ everything; sidecars drain first.`,
 	f.StringVar(&o.debugAddress, "debug-address", "127.0.0.1:0", "where the control plane serves /debug, /metrics and registration")
 	f.StringVar(&o.domain, "domain", "cluster.local", "cluster domain")
 	f.StringVar(&o.rootNamespace, "root-namespace", "istio-system", "mesh config root namespace")
+	f.StringVar(&o.meshConfig, "mesh-config", "", "MeshConfig YAML file, watched; replaces the ConfigMap istio of DIR")
 	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "how long sidecars finish in-flight requests on shutdown")
 	f.StringVar(&o.proxyBinary, "proxy-binary", "", "bowline binary to run as sidecars (default: this binary)")
 	_ = f.MarkHidden("proxy-binary")
@@ -141,7 +145,7 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	}
 	cp, err := server.New(server.Config{
 		XDSAddress: o.xdsAddress, DebugAddress: o.debugAddress, Insecure: scfg.Insecure, TLS: scfg.TLS, Register: scfg.Register,
-		ConfigDir: dir, Validate: validation.Objects,
+		ConfigDir: dir, MeshConfigFile: o.meshConfig, Validate: validation.Objects,
 		Generator: server.NewMeshGenerator(o.domain, o.rootNamespace, logger),
 		Domain:    o.domain, RootNamespace: o.rootNamespace, Version: version, Logger: logger,
 	})

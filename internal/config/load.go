@@ -54,6 +54,17 @@ type ParseOptions struct {
 	// ForceNamespace makes Namespace override metadata.namespace too (kubectl -n semantics
 	// are "default only"; this is off unless a caller asks).
 	ForceNamespace bool
+	// MeshNamespace is where the mesh ConfigMap `istio` is read from
+	// (istiod's own namespace); DefaultMeshNamespace if empty. A ConfigMap
+	// `istio` elsewhere is ignored with a warning.
+	MeshNamespace string
+}
+
+func (o ParseOptions) meshNamespace() string {
+	if o.MeshNamespace == "" {
+		return DefaultMeshNamespace
+	}
+	return o.MeshNamespace
 }
 
 func (o ParseOptions) namespace() string {
@@ -91,7 +102,7 @@ func Parse(file string, data []byte, opts ParseOptions) *Result {
 	return res
 }
 
-var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+var yamlLineRE = regexp.MustCompile(`line (\d+): `)
 
 func yamlErrorLine(err error) int {
 	m := yamlLineRE.FindStringSubmatch(err.Error())
@@ -161,6 +172,9 @@ func parseDocument(res *Result, src Source, root *yaml.Node, opts ParseOptions) 
 	if meta != nil && meta.Kind == yaml.MappingNode {
 		mm, _ := mapping(meta)
 		name = scalarValue(mm["name"])
+	}
+	if group == "" && version == "v1" && kind == KindConfigMap && parseConfigMap(res, src, top, keyLines, name, opts) {
+		return
 	}
 	schema, known, versionOK := LookupSchema(group, version, kind)
 	if !known {

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +31,8 @@ type DirSource struct {
 	opts     ParseOptions
 	log      *slog.Logger
 	debounce time.Duration
+	// meshFile is the --mesh-config file ("" for none).
+	meshFile string
 
 	// lastGood holds, per file, the objects of its last valid read.
 	lastGood map[string][]*Object
@@ -60,6 +63,10 @@ type DirSourceConfig struct {
 	Debounce time.Duration
 	// Logger receives reload notes; slog.Default() when nil.
 	Logger *slog.Logger
+	// MeshConfigFile, when set, is a MeshConfig YAML file (istiod's
+	// --meshConfig) read and watched beside Dir; it replaces the ConfigMap
+	// `istio` of Dir, which is then ignored with a warning.
+	MeshConfigFile string
 }
 
 // NewDirSource returns a source publishing into store. It starts nothing.
@@ -73,7 +80,8 @@ func NewDirSource(cfg DirSourceConfig, store *Store) *DirSource {
 	if cfg.Validate == nil {
 		cfg.Validate = func(objs []*Object) ([]*Object, Problems) { return objs, nil }
 	}
-	return &DirSource{dir: cfg.Dir, store: store, validate: cfg.Validate, opts: cfg.Options, log: cfg.Logger, debounce: cfg.Debounce, lastGood: map[string][]*Object{}, parsed: map[string]parsedFile{}}
+	return &DirSource{dir: cfg.Dir, store: store, validate: cfg.Validate, opts: cfg.Options, log: cfg.Logger, debounce: cfg.Debounce,
+		meshFile: cfg.MeshConfigFile, lastGood: map[string][]*Object{}, parsed: map[string]parsedFile{}}
 }
 
 // Reload reads the directory once and publishes the result.
@@ -81,6 +89,10 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 	files, err := configFiles(d.dir)
 	if err != nil {
 		return nil, err
+	}
+	if d.meshFile != "" {
+		files = slices.DeleteFunc(files, func(f string) bool { return sameFile(f, d.meshFile) })
+		files = append(files, d.meshFile)
 	}
 	var (
 		objs     []*Object
@@ -91,6 +103,11 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 	for _, f := range files {
 		seen[f] = true
 		data, err := os.ReadFile(f)
+		if errors.Is(err, fs.ErrNotExist) && f == d.meshFile {
+			problems = append(problems, Problem{Severity: SeverityError, File: f, Kind: KindMeshConfig, Message: "mesh config file not found; the last good version stays in force"})
+			objs = append(objs, d.lastGood[f]...)
+			continue
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed between the walk and the read
 		}
@@ -99,7 +116,7 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 		}
 		pf, ok := d.parsed[f]
 		if !ok || !bytes.Equal(pf.data, data) {
-			res := Parse(f, data, d.opts)
+			res := d.parse(f, data)
 			valid, vproblems := d.validate(res.Objects)
 			pf = parsedFile{data: data, valid: valid, problems: append(res.Problems, vproblems...), skipped: res.Skipped}
 			d.parsed[f] = pf
@@ -125,6 +142,39 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 	objs, dupProblems := dedupe(objs)
 	problems = append(problems, dupProblems...)
 	return d.store.Publish(objs, problems, skipped), nil
+}
+
+// parse reads one file: the --mesh-config file as MeshConfig YAML, any
+// other as Istio documents (without its mesh ConfigMap when --mesh-config is set).
+func (d *DirSource) parse(f string, data []byte) *Result {
+	if d.meshFile != "" && f == d.meshFile {
+		obj, problems := ParseMeshConfigFile(f, data, d.opts.meshNamespace())
+		res := &Result{Problems: problems}
+		if obj != nil {
+			res.Objects = []*Object{obj}
+		}
+		return res
+	}
+	res := Parse(f, data, d.opts)
+	if d.meshFile == "" {
+		return res
+	}
+	res.Objects = slices.DeleteFunc(res.Objects, func(o *Object) bool {
+		if o.GVK.Kind != KindConfigMap {
+			return false
+		}
+		res.Problems = append(res.Problems, ProblemFor(o, FieldError{Path: "metadata.name", Warning: true,
+			Reason: "ignored: the mesh config file " + d.meshFile + " (--mesh-config) is in force"}))
+		return true
+	})
+	return res
+}
+
+// sameFile reports whether a and b name the same file.
+func sameFile(a, b string) bool {
+	ia, err1 := os.Stat(a)
+	ib, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(ia, ib)
 }
 
 // dedupe keeps the first object of each kind/namespace/name and reports the rest.
@@ -154,6 +204,12 @@ func (d *DirSource) Run(ctx context.Context) error {
 	defer w.Close()
 	if err := d.watchTree(w); err != nil {
 		return err
+	}
+	if d.meshFile != "" {
+		// The directory, not the file: editors and ConfigMap mounts replace files.
+		if err := w.Add(filepath.Dir(d.meshFile)); err != nil {
+			return fmt.Errorf("watch %s: %w", d.meshFile, err)
+		}
 	}
 	if _, err := d.Reload(); err != nil {
 		return err

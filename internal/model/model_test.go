@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -378,5 +379,47 @@ func TestVersionWithMemo(t *testing.T) {
 	more := append(parse(t, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: ns1}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}}]}]}\n"), objs...)
 	if got := model.Build(more, view, model.Options{Memo: memo}).Version(); got == want || got != model.Build(more, view, model.Options{}).Version() {
 		t.Errorf("changed input with memo: version %s (unchanged %s)", got, want)
+	}
+}
+
+func TestMeshConfig(t *testing.T) {
+	defaults := build(t, "")
+	if m := defaults.Mesh(); m.Source != "defaults" || !m.EnableTracing || m.TraceSampling != 1 || m.OutboundTrafficPolicy != model.AllowAny ||
+		m.RootNamespace != "istio-system" || m.TrustDomain != "cluster.local" || m.Provider("prometheus") == nil {
+		t.Errorf("defaults = %+v", m)
+	}
+	s := build(t, `apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    rootNamespace: mesh-root
+    trustDomain: example.org
+    accessLogFile: /dev/stdout
+    accessLogEncoding: JSON
+    outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+    defaultConfig: {tracing: {sampling: 100}}
+    extensionProviders:
+    - name: otel
+      opentelemetry: {service: observability/jaeger.local, port: 4317}
+    defaultProviders: {tracing: [otel]}
+`)
+	m := s.Mesh()
+	if m.Source != "ConfigMap istio-system/istio at test.yaml:1" {
+		t.Errorf("source = %q", m.Source)
+	}
+	if m.TraceSampling != 100 || m.OutboundTrafficPolicy != model.RegistryOnly || m.TrustDomain != "example.org" ||
+		m.AccessLogFile != "/dev/stdout" || m.AccessLogEncoding != model.AccessLogJSON || strings.Join(m.DefaultTracing, ",") != "otel" {
+		t.Errorf("mesh = %+v", m)
+	}
+	if s.RootNamespace() != "mesh-root" {
+		t.Errorf("root namespace = %q, want MeshConfig's mesh-root", s.RootNamespace())
+	}
+	p := m.Provider("otel")
+	if p == nil || p.Kind != model.ProviderOpenTelemetry || p.Service != "jaeger.local" || p.Namespace != "observability" || p.Port != 4317 {
+		t.Errorf("provider otel = %+v", p)
+	}
+	if s.Version() == defaults.Version() {
+		t.Errorf("the mesh config does not change the snapshot version")
 	}
 }

@@ -73,6 +73,8 @@ type Snapshot struct {
 	problems         []string
 	// security holds AuthorizationPolicy and RequestAuthentication (security.go).
 	security securityConfig
+	// mesh is the MeshConfig in force (meshconfig.go).
+	mesh *MeshConfig
 }
 
 // Build resolves objs (any kinds; those that shape traffic are used) and the
@@ -92,7 +94,12 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 	sorted := slices.Clone(objs)
 	config.SortObjects(sorted)
 
-	s := &Snapshot{domain: opts.Domain, rootNamespace: opts.RootNamespace}
+	s := &Snapshot{domain: opts.Domain, rootNamespace: opts.RootNamespace, mesh: meshConfigFrom(sorted)}
+	if s.mesh.Source == "defaults" {
+		s.mesh.RootNamespace = opts.RootNamespace
+	} else if s.mesh.RootNamespace != "" {
+		s.rootNamespace = s.mesh.RootNamespace
+	}
 	if services != nil {
 		s.services = services.Services()
 	}

@@ -85,6 +85,7 @@ func All() []Analyzer {
 		destinationRuleSubsetAnalyzer{},
 		gatewayReferenceAnalyzer{},
 		unreachableRulesAnalyzer{},
+		meshProvidersAnalyzer{},
 	}
 }
 

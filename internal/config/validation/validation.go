@@ -23,6 +23,8 @@ var validators = map[string]kindValidator{
 	config.KindAuthorizationPolicy:   validateAuthorizationPolicy,
 	config.KindRequestAuthentication: validateRequestAuthentication,
 	config.KindTelemetry:             validateTelemetry,
+	config.KindConfigMap:             validateMeshConfig,
+	config.KindMeshConfig:            validateMeshConfig,
 }
 
 // Object returns every semantic problem of obj. A kind without rules has none.

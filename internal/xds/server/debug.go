@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/bowline-mesh/bowline/internal/config"
 	"github.com/bowline-mesh/bowline/internal/registry"
@@ -48,6 +49,9 @@ type Configz struct {
 	Problems config.Problems `json:"problems"`
 	// MeshProblems is configuration the model skipped.
 	MeshProblems []string `json:"meshProblems"`
+	// MeshConfig is the MeshConfig in force, Istio's defaults applied (absent
+	// when neither a ConfigMap istio nor --mesh-config gives one).
+	MeshConfig json.RawMessage `json:"meshConfig,omitempty"`
 }
 
 // WorkloadRequest is the body of POST /v1/workloads.
@@ -104,6 +108,9 @@ func (s *Server) configz(w http.ResponseWriter, _ *http.Request) {
 	}
 	for _, o := range snap.Objects {
 		out.Objects[o.GVK.Kind] = append(out.Objects[o.GVK.Kind], o.Meta.Namespace+"/"+o.Meta.Name)
+		if mc := config.MeshConfigOf(o); mc != nil && (out.MeshConfig == nil || o.GVK.Kind == config.KindMeshConfig) {
+			out.MeshConfig, _ = protojson.Marshal(mc)
+		}
 	}
 	s.mu.Lock()
 	out.MeshInputsAt = s.meshInputsAt

@@ -52,6 +52,9 @@ type Config struct {
 	Register func(grpc.ServiceRegistrar) error
 	// ConfigDir is watched for Istio YAML; when empty, Store is used as it is fed by the caller.
 	ConfigDir string
+	// MeshConfigFile is a MeshConfig YAML file (istiod's --meshConfig)
+	// watched beside ConfigDir; it replaces ConfigDir's ConfigMap `istio`.
+	MeshConfigFile string
 	// Store holds the configuration; a new one is made when nil.
 	Store *config.Store
 	// Validate checks objects read from ConfigDir (validation.Objects).
@@ -164,7 +167,15 @@ func New(cfg Config) (*Server, error) {
 		if !info.IsDir() {
 			return nil, fmt.Errorf("config dir %s is not a directory", cfg.ConfigDir)
 		}
-		s.source = config.NewDirSource(config.DirSourceConfig{Dir: cfg.ConfigDir, Validate: cfg.Validate, Debounce: cfg.Debounce, Logger: cfg.Logger}, s.store)
+		if cfg.MeshConfigFile != "" {
+			if info, err := os.Stat(cfg.MeshConfigFile); err != nil {
+				return nil, fmt.Errorf("mesh config: %w", err)
+			} else if info.IsDir() {
+				return nil, fmt.Errorf("mesh config %s is a directory; give the MeshConfig YAML file", cfg.MeshConfigFile)
+			}
+		}
+		s.source = config.NewDirSource(config.DirSourceConfig{Dir: cfg.ConfigDir, Validate: cfg.Validate, Debounce: cfg.Debounce, Logger: cfg.Logger,
+			MeshConfigFile: cfg.MeshConfigFile, Options: config.ParseOptions{MeshNamespace: cfg.RootNamespace}}, s.store)
 	}
 	// ads=false: proxyless gRPC asks for single listeners by name, which
 	// go-control-plane's ADS mode would never answer (it wants every name).
