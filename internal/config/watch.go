@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,15 @@ type DirSource struct {
 	// changed, and unchanged files keep their *Object values (so caches
 	// keyed by them downstream stay warm).
 	parsed map[string]parsedFile
+	// inForce holds, per file, the objects it contributes now (its last
+	// good objects, or the valid ones of a file that never was good).
+	inForce map[string][]*Object
+	// order is, per file, when its objects in force last changed (a
+	// counter): a later file's definition of an object wins.
+	order   map[string]uint64
+	applied uint64
+	// logged holds the problems of the previous read, already logged.
+	logged map[string]bool
 }
 
 // parsedFile is the result of parsing and validating one file's content.
@@ -81,10 +91,19 @@ func NewDirSource(cfg DirSourceConfig, store *Store) *DirSource {
 		cfg.Validate = func(objs []*Object) ([]*Object, Problems) { return objs, nil }
 	}
 	return &DirSource{dir: cfg.Dir, store: store, validate: cfg.Validate, opts: cfg.Options, log: cfg.Logger, debounce: cfg.Debounce,
-		meshFile: cfg.MeshConfigFile, lastGood: map[string][]*Object{}, parsed: map[string]parsedFile{}}
+		meshFile: cfg.MeshConfigFile, lastGood: map[string][]*Object{}, parsed: map[string]parsedFile{},
+		inForce: map[string][]*Object{}, order: map[string]uint64{}}
 }
 
 // Reload reads the directory once and publishes the result.
+//
+// Files are applied as `kubectl apply` would apply them one after another,
+// in the order they last changed: an object (kind, namespace, name) defined
+// in several files takes the definition of the file whose content changed
+// most recently, and removing that file brings the earlier definition back.
+// Each redefinition is published as a warning naming both places. At the
+// first read the files' modification times give the order (ties: path
+// order, the later path applied last, as `kubectl apply -f DIR` does).
 func (d *DirSource) Reload() (*Snapshot, error) {
 	files, err := configFiles(d.dir)
 	if err != nil {
@@ -95,17 +114,21 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 		files = append(files, d.meshFile)
 	}
 	var (
-		objs     []*Object
 		problems Problems
 		skipped  []Skipped
 		seen     = map[string]bool{}
+		inForce  = map[string][]*Object{}
+		changed  []appliedFile // files whose objects in force changed in this read
 	)
 	for _, f := range files {
 		seen[f] = true
 		data, err := os.ReadFile(f)
 		if errors.Is(err, fs.ErrNotExist) && f == d.meshFile {
 			problems = append(problems, Problem{Severity: SeverityError, File: f, Kind: KindMeshConfig, Message: "mesh config file not found; the last good version stays in force"})
-			objs = append(objs, d.lastGood[f]...)
+			inForce[f] = d.lastGood[f]
+			if prev, ok := d.inForce[f]; !ok || !slices.Equal(prev, inForce[f]) {
+				changed = append(changed, appliedFile{path: f})
+			}
 			continue
 		}
 		if errors.Is(err, fs.ErrNotExist) {
@@ -124,24 +147,100 @@ func (d *DirSource) Reload() (*Snapshot, error) {
 		valid, fileProblems := pf.valid, pf.problems
 		skipped = append(skipped, pf.skipped...)
 		problems = append(problems, fileProblems...)
+		objs := valid
 		if fileProblems.HasErrors() {
 			if prev, ok := d.lastGood[f]; ok {
-				d.log.Info("config file invalid, keeping last good version", slog.String("file", f), slog.Int("problems", len(fileProblems)))
-				objs = append(objs, prev...)
-				continue
+				// A failed apply changes nothing: the last good objects stay, in their place.
+				d.log.Debug("config file invalid, keeping last good version", slog.String("file", f), slog.Int("problems", len(fileProblems)))
+				objs = prev
+			} else {
+				d.log.Debug("config file invalid, valid objects in it applied", slog.String("file", f), slog.Int("problems", len(fileProblems)))
 			}
-			d.log.Info("config file invalid, valid objects in it applied", slog.String("file", f), slog.Int("problems", len(fileProblems)))
-			objs = append(objs, valid...)
-			continue
+		} else {
+			d.lastGood[f] = valid
 		}
-		d.lastGood[f] = valid
-		objs = append(objs, valid...)
+		inForce[f] = objs
+		if prev, ok := d.inForce[f]; !ok || !slices.Equal(prev, objs) {
+			changed = append(changed, appliedFile{path: f, modTime: modTime(f)})
+		}
+	}
+	// Files changed in this read are applied after all others, oldest change first.
+	slices.SortStableFunc(changed, func(a, b appliedFile) int {
+		if c := a.modTime.Compare(b.modTime); c != 0 {
+			return c
+		}
+		return strings.Compare(a.path, b.path)
+	})
+	for _, c := range changed {
+		d.applied++
+		d.order[c.path] = d.applied
 	}
 	maps.DeleteFunc(d.lastGood, func(f string, _ []*Object) bool { return !seen[f] })
 	maps.DeleteFunc(d.parsed, func(f string, _ parsedFile) bool { return !seen[f] })
-	objs, dupProblems := dedupe(objs)
+	maps.DeleteFunc(d.order, func(f string, _ uint64) bool { return inForce[f] == nil })
+	d.inForce = inForce
+
+	ordered := slices.Collect(maps.Keys(inForce))
+	slices.SortFunc(ordered, func(a, b string) int { return cmp.Compare(d.order[a], d.order[b]) })
+	var objs []*Object
+	for _, f := range ordered {
+		objs = append(objs, inForce[f]...)
+	}
+	objs, dupProblems := resolveRedefinitions(objs)
 	problems = append(problems, dupProblems...)
+	d.logNewProblems(problems)
 	return d.store.Publish(objs, problems, skipped), nil
+}
+
+// appliedFile is a file whose objects in force changed in one read.
+type appliedFile struct {
+	path    string
+	modTime time.Time
+}
+
+func modTime(path string) time.Time {
+	info, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return info.ModTime()
+}
+
+// logNewProblems logs, at WARN, every problem the previous read did not
+// have: the user editing files sees each problem once, when it appears
+// (docs/adr/0003-warn-for-user-config-problems.md).
+func (d *DirSource) logNewProblems(problems Problems) {
+	now := make(map[string]bool, len(problems))
+	for _, p := range problems {
+		s := p.String()
+		now[s] = true
+		if !d.logged[s] {
+			d.log.Warn("config problem", slog.String("problem", s))
+		}
+	}
+	d.logged = now
+}
+
+// resolveRedefinitions keeps, of the objects sharing a kind/namespace/name,
+// the one applied last (objs are in apply order), and reports each
+// redefinition as a warning at the definition in force.
+func resolveRedefinitions(objs []*Object) ([]*Object, Problems) {
+	last := map[Key]int{}
+	for i, o := range objs {
+		last[o.Key()] = i
+	}
+	out := objs[:0:0]
+	var problems Problems
+	for i, o := range objs {
+		w := objs[last[o.Key()]]
+		if last[o.Key()] != i {
+			problems = append(problems, Problem{Severity: SeverityWarning, File: w.Source.File, Line: w.Source.Line, Kind: w.GVK.Kind, Namespace: w.Meta.Namespace, Name: w.Meta.Name,
+				Message: fmt.Sprintf("replaces the definition at %s (the file changed last wins, as with kubectl apply); removing this one brings that one back", o.Source)})
+			continue
+		}
+		out = append(out, o)
+	}
+	return out, problems
 }
 
 // parse reads one file: the --mesh-config file as MeshConfig YAML, any
@@ -175,23 +274,6 @@ func sameFile(a, b string) bool {
 	ia, err1 := os.Stat(a)
 	ib, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(ia, ib)
-}
-
-// dedupe keeps the first object of each kind/namespace/name and reports the rest.
-func dedupe(objs []*Object) ([]*Object, Problems) {
-	seen := map[Key]*Object{}
-	out := objs[:0:0]
-	var problems Problems
-	for _, o := range objs {
-		if first, ok := seen[o.Key()]; ok {
-			problems = append(problems, Problem{Severity: SeverityError, File: o.Source.File, Line: o.Source.Line, Kind: o.GVK.Kind, Namespace: o.Meta.Namespace, Name: o.Meta.Name,
-				Message: fmt.Sprintf("duplicate of the object at %s; the first one is used", first.Source)})
-			continue
-		}
-		seen[o.Key()] = o
-		out = append(out, o)
-	}
-	return out, problems
 }
 
 // Run reads the directory, then watches it until ctx is done. Problems in the
@@ -242,12 +324,12 @@ func (d *DirSource) Run(ctx context.Context) error {
 			if !ok {
 				return errors.New("watch: error channel closed")
 			}
-			d.log.Info("config watch error", slog.String("dir", d.dir), slog.String("error", err.Error()))
+			d.log.Warn("config watch error", slog.String("dir", d.dir), slog.String("error", err.Error()))
 		case <-fire:
 			fire = nil
 			snap, err := d.Reload()
 			if err != nil {
-				d.log.Info("config reload failed, keeping current version", slog.String("dir", d.dir), slog.String("error", err.Error()))
+				d.log.Warn("config reload failed, keeping current version", slog.String("dir", d.dir), slog.String("error", err.Error()))
 				continue
 			}
 			d.log.Info("config reloaded", slog.Uint64("version", snap.Version), slog.Int("objects", len(snap.Objects)), slog.Int("problems", len(snap.Problems)))

@@ -125,14 +125,18 @@ func TestStoreSubscribe(t *testing.T) {
 	}
 }
 
-func TestDedupe(t *testing.T) {
+func TestResolveRedefinitions(t *testing.T) {
 	a := Parse("a.yaml", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: r}\n"), ParseOptions{})
 	b := Parse("b.yaml", []byte("apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: r}\n"), ParseOptions{})
-	objs, problems := dedupe(append(a.Objects, b.Objects...))
-	if len(objs) != 1 || objs[0].Source.File != "a.yaml" {
+	objs, problems := resolveRedefinitions(append(a.Objects, b.Objects...))
+	if len(objs) != 1 || objs[0].Source.File != "b.yaml" {
 		t.Fatalf("kept %v", objs)
 	}
-	if want := "b.yaml:1: DestinationRule default/r: duplicate of the object at a.yaml:1; the first one is used"; problems.Error() != want {
+	want := "b.yaml:1: warning: DestinationRule default/r: replaces the definition at a.yaml:1 (the file changed last wins, as with kubectl apply); removing this one brings that one back"
+	if problems.Error() != want {
 		t.Errorf("problem = %q, want %q", problems.Error(), want)
+	}
+	if problems.HasErrors() {
+		t.Errorf("a redefinition is a warning, got an error")
 	}
 }
