@@ -21,17 +21,18 @@ import (
 
 func newProxyCommand(s streams) *cobra.Command {
 	var (
-		cfg          proxy.Config
-		nodeID       string
-		labels       string
-		ip           string
-		typ          string
-		outbound     string
-		inbound      []string
-		gatewayPorts []string
-		interception string
-		memLimit     string
-		releasePages bool
+		cfg            proxy.Config
+		nodeID         string
+		labels         string
+		ip             string
+		typ            string
+		outbound       string
+		inbound        []string
+		gatewayPorts   []string
+		gatewayAddress string
+		interception   string
+		memLimit       string
+		releasePages   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -77,6 +78,9 @@ func newProxyCommand(s streams) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--gateway-port: %w", err)
 			}
+			if gatewayAddress != "" && net.ParseIP(gatewayAddress) == nil {
+				return fmt.Errorf("--gateway-address: %q is not an IP address", gatewayAddress)
+			}
 			if outbound != "" {
 				if _, _, err := net.SplitHostPort(outbound); err != nil {
 					return fmt.Errorf("--outbound-http-address: %w", err)
@@ -90,7 +94,7 @@ func newProxyCommand(s streams) *cobra.Command {
 			}
 			cfg.Node = xdsclient.NodeInfo{InterceptionMode: interception, ID: nodeID, Type: typ, Namespace: cfg.Node.Namespace,
 				Workload: cfg.Node.Workload, ServiceAccount: cfg.Node.ServiceAccount, Labels: lbls,
-				Inbound: in, OutboundHTTP: outbound, GatewayPorts: gw}
+				Inbound: in, OutboundHTTP: outbound, GatewayPorts: gw, GatewayAddress: gatewayAddress}
 			if ip != "" {
 				cfg.Node.IPs = []string{ip}
 			}
@@ -140,6 +144,7 @@ func newProxyCommand(s streams) *cobra.Command {
 	f.StringVar(&outbound, "outbound-http-address", "", "explicit outbound HTTP proxy HOST:PORT for the app's HTTP_PROXY")
 	f.StringArrayVar(&inbound, "inbound", nil, "mesh port to application port PORT=APP_PORT (repeatable)")
 	f.StringArrayVar(&gatewayPorts, "gateway-port", nil, "gateway server port to listen port PORT=LISTEN_PORT (repeatable)")
+	f.StringVar(&gatewayAddress, "gateway-address", "", "IP address a router binds its Gateway listeners to (default: every address, as Istio's gateways)")
 	f.StringVar(&interception, "interception-mode", "NONE", "REDIRECT when iptables sends the workload's traffic to 15001/15006 (a pod, bowline up --netns), NONE for explicit mode")
 	f.StringVar(&cfg.AccessLog, "access-log", "json", "access log format: off, json or text")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", 5*time.Second, "how long in-flight requests may finish on shutdown")

@@ -34,6 +34,9 @@ type Proxy struct {
 	OutboundHTTP string
 	// GatewayPorts is BOWLINE_GATEWAY_PORTS: Gateway server port -> port to listen on instead.
 	GatewayPorts []PortMapping
+	// GatewayAddress is BOWLINE_GATEWAY_ADDRESS: the IP a router binds its
+	// Gateway listeners to ("" binds every address, 0.0.0.0, as Istio's gateways do).
+	GatewayAddress string
 	// InterceptionMode is Istio's INTERCEPTION_MODE: InterceptionRedirect when
 	// iptables sends the workload's traffic to the sidecar (a pod, `bowline up
 	// --netns`); empty or InterceptionNone for explicit mode.

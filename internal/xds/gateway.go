@@ -31,7 +31,8 @@ func isHTTPServer(s *networking.Server) bool {
 
 // buildRouter generates a gateway's resources (docs/xds.md "Gateway
 // resources"): per server port a listener 0.0.0.0_<port> (bound to the
-// BOWLINE_GATEWAY_PORTS override if any) with RDS "http.<port>" built from
+// BOWLINE_GATEWAY_PORTS override if any, on the BOWLINE_GATEWAY_ADDRESS
+// address if given, else every address) with RDS "http.<port>" built from
 // the VirtualServices bound to the Gateways selecting this router.
 func (g *gen) buildRouter() {
 	g.addStaticClusters()
@@ -45,6 +46,10 @@ func (g *gen) buildRouter() {
 				byPort[s.GetPort().GetNumber()] = append(byPort[s.GetPort().GetNumber()], gatewayServer{gw, s})
 			}
 		}
+	}
+	bind := "0.0.0.0"
+	if g.proxy.GatewayAddress != "" {
+		bind = g.proxy.GatewayAddress
 	}
 	for port, servers := range byPort {
 		rc := g.gatewayRoutes(port, servers)
@@ -61,7 +66,7 @@ func (g *gen) buildRouter() {
 		// Policies selecting the gateway (authz.go, jwt.go): jwt_authn and
 		// RBAC first, as Istio orders a gateway's HCM.
 		hcm.HttpFilters = append(g.securityFilters(), hcm.HttpFilters...)
-		g.listeners[name] = httpListener(name, "0.0.0.0", listen, true, corev3.TrafficDirection_OUTBOUND, hcm)
+		g.listeners[name] = httpListener(name, bind, listen, true, corev3.TrafficDirection_OUTBOUND, hcm)
 	}
 }
 

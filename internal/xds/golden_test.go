@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"go.uber.org/goleak"
@@ -237,4 +238,25 @@ func walkAnys(m protoreflect.Message, fn func(*anypb.Any)) {
 		}
 		return true
 	})
+}
+
+// TestGatewayAddress: a router that asks for an address (bowline up's
+// loopback ingress) gets its Gateway listeners bound there; without one
+// they bind every address, as Istio's gateways do.
+func TestGatewayAddress(t *testing.T) {
+	snap := snapshot(t, svcs, drs, gw)
+	for _, tc := range []struct{ addr, want string }{{"", "0.0.0.0"}, {"127.0.0.1", "127.0.0.1"}} {
+		p := *router
+		p.GatewayAddress = tc.addr
+		res := xds.Generate(snap, &p)
+		if len(res.Listeners) == 0 {
+			t.Fatal("no listeners for the router")
+		}
+		for _, r := range res.Listeners {
+			l := r.(*listenerv3.Listener)
+			if got := l.GetAddress().GetSocketAddress().GetAddress(); got != tc.want {
+				t.Errorf("GatewayAddress %q: listener %s binds %s, want %s", tc.addr, l.GetName(), got, tc.want)
+			}
+		}
+	}
 }

@@ -31,6 +31,9 @@ type NodeInfo struct {
 	OutboundHTTP string
 	// GatewayPorts maps Gateway server ports to listen ports (routers).
 	GatewayPorts map[uint32]uint32
+	// GatewayAddress is the IP a router binds its Gateway listeners to
+	// (sent as BOWLINE_GATEWAY_ADDRESS; empty: every address).
+	GatewayAddress string
 	// InterceptionMode is sent as Istio's INTERCEPTION_MODE ("REDIRECT" when
 	// iptables captures the workload's traffic, "NONE"); omitted when empty.
 	InterceptionMode string
@@ -40,7 +43,7 @@ type NodeInfo struct {
 // <type>~<ip>~<workload>.<namespace>~<namespace>.svc.cluster.local and the
 // metadata keys NAMESPACE, WORKLOAD_NAME, LABELS, SERVICE_ACCOUNT,
 // INSTANCE_IPS, BOWLINE_PROXY_TYPE, BOWLINE_INBOUND, BOWLINE_OUTBOUND_HTTP,
-// BOWLINE_GATEWAY_PORTS.
+// BOWLINE_GATEWAY_PORTS, BOWLINE_GATEWAY_ADDRESS.
 func (n NodeInfo) Node() *corev3.Node {
 	typ := n.Type
 	if typ == "" {
@@ -76,6 +79,9 @@ func (n NodeInfo) Node() *corev3.Node {
 	}
 	if n.InterceptionMode != "" {
 		fields["INTERCEPTION_MODE"] = structpb.NewStringValue(n.InterceptionMode)
+	}
+	if n.GatewayAddress != "" {
+		fields["BOWLINE_GATEWAY_ADDRESS"] = structpb.NewStringValue(n.GatewayAddress)
 	}
 	if len(n.GatewayPorts) > 0 {
 		fields["BOWLINE_GATEWAY_PORTS"] = structpb.NewStringValue(portMap(n.GatewayPorts))

@@ -25,6 +25,7 @@ const (
 	metaInbound        = "BOWLINE_INBOUND"
 	metaOutboundHTTP   = "BOWLINE_OUTBOUND_HTTP"
 	metaGatewayPorts   = "BOWLINE_GATEWAY_PORTS"
+	metaGatewayAddress = "BOWLINE_GATEWAY_ADDRESS"
 	metaInterception   = "INTERCEPTION_MODE"
 )
 
@@ -132,6 +133,14 @@ func ParseNode(node *core.Node) (*model.Proxy, error) {
 	}
 	if p.GatewayPorts, err = portMappings(metaGatewayPorts, gw); err != nil {
 		return nil, err
+	}
+	if p.GatewayAddress, err = str(metaGatewayAddress); err != nil {
+		return nil, err
+	}
+	if p.GatewayAddress != "" {
+		if _, err := netip.ParseAddr(p.GatewayAddress); err != nil {
+			return nil, &NodeError{Field: "metadata." + metaGatewayAddress, Reason: fmt.Sprintf("%q: want an IP address", p.GatewayAddress)}
+		}
 	}
 	if p.OutboundHTTP, err = str(metaOutboundHTTP); err != nil {
 		return nil, err
