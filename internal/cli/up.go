@@ -21,6 +21,7 @@ import (
 type upOptions struct {
 	stateDir      string
 	ingressPort   uint32
+	ingressAddr   string
 	accessLog     string
 	netns         bool
 	xdsAddress    string
@@ -56,15 +57,32 @@ service's VIP. Everything is removed on exit, or by the next run after a crash.
 
 Mesh-wide settings (Istio's MeshConfig: tracing providers, access logs, outbound
 policy) come from a ConfigMap istio in the root namespace in DIR (data.mesh) or from
---mesh-config FILE. Edits to files in DIR take effect live. State (ports, addresses, the ingress URL) is
-written to DIR/.bowline/up.json and logs to DIR/.bowline/logs/. Ctrl-C stops
-everything; sidecars drain first.`,
+--mesh-config FILE.
+
+Edits to files in DIR take effect live, as 'kubectl apply' would apply them: a file
+that defines an object (kind, namespace, name) already defined in another file
+replaces that definition (the file changed last wins, with a warning naming both);
+deleting it brings the earlier definition back. Adding or removing a Gateway
+changes the ingress gateway's listeners over xDS; it is never restarted.
+
+The ingress gateway listens on 127.0.0.1 unless --ingress-address says otherwise,
+and up prints the address it serves once everything is ready. A port up needs that
+is taken ends it with an error naming the flag that chooses another; a second up
+on a directory that is running is refused ("already running (pid N)").
+
+State (ports, addresses, the ingress URL) is written to DIR/.bowline/up.json and
+logs to DIR/.bowline/logs/; 'bowline proxy-status' and 'bowline proxy-config' find
+a running up from anywhere on the machine. Ctrl-C stops everything; sidecars
+drain first.`,
 		Example: `  # Build Bookinfo and run it
   make -C samples/bookinfo build
   bowline up samples/bookinfo/platform/local
 
   # Serve the ingress gateway on port 18080 instead of the Gateway's port
   bowline up samples/bookinfo/platform/local --ingress-port 18080
+
+  # Reach the ingress from other machines too (every interface)
+  bowline up samples/bookinfo/platform/local --ingress-address 0.0.0.0
 
   # Each replica in its own network namespace with iptables capture (as root)
   sudo bowline up samples/bookinfo/platform/local --ingress-port 18080 --netns`,
@@ -76,6 +94,7 @@ everything; sidecars drain first.`,
 	f := cmd.Flags()
 	f.StringVar(&o.stateDir, "state-dir", "", "where up.json and logs/ go (default DIR/.bowline)")
 	f.Uint32Var(&o.ingressPort, "ingress-port", 0, "serve the ingress Gateway's first HTTP port on this port instead")
+	f.StringVar(&o.ingressAddr, "ingress-address", "127.0.0.1", "IP address the ingress gateway listens on (0.0.0.0: every interface)")
 	f.StringVar(&o.accessLog, "access-log", "json", "proxy access logs: off, json or text")
 	f.BoolVar(&o.netns, "netns", false, "run each replica in its own network namespace with iptables capture (Linux, root)")
 	f.StringVar(&o.xdsAddress, "xds-address", "127.0.0.1:0", "where the control plane serves xDS (port 0 picks a free one)")
@@ -101,6 +120,20 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	}
 	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
 		return &exitError{code: 2, err: fmt.Errorf("%s is not a directory", dir)}
+	}
+	if net.ParseIP(o.ingressAddr) == nil {
+		return &exitError{code: 2, err: fmt.Errorf("--ingress-address %q: want an IP address such as 127.0.0.1 or 0.0.0.0", o.ingressAddr)}
+	}
+	// Refuse early, before the CA or any port is touched.
+	if release, err := local.Lock(stateDirOf(dir, o.stateDir)); err != nil {
+		return err
+	} else {
+		release() // Up.Run takes it again for the whole run
+	}
+	for _, p := range []struct{ what, addr, flag string }{{"xds", o.xdsAddress, "--xds-address"}, {"debug", o.debugAddress, "--debug-address"}} {
+		if err := local.CheckPort(p.what, p.addr, "choose another with "+p.flag); err != nil {
+			return err
+		}
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -154,11 +187,14 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	}
 	start := time.Now()
 	up, err := local.NewUp(local.Config{
-		Dir: dir, StateDir: stateDirOf(dir, o.stateDir), ProxyBinary: o.proxyBinary, IngressPort: o.ingressPort,
+		Dir: dir, StateDir: stateDirOf(dir, o.stateDir), ProxyBinary: o.proxyBinary, IngressPort: o.ingressPort, IngressAddress: o.ingressAddr,
 		AccessLog: o.accessLog, Domain: o.domain, DrainDuration: o.drain, Logger: logger, Network: network, Security: sec,
 		Ready: func(st *local.State) {
 			fmt.Fprintf(s.out, "bowline up: %d replicas serving after %s\n", len(st.Workloads), time.Since(start).Round(time.Millisecond))
-			if st.Ingress != "" {
+			switch {
+			case st.IngressBound != "":
+				fmt.Fprintf(s.out, "ingress: %s (listening on %s, every interface)\n", st.Ingress, st.IngressBound)
+			case st.Ingress != "":
 				fmt.Fprintf(s.out, "ingress: %s\n", st.Ingress)
 			}
 			fmt.Fprintf(s.out, "state: %s\n", filepath.Join(stateDirOf(dir, o.stateDir), local.StateFile))

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Ports for replicas come from below the kernel's ephemeral range: a port
@@ -83,4 +85,49 @@ func (a *portAllocator) take(host string, n int) ([]uint32, error) {
 		a.issued[p] = true
 	}
 	return ports, nil
+}
+
+// PortError says a port `bowline up` needs cannot be bound, and which flag
+// chooses another.
+type PortError struct {
+	// What names the port's use: "ingress", "xds", "debug".
+	What string
+	// Addr is the HOST:PORT that could not be bound.
+	Addr string
+	// Hint says how to choose another ("choose another with --ingress-port").
+	Hint string
+	Err  error
+}
+
+func (e *PortError) Error() string {
+	_, port, _ := net.SplitHostPort(e.Addr)
+	if errors.Is(e.Err, syscall.EADDRINUSE) {
+		return fmt.Sprintf("%s port %s is in use: %s", e.What, port, e.Hint)
+	}
+	return fmt.Sprintf("%s port %s cannot be bound on %s (%v): %s", e.What, port, e.Addr, errText(e.Err), e.Hint)
+}
+
+func (e *PortError) Unwrap() error { return e.Err }
+
+// errText is the innermost message of a socket error ("permission denied").
+func errText(err error) string {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	return err.Error()
+}
+
+// CheckPort binds addr once and lets it go: a *PortError when it cannot
+// be bound (in use, or a privileged port without the right). Port 0
+// always passes.
+func CheckPort(what, addr, hint string) error {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return &PortError{What: what, Addr: addr, Hint: hint, Err: err}
+	}
+	return l.Close()
 }

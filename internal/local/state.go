@@ -24,6 +24,9 @@ type State struct {
 	ControlPlane ControlPlaneState `json:"controlPlane"`
 	// Ingress is the ingress gateway's base URL ("" when no Gateway binds it).
 	Ingress string `json:"ingress"`
+	// IngressBound is the address the ingress listens on when it is not the
+	// URL's (it binds every address: --ingress-address 0.0.0.0).
+	IngressBound string `json:"ingressBound,omitempty"`
 	// IngressAdmin is the ingress gateway's admin address.
 	IngressAdmin string `json:"ingressAdmin,omitempty"`
 	// Workloads lists every replica.

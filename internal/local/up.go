@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	networking "istio.io/api/networking/v1alpha3"
-
 	"github.com/bowline-mesh/bowline/internal/config"
 	"github.com/bowline-mesh/bowline/internal/registry"
 )
@@ -50,6 +48,11 @@ type Config struct {
 	ProxyBinary string
 	// IngressPort, when non-zero, serves the ingress Gateway's first HTTP port on this port instead.
 	IngressPort uint32
+	// IngressAddress is the IP the ingress gateway's listeners bind; 127.0.0.1 when empty.
+	IngressAddress string
+	// RuntimeDir is where this run registers itself for `bowline proxy-status`
+	// to find; RuntimeDir() when empty.
+	RuntimeDir string
 	// AccessLog is passed to every proxy: off, json or text.
 	AccessLog string
 	// Domain is the cluster domain (cluster.local).
@@ -82,6 +85,7 @@ type Up struct {
 	ingress  *gatewayProc
 	ids      proxyIdentity // tokens minted per identity (security.go)
 	ports    portAllocator
+	skipped  map[string]bool // skipped objects already reported
 }
 
 // NewUp checks cfg. It starts nothing.
@@ -109,6 +113,15 @@ func NewUp(cfg Config, cp ControlPlane, reg Registrar) (*Up, error) {
 		}
 		cfg.ProxyBinary = exe
 	}
+	if cfg.IngressAddress == "" {
+		cfg.IngressAddress = "127.0.0.1"
+	}
+	if net.ParseIP(cfg.IngressAddress) == nil {
+		return nil, fmt.Errorf("ingress address %q is not an IP address", cfg.IngressAddress)
+	}
+	if cfg.RuntimeDir == "" {
+		cfg.RuntimeDir = RuntimeDir()
+	}
 	if cfg.AccessLog == "" {
 		cfg.AccessLog = "json"
 	}
@@ -127,8 +140,18 @@ func NewUp(cfg Config, cp ControlPlane, reg Registrar) (*Up, error) {
 // Run starts the control plane, the ingress gateway and every replica, keeps
 // them in step with the directory, and stops everything when ctx ends.
 func (u *Up) Run(ctx context.Context) error {
+	release, err := Lock(u.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := os.MkdirAll(filepath.Join(u.cfg.StateDir, "logs"), 0o755); err != nil {
 		return fmt.Errorf("state dir: %w", err)
+	}
+	if unregister, err := register(u.cfg.RuntimeDir, u.cfg.StateDir); err != nil {
+		u.log.Warn("bowline proxy-status will not find this run without --dir", slog.String("error", err.Error()))
+	} else {
+		defer unregister()
 	}
 	if u.cfg.Network != nil {
 		// Sidecars run as uid 1337, which may not be able to reach this binary.
@@ -165,17 +188,23 @@ func (u *Up) Run(ctx context.Context) error {
 	store := u.cp.Store()
 	updates := store.Subscribe(runCtx)
 	readyOnce := sync.Once{}
-	reconcile := func() {
+	reconciled := false
+	reconcile := func() error {
 		snap := store.Current()
 		if snap.Version == 0 {
-			return
+			return nil
 		}
-		for _, p := range snap.Problems {
-			u.log.Info("config problem", slog.String("problem", p.String()))
+		u.reportSkipped(snap.Skipped)
+		first := !reconciled
+		reconciled = true
+		if err := u.reconcile(runCtx, &wg, snap, first); err != nil {
+			if first {
+				return err
+			}
+			u.log.Warn("ingress gateway not serving the new configuration", slog.String("error", err.Error()))
 		}
-		u.reconcile(runCtx, &wg, snap)
 		if err := u.writeState(); err != nil {
-			u.log.Info("state not written", slog.String("error", err.Error()))
+			u.log.Warn("state not written", slog.String("error", err.Error()))
 		}
 		if u.cfg.Ready != nil {
 			wg.Add(1)
@@ -186,8 +215,19 @@ func (u *Up) Run(ctx context.Context) error {
 				}
 			}()
 		}
+		return nil
 	}
-	reconcile()
+	// The first configuration decides whether up can run at all: a port it
+	// needs that is taken ends it; later ones are warnings and up keeps serving.
+	fail := func(err error) error {
+		u.stopAll()
+		cancelRun()
+		wg.Wait()
+		return err
+	}
+	if err := reconcile(); err != nil {
+		return fail(err)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -206,7 +246,9 @@ func (u *Up) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("control plane: %w", err)
 		case <-updates:
-			reconcile()
+			if err := reconcile(); err != nil {
+				return fail(err)
+			}
 		}
 	}
 }
@@ -222,7 +264,10 @@ type desiredReplica struct {
 }
 
 // reconcile starts replicas the config asks for and stops those it no longer does.
-func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Snapshot) {
+// At the first call (first) an ingress port that cannot be bound is an
+// error before anything starts; later it is returned after the replicas
+// are reconciled.
+func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Snapshot, first bool) error {
 	want := map[string]desiredReplica{}
 	var gateways []*config.Object
 	for _, o := range snap.Objects {
@@ -240,6 +285,12 @@ func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Sna
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	// The ingress first: at start, a port it cannot bind ends the run before
+	// any app starts.
+	ingressErr := u.reconcileIngress(ctx, wg, gateways)
+	if ingressErr != nil && first {
+		return ingressErr
+	}
 	for id, r := range u.replicas {
 		if d, ok := want[id]; !ok || d.specHash != r.specHash {
 			u.log.Info("stopping replica", slog.String("replica", id))
@@ -258,14 +309,37 @@ func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Sna
 		}
 		r, err := u.newReplica(ctx, want[id])
 		if err != nil {
-			u.log.Info("replica not started", slog.String("replica", id), slog.String("error", err.Error()))
+			u.log.Warn("replica not started", slog.String("replica", id), slog.String("error", err.Error()))
 			continue
 		}
 		u.replicas[id] = r
 		r.start(ctx, wg)
 	}
-	u.reconcileIngress(ctx, wg, gateways)
 	u.writeHosts(snap) // netns mode: service names -> VIPs in every namespace
+	return ingressErr
+}
+
+// reportSkipped says once, at WARN, which objects of the directory up does
+// not run (Kubernetes kinds such as Deployment, Service, ServiceAccount in
+// Istio's samples), and what to write instead.
+func (u *Up) reportSkipped(skipped []config.Skipped) {
+	if u.skipped == nil {
+		u.skipped = map[string]bool{}
+	}
+	var fresh []string
+	for _, s := range skipped {
+		what := fmt.Sprintf("%s %s (%s:%d)", s.Kind, s.Name, s.File, s.Line)
+		if u.skipped[what] {
+			continue
+		}
+		u.skipped[what] = true
+		fresh = append(fresh, what)
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	u.log.Warn("objects skipped: bowline up runs no Kubernetes objects; declare each app as a Workload (bowline.dev/v1alpha1, see docs/local.md) and its service as a ServiceEntry",
+		slog.String("skipped", strings.Join(fresh, ", ")))
 }
 
 // waitHealthy waits until every current replica has been healthy once and
@@ -400,6 +474,7 @@ func (u *Up) snapshotState() *State {
 	})
 	if u.ingress != nil {
 		s.Ingress = u.ingress.url
+		s.IngressBound = u.ingress.bound()
 		s.IngressAdmin = u.ingress.admin
 	}
 	return &s
@@ -407,27 +482,4 @@ func (u *Up) snapshotState() *State {
 
 func (u *Up) writeState() error {
 	return WriteState(u.cfg.StateDir, u.snapshotState())
-}
-
-// gatewayServerPorts returns the HTTP-ish server ports of Gateways selecting
-// the ingress gateway (istio: ingressgateway), sorted.
-func gatewayServerPorts(gateways []*config.Object) []uint32 {
-	seen := map[uint32]bool{}
-	var ports []uint32
-	for _, o := range gateways {
-		gw := o.Spec.(*networking.Gateway)
-		if !registry.LabelsMatch(gw.GetSelector(), ingressLabels) {
-			continue
-		}
-		for _, s := range gw.GetServers() {
-			n := s.GetPort().GetNumber()
-			if n == 0 || seen[n] {
-				continue
-			}
-			seen[n] = true
-			ports = append(ports, n)
-		}
-	}
-	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
-	return ports
 }

@@ -192,19 +192,19 @@ func (m *meshUp) productPage(t *testing.T, user string) page {
 	return p
 }
 
-// scenario replaces the routing file the test edits in the running directory.
-func (m *meshUp) scenario(t *testing.T, files ...string) {
+// apply copies a routing file of samples/bookinfo/networking into the
+// running directory: the `kubectl apply -f` of Istio's tasks. An object it
+// redefines replaces the earlier file's definition.
+func (m *meshUp) apply(t *testing.T, file string) {
 	t.Helper()
-	root := repoRoot(t)
-	var docs []string
-	for _, f := range files {
-		data, err := os.ReadFile(filepath.Join(root, "samples", "bookinfo", "networking", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		docs = append(docs, string(data))
-	}
-	if err := os.WriteFile(filepath.Join(m.dir, "scenario.yaml"), []byte(strings.Join(docs, "\n---\n")), 0o644); err != nil {
+	copyFile(t, filepath.Join(repoRoot(t), "samples", "bookinfo", "networking", file), filepath.Join(m.dir, file))
+}
+
+// remove deletes a file applied before: the `kubectl delete -f` of the
+// tasks' cleanup. Definitions it replaced come back.
+func (m *meshUp) remove(t *testing.T, file string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(m.dir, file)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -256,8 +256,10 @@ func within(got, n int, want, tolerance float64) bool {
 }
 
 // TestBookinfoUp brings Bookinfo up with `bowline up`, applies each routing
-// scenario of Istio's Bookinfo tasks by editing a file in the running
-// directory, and checks what a user sees on /productpage.
+// step of Istio's Bookinfo tasks as the tasks' `kubectl apply -f` does, by
+// copying the file into the running directory (a later file's definition of
+// an object replaces the earlier one; deleting it brings that one back),
+// and checks what a user sees on /productpage.
 func TestBookinfoUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds binaries and runs processes")
@@ -280,7 +282,7 @@ func TestBookinfoUp(t *testing.T) {
 	})
 
 	t.Run("all v1", func(t *testing.T) {
-		m.scenario(t, "virtual-service-all-v1.yaml")
+		m.apply(t, "virtual-service-all-v1.yaml")
 		m.eventually(t, "", 10, "only v1", func(p page) bool { return p.reviews == "reviews-v1" })
 		counts := m.split(t, "", 30)
 		if counts["reviews-v1"] != 30 {
@@ -292,7 +294,7 @@ func TestBookinfoUp(t *testing.T) {
 	})
 
 	t.Run("80/20 v1/v2", func(t *testing.T) {
-		m.scenario(t, "virtual-service-reviews-80-20.yaml")
+		m.apply(t, "virtual-service-reviews-80-20.yaml")
 		m.eventually(t, "", 1, "a v2 answer", func(p page) bool { return p.reviews == "reviews-v2" })
 		const n = 200
 		counts := m.split(t, "", n)
@@ -302,7 +304,7 @@ func TestBookinfoUp(t *testing.T) {
 	})
 
 	t.Run("50/50 v1/v3", func(t *testing.T) {
-		m.scenario(t, "virtual-service-reviews-50-v3.yaml")
+		m.apply(t, "virtual-service-reviews-50-v3.yaml")
 		m.eventually(t, "", 1, "a v3 answer", func(p page) bool { return p.reviews == "reviews-v3" })
 		const n = 200
 		counts := m.split(t, "", n)
@@ -315,7 +317,7 @@ func TestBookinfoUp(t *testing.T) {
 	})
 
 	t.Run("jason sees v2", func(t *testing.T) {
-		m.scenario(t, "virtual-service-reviews-test-v2.yaml")
+		m.apply(t, "virtual-service-reviews-test-v2.yaml")
 		m.eventually(t, "jason", 5, "jason on v2", func(p page) bool { return p.reviews == "reviews-v2" && p.stars == "black" })
 		if counts := m.split(t, "", 20); counts["reviews-v1"] != 20 {
 			t.Errorf("anonymous users: %v, want all v1", counts)
@@ -327,7 +329,7 @@ func TestBookinfoUp(t *testing.T) {
 
 	t.Run("invalid edit keeps the last good config", func(t *testing.T) {
 		bad := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v3}\n      weight: heavy\n"
-		if err := os.WriteFile(filepath.Join(m.dir, "scenario.yaml"), []byte(bad), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(m.dir, "virtual-service-reviews-test-v2.yaml"), []byte(bad), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(15 * time.Second)
@@ -346,7 +348,8 @@ func TestBookinfoUp(t *testing.T) {
 	})
 
 	t.Run("ratings abort for jason", func(t *testing.T) {
-		m.scenario(t, "virtual-service-reviews-test-v2.yaml", "virtual-service-ratings-test-abort.yaml")
+		m.apply(t, "virtual-service-reviews-test-v2.yaml") // the good version again
+		m.apply(t, "virtual-service-ratings-test-abort.yaml")
 		m.eventually(t, "jason", 3, "ratings unavailable", func(p page) bool {
 			return p.status == http.StatusOK && strings.Contains(p.body, "Ratings service is currently unavailable")
 		})
@@ -356,7 +359,7 @@ func TestBookinfoUp(t *testing.T) {
 	})
 
 	t.Run("ratings delay for jason", func(t *testing.T) {
-		m.scenario(t, "virtual-service-reviews-test-v2.yaml", "virtual-service-ratings-test-delay.yaml")
+		m.apply(t, "virtual-service-ratings-test-delay.yaml")
 		m.eventually(t, "jason", 1, "reviews unavailable after the delay", func(p page) bool {
 			return strings.Contains(p.body, "Sorry, product reviews are currently unavailable for this book.")
 		})
@@ -370,6 +373,22 @@ func TestBookinfoUp(t *testing.T) {
 		}
 		if q := m.productPage(t, ""); q.duration > 2*time.Second || q.reviews != "reviews-v1" {
 			t.Errorf("anonymous page took %s (reviews %q); the delay applies to jason only", q.duration, q.reviews)
+		}
+	})
+
+	t.Run("deleting a file brings back what it replaced", func(t *testing.T) {
+		m.remove(t, "virtual-service-ratings-test-delay.yaml") // the abort rule is in force again
+		m.eventually(t, "jason", 3, "ratings unavailable again", func(p page) bool {
+			return p.status == http.StatusOK && strings.Contains(p.body, "Ratings service is currently unavailable")
+		})
+		m.remove(t, "virtual-service-ratings-test-abort.yaml")
+		m.remove(t, "virtual-service-reviews-test-v2.yaml") // reviews: 50-v3 again
+		m.eventually(t, "", 1, "a v3 answer", func(p page) bool { return p.reviews == "reviews-v3" && p.stars == "red" })
+		if counts := m.split(t, "jason", 20); counts["reviews-v2"] != 0 {
+			t.Errorf("jason after test-v2 was deleted: %v, want v1 and v3 only", counts)
+		}
+		if !strings.Contains(m.stderr.String(), "replaces the definition at") {
+			t.Errorf("no warning named the replaced definition")
 		}
 	})
 
