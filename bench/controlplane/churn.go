@@ -87,8 +87,8 @@ func parallel[T any](items []T, n int, f func(T) error) error {
 // flips the health of rate of them per second (in batches every tick) for
 // dur. Each batch also re-registers a probe endpoint (svc-0000's first) with
 // weight k+1; latency is from that call to the last client's EDS showing it.
-func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick time.Duration, o runOpts) (result, error) {
-	res := result{Run: "churn", Clients: nClients, Services: spec.services, EndpointsPerSvc: spec.endpoints, RoutedServices: spec.routed,
+func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick time.Duration, o runOpts) (res result, err error) {
+	res = result{Run: "churn", Sidecars: o.variant(), Clients: nClients, LoadAvg: [2]float64{loadAvg(), 0}, Services: spec.services, EndpointsPerSvc: spec.endpoints, RoutedServices: spec.routed,
 		ChurnPerSecond: rate, ChurnSeconds: dur.Seconds(), ChurnTick: tick.String(), Debounce: o.debounce.String(), DebounceMax: o.debounceMax.String()}
 	dir, err := os.MkdirTemp("", "bowline-bench-")
 	if err != nil {
@@ -98,11 +98,19 @@ func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick
 	if err := writeChurnMesh(dir, spec); err != nil {
 		return res, err
 	}
-	d, err := startDiscovery(dir, o.debounce, o.debounceMax, o.profiles, fmt.Sprintf("churn-%d-%s-", nClients, tick), o.verbose)
+	d, err := startDiscovery(dir, o.debounce, o.debounceMax, o.profiles, fmt.Sprintf("churn-%s-%d-%s-", o.variant(), nClients, tick), o.verbose, o.maxRSSMiB)
 	if err != nil {
 		return res, err
 	}
 	defer d.stop()
+	defer func() {
+		res.LoadAvg[1] = loadAvg()
+		res.PeakRSSMiB, res.RSSEndMiB = d.memMiB()
+		if a := d.aborted(); a != "" {
+			res.Aborted = a
+		}
+		res.PerSidecarKiB = (res.PeakRSSMiB - res.BaselineRSSMiB) * 1024 / float64(nClients)
+	}()
 	reg := &registrar{base: "http://" + d.debug, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
 	wls := churnWorkloads(spec)
 	if err := parallel(wls, 8, reg.register); err != nil {
@@ -111,16 +119,17 @@ func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick
 	probe := wls[0]
 	probeCluster := "outbound|8080||" + serviceHost(0)
 	time.Sleep(time.Second)
+	res.BaselineRSSMiB, _ = d.memMiB()
 	if err := d.startCPU("churn-sync"); err != nil {
 		return res, err
 	}
 	cpu0 := d.cpuSeconds()
 	start := time.Now()
-	fl := startFleet(d.xds, nClients, probeCluster, probe.Address)
+	fl := startFleet(d.xds, nClients, o.identical, probeCluster, probe.Address)
 	defer fl.stop()
 	last, err := fl.waitAll(make([]int, nClients), 5*time.Minute)
 	if err != nil {
-		return res, err
+		return res, d.abortedOr(err)
 	}
 	res.InitialSyncMs = ms(last.Sub(start))
 	time.Sleep(o.debounce + 200*time.Millisecond)
@@ -185,7 +194,7 @@ func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick
 			break
 		}
 		if time.Now().After(deadline) {
-			return res, fmt.Errorf("churn: clients did not converge on the last probe weight")
+			return res, d.abortedOr(fmt.Errorf("churn: clients did not converge on the last probe weight"))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -210,6 +219,5 @@ func runChurn(spec meshSpec, nClients int, dur time.Duration, rate float64, tick
 	slices.Sort(lat)
 	res.ChurnP50Ms, res.ChurnP99Ms, res.ChurnMaxMs = pct(lat, 50), pct(lat, 99), lat[len(lat)-1]
 	res.CPUSeconds = d.cpuSeconds()
-	res.PeakRSSMiB, res.RSSEndMiB = d.memMiB()
 	return res, nil
 }

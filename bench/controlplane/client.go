@@ -18,13 +18,13 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // client is a simulated Envoy: SotW ADS, CDS and LDS wildcard, then EDS and
 // RDS by the names those carry, ACKing every response.
 type client struct {
-	id string
+	id   string
+	node identity
 	// probe, when set, is the EDS cluster and endpoint address whose
 	// load-balancing weight the churn run watches.
 	probeCluster, probeAddr string
@@ -72,8 +72,7 @@ func (c *client) run(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	md, _ := structpb.NewStruct(map[string]any{"NAMESPACE": "default", "WORKLOAD_NAME": "load-client", "INSTANCE_IPS": "10.250.0.1"})
-	node := &core.Node{Id: c.id, Metadata: md}
+	node := &core.Node{Id: c.id, Metadata: c.node.nodeMetadata()}
 	if err := stream.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
 		return err
 	}

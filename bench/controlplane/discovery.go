@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -107,10 +110,52 @@ type discoveryProc struct {
 	clockTicks   float64
 	profileDir   string
 	profilePrefx string
+	// watchDone ends the RSS watcher; abortMsg is set when it stopped the child.
+	watchDone chan struct{}
+	abortMsg  atomic.Value // string
+
+	memMu             sync.Mutex
+	lastPeak, lastCur float64
+}
+
+// errAborted is returned by runs that discovery's RSS limit stopped.
+var errAborted = errors.New("run aborted")
+
+// watchRSS kills the child when its RSS passes limitMiB: the machine is
+// shared, and the runs before issue 11 grew by ~120 MB per distinct sidecar.
+func (d *discoveryProc) watchRSS(limitMiB float64) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.watchDone:
+			return
+		case <-t.C:
+		}
+		if _, cur := d.memMiB(); limitMiB > 0 && cur > limitMiB {
+			d.abortMsg.Store(fmt.Sprintf("discovery RSS passed %.0f MiB, stopped", limitMiB))
+			_ = d.cmd.Process.Kill()
+			return
+		}
+	}
+}
+
+// aborted says why the RSS watcher stopped the child, or "".
+func (d *discoveryProc) aborted() string {
+	s, _ := d.abortMsg.Load().(string)
+	return s
+}
+
+// abortedOr returns errAborted if the watcher stopped the child, else err.
+func (d *discoveryProc) abortedOr(err error) error {
+	if d.aborted() != "" {
+		return fmt.Errorf("%w: %s", errAborted, d.aborted())
+	}
+	return err
 }
 
 // startDiscovery starts the child on dir.
-func startDiscovery(dir string, debounce, debounceMax time.Duration, profileDir, prefix string, verbose bool) (*discoveryProc, error) {
+func startDiscovery(dir string, debounce, debounceMax time.Duration, profileDir, prefix string, verbose bool, maxRSSMiB float64) (*discoveryProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -133,7 +178,8 @@ func startDiscovery(dir string, debounce, debounceMax time.Duration, profileDir,
 		return nil, err
 	}
 	d := &discoveryProc{cmd: cmd, stdin: stdin, stdout: bufio.NewScanner(out), pid: cmd.Process.Pid, clockTicks: 100,
-		profileDir: profileDir, profilePrefx: prefix}
+		profileDir: profileDir, profilePrefx: prefix, watchDone: make(chan struct{})}
+	go d.watchRSS(maxRSSMiB)
 	if !d.stdout.Scan() {
 		d.stop()
 		return nil, fmt.Errorf("discovery child exited before it was ready")
@@ -202,6 +248,7 @@ func (d *discoveryProc) heap(phase string) error {
 
 // stop ends the child and waits for it.
 func (d *discoveryProc) stop() {
+	close(d.watchDone)
 	d.stdin.Close()
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	t := time.AfterFunc(10*time.Second, func() { _ = d.cmd.Process.Kill() })
@@ -229,6 +276,14 @@ func (d *discoveryProc) cpuSeconds() float64 {
 
 // memMiB returns the child's VmHWM (peak RSS) and VmRSS.
 func (d *discoveryProc) memMiB() (peak, cur float64) {
+	d.memMu.Lock()
+	defer d.memMu.Unlock()
+	defer func() {
+		if peak == 0 { // the child is gone: what was last seen
+			peak, cur = d.lastPeak, d.lastCur
+		}
+		d.lastPeak, d.lastCur = peak, cur
+	}()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.pid))
 	if err != nil {
 		return 0, 0

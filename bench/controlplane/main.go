@@ -10,6 +10,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -23,7 +24,9 @@ import (
 
 // result is one run's numbers. Memory and CPU are the discovery process's.
 type result struct {
-	Run             string  `json:"run"` // "edits" or "churn"
+	Run string `json:"run"` // "edits" or "churn"
+	// Sidecars is "distinct" (as pods differ) or "identical" (-identical).
+	Sidecars        string  `json:"sidecars"`
 	Clients         int     `json:"clients"`
 	Services        int     `json:"services"`
 	EndpointsPerSvc int     `json:"endpointsPerService"`
@@ -35,17 +38,21 @@ type result struct {
 	MaxMs           float64 `json:"editToLastAckMaxMs,omitempty"`
 	// Churn runs: fraction of endpoints changed per second, for how long,
 	// and the latency from a change to the last client's EDS holding it.
-	ChurnPerSecond  float64 `json:"churnPerSecond,omitempty"`
-	ChurnSeconds    float64 `json:"churnSeconds,omitempty"`
-	ChurnTick       string  `json:"churnTick,omitempty"`
-	ChurnTicks      int     `json:"churnTicks,omitempty"`
-	ChurnChanges    float64 `json:"churnChangesPerSecond,omitempty"` // achieved
-	ChurnPushes     int     `json:"churnEdsPushesPerClient,omitempty"`
-	ChurnP50Ms      float64 `json:"churnToLastClientP50Ms,omitempty"`
-	ChurnP99Ms      float64 `json:"churnToLastClientP99Ms,omitempty"`
-	ChurnMaxMs      float64 `json:"churnToLastClientMaxMs,omitempty"`
-	ChurnCPUPerSec  float64 `json:"churnCpuSecondsPerSecond,omitempty"`
-	PeakRSSMiB      float64 `json:"discoveryPeakRssMiB"`
+	ChurnPerSecond float64 `json:"churnPerSecond,omitempty"`
+	ChurnSeconds   float64 `json:"churnSeconds,omitempty"`
+	ChurnTick      string  `json:"churnTick,omitempty"`
+	ChurnTicks     int     `json:"churnTicks,omitempty"`
+	ChurnChanges   float64 `json:"churnChangesPerSecond,omitempty"` // achieved
+	ChurnPushes    int     `json:"churnEdsPushesPerClient,omitempty"`
+	ChurnP50Ms     float64 `json:"churnToLastClientP50Ms,omitempty"`
+	ChurnP99Ms     float64 `json:"churnToLastClientP99Ms,omitempty"`
+	ChurnMaxMs     float64 `json:"churnToLastClientMaxMs,omitempty"`
+	ChurnCPUPerSec float64 `json:"churnCpuSecondsPerSecond,omitempty"`
+	PeakRSSMiB     float64 `json:"discoveryPeakRssMiB"`
+	// BaselineRSSMiB is discovery's peak RSS with the mesh built and no
+	// client connected; PerSidecarKiB is (peak - baseline) / clients.
+	BaselineRSSMiB  float64 `json:"discoveryBaselineRssMiB"`
+	PerSidecarKiB   float64 `json:"perSidecarKiB"`
 	RSSAfterSyncMiB float64 `json:"discoveryRssAfterSyncMiB"`
 	RSSEndMiB       float64 `json:"discoveryRssEndMiB"`
 	// Go runtime view of discovery after the initial sync (MiB): heap and
@@ -58,6 +65,10 @@ type result struct {
 	CPUSeconds        float64 `json:"discoveryCpuSeconds"` // whole run
 	Debounce          string  `json:"debounce"`
 	DebounceMax       string  `json:"debounceMax"`
+	// LoadAvg is the machine's 1-minute load average at the start and end of the run.
+	LoadAvg [2]float64 `json:"loadAvg"`
+	// Aborted says why the run stopped early (discovery passed -max-rss).
+	Aborted string `json:"aborted,omitempty"`
 }
 
 func main() {
@@ -75,6 +86,8 @@ func main() {
 	profiles := flag.String("profiles", "", "directory for discovery CPU and heap profiles per phase (none when empty)")
 	debounce := flag.Duration("debounce", 100*time.Millisecond, "server debounce quiet period")
 	debounceMax := flag.Duration("debounce-max", 10*time.Second, "server debounce max")
+	identical := flag.Bool("identical", false, "simulate identical sidecars (same labels, IP, workload: the benchmark before issue 11) instead of distinct ones")
+	maxRSS := flag.Float64("max-rss", 8192, "stop a run when discovery's RSS passes this many MiB (the machine is shared)")
 	flag.Parse()
 	if *role == "discovery" {
 		if err := runDiscoveryChild(*configDir, *debounce, *debounceMax, *verbose); err != nil {
@@ -91,7 +104,8 @@ func main() {
 		}
 	}
 	spec := meshSpec{services: 1000, endpoints: 10, routed: 100, files: 10}
-	opts := runOpts{debounce: *debounce, debounceMax: *debounceMax, profiles: *profiles, verbose: *verbose}
+	opts := runOpts{debounce: *debounce, debounceMax: *debounceMax, profiles: *profiles, verbose: *verbose,
+		identical: *identical, maxRSSMiB: *maxRSS}
 	var results []result
 	emit := func(r result) {
 		results = append(results, r)
@@ -107,6 +121,10 @@ func main() {
 			log.Fatalf("bad -clients %q", f)
 		}
 		r, err := runEdits(spec, n, *edits, opts)
+		if errors.Is(err, errAborted) {
+			emit(r)
+			continue
+		}
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -121,6 +139,10 @@ func main() {
 			log.Fatalf("bad -churn-ticks %q", f)
 		}
 		r, err := runChurn(spec, *churnClients, *churnFor, *churnRate, tick, opts)
+		if errors.Is(err, errAborted) {
+			emit(r)
+			continue
+		}
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -136,6 +158,15 @@ type runOpts struct {
 	debounce, debounceMax time.Duration
 	profiles              string
 	verbose               bool
+	identical             bool
+	maxRSSMiB             float64
+}
+
+func (o runOpts) variant() string {
+	if o.identical {
+		return "identical"
+	}
+	return "distinct"
 }
 
 // fleet is the simulated clients of one run.
@@ -146,15 +177,15 @@ type fleet struct {
 	stop    func()
 }
 
-func startFleet(addr string, n int, probeCluster, probeAddr string) *fleet {
+func startFleet(addr string, n int, identical bool, probeCluster, probeAddr string) *fleet {
 	f := &fleet{errs: make(chan error, n), done: make(chan struct{})}
 	ctx, cancel := contextWithCancel()
 	f.stop = func() { cancel(); <-f.done }
 	left := n
 	fin := make(chan struct{}, n)
 	for i := range n {
-		c := &client{id: fmt.Sprintf("sidecar~10.200.%d.%d~load-%d.default~default.svc.cluster.local", i/250, 1+i%250, i),
-			probeCluster: probeCluster, probeAddr: probeAddr}
+		node := sidecarIdentity(i, identical)
+		c := &client{id: node.id, node: node, probeCluster: probeCluster, probeAddr: probeAddr}
 		f.clients = append(f.clients, c)
 		go func() {
 			defer func() { fin <- struct{}{} }()
@@ -212,8 +243,8 @@ func (f *fleet) waitAll(prev []int, limit time.Duration) (time.Time, error) {
 	}
 }
 
-func runEdits(spec meshSpec, nClients, edits int, o runOpts) (result, error) {
-	res := result{Run: "edits", Clients: nClients, Services: spec.services, EndpointsPerSvc: spec.endpoints, RoutedServices: spec.routed,
+func runEdits(spec meshSpec, nClients, edits int, o runOpts) (res result, err error) {
+	res = result{Run: "edits", Sidecars: o.variant(), Clients: nClients, LoadAvg: [2]float64{loadAvg(), 0}, Services: spec.services, EndpointsPerSvc: spec.endpoints, RoutedServices: spec.routed,
 		Edits: edits, Debounce: o.debounce.String(), DebounceMax: o.debounceMax.String()}
 	dir, err := os.MkdirTemp("", "bowline-bench-")
 	if err != nil {
@@ -223,22 +254,31 @@ func runEdits(spec meshSpec, nClients, edits int, o runOpts) (result, error) {
 	if err := writeMesh(dir, spec); err != nil {
 		return res, err
 	}
-	d, err := startDiscovery(dir, o.debounce, o.debounceMax, o.profiles, fmt.Sprintf("edits-%d-", nClients), o.verbose)
+	d, err := startDiscovery(dir, o.debounce, o.debounceMax, o.profiles, fmt.Sprintf("edits-%s-%d-", o.variant(), nClients), o.verbose, o.maxRSSMiB)
 	if err != nil {
 		return res, err
 	}
 	defer d.stop()
 	time.Sleep(time.Second) // the first build
+	res.BaselineRSSMiB, _ = d.memMiB()
+	defer func() {
+		res.LoadAvg[1] = loadAvg()
+		res.PeakRSSMiB, res.RSSEndMiB = d.memMiB()
+		if a := d.aborted(); a != "" {
+			res.Aborted = a
+		}
+		res.PerSidecarKiB = (res.PeakRSSMiB - res.BaselineRSSMiB) * 1024 / float64(nClients)
+	}()
 	if err := d.startCPU("sync"); err != nil {
 		return res, err
 	}
 	cpu0 := d.cpuSeconds()
 	start := time.Now()
-	fl := startFleet(d.xds, nClients, "", "")
+	fl := startFleet(d.xds, nClients, o.identical, "", "")
 	defer fl.stop()
 	last, err := fl.waitAll(make([]int, nClients), 5*time.Minute)
 	if err != nil {
-		return res, err
+		return res, d.abortedOr(err)
 	}
 	res.InitialSyncMs = ms(last.Sub(start))
 	time.Sleep(o.debounce + 200*time.Millisecond)
@@ -265,7 +305,7 @@ func runEdits(spec meshSpec, nClients, edits int, o runOpts) (result, error) {
 		}
 		last, err := fl.waitAll(prev, 2*time.Minute)
 		if err != nil {
-			return res, fmt.Errorf("edit %d: %w", k, err)
+			return res, d.abortedOr(fmt.Errorf("edit %d: %w", k, err))
 		}
 		lat = append(lat, ms(last.Sub(t0)))
 	}
@@ -278,8 +318,17 @@ func runEdits(spec meshSpec, nClients, edits int, o runOpts) (result, error) {
 	slices.Sort(lat)
 	res.P50Ms, res.P99Ms, res.MaxMs = pct(lat, 50), pct(lat, 99), lat[len(lat)-1]
 	res.CPUSeconds = d.cpuSeconds()
-	res.PeakRSSMiB, res.RSSEndMiB = d.memMiB()
 	return res, nil
+}
+
+// loadAvg is the 1-minute load average (/proc/loadavg).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	return v
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -36,12 +36,18 @@ func writeMesh(dir string, spec meshSpec) error {
 			return err
 		}
 	}
+	return writeRoutingAndSidecars(dir, spec)
+}
+
+// writeRoutingAndSidecars writes the routing of every routed service and
+// the fleet's Sidecar resources.
+func writeRoutingAndSidecars(dir string, spec meshSpec) error {
 	for i := 0; i < spec.services; i += spec.services / spec.routed {
 		if err := writeRouting(dir, i, 90); err != nil {
 			return err
 		}
 	}
-	return nil
+	return os.WriteFile(filepath.Join(dir, "sidecars.yaml"), []byte(sidecarsYAML(spec)), 0o644)
 }
 
 // routedService returns the index of the k-th service that has routing.
@@ -91,12 +97,7 @@ func writeChurnMesh(dir string, spec meshSpec) error {
 			return err
 		}
 	}
-	for i := 0; i < spec.services; i += spec.services / spec.routed {
-		if err := writeRouting(dir, i, 90); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeRoutingAndSidecars(dir, spec)
 }
 
 // workload is one registration of the churn mesh.
