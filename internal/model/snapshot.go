@@ -75,6 +75,8 @@ type Snapshot struct {
 	security securityConfig
 	// mesh is the MeshConfig in force (meshconfig.go).
 	mesh *MeshConfig
+	// selectors are the label selectors outbound configuration depends on (selectors.go).
+	selectors []labelSelector
 }
 
 // Build resolves objs (any kinds; those that shape traffic are used) and the
@@ -129,6 +131,7 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 	}
 	s.virtualServices, s.problems = buildVirtualServices(vsObjs, opts.Domain)
 	s.indexDestinationRules()
+	s.indexSelectors()
 	for _, p := range s.problems {
 		log.Debug("config skipped", slog.String(attrReason, p))
 	}

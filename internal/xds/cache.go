@@ -3,6 +3,7 @@ package xds
 import (
 	"crypto/sha256"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -38,13 +39,19 @@ type Cache struct {
 	encoded  genMap[proto.Message, encoded]
 	parts    genMap[proto.Message, []byte]
 	domainss genMap[domainsKey, []string]
+	// outbound holds the shared outbound part per snapshot and scope (scope.go).
+	outbound    genMap[outboundKey, outboundPart]
+	vips        genMap[*model.Snapshot, map[string]netip.Addr]
+	vipServices genMap[vipKey, *registry.Service]
 }
 
 // NewCache returns an empty Cache.
 func NewCache() *Cache {
 	return &Cache{clusters: newGenMap[clusterKey, *serviceClusters](), routes: newGenMap[routeKey, *routev3.Route](),
 		vhosts: newGenMap[vhostKey, *routev3.VirtualHost](), encoded: newGenMap[proto.Message, encoded](),
-		parts: newGenMap[proto.Message, []byte](), domainss: newGenMap[domainsKey, []string]()}
+		parts: newGenMap[proto.Message, []byte](), domainss: newGenMap[domainsKey, []string](),
+		outbound: newGenMap[outboundKey, outboundPart](), vips: newGenMap[*model.Snapshot, map[string]netip.Addr](),
+		vipServices: newGenMap[vipKey, *registry.Service]()}
 }
 
 // Rotate starts a new generation: entries not used since the previous
@@ -58,6 +65,9 @@ func (c *Cache) Rotate() {
 	c.encoded.rotate()
 	c.parts.rotate()
 	c.domainss.rotate()
+	c.outbound.rotate()
+	c.vips.rotate()
+	c.vipServices.rotate()
 }
 
 // Len returns the number of cached service cluster sets and encoded resources.

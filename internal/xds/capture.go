@@ -55,6 +55,9 @@ func (g *gen) withAutoVIPs(svcs []*registry.Service) []*registry.Service {
 	if !g.captured() {
 		return svcs
 	}
+	if g.cache != nil {
+		return g.cache.autoVIPServices(g.snap, svcs)
+	}
 	vips := model.AutoVIPs(g.snap.Services())
 	out := make([]*registry.Service, len(svcs))
 	for i, s := range svcs {
@@ -68,15 +71,22 @@ func (g *gen) withAutoVIPs(svcs []*registry.Service) []*registry.Service {
 	return out
 }
 
-// buildCapture replaces the sidecar's bound inbound listeners with
-// virtualInbound and adds virtualOutbound. It runs after buildSidecar.
-func (g *gen) buildCapture() {
+// buildCaptureInbound replaces the sidecar's bound inbound listeners with
+// virtualInbound. It runs after the inbound listeners are built.
+func (g *gen) buildCaptureInbound() {
 	if !g.captured() {
 		return
 	}
 	g.listeners[VirtualInboundListener] = g.virtualInbound()
-	g.listeners[VirtualOutboundListener] = g.virtualOutbound()
 	g.clusters[InboundPassthroughCluster] = originalDstCluster(InboundPassthroughCluster)
+}
+
+// buildCaptureOutbound adds virtualOutbound.
+func (g *gen) buildCaptureOutbound() {
+	if !g.captured() {
+		return
+	}
+	g.listeners[VirtualOutboundListener] = g.virtualOutbound()
 }
 
 // virtualInbound moves each inbound|<port> listener's filter chain into one

@@ -72,9 +72,10 @@ func GenerateCached(snap *model.Snapshot, proxy *model.Proxy, c *Cache) Resource
 		g.buildGRPC()
 	case proxy.Type == model.Router:
 		g.buildRouter()
+	case c != nil:
+		return c.generateSidecar(snap, proxy) // scope.go: the outbound part shared per ScopeKey
 	default:
 		g.buildSidecar()
-		g.buildCapture() // capture.go: virtualInbound/virtualOutbound for INTERCEPTION_MODE REDIRECT
 	}
 	return g.resources()
 }

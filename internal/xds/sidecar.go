@@ -12,15 +12,32 @@ import (
 	"github.com/bowline-mesh/bowline/internal/registry"
 )
 
-// buildSidecar generates a sidecar's resources (docs/xds.md "Sidecar resources").
+// buildSidecar generates a sidecar's resources (docs/xds.md "Sidecar
+// resources"): the per-workload inbound part, then the outbound part, which
+// depends only on the proxy's ScopeKey (scope.go).
 func (g *gen) buildSidecar() {
-	g.addStaticClusters()
+	g.buildSidecarInbound()
+	g.buildSidecarOutbound()
+}
+
+// buildSidecarInbound adds what depends on the workload itself: inbound
+// listeners (its IP, ports, PeerAuthentication, AuthorizationPolicy,
+// RequestAuthentication) and clusters, and for captured proxies
+// virtualInbound.
+func (g *gen) buildSidecarInbound() {
 	for _, m := range g.proxy.Inbound {
 		l := g.inboundListener(m.Port, g.inboundIsHTTP(m.Port))
 		g.listeners[l.Name] = l
 		g.addInboundCluster(m)
 	}
+	g.buildCaptureInbound() // capture.go
+}
 
+// buildSidecarOutbound adds the outbound part: static and service clusters,
+// load assignments, route configurations and outbound listeners. It reads
+// only what ScopeKey holds (scope.go, TestScopeKeyShares).
+func (g *gen) buildSidecarOutbound() {
+	g.addStaticClusters()
 	svcs := g.withAutoVIPs(g.snap.ServicesFor(g.proxy)) // capture.go: VIPs for captured proxies
 	vss := g.snap.VirtualServicesFor(g.proxy, model.MeshGateway)
 	perPort := map[uint32]*routeBuilder{}
@@ -61,6 +78,7 @@ func (g *gen) buildSidecar() {
 		g.listeners[ExplicitProxyRoute] = httpListener(ExplicitProxyRoute, host, port, true, corev3.TrafficDirection_OUTBOUND,
 			g.rdsHCM(ExplicitProxyRoute, ExplicitProxyRoute))
 	}
+	g.buildCaptureOutbound() // capture.go
 }
 
 // inboundIsHTTP looks for a service port this proxy's workload serves on
