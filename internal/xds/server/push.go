@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ type node struct {
 	key      string // proxyKey(proxy), computed once
 	streams  int
 	versions map[string]string // per type, last set in the cache
+	snap     *wireSnapshot     // last set in the cache
 	setAt    time.Time         // when the last snapshot was set
 }
 
@@ -50,10 +52,19 @@ type pusher struct {
 	// memo holds what mesh generated, by proxy key: proxies that differ
 	// only in ID share one generation, within a push and on connect.
 	memo map[string]*generated
+	// types interns each type's encoded resources by content: nodes whose
+	// resources of a type are equal (sidecars of one scope: clusters, load
+	// assignments, routes) hold one *wireType. It keeps what connected
+	// nodes hold (pruned after every push).
+	types map[typeKey]*wireType
 }
 
+// typeKey identifies a type's content.
+type typeKey struct{ url, version string }
+
 func newPusher(c *wireCache, log *slog.Logger, m *metrics, now func() time.Time) *pusher {
-	return &pusher{cache: c, log: log, metrics: m, now: now, nodes: map[string]*node{}, memo: map[string]*generated{}}
+	return &pusher{cache: c, log: log, metrics: m, now: now, nodes: map[string]*node{}, memo: map[string]*generated{},
+		types: map[typeKey]*wireType{}}
 }
 
 // connect adds a stream of p and, if a mesh is built, sets its snapshot so
@@ -88,6 +99,7 @@ func (p *pusher) disconnect(id string) {
 	if n.streams <= 0 {
 		delete(p.nodes, id)
 		p.cache.clear(id)
+		p.pruneTypes()
 	}
 }
 
@@ -130,7 +142,21 @@ func (p *pusher) push(ctx context.Context, mesh Mesh) pushResult {
 			res.changed++
 		}
 	}
+	p.pruneTypes()
 	return res
+}
+
+// pruneTypes drops interned types no node holds. The caller holds p.mu.
+func (p *pusher) pruneTypes() {
+	held := make(map[*wireType]bool, len(p.types))
+	for _, n := range p.nodes {
+		if n.snap != nil {
+			for _, t := range n.snap.types {
+				held[t] = true
+			}
+		}
+	}
+	maps.DeleteFunc(p.types, func(_ typeKey, t *wireType) bool { return !held[t] })
 }
 
 // generateMemo returns the node's generation from the memo, generating it
@@ -156,7 +182,7 @@ func (p *pusher) set(ctx context.Context, id string, n *node, g *generated) bool
 		p.log.Info("set snapshot failed", slog.String(attrProxy, id), slog.String(attrError, err.Error()))
 		return false
 	}
-	n.versions = g.versions
+	n.versions, n.snap = g.versions, g.snap
 	n.setAt = p.now()
 	return true
 }
@@ -173,20 +199,29 @@ func (p *pusher) generate(mesh Mesh, proxy *model.Proxy) (g *generated, ok bool)
 	}()
 	res := mesh.Generate(proxy)
 	versions := make(map[string]string, len(res.ByType))
-	wire := make(map[string][]*anypb.Any, len(res.ByType))
+	ws := &wireSnapshot{types: make(map[string]*wireType, len(res.ByType))}
 	for url, items := range res.ByType {
+		if cachev3.GetResponseType(url) == types.UnknownType {
+			continue
+		}
 		w, ok := res.Wire[url]
 		if !ok || len(w) != len(items) {
 			w = encodeAll(url, items)
 		}
-		wire[url] = w
-		if v, ok := res.Versions[url]; ok {
-			versions[url] = v
-		} else {
-			versions[url] = contentHash(items, w)
+		v, ok := res.Versions[url]
+		if !ok {
+			v = contentHash(items, w)
 		}
+		versions[url] = v
+		k := typeKey{url: url, version: v}
+		t, ok := p.types[k]
+		if !ok {
+			t = newWireType(items, w, v)
+			p.types[k] = t
+		}
+		ws.types[url] = t
 	}
-	return &generated{versions: versions, snap: newWireSnapshot(res.ByType, wire, versions)}, true
+	return &generated{versions: versions, snap: ws}, true
 }
 
 // encodeAll marshals items deterministically into Anys of typeURL.

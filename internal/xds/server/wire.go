@@ -2,7 +2,12 @@ package server
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
+	"hash/fnv"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -11,35 +16,37 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// wireCache is the cache the ADS server serves from. State-of-the-world
-// watches are answered here from per-node snapshots of already encoded
-// resources: a resource is marshalled once, when generated, and the same
-// bytes go to every stream and every node that has it (go-control-plane's
-// SnapshotCache marshals every resource again for every response).
-// Delta watches and fetches go to the embedded SnapshotCache, which is given
-// the same content. Responses are sent under the SotW rules of
-// go-control-plane's SnapshotCache (non-ADS mode): a watch is answered when
-// its type's version differs from the request's, or when the request
-// names a resource the stream has not been sent.
+// wireCache is the cache the ADS server serves from, state of the world and
+// delta alike. Each node holds one wireSnapshot: per type, a reference to
+// a wireType of already encoded resources. A wireType is shared by every
+// node whose resources of that type are the same (the pusher interns them
+// by content version), so a resource is marshalled once, when generated,
+// and the same bytes go to every stream of every node that has it; a
+// connected node costs its references, not a copy.
+//
+// State-of-the-world watches are answered under the rules of
+// go-control-plane's SnapshotCache (non-ADS mode): when the type's version
+// differs from the request's, or when the request names a resource the
+// stream has not been sent. Delta watches get the resources whose version
+// differs from what the stream has, and the names it has that are gone
+// (go-control-plane's delta semantics, including the first wildcard
+// response even when empty).
 //
 // It is safe for concurrent use.
 type wireCache struct {
-	cachev3.SnapshotCache // delta watches, fetches
-
 	mu    sync.Mutex
 	nodes map[string]*wireNode
 }
 
 var _ cachev3.Cache = (*wireCache)(nil)
 
-func newWireCache() *wireCache {
-	return &wireCache{SnapshotCache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil), nodes: map[string]*wireNode{}}
-}
+func newWireCache() *wireCache { return &wireCache{nodes: map[string]*wireNode{}} }
 
-// wireNode is one node id's snapshot and open SotW watches.
+// wireNode is one node id's snapshot and open watches.
 type wireNode struct {
-	snap    *wireSnapshot // nil until set
-	watches map[*sotwWatch]struct{}
+	snap         *wireSnapshot // nil until set
+	watches      map[*sotwWatch]struct{}
+	deltaWatches map[*deltaWatch]struct{}
 }
 
 type sotwWatch struct {
@@ -48,53 +55,57 @@ type sotwWatch struct {
 	out chan cachev3.Response
 }
 
-// wireSnapshot is one generation's resources, shared by the nodes that got
-// the same generation. It is immutable.
-type wireSnapshot struct {
-	types map[string]*wireType
-	delta *cachev3.Snapshot // the same resources for the delta cache
+type deltaWatch struct {
+	req *discovery.DeltaDiscoveryRequest
+	sub cachev3.Subscription
+	out chan cachev3.DeltaResponse
 }
 
-// wireType is one type's resources of a wireSnapshot.
+// wireSnapshot is one node's resources: a reference per type URL. It is
+// immutable.
+type wireSnapshot struct {
+	types map[string]*wireType
+}
+
+// wireType is one type's resources, shared by the nodes that have the same
+// content. It is immutable.
 type wireType struct {
 	version string
 	names   []string // resource names, in the order of all
 	all     []*anypb.Any
 	index   map[string]int
+	// versions holds each resource's own version (a hash of its bytes),
+	// what delta streams compare.
+	versions []string
 	// returned maps every name to version: the state a full response
-	// leaves the stream in (shared: go-control-plane never modifies it).
+	// leaves a wildcard stream in. It is shared; go-control-plane modifies
+	// a subscription's returned map only for subscriptions by name, which
+	// get their own copy (response).
 	returned map[string]string
 }
 
-// newWireSnapshot builds a snapshot from per-type resources, their wire
-// form (same order) and versions.
-func newWireSnapshot(res map[string][]types.Resource, wire map[string][]*anypb.Any, versions map[string]string) *wireSnapshot {
-	ws := &wireSnapshot{types: make(map[string]*wireType, len(res))}
-	delta := &cachev3.Snapshot{}
-	for url, items := range res {
-		idx := cachev3.GetResponseType(url)
-		if idx == types.UnknownType {
-			continue
-		}
-		t := &wireType{version: versions[url], names: make([]string, len(items)), all: wire[url],
-			index: make(map[string]int, len(items)), returned: make(map[string]string, len(items))}
-		for i, r := range items {
-			name := cachev3.GetResourceName(r)
-			t.names[i] = name
-			t.index[name] = i
-			t.returned[name] = t.version
-		}
-		ws.types[url] = t
-		delta.Resources[idx] = cachev3.NewResources(t.version, items)
+// newWireType builds a type from resources, their wire form (same order)
+// and the type's version.
+func newWireType(items []types.Resource, wire []*anypb.Any, version string) *wireType {
+	t := &wireType{version: version, names: make([]string, len(items)), all: wire,
+		index: make(map[string]int, len(items)), versions: make([]string, len(items)), returned: make(map[string]string, len(items))}
+	for i, r := range items {
+		name := cachev3.GetResourceName(r)
+		t.names[i] = name
+		t.index[name] = i
+		t.returned[name] = version
+		h := fnv.New64a()
+		h.Write(wire[i].GetValue())
+		t.versions[i] = hex.EncodeToString(h.Sum(nil))
 	}
-	ws.delta = delta
-	return ws
+	return t
 }
 
-// set makes ws the node's snapshot and answers its watches whose version
-// is now stale.
-func (c *wireCache) set(ctx context.Context, node string, ws *wireSnapshot) error {
+// set makes ws the node's snapshot and answers its watches that are now
+// behind.
+func (c *wireCache) set(_ context.Context, node string, ws *wireSnapshot) error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	n := c.node(node)
 	n.snap = ws
 	for w := range n.watches {
@@ -103,10 +114,15 @@ func (c *wireCache) set(ctx context.Context, node string, ws *wireSnapshot) erro
 			continue
 		}
 		delete(n.watches, w)
-		w.out <- response(w.req, t)
+		w.out <- response(w.req, w.sub, t)
 	}
-	c.mu.Unlock()
-	return c.SnapshotCache.SetSnapshot(ctx, node, ws.delta)
+	for w := range n.deltaWatches {
+		if r := deltaResponse(w.req, w.sub, ws.types[w.req.GetTypeUrl()]); r != nil {
+			delete(n.deltaWatches, w)
+			w.out <- r
+		}
+	}
+	return nil
 }
 
 // clear forgets a node.
@@ -114,13 +130,12 @@ func (c *wireCache) clear(node string) {
 	c.mu.Lock()
 	delete(c.nodes, node)
 	c.mu.Unlock()
-	c.SnapshotCache.ClearSnapshot(node)
 }
 
 func (c *wireCache) node(id string) *wireNode {
 	n, ok := c.nodes[id]
 	if !ok {
-		n = &wireNode{watches: map[*sotwWatch]struct{}{}}
+		n = &wireNode{watches: map[*sotwWatch]struct{}{}, deltaWatches: map[*deltaWatch]struct{}{}}
 		c.nodes[id] = n
 	}
 	return n
@@ -140,7 +155,7 @@ func (c *wireCache) CreateWatch(req *discovery.DiscoveryRequest, sub cachev3.Sub
 		t = n.snap.types[req.GetTypeUrl()]
 	}
 	if t != nil && (req.GetVersionInfo() != t.version || lacksResources(sub, t)) {
-		out <- response(req, t)
+		out <- response(req, sub, t)
 		return func() {}, nil
 	}
 	w := &sotwWatch{req: req, sub: sub, out: out}
@@ -152,6 +167,39 @@ func (c *wireCache) CreateWatch(req *discovery.DiscoveryRequest, sub cachev3.Sub
 			delete(n.watches, w)
 		}
 	}, nil
+}
+
+// CreateDeltaWatch answers req with what the stream lacks or has that is
+// gone, else parks the watch until a snapshot changes that. The delta
+// server's channel has room for two responses per type.
+func (c *wireCache) CreateDeltaWatch(req *discovery.DeltaDiscoveryRequest, sub cachev3.Subscription, out chan cachev3.DeltaResponse) (func(), error) {
+	id := req.GetNode().GetId()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.node(id)
+	if n.snap != nil {
+		if r := deltaResponse(req, sub, n.snap.types[req.GetTypeUrl()]); r != nil {
+			out <- r
+			return func() {}, nil
+		}
+	}
+	w := &deltaWatch{req: req, sub: sub, out: out}
+	n.deltaWatches[w] = struct{}{}
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n, ok := c.nodes[id]; ok {
+			delete(n.deltaWatches, w)
+		}
+	}, nil
+}
+
+// errNoFetch: the REST fetch API is not served; ADS streams are.
+var errNoFetch = errors.New("xds fetch (REST) is not served: use an ADS stream")
+
+// Fetch is not served.
+func (c *wireCache) Fetch(context.Context, *discovery.DiscoveryRequest) (cachev3.Response, error) {
+	return nil, errNoFetch
 }
 
 // lacksResources reports whether the stream has not been sent a resource
@@ -179,7 +227,7 @@ func lacksResources(sub cachev3.Subscription, t *wireType) bool {
 // response is t as a response to req: every resource, or those req names.
 // Each response is a new message (the server sets its nonce) holding the
 // shared encoded resources.
-func response(req *discovery.DiscoveryRequest, t *wireType) cachev3.Response {
+func response(req *discovery.DiscoveryRequest, sub cachev3.Subscription, t *wireType) cachev3.Response {
 	resources, returned := t.all, t.returned
 	if names := req.GetResourceNames(); len(names) != 0 && !coversAll(names, t) {
 		resources = make([]*anypb.Any, 0, len(names))
@@ -192,6 +240,10 @@ func response(req *discovery.DiscoveryRequest, t *wireType) cachev3.Response {
 				}
 			}
 		}
+	} else if !sub.IsWildcard() {
+		// A subscription by name deletes the names it drops from its
+		// returned map later: it must not be the shared one.
+		returned = maps.Clone(returned)
 	}
 	return &cachev3.PassthroughResponse{
 		Request:           req,
@@ -205,3 +257,62 @@ func response(req *discovery.DiscoveryRequest, t *wireType) cachev3.Response {
 func coversAll(names []string, t *wireType) bool {
 	return slices.Equal(names, t.names)
 }
+
+// deltaResponse is what a delta stream subscribed as sub is to be sent of
+// t (nil: the type is empty for the node): the resources it lacks or has
+// in another version, and the names it has that are gone. It is nil when
+// there is nothing to send, except for the first wildcard request, which
+// is always answered (Envoy waits for it to finish initialising).
+func deltaResponse(req *discovery.DeltaDiscoveryRequest, sub cachev3.Subscription, t *wireType) cachev3.DeltaResponse {
+	if t == nil {
+		t = emptyWireType
+	}
+	known := sub.ReturnedResources()
+	var resources []*discovery.Resource
+	var removed []string
+	var next map[string]string
+	if sub.IsWildcard() {
+		next = make(map[string]string, len(t.names))
+		for i, name := range t.names {
+			v := t.versions[i]
+			next[name] = v
+			if prev, ok := known[name]; !ok || prev != v {
+				resources = append(resources, &discovery.Resource{Name: name, Version: v, Resource: t.all[i]})
+			}
+		}
+		for name := range known {
+			if _, ok := t.index[name]; !ok {
+				removed = append(removed, name)
+			}
+		}
+	} else {
+		next = make(map[string]string, len(sub.SubscribedResources()))
+		for name := range sub.SubscribedResources() {
+			prev, had := known[name]
+			if i, ok := t.index[name]; ok {
+				v := t.versions[i]
+				if !had || prev != v {
+					resources = append(resources, &discovery.Resource{Name: name, Version: v, Resource: t.all[i]})
+				}
+				next[name] = v
+			} else if had {
+				removed = append(removed, name)
+			}
+		}
+		slices.SortFunc(resources, func(a, b *discovery.Resource) int { return strings.Compare(a.GetName(), b.GetName()) })
+	}
+	if len(resources) == 0 && len(removed) == 0 && (!sub.IsWildcard() || req.GetResponseNonce() != "") {
+		return nil
+	}
+	slices.Sort(removed)
+	return &cachev3.DeltaPassthroughResponse{
+		DeltaRequest:   req,
+		NextVersionMap: next,
+		DeltaDiscoveryResponse: &discovery.DeltaDiscoveryResponse{SystemVersionInfo: t.version, TypeUrl: req.GetTypeUrl(),
+			Resources: resources, RemovedResources: removed},
+	}
+}
+
+// emptyWireType stands for a type the node has no resources of.
+var emptyWireType = &wireType{index: map[string]int{}, returned: map[string]string{}}
+

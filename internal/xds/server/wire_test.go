@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -12,7 +13,6 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 func wireSnap(t *testing.T, version string, names ...string) *wireSnapshot {
@@ -22,12 +22,11 @@ func wireSnap(t *testing.T, version string, names ...string) *wireSnapshot {
 		cs = append(cs, &clusterv3.Cluster{Name: n})
 		es = append(es, &endpointv3.ClusterLoadAssignment{ClusterName: n})
 	}
-	res := map[string][]types.Resource{resourcev3.ClusterType: cs, resourcev3.EndpointType: es}
-	wire := map[string][]*anypb.Any{}
-	for typ, items := range res {
-		wire[typ] = encodeAll(typ, items)
+	ws := &wireSnapshot{types: map[string]*wireType{}}
+	for typ, items := range map[string][]types.Resource{resourcev3.ClusterType: cs, resourcev3.EndpointType: es} {
+		ws.types[typ] = newWireType(items, encodeAll(typ, items), version)
 	}
-	return newWireSnapshot(res, wire, map[string]string{resourcev3.ClusterType: version, resourcev3.EndpointType: version})
+	return ws
 }
 
 func TestWireCacheWatches(t *testing.T) {
@@ -104,5 +103,105 @@ func TestWireCacheWatches(t *testing.T) {
 	c.clear("n1")
 	if _, ok := c.nodes["n1"]; ok {
 		t.Fatal("node not cleared")
+	}
+}
+
+// wireSnapWith is wireSnap with the cluster "b" changed (another
+// connect timeout) when changeB is set.
+func wireSnapWith(t *testing.T, version string, changeB bool, names ...string) *wireSnapshot {
+	t.Helper()
+	ws := wireSnap(t, version, names...)
+	if changeB {
+		var cs []types.Resource
+		for _, n := range names {
+			c := &clusterv3.Cluster{Name: n}
+			if n == "b" {
+				c.AltStatName = "changed"
+			}
+			cs = append(cs, c)
+		}
+		ws.types[resourcev3.ClusterType] = newWireType(cs, encodeAll(resourcev3.ClusterType, cs), version)
+	}
+	return ws
+}
+
+// TestWireCacheDelta pins the delta semantics: the first wildcard request
+// gets everything (even nothing), later responses carry only changed and
+// removed resources, and a subscription by name sees only its names.
+func TestWireCacheDelta(t *testing.T) {
+	c := newWireCache()
+	node := &core.Node{Id: "d1"}
+	watch := func(req *discovery.DeltaDiscoveryRequest, sub *stream.Subscription) chan cachev3.DeltaResponse {
+		t.Helper()
+		ch := make(chan cachev3.DeltaResponse, 2)
+		if _, err := c.CreateDeltaWatch(req, sub, ch); err != nil {
+			t.Fatal(err)
+		}
+		return ch
+	}
+	// got takes the response, applies it to sub as the delta server does,
+	// and returns the names sent and removed.
+	got := func(ch chan cachev3.DeltaResponse, sub *stream.Subscription) (sent, removed []string, ok bool) {
+		t.Helper()
+		select {
+		case r := <-ch:
+			out, err := r.GetDeltaDiscoveryResponse()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, res := range out.GetResources() {
+				sent = append(sent, res.GetName())
+			}
+			sub.SetReturnedResources(r.GetNextVersionMap())
+			return sent, out.GetRemovedResources(), true
+		default:
+			return nil, nil, false
+		}
+	}
+
+	// Before any snapshot the wildcard watch waits; the first snapshot
+	// answers it with everything.
+	cds := stream.NewDeltaSubscription(nil, nil, nil, true)
+	ch := watch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}, &cds)
+	if _, _, ok := got(ch, &cds); ok {
+		t.Fatal("answered without a snapshot")
+	}
+	if err := c.set(context.Background(), "d1", wireSnap(t, "v1", "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if sent, _, ok := got(ch, &cds); !ok || !slices.Equal(sent, []string{"a", "b"}) {
+		t.Fatalf("first response sent %v (%v), want a, b", sent, ok)
+	}
+	// The ACK parks: nothing changed.
+	ch = watch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"}, &cds)
+	if _, _, ok := got(ch, &cds); ok {
+		t.Fatal("ACK answered with nothing new")
+	}
+	// An unchanged snapshot under a new version sends nothing; b changing,
+	// a going and c coming send b and c and remove a.
+	if err := c.set(context.Background(), "d1", wireSnap(t, "v2", "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := got(ch, &cds); ok {
+		t.Fatal("answered for unchanged resources")
+	}
+	if err := c.set(context.Background(), "d1", wireSnapWith(t, "v3", true, "b", "c")); err != nil {
+		t.Fatal(err)
+	}
+	sent, removed, ok := got(ch, &cds)
+	if !ok || !slices.Equal(sent, []string{"b", "c"}) || !slices.Equal(removed, []string{"a"}) {
+		t.Fatalf("after the change sent %v removed %v (%v), want [b c] and [a]", sent, removed, ok)
+	}
+
+	// By name: only the subscribed names, and a first request for names
+	// that do not exist waits.
+	eds := stream.NewDeltaSubscription([]string{"c", "zz"}, nil, nil, true)
+	sent, _, ok = got(watch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{"c", "zz"}}, &eds), &eds)
+	if !ok || !slices.Equal(sent, []string{"c"}) {
+		t.Fatalf("by name sent %v (%v), want [c]", sent, ok)
+	}
+	none := stream.NewDeltaSubscription([]string{"zz"}, nil, nil, true)
+	if _, _, ok := got(watch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{"zz"}}, &none), &none); ok {
+		t.Fatal("answered a subscription to names that do not exist")
 	}
 }
