@@ -315,4 +315,3 @@ func deltaResponse(req *discovery.DeltaDiscoveryRequest, sub cachev3.Subscriptio
 
 // emptyWireType stands for a type the node has no resources of.
 var emptyWireType = &wireType{index: map[string]int{}, returned: map[string]string{}}
-
