@@ -76,3 +76,46 @@ func (s *Snapshot) SelectorMatches(p *Proxy) string {
 	}
 	return string(b)
 }
+
+// EndpointRef is one endpoint of a service, as EndpointsAt returns it.
+type EndpointRef struct {
+	Service  *registry.Service
+	Endpoint *registry.Endpoint
+}
+
+// EndpointsAt returns the endpoints with one of ips as address, in the
+// order of Services() and then of each service's endpoints. The index is
+// built on first use.
+func (s *Snapshot) EndpointsAt(ips []string) []EndpointRef {
+	s.byIPOnce.Do(func() {
+		s.byIP = map[string][]endpointPos{}
+		for i, svc := range s.services {
+			for j, e := range svc.Endpoints {
+				s.byIP[e.Address] = append(s.byIP[e.Address], endpointPos{svc: i, ep: j})
+			}
+		}
+	})
+	var pos []endpointPos
+	for _, ip := range ips {
+		pos = append(pos, s.byIP[ip]...)
+	}
+	if len(ips) > 1 {
+		slices.SortFunc(pos, func(a, b endpointPos) int {
+			if a.svc != b.svc {
+				return a.svc - b.svc
+			}
+			return a.ep - b.ep
+		})
+		pos = slices.Compact(pos)
+	}
+	out := make([]EndpointRef, len(pos))
+	for i, p := range pos {
+		svc := s.services[p.svc]
+		out[i] = EndpointRef{Service: svc, Endpoint: svc.Endpoints[p.ep]}
+	}
+	return out
+}
+
+// endpointPos locates an endpoint: the service's index in services and
+// the endpoint's in the service.
+type endpointPos struct{ svc, ep int }

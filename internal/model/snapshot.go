@@ -77,6 +77,9 @@ type Snapshot struct {
 	mesh *MeshConfig
 	// selectors are the label selectors outbound configuration depends on (selectors.go).
 	selectors []labelSelector
+	// byIP indexes endpoints by address (EndpointsAt), built on first use.
+	byIPOnce sync.Once
+	byIP     map[string][]endpointPos
 }
 
 // Build resolves objs (any kinds; those that shape traffic are used) and the

@@ -84,15 +84,10 @@ func (g *gen) buildSidecarOutbound() {
 // inboundIsHTTP looks for a service port this proxy's workload serves on
 // port; TCP ports get tcp_proxy, everything else HTTP.
 func (g *gen) inboundIsHTTP(port uint32) bool {
-	for _, svc := range g.snap.Services() {
-		for _, ep := range svc.Endpoints {
-			if !slices.Contains(g.proxy.IPs, ep.Address) {
-				continue
-			}
-			for _, sp := range svc.Ports {
-				if ep.PortFor(sp) == port {
-					return sp.IsHTTP()
-				}
+	for _, r := range g.snap.EndpointsAt(g.proxy.IPs) {
+		for _, sp := range r.Service.Ports {
+			if r.Endpoint.PortFor(sp) == port {
+				return sp.IsHTTP()
 			}
 		}
 	}
