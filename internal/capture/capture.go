@@ -5,8 +5,8 @@
 //
 // The builder (Rules) is a pure function from Config to iptables-restore
 // input; the applier (Apply, Cleanup) runs iptables-restore / iptables inside
-// a network namespace. `bowline up --netns` uses both today; a Kubernetes init
-// container will use the same code.
+// a network namespace. `bowline up --netns` and the Kubernetes init container
+// (`bowline iptables`, flags as istio-iptables', see IstioArgs) both use them.
 //
 // The sidecar's own traffic is recognised by its owner: the proxy runs as
 // ProxyUID/ProxyGID (1337, Istio's istio-proxy user), and the OUTPUT rules
@@ -67,8 +67,13 @@ type Config struct {
 	// ExcludeInboundPorts are never captured on the way in (with InboundAllPorts).
 	ExcludeInboundPorts []uint16
 	// IncludeOutboundCIDRs are the destinations captured on the way out; empty
-	// means every destination (Istio's includeOutboundIPRanges "*").
+	// means every destination (Istio's includeOutboundIPRanges "*") unless
+	// NoOutboundCIDRs is set.
 	IncludeOutboundCIDRs []netip.Prefix
+	// NoOutboundCIDRs captures no destination by address (Istio's
+	// includeOutboundIPRanges ""): only IncludeOutboundPorts go to the
+	// sidecar on the way out.
+	NoOutboundCIDRs bool
 	// ExcludeOutboundCIDRs are never captured on the way out.
 	ExcludeOutboundCIDRs []netip.Prefix
 	// ExcludeOutboundPorts are destination ports never captured on the way out.
@@ -96,6 +101,9 @@ func (c Config) Validate() error {
 	}
 	if c.OutboundPort == c.InboundPort {
 		return fmt.Errorf("capture: outbound and inbound port are both %d", c.OutboundPort)
+	}
+	if c.NoOutboundCIDRs && len(c.IncludeOutboundCIDRs) > 0 {
+		return fmt.Errorf("capture: no outbound CIDRs, yet %d to include", len(c.IncludeOutboundCIDRs))
 	}
 	for _, p := range append(slices.Clone(c.IncludeOutboundCIDRs), c.ExcludeOutboundCIDRs...) {
 		if !p.IsValid() || !p.Addr().Is4() {
@@ -186,9 +194,12 @@ func Rules(c Config) []string {
 	for _, p := range dedupPrefixes(c.ExcludeOutboundCIDRs) {
 		add("-A %s -d %s -j RETURN", ChainOutput, p)
 	}
-	if len(c.IncludeOutboundCIDRs) == 0 {
+	switch {
+	case c.NoOutboundCIDRs:
+		// Nothing else is captured: the chain's end returns.
+	case len(c.IncludeOutboundCIDRs) == 0:
 		add("-A %s -j %s", ChainOutput, ChainRedirect)
-	} else {
+	default:
 		for _, p := range dedupPrefixes(c.IncludeOutboundCIDRs) {
 			add("-A %s -d %s -j %s", ChainOutput, p, ChainRedirect)
 		}

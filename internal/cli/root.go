@@ -75,6 +75,7 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 		newCACommand(s),
 		newProxyConfigCommand(s),
 		newKubeInjectCommand(s),
+		newIPTablesCommand(s),
 	)
 	return root
 }

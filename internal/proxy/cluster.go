@@ -78,6 +78,9 @@ type cluster struct {
 func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs) *cluster {
 	c := &cluster{cfg: cfg, name: cfg.Name, pools: map[*xdsconfig.TLSContext]*pool{}, bufs: bufs}
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	if cfg.SourceAddress.IsValid() {
+		c.dialer.LocalAddr = &net.TCPAddr{IP: cfg.SourceAddress.AsSlice()}
+	}
 	c.pools[nil] = c.newPool(nil, nil)
 	for _, t := range cfg.TLSContexts() {
 		if c.pools[t] == nil {

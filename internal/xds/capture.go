@@ -39,6 +39,9 @@ const (
 	// VirtualOutboundPort and VirtualInboundPort are Istio's capture ports.
 	VirtualOutboundPort = 15001
 	VirtualInboundPort  = 15006
+	// InboundPassthroughSource is the address InboundPassthroughCluster
+	// connects from (Istio's; internal/capture never captures it).
+	InboundPassthroughSource = "127.0.0.6"
 
 	listenerOriginalDst = "envoy.filters.listener.original_dst"
 )
@@ -78,7 +81,13 @@ func (g *gen) buildCaptureInbound() {
 		return
 	}
 	g.listeners[VirtualInboundListener] = g.virtualInbound()
-	g.clusters[InboundPassthroughCluster] = originalDstCluster(InboundPassthroughCluster)
+	// Like Istio's: connect from 127.0.0.6, which the pod's ISTIO_OUTPUT
+	// lets through, so the connection to the pod's own IP reaches the app
+	// instead of being captured again (a loop back into 15006).
+	pass := originalDstCluster(InboundPassthroughCluster)
+	pass.UpstreamBindConfig = &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{
+		Address: InboundPassthroughSource, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}}}
+	g.clusters[InboundPassthroughCluster] = pass
 }
 
 // buildCaptureOutbound adds virtualOutbound.

@@ -75,6 +75,17 @@ func TestNACKText(t *testing.T) {
 		{"outlier split errors", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			OutlierDetection: &clusterv3.OutlierDetection{SplitExternalLocalOriginErrors: true}},
 			`cluster "c": field outlier_detection.split_external_local_origin_errors: unsupported`},
+		{"bind config port", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+			LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED, UpstreamBindConfig: &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{
+				Address: "127.0.0.6", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 4000}}}},
+			`cluster "c": field upstream_bind_config.source_address.port_value: must be 0 (a fixed source port would allow one connection at a time)`},
+		{"bind config address", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+			LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED, UpstreamBindConfig: &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{Address: "localhost"}}},
+			`cluster "c": field upstream_bind_config.source_address.address: "localhost" is not an IP address`},
+		{"bind config freebind", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+			LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED, UpstreamBindConfig: &corev3.BindConfig{Freebind: wrapperspb.Bool(true),
+				SourceAddress: &corev3.SocketAddress{Address: "127.0.0.6"}}},
+			`cluster "c": field upstream_bind_config.freebind: unsupported`},
 		{"endpoint without port", &endpointv3.ClusterLoadAssignment{ClusterName: "e", Endpoints: []*endpointv3.LocalityLbEndpoints{{
 			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "10.0.0.1"}}}}}}}}}},

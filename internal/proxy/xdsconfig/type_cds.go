@@ -1,6 +1,9 @@
 package xdsconfig
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // DiscoveryType is a cluster's discovery type.
 type DiscoveryType int
@@ -65,6 +68,11 @@ type Cluster struct {
 	// TLSMatches are transport_socket_matches, first match wins per host;
 	// hosts matching none use TLS.
 	TLSMatches []TransportSocketMatch
+	// SourceAddress is upstream_bind_config.source_address: the local
+	// address upstream connections are made from (any port), or the zero
+	// Addr for the kernel's choice. Istio's InboundPassthroughCluster binds
+	// 127.0.0.6, which the pod's iptables never capture.
+	SourceAddress netip.Addr
 }
 
 // TLSFor returns the upstream TLS for a host with the given

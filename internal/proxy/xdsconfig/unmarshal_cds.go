@@ -2,6 +2,7 @@ package xdsconfig
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -29,7 +30,7 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		"alt_stat_name", "metadata", "per_connection_buffer_limit_bytes", "cleanup_interval",
 		"upstream_connection_options", "lb_config", "ring_hash_lb_config", "maglev_lb_config",
 		"least_request_lb_config", "round_robin_lb_config", "track_cluster_stats", "transport_socket",
-		"transport_socket_matches"); err != nil {
+		"transport_socket_matches", "upstream_bind_config"); err != nil {
 		return nil, err
 	}
 	if c.GetName() == "" {
@@ -154,6 +155,13 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		}
 		out.TLSMatches = append(out.TLSMatches, tm)
 	}
+	if b := c.GetUpstreamBindConfig(); b != nil {
+		a, err := unmarshalBindConfig(b)
+		if err != nil {
+			return nil, err
+		}
+		out.SourceAddress = a
+	}
 	if c.GetHttp2ProtocolOptions() != nil {
 		out.Protocol = ProtocolHTTP2
 	}
@@ -198,6 +206,30 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		}
 	}
 	return out, nil
+}
+
+// unmarshalBindConfig checks upstream_bind_config: a source IP, port 0 (the
+// kernel picks the port), nothing else.
+func unmarshalBindConfig(b *corev3.BindConfig) (netip.Addr, error) {
+	const p = "upstream_bind_config"
+	if err := checkFields(b, p, "source_address"); err != nil {
+		return netip.Addr{}, err
+	}
+	sa := b.GetSourceAddress()
+	if err := checkFields(sa, p+".source_address", "address", "port_value", "protocol"); err != nil {
+		return netip.Addr{}, err
+	}
+	if sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return netip.Addr{}, fmt.Errorf("field %s.source_address.protocol: only TCP is supported", p)
+	}
+	a, err := netip.ParseAddr(sa.GetAddress())
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("field %s.source_address.address: %q is not an IP address", p, sa.GetAddress())
+	}
+	if sa.GetPortValue() != 0 {
+		return netip.Addr{}, fmt.Errorf("field %s.source_address.port_value: must be 0 (a fixed source port would allow one connection at a time)", p)
+	}
+	return a, nil
 }
 
 func setLimit(dst *uint32, v *wrapperspb.UInt32Value) {
