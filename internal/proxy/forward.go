@@ -340,10 +340,9 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 		}
 	}
 	if err == errH1Busy {
-		u := &url.URL{Scheme: "http", Host: dialHost, Opaque: path, RawQuery: r.URL.RawQuery}
 		out := &http.Request{
 			Method:        r.Method,
-			URL:           u,
+			URL:           upstreamURL(dialHost, path, r.URL.RawQuery),
 			Proto:         "HTTP/1.1",
 			ProtoMajor:    1,
 			ProtoMinor:    1,
@@ -525,6 +524,25 @@ func (p *Proxy) mirror(c *cluster, r *http.Request, hdr http.Header, path, autho
 			resp.Body.Close()
 		}
 	}()
+}
+
+// upstreamURL is the URL of an upstream request whose target is path (as
+// escaped) and rawQuery. The Transport writes Opaque as the target as it is,
+// except that an Opaque starting with "//" becomes the absolute-form
+// "http://..." on HTTP/1.1 and is refused as an HTTP/2 :path, so a path
+// that starts with "//" goes in Path and RawPath instead: the target stays
+// origin-form and the authority is only ever the request's Host.
+func upstreamURL(dialHost, path, rawQuery string) *url.URL {
+	if len(path) < 2 || path[0] != '/' || path[1] != '/' {
+		return &url.URL{Scheme: "http", Host: dialHost, Opaque: path, RawQuery: rawQuery}
+	}
+	u := &url.URL{Scheme: "http", Host: dialHost, RawPath: path, RawQuery: rawQuery}
+	if p, err := url.PathUnescape(path); err == nil {
+		u.Path = p
+	} else {
+		u.Path, u.RawPath = path, ""
+	}
+	return u
 }
 
 // upgradeType returns the Upgrade protocol of an HTTP/1.1 upgrade request

@@ -319,12 +319,13 @@ var errBadHeader = errors.New("invalid header field")
 func writeH1Request(w *bufio.Writer, req *h1req) error {
 	_, _ = w.WriteString(req.method)
 	_ = w.WriteByte(' ')
+	// The target is always origin-form, even for a path that starts with
+	// "//": the authority is the Host line, never part of the path (RFC
+	// 9112 3.2.1). Writing "//evil.example/x" as an absolute-form target
+	// would let a client choose the authority the next hop sees.
 	path := req.path
-	switch {
-	case path == "":
+	if path == "" {
 		path = "/"
-	case len(path) > 1 && path[0] == '/' && path[1] == '/':
-		_, _ = w.WriteString("http:")
 	}
 	_, _ = w.WriteString(path)
 	if req.rawQuery != "" {
