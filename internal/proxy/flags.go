@@ -18,9 +18,10 @@ const (
 	flagDC                    // downstream connection termination
 	flagURX                   // upstream retry limit exceeded
 	flagNC                    // no cluster
+	flagDPE                   // downstream protocol error
 )
 
-var flagNames = [...]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "NC"}
+var flagNames = [...]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "NC", "DPE"}
 
 // String renders the flags as Envoy does ("-" for none, else comma-separated).
 func (f flags) String() string {

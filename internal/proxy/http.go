@@ -60,9 +60,26 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		delete(r.Header, headerPeerMetadata)
 	}
+	if r.ProtoMajor == 1 && !info.guard.admit() {
+		// A request whose framing the guard refused (h1guard.go): Content-Length
+		// with chunked, or framing it could not follow. Envoy answers 400 and
+		// closes the connection.
+		rec.flags |= flagDPE
+		rec.details = info.guard.stopped().details()
+		w.Header().Set("Connection", "close")
+		x.localReply(http.StatusBadRequest, "Bad Request")
+		return
+	}
 	if r.Method == http.MethodConnect {
 		rec.path = r.Host
 		p.serveConnect(w, r, s, info, rec)
+		return
+	}
+	if strings.IndexByte(r.URL.Path, 0) >= 0 {
+		// %00 in the path: Istio rejects it always, whatever the
+		// normalization options.
+		rec.details = "path_normalization_failed"
+		x.localReply(http.StatusBadRequest, "Bad Request")
 		return
 	}
 	rid := r.Header.Get("x-request-id")

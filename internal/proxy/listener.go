@@ -50,6 +50,9 @@ type connInfo struct {
 	// pick the filter chain with the destination port.
 	transport string
 	alpn      []string
+	// guard follows the HTTP/1.x framing of the connection's requests
+	// (h1guard.go).
+	guard h1guard
 }
 
 // chain returns the filter chain of l that serves this connection.
@@ -66,11 +69,14 @@ type taggedConn struct {
 	r    *bufio.Reader // bytes already buffered by a CONNECT hijack, or nil
 }
 
-func (c *taggedConn) Read(b []byte) (int, error) {
+func (c *taggedConn) Read(b []byte) (n int, err error) {
 	if c.r != nil {
-		return c.r.Read(b)
+		n, err = c.r.Read(b)
+	} else {
+		n, err = c.Conn.Read(b)
 	}
-	return c.Conn.Read(b)
+	c.info.guard.scan(b[:n])
+	return n, err
 }
 
 func (p *Proxy) listen(l *xdsconfig.Listener) (*boundListener, error) {
