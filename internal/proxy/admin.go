@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // serveAdmin runs the admin endpoint on ln until ctx ends.
@@ -27,8 +25,9 @@ func (p *Proxy) serveAdmin(ctx context.Context, ln net.Listener) error {
 		_, _ = w.Write([]byte("LIVE\n"))
 	})
 	mux.Handle("/stats/prometheus", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/config_dump", p.configDump)
-	mux.HandleFunc("/certs", p.certsHandler) // identity.go
+	mux.HandleFunc("/config_dump", p.configDump) // admin_dump.go
+	mux.HandleFunc("/stats", p.statsText)        // admin_stats.go
+	mux.HandleFunc("/certs", p.certsHandler)     // identity.go
 	mux.HandleFunc("/clusters", func(w http.ResponseWriter, _ *http.Request) {
 		s := p.snap.Load()
 		var b strings.Builder
@@ -101,36 +100,6 @@ func (p *Proxy) serveAdmin(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	return nil
-}
-
-// configDump writes the applied xDS resources as JSON, one list per type.
-func (p *Proxy) configDump(w http.ResponseWriter, _ *http.Request) {
-	st := p.xds.State()
-	acks, nacks, last := p.xds.Stats()
-	out := map[string]any{"acks": acks, "nacks": nacks, "connected": p.xds.Connected()}
-	if last != "" {
-		out["last_nack"] = last
-	}
-	configs := map[string][]json.RawMessage{}
-	for typ, rs := range st.Resources {
-		names := make([]string, 0, len(rs))
-		for n := range rs {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			b, err := protojson.Marshal(rs[n].Raw)
-			if err != nil {
-				continue
-			}
-			configs[typ] = append(configs[typ], b)
-		}
-	}
-	out["configs"] = configs
-	w.Header().Set("content-type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(out)
 }
 
 // localOnly refuses requests that do not come from a loopback address.

@@ -67,6 +67,9 @@ type cluster struct {
 	active  atomic.Int64
 	retries atomic.Int64
 	rqTotal atomic.Int64
+	// overflows counts requests and connections refused by the circuit
+	// breaker (Envoy's upstream_rq_pending_overflow).
+	overflows atomic.Int64
 
 	// bufs are the proxy's buffers for lean HTTP/1.1 connections (h1client.go).
 	bufs *h1Bufs
@@ -348,13 +351,16 @@ func (c *cluster) pickRandom(hs *hostSet, try, ok func(*host) bool) *host {
 
 // overflow reports whether one more request would exceed the circuit breaker
 // (max_requests, or max_connections + max_pending_requests for HTTP/1.1).
+// Every caller refuses the request when it is true, so each true counts one
+// overflow.
 func (c *cluster) overflow() bool {
 	a := c.active.Load()
 	l := c.cfg.Limits
-	if a >= int64(l.MaxRequests) {
+	if a >= int64(l.MaxRequests) || (c.cfg.Protocol == xdsconfig.ProtocolHTTP1 && a >= int64(l.MaxConnections)+int64(l.MaxPending)) {
+		c.overflows.Add(1)
 		return true
 	}
-	return c.cfg.Protocol == xdsconfig.ProtocolHTTP1 && a >= int64(l.MaxConnections)+int64(l.MaxPending)
+	return false
 }
 
 // report feeds outlier detection with the result of one attempt.

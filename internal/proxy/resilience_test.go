@@ -77,7 +77,11 @@ func TestAdminAndMetrics(t *testing.T) {
 			`istio_response_bytes_bucket{`,
 		}},
 		{"clusters", "/clusters", []string{"v1::" + m.bk["v1"].addr + "::rq_total::3", "dead::127.0.0.1:1::health_flags::healthy"}},
-		{"config dump", "/config_dump", []string{`"outbound_http"`, `"connected": true`}},
+		{"config dump", "/config_dump", []string{`"outbound_http"`, `"connected": true`,
+			`"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump"`, `"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump"`,
+			`"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump"`, `"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump"`,
+			`"dynamic_active_clusters"`, `"dynamic_listeners"`, `"dynamic_route_configs"`, `"cluster_name": "xds-grpc"`}},
+		{"config dump with endpoints", "/config_dump?include_eds", []string{`"@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump"`, `"dynamic_endpoint_configs"`}},
 		{"pprof index", "/debug/pprof/", []string{"goroutine", "heap", "profile"}},
 		{"pprof heap", "/debug/pprof/heap?debug=1", []string{"heap profile:"}},
 	}

@@ -142,6 +142,14 @@ func TestCircuitBreakerOverflow(t *testing.T) {
 		t.Fatalf("first request: %d", code)
 	}
 	e.waitMetric(t, `response_code="503",response_flags="UO"`)
+	// Envoy's /stats text form, as Istio's circuit-breaking task reads it.
+	stats := e.admin(t, "/stats?filter=upstream_rq_pending")
+	if want := "cluster.up.upstream_rq_pending_overflow: 1\n"; stats != want {
+		t.Errorf("/stats?filter=upstream_rq_pending = %q, want %q", stats, want)
+	}
+	if all := e.admin(t, "/stats"); !strings.Contains(all, "cluster.up.upstream_rq_total: ") || !strings.Contains(all, "cluster.up.membership_healthy: 1\n") {
+		t.Errorf("/stats lacks the cluster's request and membership counters:\n%s", all)
+	}
 }
 
 // TestOutlierDetection: a backend answering 500 is ejected after 3
