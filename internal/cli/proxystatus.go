@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,6 +28,7 @@ func newProxyStatusCommand(s streams) *cobra.Command {
 	var (
 		debugAddr string
 		timeout   time.Duration
+		loc       upLocator
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy-status [PROXY-ID]",
@@ -37,9 +39,18 @@ connected proxy, like istioctl proxy-status. For CDS, LDS, EDS and RDS it shows:
   STALE     a version was sent and not acknowledged yet
   NACK      the proxy rejected the last version sent (its error is in the detail view)
   NOT SENT  nothing of that type was sent (the proxy did not ask, or there is none)
-Given a PROXY-ID (or a unique part of one) it prints that proxy's versions, nonces and NACK errors.`,
-		Example: `  # All proxies of the control plane on the default debug address
+Given a PROXY-ID (or a unique part of one) it prints that proxy's versions, nonces and NACK errors.
+
+Without --debug-address it asks the control plane of the bowline up running in this
+directory (./.bowline), else of the only bowline up running on this machine (each run
+registers its state directory in $XDG_RUNTIME_DIR/bowline/up, or
+/tmp/bowline-UID/up, and holds a lock on it while it runs), else a bowline
+discovery on its default debug address.`,
+		Example: `  # All proxies of the bowline up running on this machine
   bowline proxy-status
+
+  # Of the bowline up running in another directory
+  bowline proxy-status --dir samples/bookinfo/platform/local
 
   # Another control plane, and one proxy in detail
   bowline proxy-status --debug-address 127.0.0.1:25014 reviews-v1.default`,
@@ -47,6 +58,17 @@ Given a PROXY-ID (or a unique part of one) it prints that proxy's versions, nonc
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
+			if !cmd.Flags().Changed("debug-address") {
+				st, err := loc.find()
+				switch {
+				case err == nil:
+					debugAddr = st.ControlPlane.Debug
+				case errors.Is(err, errNoUp):
+					// No bowline up: a `bowline discovery` on its default address.
+				default:
+					return err
+				}
+			}
 			sz, err := fetchSyncz(ctx, debugAddr)
 			if err != nil {
 				return err
@@ -57,7 +79,8 @@ Given a PROXY-ID (or a unique part of one) it prints that proxy's versions, nonc
 			return writeProxyStatus(s.out, sz)
 		},
 	}
-	cmd.Flags().StringVar(&debugAddr, "debug-address", server.DefaultDebugAddress, "HOST:PORT of the control plane's debug server")
+	cmd.Flags().StringVar(&debugAddr, "debug-address", server.DefaultDebugAddress, "HOST:PORT of the control plane's debug server (default: the running bowline up's, else bowline discovery's)")
+	loc.flags(cmd)
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	return cmd
 }
