@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -392,6 +394,70 @@ func TestBookinfoUp(t *testing.T) {
 		}
 	})
 
+	t.Run("istioctl debugging verbs find the run", func(t *testing.T) {
+		// From the running directory, with no flags, as istioctl needs none in a cluster.
+		out := m.bowline(t, m.dir, "proxy-status")
+		if !regexp.MustCompile(`(?m)^productpage-v1-0\.default +SYNCED +SYNCED +SYNCED +SYNCED `).MatchString(out) ||
+			!strings.Contains(out, "istio-ingressgateway.istio-system") {
+			t.Errorf("proxy-status:\n%s", out)
+		}
+		out = m.bowline(t, t.TempDir(), "proxy-config", "cluster", "productpage-v1", "--fqdn", "reviews")
+		if !regexp.MustCompile(`(?m)^reviews\.default\.svc\.cluster\.local +9080 +v3 +outbound +EDS`).MatchString(out) {
+			t.Errorf("proxy-config cluster productpage-v1 (from another directory):\n%s", out)
+		}
+		if out := m.bowline(t, m.dir, "proxy-config", "route", "istio-ingressgateway"); !strings.Contains(out, "/productpage") {
+			t.Errorf("proxy-config route istio-ingressgateway:\n%s", out)
+		}
+	})
+
+	t.Run("circuit breaking shows in /stats", func(t *testing.T) {
+		// Istio's circuit-breaking task: one connection, one pending request,
+		// then concurrent load, then the sidecar's upstream_rq_pending_overflow.
+		breaker := `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+`
+		file := filepath.Join(m.dir, "destination-rule-reviews-breaker.yaml")
+		if err := os.WriteFile(file, []byte(breaker), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(file)
+		admin := m.admin(t, "productpage-v1-0")
+		overflow := regexp.MustCompile(`(?m)^cluster\.outbound\|9080\|v[13]\|reviews\.default\.svc\.cluster\.local\.upstream_rq_pending_overflow: ([1-9]\d*)$`)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Add(1)
+				go func() { // errors are fine here: the breaker is meant to refuse
+					defer wg.Done()
+					if resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}).Get(m.ingress + "/productpage"); err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}()
+			}
+			wg.Wait()
+			stats := httpText(t, "http://"+admin+"/stats?filter=reviews")
+			if overflow.MatchString(stats) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no upstream_rq_pending_overflow after 20s of concurrent load:\n%s", stats)
+			}
+		}
+	})
+
 	t.Run("nothing restarted", func(t *testing.T) {
 		logs := m.stderr.String()
 		for _, bad := range []string{"process exited, restarting", "stopping replica", "replica not started"} {
@@ -411,6 +477,53 @@ func TestBookinfoUp(t *testing.T) {
 			t.Errorf("processes left behind: %v", left)
 		}
 	})
+}
+
+// bowline runs the bowline binary of the mesh in dir and returns its stdout.
+func (m *meshUp) bowline(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(m.cmd.Path, args...)
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bowline %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
+}
+
+// admin returns a replica's sidecar admin address from up.json.
+func (m *meshUp) admin(t *testing.T, replica string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(m.dir, ".bowline", "up.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Workloads []struct{ Name, Admin string } `json:"workloads"`
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range st.Workloads {
+		if w.Name == replica {
+			return w.Admin
+		}
+	}
+	t.Fatalf("no replica %s in up.json", replica)
+	return ""
+}
+
+func httpText(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // processesUnder lists running processes whose command line mentions dir.
