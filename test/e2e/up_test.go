@@ -441,7 +441,7 @@ spec:
 				wg.Add(1)
 				go func() { // errors are fine here: the breaker is meant to refuse
 					defer wg.Done()
-					if resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}).Get(m.ingress + "/productpage"); err == nil {
+					if resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 10 * time.Second}).Get(m.ingress + "/productpage"); err == nil {
 						_, _ = io.Copy(io.Discard, resp.Body)
 						resp.Body.Close()
 					}
@@ -517,7 +517,7 @@ func (m *meshUp) admin(t *testing.T, replica string) string {
 
 func httpText(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}).Get(url)
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 5 * time.Second}).Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
