@@ -543,8 +543,14 @@ spec:
 		t.Run(tc.name, func(t *testing.T) {
 			name := fmt.Sprintf("c%02d", i)
 			var docs []string
-			for _, p := range tc.policies {
-				docs = append(docs, strings.ReplaceAll(p, "NAME", name))
+			for j, p := range tc.policies {
+				// Distinct names: a second object of the same name would
+				// replace the first, as a second kubectl apply does.
+				n := name
+				if j > 0 {
+					n = fmt.Sprintf("%s-%d", name, j)
+				}
+				docs = append(docs, strings.ReplaceAll(p, "NAME", n))
 			}
 			writeAtomic(t, filepath.Join(dir, "policy.yaml"), strings.Join(docs, "\n---\n"))
 			switch {
