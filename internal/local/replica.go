@@ -70,7 +70,7 @@ func (u *Up) newReplica(ctx context.Context, d desiredReplica) (*replica, error)
 	}
 	appPorts, inPorts := map[string]uint32{}, map[string]uint32{}
 	var inboundFlags []string
-	regPorts := map[string]uint32{}
+	regPorts, declared := map[string]uint32{}, map[string]uint32{}
 	for i := range nPorts {
 		name := "http"
 		if i < len(spec.Ports) {
@@ -80,7 +80,7 @@ func (u *Up) newReplica(ctx context.Context, d desiredReplica) (*replica, error)
 		if u.cfg.Network != nil { // netns: the container port on the pod IP, like a pod
 			appPorts[name], inPorts[name] = containerPort(spec, i), containerPort(spec, i)
 		}
-		regPorts[name] = inPorts[name]
+		regPorts[name], declared[name] = inPorts[name], containerPort(spec, i)
 		inboundFlags = append(inboundFlags, "--inbound", fmt.Sprintf("%d=%d", inPorts[name], appPorts[name]))
 	}
 	outbound := fmt.Sprintf("127.0.0.1:%d", ports[2*nPorts])
@@ -181,7 +181,7 @@ func (u *Up) newReplica(ctx context.Context, d desiredReplica) (*replica, error)
 		state: ReplicaState{Name: d.name, Namespace: ns, Workload: d.obj.Meta.Name, Replica: d.index,
 			AppPort: appPorts[firstName], AppPorts: appPorts, InboundPort: inPorts[firstName], InboundPorts: inPorts,
 			OutboundProxy: outbound, Admin: admin, Log: appLogPath, SidecarLog: sidecarLogPath},
-		work: registry.Workload{ID: d.id, Name: d.obj.Meta.Name, Namespace: ns, Address: ip, Ports: regPorts,
+		work: registry.Workload{ID: d.id, Name: d.obj.Meta.Name, Namespace: ns, Address: ip, Ports: regPorts, ContainerPorts: declared,
 			Labels: spec.Labels, ServiceAccount: spec.ServiceAccount, Healthy: false},
 		sidecar: processSpec{Name: d.id + "/sidecar", Path: u.cfg.ProxyBinary, Args: sidecarArgs, Env: os.Environ(),
 			Dir: u.cfg.Dir, Output: sidecarLog, Grace: grace},

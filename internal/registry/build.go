@@ -206,6 +206,7 @@ func fromWorkload(w Workload) *Endpoint {
 	return &Endpoint{
 		Address:        w.Address,
 		Ports:          maps.Clone(w.Ports),
+		ContainerPorts: maps.Clone(w.ContainerPorts),
 		Labels:         maps.Clone(w.Labels),
 		WorkloadName:   w.Name,
 		Namespace:      w.Namespace,

@@ -90,6 +90,7 @@ func (r *Registry) Register(w Workload) error {
 		return fmt.Errorf("register workload %q: address is required", w.Key())
 	}
 	w.Ports = maps.Clone(w.Ports)
+	w.ContainerPorts = maps.Clone(w.ContainerPorts)
 	w.Labels = maps.Clone(w.Labels)
 	r.mu.Lock()
 	defer r.mu.Unlock()

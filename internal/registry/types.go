@@ -126,6 +126,10 @@ type Endpoint struct {
 	Weight uint32
 	// Healthy is false for registered workloads reported unhealthy.
 	Healthy bool
+	// ContainerPorts maps port names to the ports the workload declares it
+	// receives on (Istio's destination.port) where they differ from Ports;
+	// see Workload.ContainerPorts.
+	ContainerPorts map[string]uint32
 	// Sidecar says a mesh proxy fronts the endpoint, so clients may use
 	// mTLS (Istio's auto mTLS, endpoint metadata tlsMode istio): true for
 	// registered workloads and for WorkloadEntries labelled
@@ -178,6 +182,12 @@ type Workload struct {
 	// Healthy must be true for traffic to reach the workload; register with
 	// false to wait for a first SetHealth(id, true).
 	Healthy bool
+	// ContainerPorts maps port names to the workload's declared container
+	// ports when its sidecar listens elsewhere (`bowline up` without
+	// --netns: every replica's sidecar takes a free port on 127.0.0.1). They
+	// are what AuthorizationPolicy `ports` and destination.port name, as the
+	// container port is in a pod. Nil: the ports in Ports.
+	ContainerPorts map[string]uint32
 }
 
 // Key returns the registration id.

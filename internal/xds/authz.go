@@ -43,8 +43,22 @@ type authzBuilt struct {
 // authzSets builds, in Istio's filter order, the RBAC rule sets of the
 // AuthorizationPolicies applying to the proxy: CUSTOM (as DENY, since Bowline's
 // mesh config has no extension providers), AUDIT (LOG), DENY, ALLOW. forTCP
-// applies Istio's rule for HTTP-only fields on TCP filter chains.
-func (g *gen) authzSets(forTCP bool) []authzBuilt {
+// applies Istio's rule for HTTP-only fields on TCP filter chains. For an
+// inbound port (not 0), port conditions are retargeted from the workload's
+// port to the listen port (inbound.go).
+func (g *gen) authzSets(forTCP bool, port uint32) []authzBuilt {
+	out := g.newAuthzSets(forTCP)
+	if port != 0 {
+		target := g.inbound(port).target
+		for _, b := range out {
+			retargetPorts(b.rules, target, port)
+			retargetPorts(b.shadow, target, port)
+		}
+	}
+	return out
+}
+
+func (g *gen) newAuthzSets(forTCP bool) []authzBuilt {
 	policies := g.snap.AuthorizationPoliciesFor(g.proxy)
 	if len(policies) == 0 {
 		return nil
@@ -78,11 +92,12 @@ func (g *gen) authzSets(forTCP bool) []authzBuilt {
 	return out
 }
 
-// authzHTTPFilters returns the envoy.filters.http.rbac filters for an
-// inbound HCM (nil when no AuthorizationPolicy applies: everything is allowed).
-func (g *gen) authzHTTPFilters() []*hcmv3.HttpFilter {
+// authzHTTPFilters returns the envoy.filters.http.rbac filters for the
+// inbound HCM on port, or a gateway's (port 0); nil when no
+// AuthorizationPolicy applies: everything is allowed.
+func (g *gen) authzHTTPFilters(port uint32) []*hcmv3.HttpFilter {
 	var fs []*hcmv3.HttpFilter
-	for _, b := range g.authzSets(false) {
+	for _, b := range g.authzSets(false, port) {
 		cfg := &rbachttpv3.RBAC{Rules: b.rules, ShadowRules: b.shadow, ShadowRulesStatPrefix: shadowPrefix(b.shadow)}
 		if b.custom {
 			cfg.RulesStatPrefix = customNotConfiguredPrefix
@@ -93,10 +108,10 @@ func (g *gen) authzHTTPFilters() []*hcmv3.HttpFilter {
 }
 
 // authzNetworkFilters returns the envoy.filters.network.rbac filters that
-// precede tcp_proxy on an inbound TCP filter chain.
-func (g *gen) authzNetworkFilters() []*listenerv3.Filter {
+// precede tcp_proxy on the inbound TCP filter chain of port.
+func (g *gen) authzNetworkFilters(port uint32) []*listenerv3.Filter {
 	var fs []*listenerv3.Filter
-	for _, b := range g.authzSets(true) {
+	for _, b := range g.authzSets(true, port) {
 		prefix := rbacTCPStatPrefix
 		if b.custom {
 			prefix += customNotConfiguredPrefix
@@ -170,12 +185,13 @@ func policyMatchNever() *rbacv3.Policy {
 	}
 }
 
-// securityFilters are the HTTP filters an inbound or gateway HCM carries
-// first: jwt_authn (when a RequestAuthentication applies), then RBAC.
-func (g *gen) securityFilters() []*hcmv3.HttpFilter {
+// securityFilters are the HTTP filters the inbound HCM on port, or a
+// gateway's (port 0), carries first: jwt_authn (when a RequestAuthentication
+// applies), then RBAC.
+func (g *gen) securityFilters(port uint32) []*hcmv3.HttpFilter {
 	var fs []*hcmv3.HttpFilter
 	if f := g.jwtFilter(); f != nil {
 		fs = append(fs, f)
 	}
-	return append(fs, g.authzHTTPFilters()...)
+	return append(fs, g.authzHTTPFilters(port)...)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/bowline-mesh/bowline/internal/model"
+	"github.com/bowline-mesh/bowline/internal/registry"
 	"github.com/bowline-mesh/bowline/internal/xds"
 )
 
@@ -64,4 +65,38 @@ func TestAuthzGolden(t *testing.T) {
 func resourceName(r types.Resource) string {
 	type named interface{ GetName() string }
 	return r.(named).GetName()
+}
+
+// TestAuthzPortsRetarget: a sidecar listening on 20001 for a workload whose
+// container port is 9080 (`bowline up` without --netns) gets RBAC port rules
+// on 20001 for policies that name 9080, and rules naming other ports match
+// nothing on that listener; the inbound cluster names the service served.
+func TestAuthzPortsRetarget(t *testing.T) {
+	objs := load(t, svcs, "authz/ports.yaml")
+	reg := registry.New(nil)
+	reg.SetConfig(objs)
+	if err := reg.Register(registry.Workload{Name: "ratings-v1", Namespace: "default", Address: "127.0.0.1",
+		Ports: map[string]uint32{"http": 20001}, ContainerPorts: map[string]uint32{"http": 9080},
+		Labels: map[string]string{"app": "ratings", "version": "v1"}, ServiceAccount: "bookinfo-ratings", Healthy: true}); err != nil {
+		t.Fatal(err)
+	}
+	snap := model.Build(objs, reg.View(), model.Options{})
+	ratings := &model.Proxy{ID: "sidecar~127.0.0.1~ratings-v1.default~default.svc.cluster.local", Type: model.SidecarProxy,
+		Namespace: "default", WorkloadName: "ratings-v1", ServiceAccount: "bookinfo-ratings",
+		Labels: map[string]string{"app": "ratings", "version": "v1"}, IPs: []string{"127.0.0.1"},
+		Inbound: []model.PortMapping{{Port: 20001, TargetPort: 20002}}}
+	res := xds.Generate(snap, ratings)
+	validateAll(t, res)
+	var out xds.Resources
+	for _, l := range res.Listeners {
+		if strings.HasPrefix(resourceName(l), "inbound|") {
+			out.Listeners = append(out.Listeners, l)
+		}
+	}
+	for _, c := range res.Clusters {
+		if strings.HasPrefix(resourceName(c), "inbound|") {
+			out.Clusters = append(out.Clusters, c)
+		}
+	}
+	compareGolden(t, filepath.Join("testdata", "authz", "ports.golden"), render(t, out))
 }

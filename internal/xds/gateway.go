@@ -65,7 +65,7 @@ func (g *gen) buildRouter() {
 		hcm.UseRemoteAddress = wrapperspb.Bool(true)
 		// Policies selecting the gateway (authz.go, jwt.go): jwt_authn and
 		// RBAC first, as Istio orders a gateway's HCM.
-		hcm.HttpFilters = append(g.securityFilters(), hcm.HttpFilters...)
+		hcm.HttpFilters = append(g.securityFilters(0), hcm.HttpFilters...)
 		g.listeners[name] = httpListener(name, bind, listen, true, corev3.TrafficDirection_OUTBOUND, hcm)
 	}
 }

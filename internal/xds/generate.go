@@ -88,6 +88,8 @@ type gen struct {
 	cache *Cache // nil: no memoization
 	// mtlsByNS memoizes snap.NamespaceMTLSMode for the cache keys.
 	mtlsByNS map[string]model.MTLSMode
+	// inboundPorts memoizes the model's view of the inbound ports (inbound.go).
+	inboundPorts map[uint32]inboundPort
 
 	listeners map[string]*listenerv3.Listener
 	routes    map[string]*routev3.RouteConfiguration

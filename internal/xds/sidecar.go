@@ -26,7 +26,7 @@ func (g *gen) buildSidecar() {
 // virtualInbound.
 func (g *gen) buildSidecarInbound() {
 	for _, m := range g.proxy.Inbound {
-		l := g.inboundListener(m.Port, g.inboundIsHTTP(m.Port))
+		l := g.inboundListener(m.Port, g.inbound(m.Port).http)
 		g.listeners[l.Name] = l
 		g.addInboundCluster(m)
 	}
@@ -79,19 +79,6 @@ func (g *gen) buildSidecarOutbound() {
 			g.rdsHCM(ExplicitProxyRoute, ExplicitProxyRoute))
 	}
 	g.buildCaptureOutbound() // capture.go
-}
-
-// inboundIsHTTP looks for a service port this proxy's workload serves on
-// port; TCP ports get tcp_proxy, everything else HTTP.
-func (g *gen) inboundIsHTTP(port uint32) bool {
-	for _, r := range g.snap.EndpointsAt(g.proxy.IPs) {
-		for _, sp := range r.Service.Ports {
-			if r.Endpoint.PortFor(sp) == port {
-				return sp.IsHTTP()
-			}
-		}
-	}
-	return true
 }
 
 // serviceRoutes are the routes of svc:port: from the VirtualService that
