@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
 // Access log formats.
@@ -31,10 +33,12 @@ type record struct {
 	bytesOut        int64
 	upstreamHost    string
 	upstreamCluster string
-	grpcStatus      string
-	inbound         bool
-	host            *host
-	listener        string
+	// services is the upstream cluster's telemetry metadata (destination_service*).
+	services   []xdsconfig.ServiceMeta
+	grpcStatus string
+	inbound    bool
+	host       *host
+	listener   string
 	// transportFailure is upstream_transport_failure_reason: why the
 	// upstream TLS handshake failed ("" otherwise).
 	transportFailure string

@@ -9,11 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -232,4 +234,54 @@ func TestExplicitProxy(t *testing.T) {
 			t.Fatalf("tunnel got %q", got)
 		}
 	})
+}
+
+// TestInboundServiceLabels: behind an inbound listener, destination_service,
+// destination_service_name and destination_service_namespace come from the
+// inbound cluster's filter_metadata.istio.services (the mesh's view), not
+// from the Host header of a plaintext call to 127.0.0.1:PORT; for HTTP
+// (istio_requests_total) and TCP (istio_tcp_*) alike.
+func TestInboundServiceLabels(t *testing.T) {
+	bk := startBackend(t, "reviews-v1", nil)
+	echo := echoServer(t)
+	hp, tp := freePort(t), freePort(t)
+	services := func(host, name, ns string) *corev3.Metadata {
+		st, _ := structpb.NewStruct(map[string]any{"services": []any{map[string]any{"host": host, "name": name, "namespace": ns}}})
+		return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": st}}
+	}
+	hc, tc := edsCluster("inbound|9080||"), edsCluster("inbound|9000||")
+	hc.Metadata = services("reviews.default.svc.cluster.local", "reviews", "default")
+	tc.Metadata = services("db.prod.svc.cluster.local", "db", "prod")
+	e := newEnv(t, resources(
+		[]types.Resource{listenerOf(t, "inbound|"+itoa(hp), "127.0.0.1", hp, true, hcmFilter(t, "in")),
+			listenerOf(t, "inbound|"+itoa(tp), "127.0.0.1", tp, true, tcpFilter(t, "inbound|9000||"))},
+		[]types.Resource{routeConfig("in", routeTo("/", "inbound|9080||"))},
+		[]types.Resource{hc, tc},
+		[]types.Resource{cla("inbound|9080||", bk.addr), cla("inbound|9000||", echo)}))
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	if resp, body := get(t, client, hostPort(hp), hostPort(hp), "/", nil); resp.StatusCode != 200 || body != "reviews-v1" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	c := dialTCP(t, hostPort(tp))
+	if _, err := io.WriteString(c, "ping"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	if got, err := io.ReadAll(c); err != nil || string(got) != "echo:ping" {
+		t.Fatalf("tcp echo = %q, %v", got, err)
+	}
+	c.Close()
+	svc := `destination_service="reviews.default.svc.cluster.local",destination_service_name="reviews",destination_service_namespace="default",`
+	db := `destination_service="db.prod.svc.cluster.local",destination_service_name="db",destination_service_namespace="prod",`
+	e.waitMetric(t, "istio_requests_total{", svc, "istio_tcp_connections_opened_total{", db)
+	for _, line := range strings.Split(e.admin(t, "/stats/prometheus"), "\n") {
+		if (strings.HasPrefix(line, "istio_requests_total{") && !strings.Contains(line, svc)) ||
+			(strings.HasPrefix(line, "istio_tcp_sent_bytes_total{") && !strings.Contains(line, db)) {
+			t.Errorf("series with other service labels: %s", line)
+		}
+		if strings.HasPrefix(line, "istio_") && strings.Contains(line, "{") && !strings.Contains(line, `reporter="destination"`) {
+			t.Errorf("inbound series not reported by the destination: %s", line)
+		}
+	}
 }

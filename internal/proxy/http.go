@@ -139,6 +139,9 @@ func (p *Proxy) route(x *exchange, path string) {
 	wc := pickWeighted(a.Clusters)
 	rec.upstreamCluster = wc.Name
 	c := x.snap.clusters[wc.Name]
+	if c != nil {
+		rec.services = c.cfg.Services
+	}
 	if c == nil {
 		rec.flags |= flagNC
 		x.localReply(http.StatusServiceUnavailable, "no cluster")

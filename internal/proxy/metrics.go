@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"net"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
 // Identity is what the proxy knows about its own workload, for metric labels.
@@ -144,9 +147,15 @@ func (m *metrics) key(r *record, protocol, code, grpcStatus string) labelKey {
 	return k
 }
 
-// serviceOf derives destination_service* from an Istio cluster name
-// outbound|<port>|<subset>|<fqdn>, or from the authority for inbound.
+// serviceOf derives destination_service* from the upstream cluster's
+// telemetry metadata (Istio's filter_metadata.istio.services, as istiod puts
+// on inbound clusters: the mesh's view, never the Host header), else from
+// an Istio cluster name outbound|<port>|<subset>|<fqdn>, else from the
+// authority.
 func serviceOf(r *record) (svc, name, ns string) {
+	if s := pickService(r.services, r.authority); s != nil {
+		return s.Host, orUnknown(s.Name), orUnknown(s.Namespace)
+	}
 	c := r.upstreamCluster
 	if strings.HasPrefix(c, "outbound|") {
 		if i := strings.LastIndexByte(c, '|'); i >= 0 {
@@ -167,6 +176,26 @@ func serviceOf(r *record) (svc, name, ns string) {
 	}
 	ns, _, _ = strings.Cut(rest, ".")
 	return svc, name, ns
+}
+
+// pickService is the service of ss the request addressed: the one whose
+// host or short name the authority names, else the first (a workload behind
+// several services on one port); nil when ss is empty.
+func pickService(ss []xdsconfig.ServiceMeta, authority string) *xdsconfig.ServiceMeta {
+	if len(ss) == 0 {
+		return nil
+	}
+	host := authority
+	if h, _, err := net.SplitHostPort(authority); err == nil {
+		host = h
+	}
+	for i := range ss {
+		s := &ss[i]
+		if host == s.Host || host == s.Name || host == s.Name+"."+s.Namespace || strings.HasPrefix(s.Host, host+".") {
+			return s
+		}
+	}
+	return &ss[0]
 }
 
 func (m *metrics) observeRequest(r *record) {

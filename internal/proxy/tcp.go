@@ -44,6 +44,7 @@ func (p *Proxy) serveTCP(s *snapshot, b *boundListener, conn net.Conn, l *xdscon
 		rec.flags |= flagNC
 		return
 	}
+	rec.services = c.cfg.Services
 	target := ""
 	if c.cfg.Type == xdsconfig.DiscoveryOriginalDst {
 		target = dst.String()

@@ -10,6 +10,7 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -145,7 +146,8 @@ func originalDstCluster(name string) *clusterv3.Cluster {
 	}
 }
 
-// addInboundCluster adds "inbound|port||": STATIC to 127.0.0.1:target.
+// addInboundCluster adds "inbound|port||": STATIC to 127.0.0.1:target, with
+// Istio's telemetry metadata naming the services served there (inbound.go).
 func (g *gen) addInboundCluster(m model.PortMapping) {
 	name := InboundCluster(m.Port)
 	// Like Istio's inbound clusters: talk to the app in the protocol the
@@ -166,6 +168,10 @@ func (g *gen) addInboundCluster(m model.PortMapping) {
 			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
 				Endpoint: &endpointv3.Endpoint{Address: socketAddress("127.0.0.1", m.TargetPort)}}}},
 		}}},
+	}
+	if svcs := g.inbound(m.Port).services; len(svcs) > 0 {
+		g.clusters[name].Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			metadataIstio: {Fields: map[string]*structpb.Value{"services": g.serviceMetadata(svcs)}}}}
 	}
 }
 

@@ -73,6 +73,16 @@ type Cluster struct {
 	// Addr for the kernel's choice. Istio's InboundPassthroughCluster binds
 	// 127.0.0.6, which the pod's iptables never capture.
 	SourceAddress netip.Addr
+	// Services are Istio's telemetry metadata of the cluster
+	// (filter_metadata.istio.services): the services behind it, from which
+	// metrics take destination_service*. Empty when absent.
+	Services []ServiceMeta
+}
+
+// ServiceMeta is one service of a cluster's telemetry metadata.
+type ServiceMeta struct {
+	// Host is the service's FQDN; Name and Namespace its short name and namespace.
+	Host, Name, Namespace string
 }
 
 // TLSFor returns the upstream TLS for a host with the given

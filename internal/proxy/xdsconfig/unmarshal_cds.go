@@ -189,6 +189,9 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			out.Protocol = ProtocolDownstream
 		}
 	}
+	if out.Services, err = servicesFromMetadata(c.GetMetadata()); err != nil {
+		return nil, err
+	}
 	if la := c.GetLoadAssignment(); la != nil {
 		if la.GetClusterName() == "" {
 			la.ClusterName = c.GetName()
@@ -236,4 +239,27 @@ func setLimit(dst *uint32, v *wrapperspb.UInt32Value) {
 	if v != nil {
 		*dst = v.GetValue()
 	}
+}
+
+// servicesFromMetadata reads Istio's cluster telemetry metadata,
+// filter_metadata.istio.services: [{host, name, namespace}].
+func servicesFromMetadata(md *corev3.Metadata) ([]ServiceMeta, error) {
+	v, ok := md.GetFilterMetadata()["istio"].GetFields()["services"]
+	if !ok {
+		return nil, nil
+	}
+	list, ok := v.GetKind().(*structpb.Value_ListValue)
+	if !ok {
+		return nil, fmt.Errorf("field metadata.filter_metadata.istio.services: a list is required")
+	}
+	var out []ServiceMeta
+	for i, e := range list.ListValue.GetValues() {
+		f := e.GetStructValue().GetFields()
+		s := ServiceMeta{Host: f["host"].GetStringValue(), Name: f["name"].GetStringValue(), Namespace: f["namespace"].GetStringValue()}
+		if s.Host == "" {
+			return nil, fmt.Errorf("field metadata.filter_metadata.istio.services[%d].host: empty", i)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
