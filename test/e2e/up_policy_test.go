@@ -25,7 +25,7 @@ func TestBookinfoUpPolicies(t *testing.T) {
 	bins := binaries(t)
 	dir := bookinfoDir(t, bins)
 	m := startUp(t, filepath.Join(bins, "bowline"), dir)
-	m.scenario(t, "virtual-service-reviews-v3.yaml") // red stars come from ratings
+	m.apply(t, "virtual-service-reviews-v3.yaml") // red stars come from ratings
 	ratingsUp := func(p page) bool { return p.status == http.StatusOK && p.stars == "red" }
 	ratingsDown := func(p page) bool {
 		return p.status == http.StatusOK && strings.Contains(p.body, "Ratings service is currently unavailable")
