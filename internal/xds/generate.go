@@ -18,6 +18,8 @@ import (
 )
 
 // Resources is everything one proxy gets, each list sorted by resource name.
+// With a Cache the lists may be shared with other proxies (a sidecar's
+// outbound types are its scope's): they must not be modified.
 type Resources struct {
 	Listeners []types.Resource
 	Routes    []types.Resource

@@ -67,11 +67,14 @@ type outboundKey struct {
 }
 
 // part is one type's resources of a generation, sorted by name, with their
-// encodings.
+// encodings, their wire form and the type's version as a whole (what a
+// proxy gets when it adds nothing of its own to the type).
 type part struct {
-	names []string
-	res   []types.Resource
-	enc   []encoded
+	names   []string
+	res     []types.Resource
+	enc     []encoded
+	wire    []*anypb.Any
+	version string
 }
 
 // outboundPart is the shared outbound part of one scope, per type URL.
@@ -98,11 +101,15 @@ func (g *gen) parts(c *Cache) outboundPart {
 	p := outboundPart{}
 	for typ, rs := range map[string][]types.Resource{resourcev3.ListenerType: sortedValues(g.listeners), resourcev3.RouteType: sortedValues(g.routes),
 		resourcev3.ClusterType: sortedValues(g.clusters), resourcev3.EndpointType: sortedValues(g.endpoints)} {
-		pt := &part{names: make([]string, len(rs)), res: rs, enc: make([]encoded, len(rs))}
+		pt := &part{names: make([]string, len(rs)), res: rs, enc: make([]encoded, len(rs)), wire: make([]*anypb.Any, len(rs))}
+		h := sha256.New()
 		for i, r := range rs {
 			pt.names[i] = resourceName(r)
 			pt.enc[i] = c.encode(r, typ)
+			pt.wire[i] = pt.enc[i].any
+			h.Write(pt.enc[i].sum[:])
 		}
+		pt.version = hex.EncodeToString(h.Sum(nil))[:16]
 		p[typ] = pt
 	}
 	return p
@@ -115,6 +122,10 @@ func merge(shared, own outboundPart) Resources {
 	r := Resources{Versions: make(map[string]string, 4), Wire: make(map[string][]*anypb.Any, 4)}
 	for _, typ := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
 		a, b := shared[typ], own[typ]
+		if len(b.names) == 0 { // nothing of the proxy's own: the shared slices as they are
+			r.setType(typ, a.res, a.wire, a.version)
+			continue
+		}
 		n := len(a.names) + len(b.names)
 		res, wire := make([]types.Resource, 0, n), make([]*anypb.Any, 0, n)
 		h := sha256.New()
@@ -138,19 +149,23 @@ func merge(shared, own outboundPart) Resources {
 				j++
 			}
 		}
-		r.Wire[typ], r.Versions[typ] = wire, hex.EncodeToString(h.Sum(nil))[:16]
-		switch typ {
-		case resourcev3.ListenerType:
-			r.Listeners = res
-		case resourcev3.RouteType:
-			r.Routes = res
-		case resourcev3.ClusterType:
-			r.Clusters = res
-		case resourcev3.EndpointType:
-			r.Endpoints = res
-		}
+		r.setType(typ, res, wire, hex.EncodeToString(h.Sum(nil))[:16])
 	}
 	return r
+}
+
+func (r *Resources) setType(typ string, res []types.Resource, wire []*anypb.Any, version string) {
+	r.Wire[typ], r.Versions[typ] = wire, version
+	switch typ {
+	case resourcev3.ListenerType:
+		r.Listeners = res
+	case resourcev3.RouteType:
+		r.Routes = res
+	case resourcev3.ClusterType:
+		r.Clusters = res
+	case resourcev3.EndpointType:
+		r.Endpoints = res
+	}
 }
 
 // resourceName is the name a resource is keyed by in xDS.
