@@ -33,6 +33,7 @@ type analyzeOptions struct {
 	failureThreshold string
 	outputThreshold  string
 	listAnalyzers    bool
+	noCA             bool
 }
 
 func newAnalyzeCommand(s streams) *cobra.Command {
@@ -46,7 +47,9 @@ references between resources (a VirtualService's hosts, subsets and gateways),
 conflicts (gateways, mesh VirtualServices, DestinationRule TLS against
 PeerAuthentication), rules that can never match, MeshConfig extension providers
 (ConfigMap istio) whose service nothing defines, Telemetry naming providers the
-MeshConfig lacks, and every schema problem.
+MeshConfig lacks, and every schema problem. With --no-ca it also reports what a
+mesh without a CA cannot honour: ISTIO_MUTUAL DestinationRules and STRICT
+PeerAuthentications (Bowline's BWL0001).
 
 Messages carry Istio's own codes and wording (IST0101 ReferencedResourceNotFound,
 IST0106 SchemaValidationError, ...), so Istio's documentation for each code applies:
@@ -67,6 +70,9 @@ istioctl), 64 on usage errors, 1 when a path cannot be read.`,
   # Machine-readable output from standard input, errors only
   cat reviews.yaml | bowline analyze -f - -o json --output-threshold Error
 
+  # Check configuration for a mesh without a CA (discovery --insecure-xds, up --insecure)
+  bowline analyze -f ./mesh --no-ca
+
   # List the analyzers
   bowline analyze -L`,
 		Args: cobra.ArbitraryArgs,
@@ -84,6 +90,7 @@ istioctl), 64 on usage errors, 1 when a path cannot be read.`,
 	f.StringVar(&o.failureThreshold, "failure-threshold", "Error", "severity at which to exit non-zero: Info, Warning or Error")
 	f.StringVar(&o.outputThreshold, "output-threshold", "Info", "severity at which to print messages: Info, Warning or Error")
 	f.BoolVarP(&o.listAnalyzers, "list-analyzers", "L", false, "list the analyzers and exit")
+	f.BoolVar(&o.noCA, "no-ca", false, "analyze for a mesh without a CA (discovery --insecure-xds without --ca-dir, up --insecure): report ISTIO_MUTUAL and STRICT")
 	return cmd
 }
 
@@ -120,7 +127,7 @@ func runAnalyze(s streams, o *analyzeOptions) error {
 		return &exitError{code: 1, err: err}
 	}
 	in := analysis.Input{Objects: res.Objects, Problems: res.Problems, Skipped: res.Skipped, Sources: src.snapshot()}
-	msgs := analysis.Analyze(in, analysis.Options{Domain: o.domain, RootNamespace: o.rootNamespace, Namespace: o.namespace})
+	msgs := analysis.Analyze(in, analysis.Options{Domain: o.domain, RootNamespace: o.rootNamespace, Namespace: o.namespace, NoCA: o.noCA})
 
 	shown := analysis.Filter(msgs, showAt)
 	if len(shown) > 0 || o.output != analysis.FormatLog {

@@ -72,7 +72,12 @@ and the workload registration API used by 'bowline up' and VMs:
 			cfg.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
 			cfg.Validate = validation.Objects
 			cfg.Version = version
-			cfg.Generator = server.NewMeshGenerator(cfg.Domain, cfg.RootNamespace, cfg.Logger)
+			gen := server.NewMeshGenerator(cfg.Domain, cfg.RootNamespace, cfg.Logger)
+			noCA := cfg.Insecure && sec.caDir == ""
+			if noCA {
+				gen.WithoutCA()
+			}
+			cfg.Generator = gen
 			caSrv, mca, err := sec.setup(&cfg)
 			if err != nil {
 				return &exitError{code: 2, err: err}
@@ -80,6 +85,9 @@ and the workload registration API used by 'bowline up' and VMs:
 			srv, err := server.New(cfg)
 			if err != nil {
 				return &exitError{code: 2, err: err}
+			}
+			if noCA {
+				cfg.Logger.Info(noCANotice)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -104,7 +112,7 @@ and the workload registration API used by 'bowline up' and VMs:
 	f := cmd.Flags()
 	f.StringVar(&cfg.ConfigDir, "config-dir", "", "directory of Istio YAML to watch (required)")
 	f.StringVar(&cfg.XDSAddress, "xds-address", server.DefaultXDSAddress, "HOST:PORT to serve xDS (ADS) on")
-	f.BoolVar(&cfg.Insecure, "insecure-xds", false, "serve xDS in plaintext (no client certificates)")
+	f.BoolVar(&cfg.Insecure, "insecure-xds", false, "serve xDS in plaintext (no client certificates); without --ca-dir there is no CA and mesh traffic is plaintext too")
 	f.StringVar(&sec.caDir, "ca-dir", "", "CA directory (Istio's cacerts layout; a root is created when empty); required unless --insecure-xds")
 	f.StringVar(&sec.trustDomain, "trust-domain", ca.DefaultTrustDomain, "SPIFFE trust domain of workload identities")
 	f.DurationVar(&sec.ttl, "workload-cert-ttl", ca.DefaultTTL, "lifetime of workload certificates (at most 90 days)")
@@ -120,6 +128,9 @@ and the workload registration API used by 'bowline up' and VMs:
 	f.BoolVarP(&verbose, "verbose", "v", false, "log at DEBUG level")
 	return cmd
 }
+
+// noCANotice is logged once when the control plane runs without a CA.
+const noCANotice = "no CA: workloads get no certificates, so auto mTLS and PeerAuthentication mTLS are off and traffic between sidecars is plaintext; ISTIO_MUTUAL DestinationRules and STRICT PeerAuthentications are listed as problems on /debug/configz"
 
 // discoverySecurity are discovery's CA flags.
 type discoverySecurity struct {

@@ -105,7 +105,7 @@ drain first.`,
 	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "how long sidecars finish in-flight requests on shutdown")
 	f.StringVar(&o.proxyBinary, "proxy-binary", "", "bowline binary to run as sidecars (default: this binary)")
 	_ = f.MarkHidden("proxy-binary")
-	f.BoolVar(&o.insecure, "insecure", false, "run without the CA: plaintext xDS, no workload certificates")
+	f.BoolVar(&o.insecure, "insecure", false, "run without the CA: plaintext xDS, no workload certificates, plaintext between sidecars")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
 	f.DurationVar(&o.certTTL, "workload-cert-ttl", 24*time.Hour, "lifetime of workload certificates (rotated at half)")
 	_ = f.MarkHidden("workload-cert-ttl")
@@ -176,14 +176,21 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 		scfg.Insecure, scfg.TLS, scfg.Register = false, m.xdsTLS(o.xdsAddress), m.register
 		sec = &local.Security{RootCert: m.rootFile, WriteToken: m.writeToken}
 	}
+	gen := server.NewMeshGenerator(o.domain, o.rootNamespace, logger)
+	if o.insecure {
+		gen.WithoutCA()
+	}
 	cp, err := server.New(server.Config{
 		XDSAddress: o.xdsAddress, DebugAddress: o.debugAddress, Insecure: scfg.Insecure, TLS: scfg.TLS, Register: scfg.Register,
 		ConfigDir: dir, MeshConfigFile: o.meshConfig, Validate: validation.Objects,
-		Generator: server.NewMeshGenerator(o.domain, o.rootNamespace, logger),
+		Generator: gen,
 		Domain:    o.domain, RootNamespace: o.rootNamespace, Version: version, Logger: logger,
 	})
 	if err != nil {
 		return err
+	}
+	if o.insecure {
+		logger.Info(noCANotice)
 	}
 	start := time.Now()
 	up, err := local.NewUp(local.Config{

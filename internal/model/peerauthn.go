@@ -76,8 +76,11 @@ func newPeerAuthentication(o *config.Object, spec *security.PeerAuthentication) 
 // oldest wins, then the first by name. UNSET inherits the level above;
 // nothing set at all is PERMISSIVE. portLevelMtls is honoured only on a
 // policy with a selector (Istio ignores it elsewhere) and an UNSET port
-// inherits the workload's mode.
+// inherits the workload's mode. Without a CA every port is DISABLE.
 func (s *Snapshot) PeerAuthnFor(p *Proxy) PeerAuthn {
+	if s.noCA {
+		return PeerAuthn{Mode: MTLSDisable} // no certificates: plaintext only (noca.go)
+	}
 	var mesh, ns, wl *PeerAuthentication
 	older := func(a, b *PeerAuthentication) bool { // a wins over b
 		if b == nil {

@@ -44,6 +44,10 @@ type Options struct {
 	Log *slog.Logger
 	// Memo, when set, carries content hashes between Builds (see Memo).
 	Memo *Memo
+	// NoCA says no CA issues workload certificates (discovery --insecure-xds
+	// without --ca-dir, up --insecure): nothing is generated that needs one
+	// (Snapshot.NoCA).
+	NoCA bool
 }
 
 // ServiceView is what Build needs from the service registry.
@@ -77,6 +81,8 @@ type Snapshot struct {
 	mesh *MeshConfig
 	// selectors are the label selectors outbound configuration depends on (selectors.go).
 	selectors []labelSelector
+	// noCA: no workload certificates exist (noca.go).
+	noCA bool
 	// byIP indexes endpoints by address (EndpointsAt), built on first use.
 	byIPOnce sync.Once
 	byIP     map[string][]endpointPos
@@ -133,6 +139,9 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 		}
 	}
 	s.virtualServices, s.problems = buildVirtualServices(vsObjs, opts.Domain)
+	if s.noCA = opts.NoCA; s.noCA {
+		s.problems = append(s.problems, mtlsWithoutCAProblems(sorted)...)
+	}
 	s.indexDestinationRules()
 	s.indexSelectors()
 	for _, p := range s.problems {
@@ -238,7 +247,7 @@ func (s *Snapshot) GatewaysFor(p *Proxy) []*Gateway {
 
 func contentHash(objs []*config.Object, services []*registry.Service, opts Options) string {
 	h := sha256.New()
-	writeParts(h, opts.Domain, opts.RootNamespace)
+	writeParts(h, opts.Domain, opts.RootNamespace, strconv.FormatBool(opts.NoCA))
 	for _, o := range objs {
 		sum := opts.Memo.object(o)
 		h.Write(sum[:])

@@ -128,13 +128,15 @@ func (m *genMap[K, V]) len() int {
 
 // clusterKey is everything buildServiceClusters reads: the service, whether
 // the proxy is proxyless gRPC, the mTLS mode of the service's namespace
-// (auto mTLS) and the specs of the merged DestinationRules. Whatever else a
+// (auto mTLS), whether the mesh has a CA and the specs of the merged
+// DestinationRules. Whatever else a
 // cluster generator comes to read must be added here
 // (TestGenerateCachedAcrossConfig).
 type clusterKey struct {
 	svc  *registry.Service
 	grpc bool
 	mtls model.MTLSMode
+	noCA bool
 	rulesKey
 }
 
@@ -164,9 +166,9 @@ func rulesKeyFor(dr *model.MergedDestinationRule) (rulesKey, bool) {
 	return k, true
 }
 
-func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc bool, mtls model.MTLSMode) (clusterKey, bool) {
+func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc bool, mtls model.MTLSMode, noCA bool) (clusterKey, bool) {
 	rk, ok := rulesKeyFor(dr)
-	return clusterKey{svc: svc, grpc: grpc, mtls: mtls, rulesKey: rk}, ok
+	return clusterKey{svc: svc, grpc: grpc, mtls: mtls, noCA: noCA, rulesKey: rk}, ok
 }
 
 // serviceClusters is what buildServiceClusters adds for one service.

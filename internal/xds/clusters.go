@@ -32,7 +32,7 @@ func (g *gen) buildServiceClusters(svc *registry.Service) {
 		g.addServiceClusters(svc, dr)
 		return
 	}
-	key, ok := clusterKeyFor(svc, dr, g.grpc, g.namespaceMTLSMode(svc.Namespace))
+	key, ok := clusterKeyFor(svc, dr, g.grpc, g.namespaceMTLSMode(svc.Namespace), g.snap.NoCA())
 	if !ok {
 		g.addServiceClusters(svc, dr)
 		return

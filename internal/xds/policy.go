@@ -156,10 +156,14 @@ func (g *gen) applyPolicy(c *clusterv3.Cluster, svc *registry.Service, port regi
 // DestinationRule tls setting wins (DISABLE: plaintext); without one, auto
 // mTLS sends ISTIO_MUTUAL to endpoints that have a sidecar (metadata tlsMode
 // istio) and plaintext to the others, unless the service is MESH_EXTERNAL or
-// its namespace's PeerAuthentication is DISABLE.
+// its namespace's PeerAuthentication is DISABLE. Without a CA
+// (model.Snapshot.NoCA) neither auto mTLS nor ISTIO_MUTUAL is generated.
 func (g *gen) applyUpstreamTLS(c *clusterv3.Cluster, svc *registry.Service, port registry.Port, subset string, t *networking.ClientTLSSettings) {
 	sni := sniFor(port.Number, subset, svc.Hostname)
 	if t != nil {
+		if t.GetMode() == networking.ClientTLSSettings_ISTIO_MUTUAL && g.snap.NoCA() {
+			return // no workload certificates: plaintext (a problem of the snapshot)
+		}
 		c.TransportSocket = tlsSocket(t, sni, serviceSANs(svc))
 		return
 	}

@@ -37,6 +37,9 @@ type Options struct {
 	// Namespace is the namespace of skipped documents (Kubernetes Services)
 	// without metadata.namespace, as given to the loader; config.DefaultNamespace if empty.
 	Namespace string
+	// NoCA analyzes for a mesh without a CA: configuration asking for mTLS
+	// (ISTIO_MUTUAL, STRICT) is reported (BWL0001).
+	NoCA bool
 }
 
 func (o Options) namespace() string {
@@ -77,6 +80,7 @@ func All() []Analyzer {
 		destinationRuleCACertAnalyzer{},
 		conflictingGatewayAnalyzer{},
 		mtlsAnalyzer{},
+		noCAAnalyzer{},
 		serviceEntryAddressesAnalyzer{},
 		sidecarDefaultSelectorAnalyzer{},
 		telemetryDefaultSelectorAnalyzer{},

@@ -46,10 +46,16 @@ type MessageType struct {
 	Name     string
 	Level    Level
 	Template string
+	// Docs is the documentation of a Bowline code (BWL...), which Istio's
+	// pages do not list.
+	Docs string
 }
 
-// DocumentationURL is Istio's page for the code.
+// DocumentationURL is Istio's page for the code, or Docs for Bowline's own.
 func (t *MessageType) DocumentationURL() string {
+	if t.Docs != "" {
+		return t.Docs
+	}
 	return "https://istio.io/latest/docs/reference/config/analysis/" + strings.ToLower(t.Code) + "/"
 }
 
@@ -86,6 +92,14 @@ var (
 		Template: "Conflict with gateways %s (workload selector %s, port %s, hosts %v)."}
 	MultipleTelemetriesWithoutWorkloadSelectors = &MessageType{Code: "IST0160", Name: "MultipleTelemetriesWithoutWorkloadSelectors", Level: Error,
 		Template: "The Telemetries %v in namespace %q have no workload selector, which can lead to undefined behavior."}
+)
+
+// Bowline's own message types: findings Istio has no code for.
+var (
+	// MTLSWithoutCA: analyze --no-ca found configuration that asks for mTLS.
+	MTLSWithoutCA = &MessageType{Code: "BWL0001", Name: "MTLSWithoutCA", Level: Error,
+		Template: "%s %s needs workload certificates, but the mesh runs without a CA (discovery --insecure-xds without --ca-dir, up --insecure): %s instead.",
+		Docs:     "https://github.com/bowline-mesh/bowline/blob/main/docs/security.md#without-a-ca"}
 )
 
 // Message is one finding.

@@ -27,6 +27,15 @@ func NewMeshGenerator(domain, rootNamespace string, log *slog.Logger) *MeshGener
 	return &MeshGenerator{opts: model.Options{Domain: domain, RootNamespace: rootNamespace, Log: log, Memo: model.NewMemo()}, cache: xds.NewCache()}
 }
 
+// WithoutCA makes g generate for a mesh without a CA (model.Options.NoCA):
+// no auto mTLS, plaintext inbound whatever PeerAuthentication says, and
+// ISTIO_MUTUAL/STRICT configuration listed in the mesh's problems. Call it
+// before the server runs; it returns g.
+func (g *MeshGenerator) WithoutCA() *MeshGenerator {
+	g.opts.NoCA = true
+	return g
+}
+
 // Build resolves cfg and the services into a mesh.
 func (g *MeshGenerator) Build(cfg *config.Snapshot, services *registry.View) Mesh {
 	g.cache.Rotate() // what the previous version used stays one more version
