@@ -6,11 +6,14 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -111,6 +114,42 @@ func (k *jwtKeys) token(t *testing.T, alg string, claims map[string]any) string 
 		sig = append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
 	default:
 		t.Fatalf("alg %s", alg)
+	}
+	return signed + "." + b64url(sig)
+}
+
+// unsigned is a token with header hdr, valid claims and no signature.
+func (k *jwtKeys) unsigned(t *testing.T, hdr string) string {
+	t.Helper()
+	c, _ := json.Marshal(map[string]any{"iss": jwtIssuer, "sub": "alice", "aud": jwtAudience, "exp": time.Now().Add(time.Hour).Unix()})
+	return b64url([]byte(hdr)) + "." + b64url(c) + "."
+}
+
+// hs256WithRSAKey is the algorithm-confusion token: HS256 with kid rsa-1,
+// keyed with the RSA public key's PEM as the HMAC secret.
+func (k *jwtKeys) hs256WithRSAKey(t *testing.T) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, _ := json.Marshal(map[string]string{"alg": "HS256", "kid": "rsa-1", "typ": "JWT"})
+	c, _ := json.Marshal(map[string]any{"iss": jwtIssuer, "sub": "alice", "aud": jwtAudience, "exp": time.Now().Add(time.Hour).Unix()})
+	signed := b64url(hdr) + "." + b64url(c)
+	m := hmac.New(sha256.New, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	m.Write([]byte(signed))
+	return signed + "." + b64url(m.Sum(nil))
+}
+
+// withKid re-signs tok's claims with RS256 under header kid.
+func (k *jwtKeys) withKid(t *testing.T, tok, kid string) string {
+	t.Helper()
+	hdr, _ := json.Marshal(map[string]string{"alg": "RS256", "kid": kid, "typ": "JWT"})
+	signed := b64url(hdr) + "." + strings.Split(tok, ".")[1]
+	sum := sha256.Sum256([]byte(signed))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, k.rsa, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
 	}
 	return signed + "." + b64url(sig)
 }
@@ -635,6 +674,10 @@ spec:
 			{"missing token, path needs a principal", "/secure", "", 403, "RBAC: access denied"},
 			{"missing token, open path", "/open", "", 200, "backend GET /open"},
 			{"invalid token on an open path is still refused", "/open", keys.token(t, "RS256", map[string]any{"aud": "other"}), 401, "Audiences in Jwt are not allowed"},
+			{"alg none", "/secure", keys.unsigned(t, `{"alg":"none","kid":"rsa-1"}`), 401, "Jwt algorithm is not supported"},
+			{"HS256 keyed with the RSA public key", "/secure", keys.hs256WithRSAKey(t), 401, "Jwks doesn't have key to match kid or alg from Jwt"},
+			{"RS256 with the kid of the EC key", "/secure", keys.withKid(t, keys.token(t, "RS256", nil), "ec-1"), 401, "Jwks doesn't have key to match kid or alg from Jwt"},
+			{"oversized token", "/secure", keys.token(t, "RS256", map[string]any{"pad": strings.Repeat("a", 64<<10)}), 401, "Jwt is too large"},
 		} {
 			got := sendRaw(t, inPort, rawRequest{path: c.path, token: c.token})
 			if got.status != c.status || got.body != c.body {

@@ -2,10 +2,15 @@
 // envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication (what the
 // control plane generates from Istio RequestAuthentication): token
 // extraction (headers with prefix, query parameters, cookies; Envoy's
-// default Authorization: Bearer and access_token), RS256/384/512,
-// PS256/384/512 and ES256/384/512 verification with the standard library
-// against inline or remote JWKS (fetched through an injected Fetcher, cached
-// for cache_duration, fail closed), issuer, audience, exp and nbf checks with
+// default Authorization: Bearer and access_token), token and JWKS parsing
+// and signature verification with go-jose (github.com/go-jose/go-jose/v4)
+// under an explicit allow-list of what Envoy's jwt_verify_lib implements
+// (RS256/384/512, PS256/384/512, ES256/384/512, EdDSA with Ed25519 keys,
+// HS256/384/512 with oct keys; never "none") and a key-type check per key (an
+// RSA key never serves as an HMAC secret), tokens above MaxTokenBytes refused
+// unparsed, against inline or remote JWKS (fetched through an injected
+// Fetcher, cached for cache_duration, fail closed), issuer, audience, exp and
+// nbf checks with
 // a 60 s clock skew, and Envoy's requirement tree (provider_name,
 // requires_any, requires_all, allow_missing, allow_missing_or_failed).
 //

@@ -390,9 +390,6 @@ func (f *Filter) verifyProvider(st *state, p *provider) outcome {
 	if reason != "" {
 		return outcome{kind: 'f', reason: reason}
 	}
-	if _, _, ok := algInfo(t.alg); !ok {
-		return outcome{kind: 'f', reason: ReasonBadAlg}
-	}
 	if reason := t.checkClaims(p, st.now); reason != "" {
 		return outcome{kind: 'f', reason: reason}
 	}

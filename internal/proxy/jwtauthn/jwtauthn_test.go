@@ -4,12 +4,16 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"math/big"
 	"net/http"
@@ -20,6 +24,7 @@ import (
 	"time"
 
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -354,6 +359,186 @@ func TestUnusableInlineJWKS(t *testing.T) {
 		r.Header.Set("Authorization", "Bearer "+newEC(t, "k").sign(t, claims(nil)))
 		if res := f.Verify(context.Background(), r); res.Status != Invalid || res.Reason != ReasonUnknownKid {
 			t.Errorf("%s: token: %v %q, want Invalid %q", set, res.Status, res.Reason, ReasonUnknownKid)
+		}
+	}
+}
+
+// hmacToken signs header.payload with HMAC-SHA256 under secret.
+func hmacToken(header, payload map[string]any, secret []byte) string {
+	h, _ := json.Marshal(header)
+	p, _ := json.Marshal(payload)
+	signed := enc(h) + "." + enc(p)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(signed))
+	return signed + "." + enc(m.Sum(nil))
+}
+
+// joseToken signs claims with go-jose (algorithms the test signer lacks).
+func joseToken(t *testing.T, alg jose.SignatureAlgorithm, kid string, k any, c map[string]any) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: k}, (&jose.SignerOptions{}).WithHeader("kid", kid).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := json.Marshal(c)
+	obj, err := s.Sign(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestVerifyHostile: tokens built to get past a verifier: no algorithm,
+// algorithm confusion (HS256 keyed with the RSA public key), a kid naming a
+// key of another type, a curve that does not fit the algorithm, and absurd
+// sizes are all 401 with Envoy's texts; EdDSA, HS256 with an oct key and
+// ES384 verify as Envoy's jwt_verify_lib does.
+func TestVerifyHostile(t *testing.T) {
+	rs := newRSA(t, "rsa1", "RS256")
+	es := newEC(t, "ec1")
+	es384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	rsaPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: mustPKIX(t, &rs.rsa.PublicKey)})
+	withAlg := func(m map[string]any, alg string) map[string]any { m["alg"] = alg; return m }
+	set := func(keys ...map[string]any) string {
+		b, _ := json.Marshal(map[string]any{"keys": keys})
+		return string(b)
+	}
+	p384 := es384.PublicKey.Bytes
+	b384, _ := p384()
+	keys := set(rs.jwk(), es.jwk(),
+		map[string]any{"kty": "EC", "kid": "ec384", "crv": "P-384", "x": enc(b384[1:49]), "y": enc(b384[49:])},
+		map[string]any{"kty": "OKP", "kid": "ed1", "crv": "Ed25519", "x": enc(edPub)},
+		map[string]any{"kty": "oct", "kid": "hs1", "alg": "HS256", "k": enc(secret)})
+	strictKeys := set(withAlg(rs.jwk(), "RS256"), withAlg(es.jwk(), "ES256"))
+	newFilter := func(jwksJSON string) *Filter {
+		prov := `{"issuer":"https://issuer.example.com","localJwks":{"inlineString":` + mustJSON(jwksJSON) + `}}`
+		f, err := New(istioConfig(t, prov), Options{Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	f, strict := newFilter(keys), newFilter(strictKeys)
+	c := claims(nil)
+	huge := claims(map[string]any{"pad": strings.Repeat("a", MaxTokenBytes)})
+	cases := []struct {
+		name   string
+		f      *Filter
+		token  string
+		status Status
+		reason string
+	}{
+		{"alg none with a signature", f, enc([]byte(`{"alg":"none","kid":"rsa1"}`)) + "." + enc(mustMarshal(c)) + "." + enc([]byte("x")), Invalid, ReasonBadAlg},
+		{"alg None", f, enc([]byte(`{"alg":"None"}`)) + "." + enc(mustMarshal(c)) + ".", Invalid, ReasonBadAlg},
+		{"alg missing", f, enc([]byte(`{"kid":"rsa1"}`)) + "." + enc(mustMarshal(c)) + ".c2ln", Invalid, ReasonBadAlg},
+		{"HS256 keyed with the RSA public key (PEM)", f, hmacToken(map[string]any{"alg": "HS256", "kid": "rsa1"}, c, rsaPEM), Invalid, ReasonBadSignature},
+		{"HS256 keyed with the RSA modulus", f, hmacToken(map[string]any{"alg": "HS256", "kid": "rsa1"}, c, rs.rsa.N.Bytes()), Invalid, ReasonBadSignature},
+		{"HS256 keyed with the RSA key, key with alg", strict, hmacToken(map[string]any{"alg": "HS256", "kid": "rsa1"}, c, rsaPEM), Invalid, ReasonUnknownKid},
+		{"HS256 without kid against RSA and EC keys", strict, hmacToken(map[string]any{"alg": "HS256"}, c, rsaPEM), Invalid, ReasonUnknownKid},
+		{"RS256 kid naming the EC key", f, (&signer{kid: "ec1", alg: "RS256", rsa: rs.rsa}).sign(t, c), Invalid, ReasonBadSignature},
+		{"RS256 kid naming the EC key, key with alg", strict, (&signer{kid: "ec1", alg: "RS256", rsa: rs.rsa}).sign(t, c), Invalid, ReasonUnknownKid},
+		{"ES384 kid naming the P-256 key", f, joseToken(t, jose.ES384, "ec1", es384, c), Invalid, ReasonBadSignature},
+		{"EdDSA kid naming the oct key", f, joseToken(t, jose.EdDSA, "hs1", edPriv, c), Invalid, ReasonUnknownKid},
+		{"oversized token", f, rs.sign(t, huge), Invalid, ReasonTooLarge},
+		{"four sections", f, rs.sign(t, c) + ".x", Invalid, ReasonBadFormat},
+		{"bad base64 header", f, "!!!." + enc(mustMarshal(c)) + ".x", Invalid, ReasonBadFormat},
+		{"payload not JSON", f, hmacTokenRaw(t, "hs1", []byte("not json"), secret), Invalid, ReasonBadPayloadJSON},
+
+		{"ES384 valid", f, joseToken(t, jose.ES384, "ec384", es384, c), Valid, ""},
+		{"EdDSA valid", f, joseToken(t, jose.EdDSA, "ed1", edPriv, c), Valid, ""},
+		{"HS256 with the oct key valid", f, hmacToken(map[string]any{"alg": "HS256", "kid": "hs1"}, c, secret), Valid, ""},
+		{"RS256 valid under a strict JWKS", strict, rs.sign(t, c), Valid, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "http://svc/x", nil)
+			r.Header.Set("Authorization", "Bearer "+tc.token)
+			res := tc.f.Verify(context.Background(), r)
+			if res.Status != tc.status || res.Reason != tc.reason {
+				t.Fatalf("got status %v reason %q, want %v %q", res.Status, res.Reason, tc.status, tc.reason)
+			}
+		})
+	}
+}
+
+// TestJWKSKidless: a JWKS key without kid is tried for a token with a kid,
+// as jwt_verify_lib does.
+func TestJWKSKidless(t *testing.T) {
+	rs := newRSA(t, "", "RS256")
+	prov := `{"issuer":"https://issuer.example.com","localJwks":{"inlineString":` + mustJSON(jwks(rs)) + `}}`
+	f, err := New(istioConfig(t, prov), Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer "+(&signer{kid: "any", alg: "RS256", rsa: rs.rsa}).sign(t, claims(nil)))
+	if res := f.Verify(context.Background(), r); res.Status != Valid {
+		t.Fatalf("got %+v", res)
+	}
+}
+
+// TestParseJWKSSkipsBadKeys: keys go-jose refuses (a point off the curve,
+// unknown kty, encryption keys) are skipped one by one.
+func TestParseJWKSSkipsBadKeys(t *testing.T) {
+	good := newEC(t, "good").jwk()
+	off := newEC(t, "off").jwk()
+	off["y"] = off["x"] // not on the curve
+	encKey := newRSA(t, "enc", "RS256").jwk()
+	encKey["use"] = "enc"
+	b, _ := json.Marshal(map[string]any{"keys": []any{off, map[string]any{"kty": "XYZ", "kid": "x"}, encKey, good}})
+	keys, err := parseJWKS(b)
+	if err != nil || len(keys) != 1 || keys[0].kid != "good" {
+		t.Fatalf("keys %+v, err %v; want only the good key", keys, err)
+	}
+}
+
+func hmacTokenRaw(t *testing.T, kid string, payload, secret []byte) string {
+	t.Helper()
+	h, _ := json.Marshal(map[string]any{"alg": "HS256", "kid": kid})
+	signed := enc(h) + "." + enc(payload)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(signed))
+	return signed + "." + enc(m.Sum(nil))
+}
+
+func mustMarshal(v any) []byte { b, _ := json.Marshal(v); return b }
+
+func mustPKIX(t *testing.T, pub *rsa.PublicKey) []byte {
+	t.Helper()
+	b, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// BenchmarkVerifyRS256 is one request with a valid RS256 bearer token.
+func BenchmarkVerifyRS256(b *testing.B) {
+	t := &testing.T{}
+	rs := newRSA(t, "rsa1", "RS256")
+	prov := `{"issuer":"https://issuer.example.com","localJwks":{"inlineString":` + mustJSON(jwks(rs, newEC(t, "ec1"))) + `}}`
+	f, err := New(istioConfig(t, prov), Options{Now: func() time.Time { return now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "http://svc/x", nil)
+	r.Header.Set("Authorization", "Bearer "+rs.sign(t, claims(nil)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := f.Verify(context.Background(), r); res.Status != Valid {
+			b.Fatal(res.Reason)
 		}
 	}
 }

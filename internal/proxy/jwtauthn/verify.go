@@ -1,13 +1,15 @@
 package jwtauthn
 
 import (
-	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"encoding/json"
-	"math/big"
+	"errors"
 	"strings"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // Envoy's failure texts (jwt_verify_lib status strings), which Envoy sends
@@ -24,35 +26,55 @@ const (
 	ReasonBadSignature   = "Jwt verification fails"
 	ReasonJWKSFetch      = "Jwks remote fetch is failed"
 	ReasonBadPayloadJSON = "Jwt payload is an invalid JSON"
+	// ReasonTooLarge is Bowline's own: Envoy has no token size limit of its
+	// own, but its 60 KiB request-header limit bounds every token it sees.
+	ReasonTooLarge = "Jwt is too large"
 )
+
+// MaxTokenBytes bounds the token the filter parses: Envoy's default
+// max_request_headers_kb (60 KiB) for the whole request head, so no token an
+// Envoy sidecar would accept in a header is refused, while absurd tokens (in
+// a query parameter or a cookie, or under a raised header limit) are refused
+// before any base64 or JSON work.
+const MaxTokenBytes = 60 << 10
+
+// algorithms is the allow-list of signature algorithms: what Envoy's
+// jwt_verify_lib implements. "none" and anything else is refused when the
+// token is parsed, before any key is looked at.
+var algorithms = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512,
+	jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512,
+	jose.EdDSA,
+	jose.HS256, jose.HS384, jose.HS512,
+}
 
 // token is a parsed, not yet verified JWT.
 type token struct {
-	raw            string
+	jws            *jose.JSONWebSignature
 	alg, kid       string
 	payloadSegment string
-	signed         string // header.payload
-	sig            []byte
 	claims         map[string]any
 }
 
 func parseToken(raw string) (*token, string) {
+	if len(raw) > MaxTokenBytes {
+		return nil, ReasonTooLarge
+	}
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
 		return nil, ReasonBadFormat
 	}
-	hb, err1 := b64(parts[0])
-	pb, err2 := b64(parts[1])
-	sig, err3 := b64(parts[2])
-	if err1 != nil || err2 != nil || err3 != nil {
+	jws, err := jose.ParseSignedCompact(raw, algorithms)
+	if err != nil {
+		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
+			return nil, ReasonBadAlg
+		}
 		return nil, ReasonBadFormat
 	}
-	var hdr struct{ Alg, Kid string }
-	if json.Unmarshal(hb, &hdr) != nil {
-		return nil, ReasonBadFormat
-	}
-	t := &token{raw: raw, alg: hdr.Alg, kid: hdr.Kid, payloadSegment: parts[1], signed: parts[0] + "." + parts[1], sig: sig}
-	if json.Unmarshal(pb, &t.claims) != nil || t.claims == nil {
+	h := jws.Signatures[0].Header
+	t := &token{jws: jws, alg: h.Algorithm, kid: h.KeyID, payloadSegment: parts[1]}
+	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &t.claims) != nil || t.claims == nil {
 		return nil, ReasonBadPayloadJSON
 	}
 	return t, ""
@@ -104,87 +126,54 @@ func audiences(claims map[string]any) []string {
 	return nil
 }
 
-// verifySig checks the signature with the keys; kid, when present, must
-// name a key.
+// verifySig checks the signature with the keys, as jwt_verify_lib does: a
+// key is a candidate when its kid (if both have one) and its alg (if it has
+// one) match the token's; a candidate verifies only when its type fits the
+// token's algorithm (RSA for RS/PS, EC on the algorithm's curve for ES,
+// Ed25519 for EdDSA, oct for HS), so an RSA public key is never an HMAC
+// secret. No candidate: ReasonUnknownKid; candidates but no valid signature:
+// ReasonBadSignature.
 func (t *token) verifySig(keys []key) string {
-	h, kty, ok := algInfo(t.alg)
-	if !ok {
-		return ReasonBadAlg
-	}
-	digest := h.New()
-	digest.Write([]byte(t.signed))
-	sum := digest.Sum(nil)
-	found := false
+	candidate := false
 	for _, k := range keys {
-		if t.kid != "" && k.kid != t.kid {
+		if t.kid != "" && k.kid != "" && k.kid != t.kid {
 			continue
 		}
 		if k.alg != "" && k.alg != t.alg {
 			continue
 		}
-		switch pub := k.pub.(type) {
-		case *rsa.PublicKey:
-			if kty != "RSA" {
-				continue
-			}
-			found = true
-			var err error
-			if strings.HasPrefix(t.alg, "PS") {
-				err = rsa.VerifyPSS(pub, h, sum, t.sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
-			} else {
-				err = rsa.VerifyPKCS1v15(pub, h, sum, t.sig)
-			}
-			if err == nil {
-				return ""
-			}
-		case *ecdsa.PublicKey:
-			if kty != "EC" {
-				continue
-			}
-			size := (pub.Curve.Params().BitSize + 7) / 8
-			if curveFor(t.alg) != pub.Curve.Params().Name {
-				continue
-			}
-			found = true
-			if len(t.sig) == 2*size {
-				r := new(big.Int).SetBytes(t.sig[:size])
-				s := new(big.Int).SetBytes(t.sig[size:])
-				if ecdsa.Verify(pub, sum, r, s) {
-					return ""
-				}
-			}
+		candidate = true
+		if !k.fits(t.alg) {
+			continue
+		}
+		if _, err := t.jws.Verify(k.pub); err == nil {
+			return ""
 		}
 	}
-	if !found {
+	if !candidate {
 		return ReasonUnknownKid
 	}
 	return ReasonBadSignature
 }
 
-func algInfo(alg string) (crypto.Hash, string, bool) {
-	switch alg {
-	case "RS256", "PS256":
-		return crypto.SHA256, "RSA", true
-	case "RS384", "PS384":
-		return crypto.SHA384, "RSA", true
-	case "RS512", "PS512":
-		return crypto.SHA512, "RSA", true
-	case "ES256":
-		return crypto.SHA256, "EC", true
-	case "ES384":
-		return crypto.SHA384, "EC", true
-	case "ES512":
-		return crypto.SHA512, "EC", true
+// fits reports whether k can verify signatures of alg.
+func (k key) fits(alg string) bool {
+	switch pub := k.pub.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return pub.Curve.Params().Name == "P-256"
+		case "ES384":
+			return pub.Curve.Params().Name == "P-384"
+		case "ES512":
+			return pub.Curve.Params().Name == "P-521"
+		}
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	case []byte:
+		return strings.HasPrefix(alg, "HS")
 	}
-	return 0, "", false
-}
-
-func curveFor(alg string) string {
-	switch alg {
-	case "ES256":
-		return "P-256"
-	case "ES384":
-		return "P-384"
-	}
-	return "P-521"
+	return false
 }
