@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/bowline-mesh/bowline/internal/config"
 	"github.com/bowline-mesh/bowline/internal/registry"
@@ -86,6 +87,8 @@ type Snapshot struct {
 	// byIP indexes endpoints by address (EndpointsAt), built on first use.
 	byIPOnce sync.Once
 	byIP     map[string][]endpointPos
+	// telemetries are the Telemetry resources, sorted (telemetry.go).
+	telemetries []*Telemetry
 }
 
 // Build resolves objs (any kinds; those that shape traffic are used) and the
@@ -134,6 +137,8 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 				Selector: spec.GetSelector(), Servers: spec.GetServers()})
 		case *networking.Sidecar:
 			s.sidecars = append(s.sidecars, newSidecar(o, spec))
+		case *telemetry.Telemetry:
+			s.telemetries = append(s.telemetries, &Telemetry{Name: o.Meta.Name, Namespace: o.Meta.Namespace, Spec: spec})
 		default:
 			s.security.addSecurity(o)
 		}

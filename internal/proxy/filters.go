@@ -37,6 +37,8 @@ type exchange struct {
 	sec securityState
 	// recBuf holds rec, so a pooled exchange carries its record.
 	recBuf record
+	// span is the request's tracing state (tracing.go), nil when the HCM does not trace.
+	span *reqSpan
 }
 
 // httpFilter is one HTTP filter of an HCM chain (envoy.filters.http.*),

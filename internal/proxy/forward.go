@@ -61,6 +61,7 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 		hdr[headerXFCC] = []string{p.xfcc(x.info.peer)}
 	}
 	editRequest(hdr, &wc.Headers, &route.Headers, &vh.Headers, &rt.cfg.Headers)
+	x.injectTrace(hdr)
 	path := rewritePath(a, &route.Match, r.URL.EscapedPath())
 	authority := r.Host
 	if a.HostRewrite != "" {

@@ -25,6 +25,9 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if rec.path == "" {
 			rec.path = r.URL.RequestURI()
 		}
+		if x.span != nil {
+			p.endSpan(x)
+		}
 		p.alog.log(rec)
 		p.metrics.observeRequest(rec)
 		reset := x.reset
@@ -105,6 +108,9 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
 	if x.vh != nil {
 		x.route = matchRoute(x.vh, r, path, nil)
+	}
+	if hcm != nil && hcm.Tracing != nil {
+		p.startSpan(x, hcm.Tracing)
 	}
 	for _, f := range x.chain {
 		x.decoded++

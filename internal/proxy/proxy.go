@@ -101,6 +101,8 @@ type Proxy struct {
 	h1bufs *h1Bufs
 	// ownURI caches the URI SAN of the current certificate (tls.go).
 	ownURI atomic.Pointer[leafURI]
+	// tracers are the span export pipelines (tracing.go).
+	tracers *tracers
 }
 
 // New returns a proxy; it starts nothing.
@@ -132,6 +134,7 @@ func New(cfg Config) *Proxy {
 		alog:    newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
 	}
 	p.peerMeta = encodePeerMetadata(cfg.Node)
+	p.tracers = newTracers(p)
 	p.exchanges.New = func() any { return new(exchange) }
 	p.h1bufs = newH1Bufs()
 	p.copyBufs.New = func() any { b := make([]byte, 16<<10); return &b }
@@ -244,6 +247,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.drainAll()
 	cancel()
 	wg.Wait()
+	p.tracers.shutdown() // flush spans while the clusters still dial
 	p.mu.Lock()
 	if s := p.snap.Load(); s != nil {
 		for _, c := range s.clusters {
@@ -305,6 +309,7 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 	}
 	prev := p.snap.Load()
 	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics}, p.clientTLS, p.h1bufs)
+	s.tracers = p.tracers.forSnapshot(s)
 	p.snap.Store(s)
 	for _, b := range opened {
 		p.bound[b.addr] = b

@@ -24,6 +24,8 @@ type snapshot struct {
 	chains map[*xdsconfig.HTTPConnectionManager][]httpFilter
 	// jwt are the compiled jwt_authn filters, reused by the next snapshot.
 	jwt map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
+	// tracers are the span exporters of the HCMs that report spans (tracing.go).
+	tracers map[*xdsconfig.HTTPConnectionManager]*tracer
 }
 
 // listenerFor returns the listener that owns addr, falling back to the

@@ -92,6 +92,8 @@ type gen struct {
 	mtlsByNS map[string]model.MTLSMode
 	// inboundPorts memoizes the model's view of the inbound ports (inbound.go).
 	inboundPorts map[uint32]inboundPort
+	// tracing memoizes snap.Tracing for the proxy (tracing.go).
+	tracing *model.TracingConfig
 
 	listeners map[string]*listenerv3.Listener
 	routes    map[string]*routev3.RouteConfiguration

@@ -125,3 +125,17 @@ func (g *gen) serviceName(s *registry.Service) string {
 	}
 	return s.Hostname
 }
+
+// inboundOperation is the span name of inbound requests on port: the
+// "host:port/*" of the first service this workload serves there (Istio's
+// inbound trace operation), or "inbound|PORT" when no service selects it.
+func (g *gen) inboundOperation(port uint32) string {
+	for _, r := range g.snap.EndpointsAt(g.proxy.IPs) {
+		for _, sp := range r.Service.Ports {
+			if r.Endpoint.PortFor(sp) == port {
+				return r.Service.Hostname + ":" + portName(sp.Number) + "/*"
+			}
+		}
+	}
+	return "inbound|" + portName(port)
+}

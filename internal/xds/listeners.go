@@ -34,6 +34,7 @@ func (g *gen) rdsHCM(statPrefix, rdsName string) *hcmv3.HttpConnectionManager {
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource: adsSource(), RouteConfigName: rdsName}},
 		HttpFilters: g.httpFilters(),
+		Tracing:     g.hcmTracing(true),
 	}
 }
 
@@ -95,8 +96,9 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 				Name:    "inbound|http|" + portName(port),
 				Domains: []string{"*"},
 				Routes: []*routev3.Route{{
-					Name:  "default",
-					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Name:      "default",
+					Match:     &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Decorator: &routev3.Decorator{Operation: g.inboundOperation(port)},
 					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 						Timeout:          durationpb.New(0),
@@ -108,6 +110,7 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 		// (CUSTOM, AUDIT, DENY, ALLOW), then the router.
 		HttpFilters: append(g.securityFilters(port),
 			&hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}),
+		Tracing: g.hcmTracing(false),
 	}
 	l := httpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, hcm)
 	g.applyPeerAuthn(l, port)

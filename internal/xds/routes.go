@@ -41,7 +41,9 @@ func (g *gen) vsRoutes(vs *model.VirtualService, sc routeScope) []*routev3.Route
 			if !g.matchApplies(m, sc) {
 				continue
 			}
-			out = append(out, g.translateRoute(r, m, sc))
+			rt := g.translateRoute(r, m, sc)
+			rt.Decorator = &routev3.Decorator{Operation: routeOperation(rt, vs.Name, sc.port)}
+			out = append(out, rt)
 			if isCatchAll(m) {
 				catchAll = true
 				break
@@ -258,8 +260,9 @@ func (g *gen) newDefaultRoute(host string, port uint32, dr *model.MergedDestinat
 		hash = hashPolicies(effectivePolicy(port, dr.TrafficPolicy, nil).lb)
 	}
 	return &routev3.Route{
-		Name:  "default",
-		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Name:      "default",
+		Match:     &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Decorator: &routev3.Decorator{Operation: host + ":" + portName(port) + "/*"},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundCluster(port, "", host)},
 			Timeout:          durationpb.New(0),

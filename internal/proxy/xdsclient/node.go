@@ -88,7 +88,7 @@ func (n NodeInfo) Node() *corev3.Node {
 	}
 	return &corev3.Node{
 		Id:            id,
-		Cluster:       n.Workload + "." + n.Namespace,
+		Cluster:       n.CanonicalService() + "." + n.Namespace,
 		Metadata:      &structpb.Struct{Fields: fields},
 		UserAgentName: "bowline",
 	}
@@ -105,4 +105,17 @@ func portMap(m map[uint32]uint32) string {
 		parts = append(parts, fmt.Sprintf("%d=%d", k, m[k]))
 	}
 	return strings.Join(parts, ",")
+}
+
+// CanonicalService is Istio's canonical service name of the workload: the
+// service.istio.io/canonical-name label, else app.kubernetes.io/name, else
+// app, else the workload name. The node's cluster is "CANONICAL.NAMESPACE",
+// as istio-agent names it, and the reporting service of spans.
+func (n NodeInfo) CanonicalService() string {
+	for _, k := range []string{"service.istio.io/canonical-name", "app.kubernetes.io/name", "app"} {
+		if v := n.Labels[k]; v != "" {
+			return v
+		}
+	}
+	return n.Workload
 }

@@ -163,6 +163,8 @@ type HTTPConnectionManager struct {
 	UseRemoteAddress bool
 	// XFFNumTrustedHops is xff_num_trusted_hops.
 	XFFNumTrustedHops uint32
+	// Tracing is the HCM's tracing config, nil when it does not trace.
+	Tracing *Tracing
 }
 
 // TCPProxy is a checked tcp_proxy filter.

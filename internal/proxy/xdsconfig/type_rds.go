@@ -114,6 +114,8 @@ type Route struct {
 	// PerFilter holds checked typed_per_filter_config of filters other than
 	// cors and fault, by filter name (the virtual host's entries are merged in).
 	PerFilter map[string]any
+	// Operation is decorator.operation: the name of the request's span.
+	Operation string
 }
 
 // WeightedCluster is one destination cluster with its weight.

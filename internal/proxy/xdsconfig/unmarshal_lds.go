@@ -204,6 +204,11 @@ func unmarshalHCM(h *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionM
 	}
 	out.Paths = paths
 	out.UseRemoteAddress, out.XFFNumTrustedHops = h.GetUseRemoteAddress().GetValue(), h.GetXffNumTrustedHops()
+	if t := h.GetTracing(); t != nil {
+		if out.Tracing, err = unmarshalTracing(t, path+".tracing"); err != nil {
+			return nil, err
+		}
+	}
 	switch rs := h.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_Rds:
 		if err := checkFields(rs.Rds, path+".rds", "config_source", "route_config_name"); err != nil {

@@ -131,7 +131,12 @@ func unmarshalRoute(r *routev3.Route, path string) (*Route, error) {
 		"response_headers_to_add", "response_headers_to_remove"); err != nil {
 		return nil, err
 	}
-	out := &Route{Name: r.GetName()}
+	out := &Route{Name: r.GetName(), Operation: r.GetDecorator().GetOperation()}
+	if d := r.GetDecorator(); d != nil {
+		if err := checkFields(d, path+".decorator", "operation", "propagate"); err != nil {
+			return nil, err
+		}
+	}
 	m, err := unmarshalRouteMatch(r.GetMatch(), path+".match")
 	if err != nil {
 		return nil, err
