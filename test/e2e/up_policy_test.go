@@ -134,7 +134,7 @@ spec:
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			var found, wrong string
-			for _, line := range strings.Split(httpGet(t, "http://"+admin+"/stats/prometheus"), "\n") {
+			for _, line := range strings.Split(getBody(t, "http://"+admin+"/stats/prometheus"), "\n") {
 				if !strings.HasPrefix(line, "istio_requests_total{") || !strings.Contains(line, `reporter="destination"`) {
 					continue
 				}
@@ -159,7 +159,7 @@ spec:
 }
 
 // httpGet returns the body of a GET of url, bypassing any HTTP proxy.
-func httpGet(t *testing.T, url string) string {
+func getBody(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}).Get(url)
 	if err != nil {
