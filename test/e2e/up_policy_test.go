@@ -158,7 +158,7 @@ spec:
 	})
 }
 
-// httpGet returns the body of a GET of url, bypassing any HTTP proxy.
+// getBody returns the body of a GET of url, bypassing any HTTP proxy.
 func getBody(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}).Get(url)
