@@ -13,6 +13,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -113,8 +114,10 @@ func (c *wireCache) set(_ context.Context, node string, ws *wireSnapshot) error 
 		if t == nil || t.version == w.req.GetVersionInfo() {
 			continue
 		}
-		delete(n.watches, w)
-		w.out <- response(w.req, w.sub, t)
+		if r := response(w.req, w.sub, t); r != nil {
+			delete(n.watches, w)
+			w.out <- r
+		}
 	}
 	for w := range n.deltaWatches {
 		if r := deltaResponse(w.req, w.sub, ws.types[w.req.GetTypeUrl()]); r != nil {
@@ -155,8 +158,10 @@ func (c *wireCache) CreateWatch(req *discovery.DiscoveryRequest, sub cachev3.Sub
 		t = n.snap.types[req.GetTypeUrl()]
 	}
 	if t != nil && (req.GetVersionInfo() != t.version || lacksResources(sub, t)) {
-		out <- response(req, sub, t)
-		return func() {}, nil
+		if r := response(req, sub, t); r != nil {
+			out <- r
+			return func() {}, nil
+		}
 	}
 	w := &sotwWatch{req: req, sub: sub, out: out}
 	n.watches[w] = struct{}{}
@@ -224,10 +229,20 @@ func lacksResources(sub cachev3.Subscription, t *wireType) bool {
 	return false
 }
 
-// response is t as a response to req: every resource, or those req names.
-// Each response is a new message (the server sets its nonce) holding the
-// shared encoded resources.
+// response is t as a response to req. Each response is a new message (the
+// server sets its nonce) holding the shared encoded resources.
+//
+// Listeners and clusters, and wildcard subscriptions, get every resource
+// (or those req names). Other types subscribed by name (EDS, RDS) get only
+// the resources whose own version differs from what the stream was sent,
+// as the xDS protocol allows for them and Istio's incremental EDS does: an
+// endpoint change sends the load assignments that changed, not all of
+// them. A stream's returned map then holds each resource's own version;
+// response is nil when none of its resources changed.
 func response(req *discovery.DiscoveryRequest, sub cachev3.Subscription, t *wireType) cachev3.Response {
+	if names := req.GetResourceNames(); len(names) > 0 && !sub.IsWildcard() && partialType(req.GetTypeUrl()) {
+		return partialResponse(req, sub, t, names)
+	}
 	resources, returned := t.all, t.returned
 	if names := req.GetResourceNames(); len(names) != 0 && !coversAll(names, t) {
 		resources = make([]*anypb.Any, 0, len(names))
@@ -248,6 +263,43 @@ func response(req *discovery.DiscoveryRequest, sub cachev3.Subscription, t *wire
 	return &cachev3.PassthroughResponse{
 		Request:           req,
 		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: t.version, TypeUrl: req.GetTypeUrl(), Resources: slices.Clip(resources)},
+		ReturnedResources: returned,
+	}
+}
+
+// partialType reports whether a state-of-the-world response of typeURL may
+// hold only some of the subscribed resources: every type but listeners and
+// clusters, whose responses are their complete state.
+func partialType(typeURL string) bool {
+	return typeURL != resourcev3.ListenerType && typeURL != resourcev3.ClusterType
+}
+
+// partialResponse is response for a type subscribed by name that may be sent
+// in part: the named resources the stream lacks or has in another version.
+func partialResponse(req *discovery.DiscoveryRequest, sub cachev3.Subscription, t *wireType, names []string) cachev3.Response {
+	known := sub.ReturnedResources()
+	returned := make(map[string]string, len(names))
+	var resources []*anypb.Any
+	for _, name := range names {
+		i, ok := t.index[name]
+		if !ok {
+			continue
+		}
+		if _, dup := returned[name]; dup {
+			continue
+		}
+		v := t.versions[i]
+		returned[name] = v
+		if known[name] != v {
+			resources = append(resources, t.all[i])
+		}
+	}
+	if len(resources) == 0 && req.GetVersionInfo() != "" {
+		return nil // the stream has all of it; a first request is answered even when empty
+	}
+	return &cachev3.PassthroughResponse{
+		Request:           req,
+		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: t.version, TypeUrl: req.GetTypeUrl(), Resources: resources},
 		ReturnedResources: returned,
 	}
 }

@@ -13,6 +13,8 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func wireSnap(t *testing.T, version string, names ...string) *wireSnapshot {
@@ -204,4 +206,84 @@ func TestWireCacheDelta(t *testing.T) {
 	if _, _, ok := got(watch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{"zz"}}, &none), &none); ok {
 		t.Fatal("answered a subscription to names that do not exist")
 	}
+}
+
+// TestWireCachePartialEDS: a state-of-the-world EDS subscription by name
+// gets only the load assignments that changed; a new version with nothing
+// changed for it sends nothing.
+func TestWireCachePartialEDS(t *testing.T) {
+	c := newWireCache()
+	node := &core.Node{Id: "p1"}
+	edsSnap := func(version string, weights map[string]uint32) *wireSnapshot {
+		var es []types.Resource
+		for _, n := range []string{"a", "b", "c"} {
+			es = append(es, &endpointv3.ClusterLoadAssignment{ClusterName: n,
+				Endpoints: []*endpointv3.LocalityLbEndpoints{{LoadBalancingWeight: wrapperspb.UInt32(weights[n])}}})
+		}
+		return &wireSnapshot{types: map[string]*wireType{resourcev3.EndpointType: newWireType(es, encodeAll(resourcev3.EndpointType, es), version)}}
+	}
+	sub := stream.NewSotwSubscription([]string{"a", "b"}, false)
+	recv := func(req *discovery.DiscoveryRequest) []string {
+		t.Helper()
+		ch := make(chan cachev3.Response, 1)
+		if _, err := c.CreateWatch(req, &sub, ch); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-ch:
+			sub.SetReturnedResources(r.GetReturnedResources())
+			out, _ := r.GetDiscoveryResponse()
+			var names []string
+			for _, a := range out.GetResources() {
+				names = append(names, clusterLoadAssignmentName(t, a.GetValue()))
+			}
+			return names
+		default:
+			return nil
+		}
+	}
+	if err := c.set(context.Background(), "p1", edsSnap("v1", map[string]uint32{"a": 1, "b": 1, "c": 1})); err != nil {
+		t.Fatal(err)
+	}
+	req := &discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{"a", "b"}}
+	if got := recv(req); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("first response %v, want a, b", got)
+	}
+	acked := &discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, VersionInfo: "v1", ResourceNames: []string{"a", "b"}}
+	ch := make(chan cachev3.Response, 1)
+	if _, err := c.CreateWatch(acked, &sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	// c (not subscribed) changes: nothing for this stream.
+	if err := c.set(context.Background(), "p1", edsSnap("v2", map[string]uint32{"a": 1, "b": 1, "c": 2})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-ch:
+		out, _ := r.GetDiscoveryResponse()
+		t.Fatalf("answered with %d resources for a change it does not subscribe to", len(out.GetResources()))
+	default:
+	}
+	// b changes: only b.
+	if err := c.set(context.Background(), "p1", edsSnap("v3", map[string]uint32{"a": 1, "b": 5, "c": 2})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-ch:
+		out, _ := r.GetDiscoveryResponse()
+		if len(out.GetResources()) != 1 || clusterLoadAssignmentName(t, out.GetResources()[0].GetValue()) != "b" || out.GetVersionInfo() != "v3" {
+			t.Fatalf("after b changed: %v", out)
+		}
+	default:
+		t.Fatal("not answered after a subscribed assignment changed")
+	}
+}
+
+func clusterLoadAssignmentName(t *testing.T, b []byte) string {
+	t.Helper()
+	var cla endpointv3.ClusterLoadAssignment
+	if err := proto.Unmarshal(b, &cla); err != nil {
+		t.Fatal(err)
+	}
+	return cla.GetClusterName()
 }
