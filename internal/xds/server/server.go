@@ -177,8 +177,9 @@ func New(cfg Config) (*Server, error) {
 		s.source = config.NewDirSource(config.DirSourceConfig{Dir: cfg.ConfigDir, Validate: cfg.Validate, Debounce: cfg.Debounce, Logger: cfg.Logger,
 			MeshConfigFile: cfg.MeshConfigFile, Options: config.ParseOptions{MeshNamespace: cfg.RootNamespace}}, s.store)
 	}
-	// ads=false: proxyless gRPC asks for single listeners by name, which
-	// go-control-plane's ADS mode would never answer (it wants every name).
+	// The wire cache answers like go-control-plane's non-ADS SnapshotCache:
+	// proxyless gRPC asks for single listeners by name, which ADS mode would
+	// never answer (it wants every name).
 	s.cache = newWireCache()
 	s.pusher = newPusher(s.cache, s.log, s.metrics, cfg.Now)
 	return s, nil
