@@ -278,6 +278,9 @@ func partialType(typeURL string) bool {
 // in part: the named resources the stream lacks or has in another version.
 func partialResponse(req *discovery.DiscoveryRequest, sub cachev3.Subscription, t *wireType, names []string) cachev3.Response {
 	known := sub.ReturnedResources()
+	if req.GetVersionInfo() != "" && !changedFor(names, known, t) {
+		return nil // the stream has all of it; a first request is answered even when empty
+	}
 	returned := make(map[string]string, len(names))
 	var resources []*anypb.Any
 	for _, name := range names {
@@ -294,14 +297,23 @@ func partialResponse(req *discovery.DiscoveryRequest, sub cachev3.Subscription, 
 			resources = append(resources, t.all[i])
 		}
 	}
-	if len(resources) == 0 && req.GetVersionInfo() != "" {
-		return nil // the stream has all of it; a first request is answered even when empty
-	}
 	return &cachev3.PassthroughResponse{
 		Request:           req,
 		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: t.version, TypeUrl: req.GetTypeUrl(), Resources: resources},
 		ReturnedResources: returned,
 	}
+}
+
+// changedFor reports whether a resource of t that names lists differs from
+// the version known for it (without allocating: most pushes change nothing
+// a given stream subscribes to).
+func changedFor(names []string, known map[string]string, t *wireType) bool {
+	for _, name := range names {
+		if i, ok := t.index[name]; ok && known[name] != t.versions[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // coversAll reports whether names holds exactly t's resources (in t's order,
