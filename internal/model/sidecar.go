@@ -17,6 +17,10 @@ type Sidecar struct {
 	Selector map[string]string
 	// Egress holds "namespace/host" entries as written.
 	Egress []string
+	// OutboundPolicy is outboundTrafficPolicy.mode when the Sidecar sets
+	// outboundTrafficPolicy (Istio's default mode there is REGISTRY_ONLY),
+	// "" when it does not (the MeshConfig's applies).
+	OutboundPolicy OutboundTrafficPolicy
 }
 
 func newSidecar(o *config.Object, spec *networking.Sidecar) *Sidecar {
@@ -27,7 +31,25 @@ func newSidecar(o *config.Object, spec *networking.Sidecar) *Sidecar {
 	for _, e := range spec.GetEgress() {
 		sc.Egress = append(sc.Egress, e.GetHosts()...)
 	}
+	if tp := spec.GetOutboundTrafficPolicy(); tp != nil {
+		sc.OutboundPolicy = RegistryOnly
+		if tp.GetMode() == networking.OutboundTrafficPolicy_ALLOW_ANY {
+			sc.OutboundPolicy = AllowAny
+		}
+	}
 	return sc
+}
+
+// OutboundPolicyFor returns the outbound traffic policy of p: its Sidecar's
+// outboundTrafficPolicy, else the MeshConfig's (ALLOW_ANY by default).
+func (s *Snapshot) OutboundPolicyFor(p *Proxy) OutboundTrafficPolicy {
+	if sc := s.ScopeFor(p); sc != nil && sc.OutboundPolicy != "" {
+		return sc.OutboundPolicy
+	}
+	if s.mesh != nil && s.mesh.OutboundTrafficPolicy != "" {
+		return s.mesh.OutboundTrafficPolicy
+	}
+	return AllowAny
 }
 
 // ScopeFor returns the egress scope of p: from the Sidecar in p's namespace
@@ -58,7 +80,10 @@ func (s *Snapshot) ScopeFor(p *Proxy) *Scope {
 	if sc == nil {
 		return nil
 	}
-	scope := &Scope{Sidecar: sc.Namespace + "/" + sc.Name}
+	scope := &Scope{Sidecar: sc.Namespace + "/" + sc.Name, OutboundPolicy: sc.OutboundPolicy}
+	if len(sc.Egress) == 0 { // Istio's default egress: every namespace (a Sidecar with only outboundTrafficPolicy)
+		scope.Hosts = []EgressHost{{Namespace: "*", Host: "*"}}
+	}
 	for _, e := range sc.Egress {
 		ns, host, ok := strings.Cut(e, "/")
 		if !ok {

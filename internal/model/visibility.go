@@ -51,6 +51,8 @@ type Scope struct {
 	// Sidecar is "namespace/name" of the Sidecar that defined it.
 	Sidecar string
 	Hosts   []EgressHost
+	// OutboundPolicy is the Sidecar's outboundTrafficPolicy mode, "" if unset.
+	OutboundPolicy OutboundTrafficPolicy
 }
 
 // Allows reports whether a config (service, VirtualService) in ns with any of

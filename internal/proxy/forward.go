@@ -134,6 +134,11 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 			// PassthroughCluster connects to where the app was going.
 			h = &host{addr: x.info.dst.String(), weight: 1}
 		}
+		if h == nil && c.cfg.Type == xdsconfig.DiscoveryDynamicForwardProxy {
+			// A dynamic forward proxy cluster (the explicit proxy's
+			// ALLOW_ANY) connects to the request's authority.
+			h = &host{addr: h1addr(authority), weight: 1}
+		}
 		if h == nil {
 			rec.flags |= flagUH
 			x.localReply(http.StatusServiceUnavailable, "no healthy upstream")
@@ -319,7 +324,7 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 		delete(hdr, headerPeerMetadata)
 	}
 	dialHost := h.addr
-	if c.cfg.Type == xdsconfig.DiscoveryOriginalDst {
+	if c.cfg.Type == xdsconfig.DiscoveryOriginalDst || c.cfg.Type == xdsconfig.DiscoveryDynamicForwardProxy {
 		dialHost = authority
 	}
 	c.active.Add(1)

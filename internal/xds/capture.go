@@ -151,7 +151,7 @@ func hasTLSInspector(l *listenerv3.Listener) bool {
 
 // virtualOutbound is 0.0.0.0:15001 with use_original_dst.
 func (g *gen) virtualOutbound() *listenerv3.Listener {
-	def := tcpChain("virtualOutbound-catchall-tcp", 0, PassthroughCluster)
+	def := tcpChain("virtualOutbound-catchall-tcp", 0, g.outboundCatchAllCluster()) // passthrough.go
 	return &listenerv3.Listener{
 		Name:             VirtualOutboundListener,
 		Address:          socketAddress("0.0.0.0", VirtualOutboundPort),

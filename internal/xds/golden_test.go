@@ -111,6 +111,7 @@ func TestGolden(t *testing.T) {
 		{"sidecar-ratings-delay", []string{svcs, drs, "bookinfo/virtual-service-ratings-test-delay.yaml"}, sidecar},
 		{"sidecar-ratings-abort", []string{svcs, drs, "bookinfo/virtual-service-ratings-test-abort.yaml"}, sidecar},
 		{"sidecar-features", []string{svcs, drs, "features/features.yaml"}, sidecar},
+		{"sidecar-registry-only", []string{svcs, "egress/registry-only.yaml"}, sidecar},
 		{"router-bookinfo", []string{svcs, drs, gw}, router},
 		{"grpc-all-v1", []string{svcs, drs, "bookinfo/virtual-service-all-v1.yaml"}, grpcClient},
 		{"grpc-features", []string{svcs, drs, "features/features.yaml"}, grpcClient},

@@ -65,18 +65,16 @@ func (g *gen) buildSidecarOutbound() {
 			}
 		}
 	}
-	for _, rb := range perPort {
-		rb.add("allow_any", []string{"*"}, []*routev3.Route{{
-			Name:   "allow_any",
-			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: PassthroughCluster}}},
-		}})
+	for _, rb := range perPort { // unknown hosts (passthrough.go)
+		g.addCatchAll(rb, PassthroughCluster)
 		g.routes[rb.rc.Name] = rb.rc
 	}
 	if host, port, ok := splitHostPort(g.proxy.OutboundHTTP); ok {
+		g.addCatchAll(explicit, AllowAnyDynamicDNSCluster)
 		g.routes[ExplicitProxyRoute] = explicit.rc
-		g.listeners[ExplicitProxyRoute] = httpListener(ExplicitProxyRoute, host, port, true, corev3.TrafficDirection_OUTBOUND,
-			g.rdsHCM(ExplicitProxyRoute, ExplicitProxyRoute))
+		hcm := g.rdsHCM(ExplicitProxyRoute, ExplicitProxyRoute)
+		g.explicitPassthrough(hcm)
+		g.listeners[ExplicitProxyRoute] = httpListener(ExplicitProxyRoute, host, port, true, corev3.TrafficDirection_OUTBOUND, hcm)
 	}
 	g.buildCaptureOutbound() // capture.go
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	dfpfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/dynamic_forward_proxy/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -43,6 +44,18 @@ func unmarshalHTTPFilterConfig(a *anypb.Any, path string) (cfg any, ok bool, err
 	case typeJWTAuthn:
 		f, err := unmarshalJWTAuthn(a, path)
 		return f, true, err
+	case typeDFPFilter:
+		c := &dfpfilterv3.FilterConfig{}
+		if err := a.UnmarshalTo(c); err != nil {
+			return nil, true, fmt.Errorf("field %s: %w", path, err)
+		}
+		if err := checkFields(c, path, "dns_cache_config"); err != nil {
+			return nil, true, err
+		}
+		if err := checkDNSCache(c.GetDnsCacheConfig(), path+".dns_cache_config"); err != nil {
+			return nil, true, err
+		}
+		return &DynamicForwardProxyFilter{}, true, nil
 	}
 	return nil, false, nil
 }

@@ -70,6 +70,9 @@ func TestNACKText(t *testing.T) {
 				Filters: []*listenerv3.Filter{{Name: "tcp", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(&tcpproxyv3.TcpProxy{
 					StatPrefix: "s", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: "c"}})}}}}}},
 			`listener "l": field filter_chains[0].filter_chain_match: transport_protocol and application_protocols need the envoy.filters.listener.tls_inspector listener filter`},
+		{"cluster type other than the dynamic forward proxy", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{
+			ClusterType: &clusterv3.Cluster_CustomClusterType{Name: "envoy.clusters.redis"}}},
+			`cluster "c": field cluster_type.name: "envoy.clusters.redis" unsupported (only envoy.clusters.dynamic_forward_proxy)`},
 		{"cluster health checks", &clusterv3.Cluster{Name: "c", HealthChecks: []*corev3.HealthCheck{{}}},
 			`cluster "c": field health_checks: unsupported`},
 		{"outlier split errors", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},

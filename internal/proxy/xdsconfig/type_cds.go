@@ -15,6 +15,10 @@ const (
 	DiscoveryLogicalDNS
 	DiscoveryEDS
 	DiscoveryOriginalDst
+	// DiscoveryDynamicForwardProxy is cluster_type
+	// envoy.clusters.dynamic_forward_proxy: each request goes to the host and
+	// port of its authority (port 80 when absent).
+	DiscoveryDynamicForwardProxy
 )
 
 // LBPolicy is a cluster's load-balancing policy.

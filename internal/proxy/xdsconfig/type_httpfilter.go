@@ -19,6 +19,11 @@ type HTTPFilter struct {
 // Router is the checked router filter config (nothing is configurable yet).
 type Router struct{}
 
+// DynamicForwardProxyFilter is the checked
+// envoy.filters.http.dynamic_forward_proxy: it has no runtime part, since
+// dynamic forward proxy clusters resolve the authority when they connect.
+type DynamicForwardProxyFilter struct{}
+
 // CORSFilter is the checked envoy.extensions.filters.http.cors.v3.Cors: the
 // filter carries no settings; policies come from the route, virtual host or
 // route configuration.

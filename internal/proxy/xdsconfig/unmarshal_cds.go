@@ -7,6 +7,8 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	dfpclusterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/dynamic_forward_proxy/v3"
+	dfpcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/dynamic_forward_proxy/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -30,7 +32,7 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		"alt_stat_name", "metadata", "per_connection_buffer_limit_bytes", "cleanup_interval",
 		"upstream_connection_options", "lb_config", "ring_hash_lb_config", "maglev_lb_config",
 		"least_request_lb_config", "round_robin_lb_config", "track_cluster_stats", "transport_socket",
-		"transport_socket_matches", "upstream_bind_config"); err != nil {
+		"transport_socket_matches", "upstream_bind_config", "cluster_type"); err != nil {
 		return nil, err
 	}
 	if c.GetName() == "" {
@@ -41,14 +43,19 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if ct := c.GetConnectTimeout(); ct != nil {
 		out.ConnectTimeout = ct.AsDuration()
 	}
-	switch c.GetType() {
-	case clusterv3.Cluster_STATIC:
+	switch ct := c.GetClusterType(); {
+	case ct != nil:
+		if err := unmarshalClusterType(ct); err != nil {
+			return nil, err
+		}
+		out.Type = DiscoveryDynamicForwardProxy
+	case c.GetType() == clusterv3.Cluster_STATIC:
 		out.Type = DiscoveryStatic
-	case clusterv3.Cluster_STRICT_DNS:
+	case c.GetType() == clusterv3.Cluster_STRICT_DNS:
 		out.Type = DiscoveryStrictDNS
-	case clusterv3.Cluster_LOGICAL_DNS:
+	case c.GetType() == clusterv3.Cluster_LOGICAL_DNS:
 		out.Type = DiscoveryLogicalDNS
-	case clusterv3.Cluster_EDS:
+	case c.GetType() == clusterv3.Cluster_EDS:
 		out.Type = DiscoveryEDS
 		if c.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
 			return nil, fmt.Errorf("field eds_cluster_config.eds_config: only ads is supported")
@@ -57,12 +64,9 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		if out.EDSName == "" {
 			out.EDSName = c.GetName()
 		}
-	case clusterv3.Cluster_ORIGINAL_DST:
+	case c.GetType() == clusterv3.Cluster_ORIGINAL_DST:
 		out.Type = DiscoveryOriginalDst
 	default:
-		if c.GetClusterType() != nil {
-			return nil, fmt.Errorf("field cluster_type: unsupported")
-		}
 		return nil, fmt.Errorf("field type: %v unsupported", c.GetType())
 	}
 	switch c.GetLbPolicy() {
@@ -77,8 +81,8 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	case clusterv3.Cluster_MAGLEV:
 		out.LB = LBMaglev
 	case clusterv3.Cluster_CLUSTER_PROVIDED:
-		if out.Type != DiscoveryOriginalDst {
-			return nil, fmt.Errorf("field lb_policy: CLUSTER_PROVIDED needs type ORIGINAL_DST")
+		if out.Type != DiscoveryOriginalDst && out.Type != DiscoveryDynamicForwardProxy {
+			return nil, fmt.Errorf("field lb_policy: CLUSTER_PROVIDED needs type ORIGINAL_DST or the dynamic forward proxy cluster_type")
 		}
 	default:
 		return nil, fmt.Errorf("field lb_policy: %v unsupported", c.GetLbPolicy())
@@ -262,4 +266,37 @@ func servicesFromMetadata(md *corev3.Metadata) ([]ServiceMeta, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// clusterTypeDFP is the one custom cluster_type the proxy implements.
+const clusterTypeDFP = "envoy.clusters.dynamic_forward_proxy"
+
+// unmarshalClusterType checks a cluster_type: only Envoy's dynamic forward
+// proxy with a DNS cache config (the proxy resolves each authority itself).
+func unmarshalClusterType(ct *clusterv3.Cluster_CustomClusterType) error {
+	if ct.GetName() != clusterTypeDFP {
+		return fmt.Errorf("field cluster_type.name: %q unsupported (only %s)", ct.GetName(), clusterTypeDFP)
+	}
+	cc := &dfpclusterv3.ClusterConfig{}
+	if err := ct.GetTypedConfig().UnmarshalTo(cc); err != nil {
+		return fmt.Errorf("field cluster_type.typed_config: %w", err)
+	}
+	if err := checkFields(cc, "cluster_type.typed_config", "dns_cache_config", "allow_insecure_cluster_options"); err != nil {
+		return err
+	}
+	return checkDNSCache(cc.GetDnsCacheConfig(), "cluster_type.typed_config.dns_cache_config")
+}
+
+// checkDNSCache checks a dynamic forward proxy DNS cache config.
+func checkDNSCache(c *dfpcommonv3.DnsCacheConfig, path string) error {
+	if c == nil {
+		return fmt.Errorf("field %s: missing", path)
+	}
+	if err := checkFields(c, path, "name", "dns_lookup_family", "dns_refresh_rate", "host_ttl", "max_hosts"); err != nil {
+		return err
+	}
+	if c.GetName() == "" {
+		return fmt.Errorf("field %s.name: empty", path)
+	}
+	return nil
 }

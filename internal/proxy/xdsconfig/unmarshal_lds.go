@@ -21,6 +21,8 @@ const (
 	typeRouter   = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 	typeFault    = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
 	typeCORS     = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"
+	// typeDFPFilter is envoy.filters.http.dynamic_forward_proxy's config.
+	typeDFPFilter = "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig"
 )
 
 // UnmarshalListener checks a Listener and converts it. The error names the
