@@ -43,17 +43,13 @@ type authzBuilt struct {
 // authzSets builds, in Istio's filter order, the RBAC rule sets of the
 // AuthorizationPolicies applying to the proxy: CUSTOM (as DENY, since Bowline's
 // mesh config has no extension providers), AUDIT (LOG), DENY, ALLOW. forTCP
-// applies Istio's rule for HTTP-only fields on TCP filter chains. For an
-// inbound port (not 0), port conditions are retargeted from the workload's
-// port to the listen port (inbound.go).
-func (g *gen) authzSets(forTCP bool, port uint32) []authzBuilt {
+// applies Istio's rule for HTTP-only fields on TCP filter chains. Port
+// conditions name lp.target and are retargeted to lp.listen (inbound.go).
+func (g *gen) authzSets(forTCP bool, lp listenPorts) []authzBuilt {
 	out := g.newAuthzSets(forTCP)
-	if port != 0 {
-		target := g.inbound(port).target
-		for _, b := range out {
-			retargetPorts(b.rules, target, port)
-			retargetPorts(b.shadow, target, port)
-		}
+	for _, b := range out {
+		retargetPorts(b.rules, lp.target, lp.listen)
+		retargetPorts(b.shadow, lp.target, lp.listen)
 	}
 	return out
 }
@@ -92,12 +88,12 @@ func (g *gen) newAuthzSets(forTCP bool) []authzBuilt {
 	return out
 }
 
-// authzHTTPFilters returns the envoy.filters.http.rbac filters for the
-// inbound HCM on port, or a gateway's (port 0); nil when no
-// AuthorizationPolicy applies: everything is allowed.
-func (g *gen) authzHTTPFilters(port uint32) []*hcmv3.HttpFilter {
+// authzHTTPFilters returns the envoy.filters.http.rbac filters for an
+// inbound or gateway HCM on lp; nil when no AuthorizationPolicy applies:
+// everything is allowed.
+func (g *gen) authzHTTPFilters(lp listenPorts) []*hcmv3.HttpFilter {
 	var fs []*hcmv3.HttpFilter
-	for _, b := range g.authzSets(false, port) {
+	for _, b := range g.authzSets(false, lp) {
 		cfg := &rbachttpv3.RBAC{Rules: b.rules, ShadowRules: b.shadow, ShadowRulesStatPrefix: shadowPrefix(b.shadow)}
 		if b.custom {
 			cfg.RulesStatPrefix = customNotConfiguredPrefix
@@ -108,10 +104,10 @@ func (g *gen) authzHTTPFilters(port uint32) []*hcmv3.HttpFilter {
 }
 
 // authzNetworkFilters returns the envoy.filters.network.rbac filters that
-// precede tcp_proxy on the inbound TCP filter chain of port.
-func (g *gen) authzNetworkFilters(port uint32) []*listenerv3.Filter {
+// precede tcp_proxy on the inbound TCP filter chain on lp.
+func (g *gen) authzNetworkFilters(lp listenPorts) []*listenerv3.Filter {
 	var fs []*listenerv3.Filter
-	for _, b := range g.authzSets(true, port) {
+	for _, b := range g.authzSets(true, lp) {
 		prefix := rbacTCPStatPrefix
 		if b.custom {
 			prefix += customNotConfiguredPrefix
@@ -185,13 +181,12 @@ func policyMatchNever() *rbacv3.Policy {
 	}
 }
 
-// securityFilters are the HTTP filters the inbound HCM on port, or a
-// gateway's (port 0), carries first: jwt_authn (when a RequestAuthentication
-// applies), then RBAC.
-func (g *gen) securityFilters(port uint32) []*hcmv3.HttpFilter {
+// securityFilters are the HTTP filters an inbound or gateway HCM on lp
+// carries first: jwt_authn (when a RequestAuthentication applies), then RBAC.
+func (g *gen) securityFilters(lp listenPorts) []*hcmv3.HttpFilter {
 	var fs []*hcmv3.HttpFilter
 	if f := g.jwtFilter(); f != nil {
 		fs = append(fs, f)
 	}
-	return append(fs, g.authzHTTPFilters(port)...)
+	return append(fs, g.authzHTTPFilters(lp)...)
 }

@@ -65,7 +65,8 @@ func (g *gen) buildRouter() {
 		hcm.UseRemoteAddress = wrapperspb.Bool(true)
 		// Policies selecting the gateway (authz.go, jwt.go): jwt_authn and
 		// RBAC first, as Istio orders a gateway's HCM.
-		hcm.HttpFilters = append(g.securityFilters(0), hcm.HttpFilters...)
+		// Their ports name the Gateway server port, served on listen.
+		hcm.HttpFilters = append(g.securityFilters(listenPorts{target: port, listen: listen}), hcm.HttpFilters...)
 		g.listeners[name] = httpListener(name, bind, listen, true, corev3.TrafficDirection_OUTBOUND, hcm)
 	}
 }

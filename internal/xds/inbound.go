@@ -66,6 +66,15 @@ func (g *gen) newInboundPorts() map[uint32]inboundPort {
 	return out
 }
 
+// listenPorts are the port a listener's policies name (target: Istio's
+// destination.port) and the port its connections arrive on (listen).
+type listenPorts struct{ target, listen uint32 }
+
+// inboundListen is listenPorts of the inbound listener on port.
+func (g *gen) inboundListen(port uint32) listenPorts {
+	return listenPorts{target: g.inbound(port).target, listen: port}
+}
+
 // retargetPorts rewrites the port conditions of RBAC rules for the inbound
 // listener on listen whose workload port is target: a policy names target
 // (Istio's destination.port) while connections arrive on listen, so target

@@ -78,7 +78,7 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 		l := tcpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, "inbound_"+portName(port), cluster)
 		// Security (authz.go): network RBAC filters go before tcp_proxy.
 		fc := l.FilterChains[0]
-		fc.Filters = append(g.authzNetworkFilters(port), fc.Filters...)
+		fc.Filters = append(g.authzNetworkFilters(g.inboundListen(port)), fc.Filters...)
 		g.applyPeerAuthn(l, port)
 		return l
 	}
@@ -108,7 +108,7 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 		}},
 		// Security (jwt.go, authz.go): jwt_authn, then the RBAC filters
 		// (CUSTOM, AUDIT, DENY, ALLOW), then the router.
-		HttpFilters: append(g.securityFilters(port),
+		HttpFilters: append(g.securityFilters(g.inboundListen(port)),
 			&hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}),
 		Tracing: g.hcmTracing(false),
 	}
