@@ -169,6 +169,24 @@ spec:
 		if r := get("/ip", ""); r.status != 200 {
 			t.Errorf("/ip after the DENY was replaced: got %d %q, want 200", r.status, r.body)
 		}
+		// ports name the Gateway server port (80), whatever port the gateway listens on.
+		writeAtomic(t, filepath.Join(dir, "deny.yaml"), `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-port, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules:
+  - to: [{operation: {ports: ["80"], paths: ["/on-80"]}}]
+  - to: [{operation: {ports: ["81"], paths: ["/on-81"]}}]
+`)
+		gw.waitConfig(t, "policy[deny-port]")
+		if r := get("/on-80", ""); r.status != 403 {
+			t.Errorf("/on-80 with a DENY for port 80: got %d %q, want 403", r.status, r.body)
+		}
+		if r := get("/on-81", ""); r.status != 200 {
+			t.Errorf("/on-81 with a DENY for port 81 only: got %d %q, want 200", r.status, r.body)
+		}
 	})
 
 	t.Run("jwt-route: RequestAuthentication and claims routing", func(t *testing.T) {
