@@ -20,10 +20,11 @@ import (
 func newDiscoveryCommand(s streams) *cobra.Command {
 	cfg := server.Config{}
 	sec := &discoverySecurity{}
+	kc := &discoveryKube{}
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "discovery",
-		Short: "Run the control plane: serve xDS to proxies from a directory of Istio YAML",
+		Short: "Run the control plane: serve xDS to proxies from Istio YAML in a directory or a Kubernetes cluster",
 		Long: `discovery is Bowline's control plane (Istio's istiod): it watches a directory of
 Istio configuration, builds the mesh from it and from registered workloads, and
 serves Envoy xDS v3 (ADS, state of the world and delta) to Bowline proxies, Envoy
@@ -31,6 +32,13 @@ and proxyless gRPC clients. Changes are debounced and pushed only to the proxies
 whose configuration changed; a file with errors keeps its last good version.
 Mesh-wide settings (Istio's MeshConfig) come from the ConfigMap istio in the root
 namespace (data.mesh) in the directory, or from --mesh-config.
+
+On Kubernetes (in a pod, or with --kubeconfig) it also reads the cluster like
+istiod: Services and EndpointSlices become NAME.NS.svc.cluster.local with their
+pods' labels, service accounts, localities and readiness; pods are selected by
+ServiceEntry workloadSelectors; Istio's CRDs are read through informers and
+validated like files; the istio ConfigMap's discoverySelectors limit the
+namespaces read.
 
 The debug address serves:
   /debug/syncz       what each proxy was sent and acknowledged (bowline proxy-status reads it)
@@ -47,6 +55,9 @@ and the workload registration API used by 'bowline up' and VMs:
   # to ./web.token (mode 0600) for that workload's proxy (--ca-token-file)
   bowline discovery --config-dir ./mesh --ca-dir ./cacerts --bootstrap-token default/web=./web.token
 
+  # Read a cluster from outside it (plus local files, when --config-dir is also given)
+  bowline discovery --kubeconfig ~/.kube/config --insecure-xds
+
   # Plaintext xDS on a trusted network, no CA (default addresses: xDS 127.0.0.1:15010, debug 127.0.0.1:15014)
   bowline discovery --config-dir ./mesh --insecure-xds
 
@@ -62,8 +73,8 @@ and the workload registration API used by 'bowline up' and VMs:
   bowline proxy-status`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.ConfigDir == "" {
-				return &exitError{code: 2, err: errors.New("--config-dir is required")}
+			if cfg.ConfigDir == "" && !kc.enabled() {
+				return &exitError{code: 2, err: errors.New("--config-dir is required (or --kubeconfig, or run in a Kubernetes pod)")}
 			}
 			level := slog.LevelInfo
 			if verbose {
@@ -71,6 +82,9 @@ and the workload registration API used by 'bowline up' and VMs:
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
 			cfg.Validate = validation.Objects
+			if err := kc.setup(&cfg); err != nil {
+				return &exitError{code: 2, err: err}
+			}
 			cfg.Version = version
 			gen := server.NewMeshGenerator(cfg.Domain, cfg.RootNamespace, cfg.Logger)
 			noCA := cfg.Insecure && sec.caDir == ""
@@ -91,17 +105,18 @@ and the workload registration API used by 'bowline up' and VMs:
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			runServer := kc.runBeside(srv.Run)
 			if mca == nil {
-				return srv.Run(ctx)
+				return runServer(ctx)
 			}
 			if caSrv == nil {
-				return mca.runBeside(ctx, srv.Run)
+				return mca.runBeside(ctx, runServer)
 			}
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			caDone := make(chan error, 1)
 			go func() { caDone <- caSrv.Run(ctx) }()
-			err = mca.runBeside(ctx, srv.Run)
+			err = mca.runBeside(ctx, runServer)
 			cancel()
 			if caErr := <-caDone; err == nil {
 				err = caErr
@@ -110,7 +125,8 @@ and the workload registration API used by 'bowline up' and VMs:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.ConfigDir, "config-dir", "", "directory of Istio YAML to watch (required)")
+	f.StringVar(&cfg.ConfigDir, "config-dir", "", "directory of Istio YAML to watch (required unless reading a cluster)")
+	f.StringVar(&kc.kubeconfig, "kubeconfig", "", "read Services, endpoints, pods and Istio objects from the cluster of this kubeconfig (in a pod: its own cluster, without this flag)")
 	f.StringVar(&cfg.XDSAddress, "xds-address", server.DefaultXDSAddress, "HOST:PORT to serve xDS (ADS) on")
 	f.BoolVar(&cfg.Insecure, "insecure-xds", false, "serve xDS in plaintext (no client certificates); without --ca-dir there is no CA and mesh traffic is plaintext too")
 	f.StringVar(&sec.caDir, "ca-dir", "", "CA directory (Istio's cacerts layout; a root is created when empty); required unless --insecure-xds")

@@ -11,7 +11,7 @@ func TestDiscoveryUsageErrors(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"no config dir", []string{"discovery", "--insecure-xds"}, "error: --config-dir is required\n"},
+		{"no config dir", []string{"discovery", "--insecure-xds"}, "error: --config-dir is required (or --kubeconfig, or run in a Kubernetes pod)\n"},
 		{"tls needs a CA", []string{"discovery", "--config-dir", dir}, "error: --ca-dir is required for xDS over mTLS (or pass --insecure-xds)\n"},
 		{"cert ttl over 90 days", []string{"discovery", "--config-dir", dir, "--ca-dir", dir + "/ca", "--workload-cert-ttl", "2200h"}, "error: --workload-cert-ttl 2200h0m0s: want more than 0 and at most 2160h0m0s\n"},
 		{"bad bootstrap token", []string{"discovery", "--config-dir", dir, "--ca-dir", dir + "/ca", "--bootstrap-token", "web"}, "error: --bootstrap-token \"web\": want NAMESPACE/SERVICE_ACCOUNT=FILE\n"},

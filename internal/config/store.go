@@ -2,6 +2,9 @@ package config
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
 	"sync"
 )
 
@@ -21,15 +24,26 @@ type Snapshot struct {
 
 // Store holds the current configuration snapshot and notifies subscribers of
 // new versions. It is safe for concurrent use.
+//
+// Several sources may feed one store (a directory and a Kubernetes cluster):
+// each publishes its own part with PublishFrom, and the snapshot is the union.
 type Store struct {
 	mu      sync.Mutex
 	current *Snapshot
+	parts   map[string]part
 	subs    map[chan struct{}]struct{}
+}
+
+// part is what one source last published.
+type part struct {
+	objs     []*Object
+	problems Problems
+	skipped  []Skipped
 }
 
 // NewStore returns a store holding an empty snapshot at version 0.
 func NewStore() *Store {
-	return &Store{current: &Snapshot{}, subs: map[chan struct{}]struct{}{}}
+	return &Store{current: &Snapshot{}, parts: map[string]part{}, subs: map[chan struct{}]struct{}{}}
 }
 
 // Current returns the snapshot in force. Callers must not modify it.
@@ -41,14 +55,46 @@ func (s *Store) Current() *Snapshot {
 
 // Publish makes objs (already validated) the configuration in force, with the
 // problems and skipped documents of the read that produced them, and wakes
-// subscribers. It returns the new snapshot.
+// subscribers. It returns the new snapshot. It is PublishFrom for the
+// unnamed source, the one a store fed by a single source uses.
 func (s *Store) Publish(objs []*Object, problems Problems, skipped []Skipped) *Snapshot {
-	sorted := make([]*Object, len(objs))
-	copy(sorted, objs)
-	SortObjects(sorted)
+	return s.PublishFrom("", objs, problems, skipped)
+}
+
+// PublishFrom replaces what source contributes with objs (already
+// validated), problems and skipped, and publishes the union of every
+// source's part. An object whose kind/namespace/name another source also
+// gives is used from the source whose name sorts first (the unnamed one,
+// files, before "kubernetes"); the other copy is reported as a problem.
+func (s *Store) PublishFrom(source string, objs []*Object, problems Problems, skipped []Skipped) *Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.current = &Snapshot{Version: s.current.Version + 1, Objects: sorted, Problems: problems, Skipped: skipped}
+	s.parts[source] = part{objs: objs, problems: problems, skipped: skipped}
+	var all []*Object
+	var allProblems Problems
+	var allSkipped []Skipped
+	if len(s.parts) == 1 {
+		all, allProblems, allSkipped = slices.Clone(objs), problems, skipped
+	} else {
+		seen := map[Key]string{}
+		for _, name := range slices.Sorted(maps.Keys(s.parts)) {
+			p := s.parts[name]
+			allProblems = append(allProblems, p.problems...)
+			allSkipped = append(allSkipped, p.skipped...)
+			for _, o := range p.objs {
+				if first, ok := seen[o.Key()]; ok {
+					allProblems = append(allProblems, Problem{Severity: SeverityError, File: o.Source.File, Line: o.Source.Line,
+						Kind: o.GVK.Kind, Namespace: o.Meta.Namespace, Name: o.Meta.Name,
+						Message: fmt.Sprintf("also given by %s; that one is used", sourceName(first))})
+					continue
+				}
+				seen[o.Key()] = name
+				all = append(all, o)
+			}
+		}
+	}
+	SortObjects(all)
+	s.current = &Snapshot{Version: s.current.Version + 1, Objects: all, Problems: allProblems, Skipped: allSkipped}
 	for ch := range s.subs {
 		select {
 		case ch <- struct{}{}:
@@ -73,4 +119,12 @@ func (s *Store) Subscribe(ctx context.Context) <-chan struct{} {
 		s.mu.Unlock()
 	}()
 	return ch
+}
+
+// sourceName names a source in messages.
+func sourceName(source string) string {
+	if source == "" {
+		return "the config files"
+	}
+	return source
 }

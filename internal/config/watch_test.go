@@ -140,3 +140,37 @@ func TestResolveRedefinitions(t *testing.T) {
 		t.Errorf("a redefinition is a warning, got an error")
 	}
 }
+
+func TestStoreUnionOfSources(t *testing.T) {
+	parse := func(doc string) []*Object {
+		t.Helper()
+		res := Parse("", []byte(doc), ParseOptions{})
+		if len(res.Problems) > 0 {
+			t.Fatal(res.Problems)
+		}
+		return res.Objects
+	}
+	files := parse("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec: {host: a}\n")
+	cluster := parse("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec: {host: other}\n---\n" +
+		"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: b}\nspec: {host: b}\n")
+	s := NewStore()
+	s.Publish(files, nil, nil)
+	snap := s.PublishFrom("kubernetes", cluster, nil, nil)
+	var refs []string
+	for _, o := range snap.Objects {
+		refs = append(refs, o.Ref())
+	}
+	if got, want := strings.Join(refs, ","), "DestinationRule default/a,DestinationRule default/b"; got != want {
+		t.Fatalf("objects %s, want %s", got, want)
+	}
+	if snap.Objects[0] != files[0] {
+		t.Error("the files' copy of default/a is not the one used")
+	}
+	if got, want := snap.Problems.Error(), "DestinationRule default/a: also given by the config files; that one is used"; got != want {
+		t.Errorf("problems %q, want %q", got, want)
+	}
+	snap = s.PublishFrom("kubernetes", nil, nil, nil)
+	if len(snap.Objects) != 1 || snap.Objects[0] != files[0] || len(snap.Problems) != 0 {
+		t.Errorf("after the cluster part emptied: %v %v", snap.Objects, snap.Problems)
+	}
+}

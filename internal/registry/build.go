@@ -16,7 +16,7 @@ import (
 // assumed validated (see internal/config/validation); Build only skips what it
 // cannot use. It is a pure function.
 func Build(objs []*config.Object, workloads []Workload) *View {
-	v, _ := build(objs, workloads, nil, nil)
+	v, _ := build(objs, workloads, nil, nil, nil)
 	return v
 }
 
@@ -30,9 +30,10 @@ type builtEntry struct {
 }
 
 // build is Build reusing the entries of prev (what the last build gave per
-// ServiceEntry object) that stale does not reject.
+// ServiceEntry object) that stale does not reject, with extra (already
+// built services, from Kubernetes) added as they are.
 func build(objs []*config.Object, workloads []Workload, prev map[*config.Object]builtEntry,
-	stale func(o *config.Object, b builtEntry) bool) (*View, map[*config.Object]builtEntry) {
+	stale func(o *config.Object, b builtEntry) bool, extra []*Service) (*View, map[*config.Object]builtEntry) {
 	var entries []*config.Object
 	var wes []*config.Object
 	for _, o := range objs {
@@ -46,7 +47,8 @@ func build(objs []*config.Object, workloads []Workload, prev map[*config.Object]
 	config.SortObjects(entries)
 	config.SortObjects(wes)
 	idx := &workloadIndex{ws: sortedByKey(workloads)}
-	services := make([]*Service, 0, len(entries))
+	services := make([]*Service, 0, len(entries)+len(extra))
+	services = append(services, extra...)
 	built := make(map[*config.Object]builtEntry, len(entries))
 	for _, o := range entries {
 		b, ok := prev[o]
@@ -215,6 +217,6 @@ func fromWorkload(w Workload) *Endpoint {
 		Network:        w.Network,
 		Weight:         w.Weight,
 		Healthy:        w.Healthy,
-		Sidecar:        true, // registered workloads run a sidecar
+		Sidecar:        !w.Pod || w.Labels[LabelTLSMode] == TLSModeIstio, // registered workloads run a sidecar
 	}
 }

@@ -33,6 +33,9 @@ type Registry struct {
 	mu        sync.Mutex
 	objs      []*config.Object
 	workloads map[string]Workload
+	// kubeServices and pods are what SetKubernetes gave last.
+	kubeServices []*Service
+	pods         map[string]Workload
 	view      *View // cached; nil after a change
 	// built is what the last view gave per ServiceEntry object; the next
 	// view rebuilds only entries whose inputs changed since: entries that
@@ -51,7 +54,44 @@ func New(log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{log: log, workloads: map[string]Workload{}, subs: map[int]chan struct{}{}, dirtyNS: map[string]bool{}}
+	return &Registry{log: log, workloads: map[string]Workload{}, pods: map[string]Workload{}, subs: map[int]chan struct{}{}, dirtyNS: map[string]bool{}}
+}
+
+// SetKubernetes replaces what a Kubernetes cluster contributes: services
+// (from Services and their EndpointSlices, built by the caller) and pods,
+// which ServiceEntry workloadSelectors select like registered workloads
+// (each with Pod set, keyed by Key()). Neither slice may be modified
+// afterwards; services keep their pointers in views, so unchanged ones
+// stay cached downstream.
+func (r *Registry) SetKubernetes(services []*Service, pods []Workload) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make(map[string]Workload, len(pods))
+	for _, p := range pods {
+		k := p.Key()
+		next[k] = p
+		if prev, ok := r.pods[k]; !ok || !sameWorkload(prev, p) {
+			if ok {
+				r.changed = append(r.changed, prev)
+			}
+			r.changed = append(r.changed, p)
+		}
+	}
+	for k, prev := range r.pods {
+		if _, ok := next[k]; !ok {
+			r.changed = append(r.changed, prev)
+		}
+	}
+	r.pods = next
+	r.kubeServices = services
+	r.changedLocked()
+}
+
+// sameWorkload reports whether a and b would give the same endpoint.
+func sameWorkload(a, b Workload) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.Namespace == b.Namespace && a.Address == b.Address &&
+		maps.Equal(a.Ports, b.Ports) && maps.Equal(a.Labels, b.Labels) && a.ServiceAccount == b.ServiceAccount &&
+		a.Locality == b.Locality && a.Network == b.Network && a.Weight == b.Weight && a.Healthy == b.Healthy && a.Pod == b.Pod
 }
 
 // SetConfig replaces the config objects the registry reads ServiceEntries and
@@ -156,12 +196,15 @@ func (r *Registry) View() *View {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.view == nil {
-		ws := make([]Workload, 0, len(r.workloads))
+		ws := make([]Workload, 0, len(r.workloads)+len(r.pods))
 		for _, w := range r.workloads {
 			ws = append(ws, w)
 		}
+		for _, w := range r.pods {
+			ws = append(ws, w)
+		}
 		changed := &workloadIndex{ws: r.changed}
-		r.view, r.built = build(r.objs, ws, r.built, func(o *config.Object, b builtEntry) bool { return r.stale(o, b, changed) })
+		r.view, r.built = build(r.objs, ws, r.built, func(o *config.Object, b builtEntry) bool { return r.stale(o, b, changed) }, r.kubeServices)
 		clear(r.dirtyNS)
 		r.changed = r.changed[:0]
 	}

@@ -3,6 +3,7 @@ package registry_test
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -226,4 +227,33 @@ func TestViewIncremental(t *testing.T) {
 	objs = objs[:len(objs)-1] // drop a ServiceEntry
 	r.SetConfig(objs)
 	check("config change")
+}
+
+func TestSetKubernetes(t *testing.T) {
+	r := registry.New(nil)
+	r.SetConfig(parse(t))
+	kubeSvc := &registry.Service{Hostname: "ratings.bookinfo.svc.cluster.local", Namespace: "bookinfo", Name: "ratings",
+		Ports: []registry.Port{{Name: "http", Number: 9080, Protocol: "HTTP"}}}
+	pods := []registry.Workload{
+		{ID: "pod/default/reviews-1", Name: "reviews-1", Namespace: "default", Address: "10.4.0.1", Labels: map[string]string{"app": "reviews"}, Healthy: true, Pod: true},
+		{ID: "pod/default/reviews-2", Name: "reviews-2", Namespace: "default", Address: "10.4.0.2",
+			Labels: map[string]string{"app": "reviews", registry.LabelTLSMode: registry.TLSModeIstio}, Healthy: true, Pod: true},
+	}
+	r.SetKubernetes([]*registry.Service{kubeSvc}, pods)
+	v := r.View()
+	if got := find(v, "ratings.bookinfo.svc.cluster.local"); got != kubeSvc {
+		t.Fatalf("kubernetes service not in the view as given: %+v", got)
+	}
+	sidecars := map[string]bool{}
+	for _, e := range find(v, "reviews.default.svc.cluster.local").Endpoints {
+		sidecars[e.Address] = e.Sidecar
+	}
+	if want := map[string]bool{"10.0.0.1": false, "10.4.0.1": false, "10.4.0.2": true}; !maps.Equal(sidecars, want) {
+		t.Fatalf("endpoints (address: sidecar) %v, want %v", sidecars, want)
+	}
+	r.SetKubernetes(nil, pods[:1])
+	v = r.View()
+	if find(v, "ratings.bookinfo.svc.cluster.local") != nil || len(find(v, "reviews.default.svc.cluster.local").Endpoints) != 2 {
+		t.Fatalf("after removing the service and a pod: %+v", v.Services())
+	}
 }

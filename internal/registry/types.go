@@ -188,6 +188,10 @@ type Workload struct {
 	// are what AuthorizationPolicy `ports` and destination.port name, as the
 	// container port is in a pod. Nil: the ports in Ports.
 	ContainerPorts map[string]uint32
+	// Pod marks a Kubernetes pod (given by SetKubernetes, not registered):
+	// it runs a sidecar only when labelled security.istio.io/tlsMode=istio,
+	// while a registered workload always does.
+	Pod bool
 }
 
 // Key returns the registration id.
