@@ -36,7 +36,7 @@ type Registry struct {
 	// kubeServices and pods are what SetKubernetes gave last.
 	kubeServices []*Service
 	pods         map[string]Workload
-	view      *View // cached; nil after a change
+	view         *View // cached; nil after a change
 	// built is what the last view gave per ServiceEntry object; the next
 	// view rebuilds only entries whose inputs changed since: entries that
 	// select workloads in a namespace whose WorkloadEntries changed
