@@ -14,6 +14,7 @@ import (
 
 	"github.com/bowline-mesh/bowline/internal/ca"
 	"github.com/bowline-mesh/bowline/internal/config/validation"
+	"github.com/bowline-mesh/bowline/internal/kube"
 	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
 
@@ -82,7 +83,8 @@ and the workload registration API used by 'bowline up' and VMs:
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
 			cfg.Validate = validation.Objects
-			if err := kc.setup(&cfg); err != nil {
+			defer kc.cleanup()
+			if err := kc.setup(cmd.Context(), &cfg, sec); err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			cfg.Version = version
@@ -94,6 +96,9 @@ and the workload registration API used by 'bowline up' and VMs:
 			cfg.Generator = gen
 			caSrv, mca, err := sec.setup(&cfg)
 			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			if err := kc.setupCA(cmd.Context(), mca); err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			srv, err := server.New(cfg)
@@ -141,6 +146,8 @@ and the workload registration API used by 'bowline up' and VMs:
 	f.DurationVar(&cfg.DebounceMax, "debounce-max", server.DefaultDebounceMax, "longest a burst of changes may delay a push")
 	f.StringVar(&cfg.DebugAddress, "debug-address", server.DefaultDebugAddress, "HOST:PORT for /debug, /metrics, /ready and the registration API")
 	f.StringVar(&cfg.ID, "id", "", "name of this control plane in proxy-status (default discovery-HOSTNAME)")
+	f.StringVar(&kc.webhookAddress, "webhook-address", kube.DefaultWebhookAddress, "on Kubernetes: HOST:PORT of the validation webhook (HTTPS, path /validate)")
+	f.StringArrayVar(&kc.webhookConfigs, "webhook-config", []string{"istio-validator-istio-system"}, "on Kubernetes: ValidatingWebhookConfiguration whose caBundle discovery keeps set to its root (repeatable)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log at DEBUG level")
 	return cmd
 }
@@ -199,6 +206,6 @@ func (d *discoverySecurity) setup(cfg *server.Config) (*ca.Server, *meshCA, erro
 	if addr == "" {
 		addr = ca.DefaultAddress
 	}
-	srv, err := ca.NewServer(ca.ServerConfig{Address: addr, CA: m.ca, Authenticator: m.tokens, Logger: cfg.Logger})
+	srv, err := ca.NewServer(ca.ServerConfig{Address: addr, CA: m.ca, Authenticator: m.authn, Logger: cfg.Logger})
 	return srv, m, err
 }

@@ -2,9 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bowline-mesh/bowline/internal/ca"
 	"github.com/bowline-mesh/bowline/internal/config"
 	"github.com/bowline-mesh/bowline/internal/kube"
 	"github.com/bowline-mesh/bowline/internal/registry"
@@ -13,22 +18,37 @@ import (
 
 // discoveryKube is discovery's Kubernetes wiring: when it runs in a pod or
 // is given --kubeconfig, a kube.Controller feeds the server's config store
-// and registry from the cluster.
+// and registry from the cluster; the CA keeps its root in the cluster's
+// Secrets and authenticates service account tokens by TokenReview; the
+// validation webhook is served; and the elected leader publishes the root
+// (istio-ca-root-cert ConfigMaps, the webhook's caBundle).
 type discoveryKube struct {
-	kubeconfig string
-	clients    *kube.Clients
-	ctl        *kube.Controller
+	kubeconfig     string
+	webhookAddress string
+	webhookConfigs []string
+
+	clients  *kube.Clients
+	ctl      *kube.Controller
+	secrets  *kube.CASecrets
+	caSource string // the Secret the CA came from; "" when it created its root
+	root     string
+	validate config.Validator
+	cfg      *server.Config
+	tmpDir   string // the CA directory this process made, removed on exit
+	mca      *meshCA
 }
 
 // enabled reports whether discovery reads a cluster.
 func (d *discoveryKube) enabled() bool { return d.kubeconfig != "" || kube.InCluster() }
 
-// setup starts nothing: it builds the clients and the controller and gives
-// the server the store and registry the controller feeds.
-func (d *discoveryKube) setup(cfg *server.Config) error {
+// setup starts nothing: it builds the clients and the controller, gives
+// the server the store and registry the controller feeds, and fills the
+// CA directory from the cluster's Secrets.
+func (d *discoveryKube) setup(ctx context.Context, cfg *server.Config, sec *discoverySecurity) error {
 	if !d.enabled() {
 		return nil
 	}
+	d.cfg = cfg
 	rc, err := kube.RESTConfig(d.kubeconfig)
 	if err != nil {
 		return err
@@ -41,10 +61,57 @@ func (d *discoveryKube) setup(cfg *server.Config) error {
 	}
 	reg := registry.New(cfg.Logger)
 	cfg.Registry = reg
-	domain, root := cfg.Domain, cfg.RootNamespace
+	d.root = cfg.RootNamespace
+	d.validate = cfg.Validate
 	d.ctl, err = kube.NewController(kube.ControllerConfig{Kube: d.clients.Kube, Istio: d.clients.Istio, Store: cfg.Store, Registry: reg,
-		Validate: cfg.Validate, Domain: domain, RootNamespace: root, Logger: cfg.Logger})
+		Validate: cfg.Validate, Domain: cfg.Domain, RootNamespace: cfg.RootNamespace, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	if len(sec.tokens) > 0 {
+		return errors.New("--bootstrap-token is for local mode: on Kubernetes workloads authenticate with service account tokens")
+	}
+	if sec.caDir == "" {
+		dir, err := os.MkdirTemp("", "bowline-ca-")
+		if err != nil {
+			return fmt.Errorf("ca dir: %w", err)
+		}
+		sec.caDir, d.tmpDir = dir, dir
+		d.secrets = kube.NewCASecrets(d.clients.Kube, cfg.RootNamespace, dir, cfg.Logger)
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if d.caSource, err = d.secrets.Prepare(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setupCA runs after the CA is loaded: it saves a root the CA created, and
+// makes TokenReview the CA's authenticator.
+func (d *discoveryKube) setupCA(ctx context.Context, m *meshCA) error {
+	if d.clients == nil || m == nil {
+		return nil
+	}
+	d.mca = m
+	m.authn = kube.NewTokenReviewer(d.clients.Kube, d.cfg.Logger)
+	if d.secrets == nil || d.caSource != "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := d.secrets.Save(ctx)
+	if errors.Is(err, kube.ErrAdopted) {
+		return m.ca.Reload()
+	}
 	return err
+}
+
+// cleanup removes what setup made on disk.
+func (d *discoveryKube) cleanup() {
+	if d.tmpDir != "" {
+		_ = os.RemoveAll(d.tmpDir)
+	}
 }
 
 // runBeside returns run extended with the cluster's components.
@@ -56,6 +123,30 @@ func (d *discoveryKube) runBeside(run func(context.Context) error) func(context.
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return d.ctl.Run(ctx) })
 		g.Go(func() error { return run(ctx) })
+		if d.mca != nil {
+			hosts := []string{ca.DefaultServingHost, ca.DefaultServingHost + "." + d.cfg.Domain, "istiod." + d.root, "istiod"}
+			serving := d.mca.ca.NewServingCertificate(hosts)
+			wh := kube.NewWebhookServer(d.webhookAddress, serving.GetCertificate,
+				kube.WebhookMux(kube.NewValidationHandler(d.validate, d.cfg.Logger)), d.cfg.Logger)
+			g.Go(func() error { return wh.Run(ctx) })
+			roots := func() []byte { return ca.EncodeCertificates(d.mca.ca.TrustBundle()...) }
+			pub := kube.NewPublisher(d.clients.Kube, roots, d.webhookConfigs, d.cfg.Logger)
+			leader := kube.NewLeader(d.clients.Kube, d.root, podName(), d.cfg.Logger)
+			g.Go(func() error { return leader.Run(ctx, pub.Run) })
+		}
 		return g.Wait()
 	}
+}
+
+// podName is this replica's name in leader election: $POD_NAME (the
+// manifest sets it), else the host name (a pod's host name is its name).
+func podName() string {
+	if n := os.Getenv("POD_NAME"); n != "" {
+		return n
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "discovery"
+	}
+	return h
 }

@@ -25,8 +25,11 @@ const maxWorkloadCertTTL = ca.DefaultMaxTTL
 // meshCA is the CA a control plane runs (discovery, up): the signer, the
 // bootstrap tokens it accepts, and the root file proxies verify it with.
 type meshCA struct {
-	ca       *ca.CA
-	tokens   *ca.Tokens
+	ca     *ca.CA
+	tokens *ca.Tokens
+	// authn authenticates CA callers: tokens, unless replaced (on
+	// Kubernetes: TokenReview of service account tokens).
+	authn    ca.Authenticator
 	rootFile string
 	log      *slog.Logger
 	watch    *ca.DirWatcher
@@ -48,7 +51,8 @@ func newMeshCA(dir, trustDomain string, ttl time.Duration, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return &meshCA{ca: c, tokens: ca.NewTokens(), rootFile: filepath.Join(dir, "root-cert.pem"), log: logger, watch: w}, nil
+	tokens := ca.NewTokens()
+	return &meshCA{ca: c, tokens: tokens, authn: tokens, rootFile: filepath.Join(dir, "root-cert.pem"), log: logger, watch: w}, nil
 }
 
 // run reloads the CA directory when its files change (root rotation steps,
@@ -108,7 +112,7 @@ func (m *meshCA) xdsTLS(addrs ...string) *tls.Config {
 
 // register serves IstioCertificateService on a gRPC server (the xDS port).
 func (m *meshCA) register(r grpc.ServiceRegistrar) error {
-	return ca.RegisterService(r, ca.ServiceConfig{CA: m.ca, Authenticator: m.tokens, Logger: m.log})
+	return ca.RegisterService(r, ca.ServiceConfig{CA: m.ca, Authenticator: m.authn, Logger: m.log})
 }
 
 // writeToken mints a token for namespace/sa and writes it to path with mode

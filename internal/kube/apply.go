@@ -163,3 +163,8 @@ func objName(obj *unstructured.Unstructured) string {
 	}
 	return obj.GetName()
 }
+
+// writerFieldManager is the field manager of what discovery itself writes
+// (root ConfigMaps, the webhook caBundle, the CA Secret), apart from what
+// `bowline install` applies.
+const writerFieldManager = "bowline-discovery"
