@@ -55,7 +55,9 @@ func (l *Leader) Run(ctx context.Context, task func(ctx context.Context) error) 
 						taskErr = err
 					}
 				},
-				OnStoppedLeading: func() { l.log.Info("not leading", slog.String(attrLease, LeaseName), slog.String(attrIdentity, l.identity)) },
+				OnStoppedLeading: func() {
+					l.log.Info("not leading", slog.String(attrLease, LeaseName), slog.String(attrIdentity, l.identity))
+				},
 			},
 		})
 		if err != nil {
