@@ -110,7 +110,7 @@ and the workload registration API used by 'bowline up' and VMs:
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			runServer := kc.runBeside(srv.Run)
+			runServer := kc.runBeside(srv.Run, srv.Ready)
 			if mca == nil {
 				return runServer(ctx)
 			}

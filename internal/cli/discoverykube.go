@@ -114,8 +114,9 @@ func (d *discoveryKube) cleanup() {
 	}
 }
 
-// runBeside returns run extended with the cluster's components.
-func (d *discoveryKube) runBeside(run func(context.Context) error) func(context.Context) error {
+// runBeside returns run extended with the cluster's components; ready
+// says whether the server has built its first mesh.
+func (d *discoveryKube) runBeside(run func(context.Context) error, ready func() bool) func(context.Context) error {
 	if d.ctl == nil {
 		return run
 	}
@@ -127,7 +128,7 @@ func (d *discoveryKube) runBeside(run func(context.Context) error) func(context.
 			hosts := []string{ca.DefaultServingHost, ca.DefaultServingHost + "." + d.cfg.Domain, "istiod." + d.root, "istiod"}
 			serving := d.mca.ca.NewServingCertificate(hosts)
 			wh := kube.NewWebhookServer(d.webhookAddress, serving.GetCertificate,
-				kube.WebhookMux(kube.NewValidationHandler(d.validate, d.cfg.Logger)), d.cfg.Logger)
+				kube.WebhookMux(kube.NewValidationHandler(d.validate, d.cfg.Logger), func() bool { return d.synced() && ready() }), d.cfg.Logger)
 			g.Go(func() error { return wh.Run(ctx) })
 			roots := func() []byte { return ca.EncodeCertificates(d.mca.ca.TrustBundle()...) }
 			pub := kube.NewPublisher(d.clients.Kube, roots, d.webhookConfigs, d.cfg.Logger)
@@ -135,6 +136,16 @@ func (d *discoveryKube) runBeside(run func(context.Context) error) func(context.
 			g.Go(func() error { return leader.Run(ctx, pub.Run) })
 		}
 		return g.Wait()
+	}
+}
+
+// synced reports whether the controller has published the cluster's state once.
+func (d *discoveryKube) synced() bool {
+	select {
+	case <-d.ctl.Synced():
+		return true
+	default:
+		return false
 	}
 }
 

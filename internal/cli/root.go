@@ -76,6 +76,10 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 		newProxyConfigCommand(s),
 		newKubeInjectCommand(s),
 		newIPTablesCommand(s),
+		newInstallCommand(s),
+		newUninstallCommand(s),
+		newManifestCommand(s),
+		newXCommand(s),
 	)
 	return root
 }

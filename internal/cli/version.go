@@ -31,15 +31,30 @@ func buildCommit() string {
 }
 
 func newVersionCommand(s streams) *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print the version, commit and Go version of this binary",
-		Example: "  bowline version",
+	var remote bool
+	var kubeconfig string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this binary, and of the control and data plane in the cluster",
+		Long: `version prints the version, commit and Go version of this binary. When a
+kubeconfig is found (--kubeconfig, $KUBECONFIG or ~/.kube/config) it also prints the
+versions (image tags) of the discovery pods and of the proxies running in that
+cluster, like 'istioctl version'; --remote=false skips the cluster.`,
+		Example: "  bowline version\n  bowline version --remote=false",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(s.out, "bowline version %s\ncommit: %s\ngo: %s %s/%s\n",
 				version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			if !remote || !kubeconfigExists(kubeconfig) {
+				return nil
+			}
+			if err := remoteVersions(cmd.Context(), s, kubeconfig); err != nil {
+				fmt.Fprintf(s.out, "control plane version: unknown (%v)\n", err)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&remote, "remote", true, "also print the versions running in the cluster")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+	return cmd
 }

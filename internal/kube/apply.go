@@ -27,6 +27,9 @@ const FieldManager = "bowline"
 type Applier struct {
 	dyn    dynamic.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+	// DryRun makes Apply a server-side dry run: the API server validates
+	// and admits every object but stores nothing.
+	DryRun bool
 }
 
 // NewApplier returns an applier for the cluster of cfg.
@@ -80,10 +83,14 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) 
 			return fmt.Errorf("%s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
 		force := true
-		if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: FieldManager, Force: &force}); err != nil {
+		opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force}
+		if a.DryRun {
+			opts.DryRun = []string{metav1.DryRunAll}
+		}
+		if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, opts); err != nil {
 			return fmt.Errorf("apply %s %s: %w", obj.GetKind(), objName(obj), err)
 		}
-		if obj.GetKind() == "CustomResourceDefinition" {
+		if obj.GetKind() == "CustomResourceDefinition" && !a.DryRun {
 			crds = append(crds, obj)
 		}
 	}

@@ -242,7 +242,7 @@ kind: ServiceEntry
 metadata: {name: reviews-pods, namespace: ctl}
 spec:
   hosts: [reviews.mesh.internal]
-  ports: [{number: 80, name: http, targetPort: 9080}]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: 9080}]
   resolution: STATIC
   workloadSelector: {labels: {app: reviews}}
 ---
@@ -251,7 +251,7 @@ kind: ServiceEntry
 metadata: {name: vms, namespace: ctl}
 spec:
   hosts: [vm.mesh.internal]
-  ports: [{number: 80, name: http}]
+  ports: [{number: 80, name: http, protocol: HTTP}]
   resolution: STATIC
   workloadSelector: {labels: {app: vm}}
 ---

@@ -173,10 +173,17 @@ func (s *WebhookServer) Run(ctx context.Context) error {
 	return nil
 }
 
-// WebhookMux routes the webhook paths to their handlers.
-func WebhookMux(validate http.Handler) http.Handler {
+// WebhookMux routes the webhook paths to their handlers, and /ready
+// (200 when ready reports true, else 503) for the pod's readiness probe.
+func WebhookMux(validate http.Handler, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(ValidatePath, validate)
-	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil && !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
 	return mux
 }

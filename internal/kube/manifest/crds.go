@@ -7,7 +7,7 @@ import _ "embed"
 // crdsYAML are Istio's CustomResourceDefinitions (networking, security,
 // telemetry and extensions), as the istio.io/api module ships them.
 //
-//go:embed crds.gen.yaml
+//go:embed chart/crds/crds.gen.yaml
 var crdsYAML []byte
 
 // CRDs returns Istio's CustomResourceDefinitions as multi-document YAML.

@@ -289,6 +289,9 @@ func (s *Server) Registry() Registry { return s.registry }
 // Store returns the configuration store the server reads.
 func (s *Server) Store() *config.Store { return s.store }
 
+// Ready reports whether the first mesh has been built (what /ready says).
+func (s *Server) Ready() bool { return s.ready.Load() }
+
 // loop rebuilds and pushes after debounced changes of config or registry.
 func (s *Server) loop(ctx context.Context) {
 	// Config events from the directory source are settled: it already

@@ -1,0 +1,62 @@
+package manifest
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestGenerate(t *testing.T) {
+	objs, err := Objects(Options{Version: "v1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	var images []string
+	for _, o := range objs {
+		kinds[o.GetKind()]++
+		if o.GetKind() == "Deployment" {
+			cs, _, _ := unstructuredContainers(o)
+			images = append(images, cs...)
+		}
+	}
+	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 15, "ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
+		"Role": 1, "RoleBinding": 1, "ConfigMap": 1, "Deployment": 2, "Service": 2, "ValidatingWebhookConfiguration": 1}
+	for k, n := range want {
+		if kinds[k] != n {
+			t.Errorf("%d %s, want %d (all: %v)", kinds[k], k, n, kinds)
+		}
+	}
+	if got := strings.Join(images, ","); got != "docker.io/bowline-mesh/bowline:v1.2.3,docker.io/bowline-mesh/bowline:v1.2.3" {
+		t.Errorf("images %s", got)
+	}
+}
+
+func TestSetValues(t *testing.T) {
+	out, err := Templates(Options{Version: "v1", Set: map[string]string{"hub": "example.com/me", "tag": "t1", "revision": "canary"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"image: example.com/me/bowline:t1", "name: istiod-canary\n", "istio.io/rev: canary", "name: rev.validation.istio.io",
+		"--webhook-config=istio-validator-canary-istio-system"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	if _, err := Templates(Options{Set: map[string]string{"hubb": "x"}}); err == nil || err.Error() != "--set hubb: unknown value (known: gatewayServiceType, hub, revision, tag, trustDomain)" {
+		t.Errorf("unknown key: %v", err)
+	}
+}
+
+func unstructuredContainers(o interface {
+	UnstructuredContent() map[string]any
+}) ([]string, bool, error) {
+	spec, _ := o.UnstructuredContent()["spec"].(map[string]any)
+	tmpl, _ := spec["template"].(map[string]any)
+	pspec, _ := tmpl["spec"].(map[string]any)
+	cs, _ := pspec["containers"].([]any)
+	var images []string
+	for _, c := range cs {
+		images = append(images, c.(map[string]any)["image"].(string))
+	}
+	return images, true, nil
+}
