@@ -54,6 +54,9 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 	if _, ok := hdr["X-Forwarded-Proto"]; !ok {
 		hdr["X-Forwarded-Proto"] = []string{"http"}
 	}
+	if x.hcm != nil && x.hcm.UseRemoteAddress && x.info != nil {
+		forwardedFor(hdr, x.info.src.Addr())
+	}
 	// x-forwarded-client-cert: whatever the client sent is dropped; on an
 	// mTLS connection it is set from the verified peer (tls.go).
 	delete(hdr, headerXFCC)
@@ -557,8 +560,11 @@ func upgradeType(r *http.Request) string {
 	if r.ProtoMajor != 1 {
 		return ""
 	}
+	// Only websocket is tunnelled (the upgrade_configs Istio sets); any
+	// other Upgrade (h2c included) is a hop-by-hop header, stripped, and the
+	// request forwarded as a plain one.
 	up := r.Header.Get("Upgrade")
-	if up == "" {
+	if !strings.EqualFold(up, "websocket") {
 		return ""
 	}
 	for _, v := range r.Header["Connection"] {

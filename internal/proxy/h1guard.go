@@ -30,12 +30,33 @@ import (
 type guardStop int32
 
 const (
-	guardOK           guardStop = iota // following, or stopped for HTTP/2 or CONNECT
-	guardCLAndChunked                  // Content-Length with Transfer-Encoding
-	guardBadLength                     // malformed or conflicting Content-Length
-	guardBadTE                         // Transfer-Encoding other than one "chunked", or on HTTP/1.0
-	guardBadFraming                    // anything else the guard cannot follow
+	guardOK             guardStop = iota // following, or stopped for HTTP/2 or CONNECT
+	guardCLAndChunked                    // Content-Length with Transfer-Encoding
+	guardBadLength                       // malformed or conflicting Content-Length
+	guardBadTE                           // Transfer-Encoding other than one "chunked", or on HTTP/1.0
+	guardBadFraming                      // anything else the guard cannot follow
+	guardHeadTooLarge                    // request line and headers over the byte limit
+	guardTooManyHeaders                  // more header lines than the count limit
+	guardObsFold                         // a folded header line (obs-fold)
+	guardBareLF                          // a line of the head ended by LF without CR
 )
+
+// Envoy's limits on a request head (HttpConnectionManager
+// max_request_headers_kb, default 60 KiB, which counts the request target
+// too; HttpProtocolOptions max_headers_count, default 100). Past either,
+// Envoy answers 431.
+const (
+	defaultMaxHeadBytes = 60 << 10
+	defaultMaxHeaders   = 100
+)
+
+// status is the HTTP status of the local reply for a stop.
+func (s guardStop) status() int {
+	if s == guardHeadTooLarge || s == guardTooManyHeaders {
+		return 431
+	}
+	return 400
+}
 
 // details is Envoy's response_code_details for the 400.
 func (s guardStop) details() string {
@@ -46,6 +67,10 @@ func (s guardStop) details() string {
 		return "http1.content_length_not_allowed"
 	case guardBadTE:
 		return "http1.invalid_transfer_encoding"
+	case guardHeadTooLarge:
+		return "http1.headers_too_large"
+	case guardTooManyHeaders:
+		return "http1.too_many_headers"
 	}
 	return "http1.codec_error"
 }
@@ -88,6 +113,11 @@ type h1guard struct {
 	verified atomic.Int64 // request heads checked and sound
 	stop     atomic.Int32 // guardStop, set once when the guard stops
 	served   int64        // requests admit saw (handler side)
+	// Limits, set before the first scan: the bytes of a request head
+	// (request line and header lines, line ends included) and its header
+	// lines; 0 means Envoy's defaults.
+	maxHead    int
+	maxHeaders int
 
 	st uint8
 	n  uint64 // bytes left of a body or chunk; CRLF bytes seen in gsChunkEnd
@@ -96,24 +126,19 @@ type h1guard struct {
 	lineLen int
 	tail    [guardTailKeep]byte // the line's last bytes (zeros before a short line)
 	// The current request head.
-	started  bool // the request line was read
-	http10   bool
-	connect  bool
-	clSeen   bool
-	cl       uint64
-	te       int // Transfer-Encoding lines
-	chunked  bool
-	lastName uint8 // hdrCL or hdrTE when the previous header line was one (obs-fold)
+	started bool // the request line was read
+	http10  bool
+	connect bool
+	clSeen  bool
+	cl      uint64
+	te      int // Transfer-Encoding lines
+	chunked bool
+	headLen int // bytes of the head so far, line ends included
+	headers int // header lines so far
 	// The current chunked body.
 	excess   int64
 	trailers int
 }
-
-const (
-	hdrOther uint8 = iota
-	hdrCL
-	hdrTE
-)
 
 // admit is called by the handler once per HTTP/1.x request, in order; false
 // means the request must be answered 400 and the connection closed, for the
@@ -121,6 +146,20 @@ const (
 func (g *h1guard) admit() bool {
 	g.served++
 	return g.served <= g.verified.Load()
+}
+
+func (g *h1guard) headLimit() int {
+	if g.maxHead > 0 {
+		return g.maxHead
+	}
+	return defaultMaxHeadBytes
+}
+
+func (g *h1guard) headersLimit() int {
+	if g.maxHeaders > 0 {
+		return g.maxHeaders
+	}
+	return defaultMaxHeaders
 }
 
 // stopped is why the guard stopped.
@@ -181,8 +220,11 @@ func (g *h1guard) scan(b []byte) {
 			}
 			g.addLine(seg)
 			if i < 0 {
-				if g.st == gsChunkSize && g.lineLen > guardChunkLineMax+1 {
+				switch {
+				case g.st == gsChunkSize && g.lineLen > guardChunkLineMax+1:
 					g.halt(guardBadFraming)
+				case g.st == gsHead && g.headLen+g.lineLen > g.headLimit():
+					g.halt(guardHeadTooLarge) // a line too long to ever fit
 				}
 				return
 			}
@@ -213,11 +255,25 @@ func (g *h1guard) endLine(kept, tail []byte, n int) {
 	cr := n > 0 && tail[len(tail)-1] == '\r'
 	switch g.st {
 	case gsHead:
-		// Header lines may end in a bare LF (net/http accepts it there).
-		if cr {
-			n--
-			kept = kept[:min(n, len(kept))]
-			tail = tail[:len(tail)-1]
+		// net/http accepts a bare LF ending a line of the head; RFC 9112
+		// section 2.2 allows either, and the proxy refuses it (400): a
+		// peer that frames by CRLF only would read the head differently.
+		// Empty lines before the request line are skipped either way.
+		if !cr {
+			if g.started || n > 0 {
+				g.halt(guardBareLF)
+			}
+			return
+		}
+		n--
+		kept = kept[:min(n, len(kept))]
+		tail = tail[:len(tail)-1]
+		if g.started || n > 0 {
+			g.headLen += n + 2
+			if g.headLen > g.headLimit() {
+				g.halt(guardHeadTooLarge)
+				return
+			}
 		}
 		g.headLine(kept, tail, n)
 	case gsChunkSize:
@@ -256,17 +312,22 @@ func (g *h1guard) headLine(kept, tail []byte, n int) {
 	}
 	switch kept[0] {
 	case ' ', '\t':
-		// obs-fold: continues the previous header's value.
-		if g.lastName != hdrOther {
-			g.halt(guardBadFraming)
-		}
+		// obs-fold: continues the previous header's value. RFC 9112
+		// section 5.2 lets a server refuse it with 400 or replace it with
+		// SP; the proxy refuses it (net/http would fold it).
+		g.halt(guardObsFold)
 		return
+	}
+	g.headers++
+	if g.headers > g.headersLimit() {
+		g.halt(guardTooManyHeaders)
+		return
+	}
+	switch kept[0] {
 	case 'c', 'C', 't', 'T':
 	default:
-		g.lastName = hdrOther
 		return // neither header; a line net/http refuses closes the connection
 	}
-	g.lastName = hdrOther
 	colon := bytes.IndexByte(kept, ':')
 	if colon < 0 {
 		if n <= len(kept) {
@@ -277,7 +338,6 @@ func (g *h1guard) headLine(kept, tail []byte, n int) {
 	name := kept[:colon]
 	switch {
 	case len(name) == len("content-length") && asciiEqualFold(name, "content-length"):
-		g.lastName = hdrCL
 		if n > len(kept) {
 			g.halt(guardBadLength)
 			return
@@ -289,7 +349,6 @@ func (g *h1guard) headLine(kept, tail []byte, n int) {
 		}
 		g.clSeen, g.cl = true, v
 	case len(name) == len("transfer-encoding") && asciiEqualFold(name, "transfer-encoding"):
-		g.lastName = hdrTE
 		g.te++
 		g.chunked = n <= len(kept) && asciiEqualFold(trimOWS(kept[colon+1:]), "chunked")
 	}
@@ -325,7 +384,8 @@ func (g *h1guard) endHead() {
 	}
 	g.verified.Add(1)
 	chunked, cl, connect := g.te > 0, g.cl, g.connect
-	g.started, g.http10, g.connect, g.clSeen, g.cl, g.te, g.chunked, g.lastName = false, false, false, false, 0, 0, false, hdrOther
+	g.started, g.http10, g.connect, g.clSeen, g.cl, g.te, g.chunked = false, false, false, false, 0, 0, false
+	g.headLen, g.headers = 0, 0
 	switch {
 	case connect:
 		// A tunnel (or, refused, a connection the guard no longer vouches for).

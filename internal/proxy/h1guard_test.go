@@ -34,7 +34,9 @@ func TestH1Guard(t *testing.T) {
 	}{
 		{"one GET", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1, guardOK},
 		{"keep-alive GETs", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n", 2, guardOK},
-		{"bare LF heads", "GET / HTTP/1.1\nHost: a\n\nGET / HTTP/1.1\nHost: a\n\n", 2, guardOK},
+		{"empty lines before the request line", "\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 1, guardOK},
+		{"100 headers", "GET / HTTP/1.1\r\n" + strings.Repeat("X: 1\r\n", 100) + "\r\n", 1, guardOK},
+		{"a head of 60 KiB", "GET / HTTP/1.1\r\nX: " + strings.Repeat("v", 60<<10-len("GET / HTTP/1.1\r\nX: \r\n\r\n")) + "\r\n\r\n", 1, guardOK},
 		{"long target", "GET " + long + " HTTP/1.1\r\nHost: a\r\n\r\n", 1, guardOK},
 		{"HTTP/1.0", "GET / HTTP/1.0\r\n\r\n", 1, guardOK},
 		{"content-length body skipped", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\n\r\n" +
@@ -56,7 +58,14 @@ func TestH1Guard(t *testing.T) {
 		{"content-length list", "POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\n", 0, guardBadLength},
 		{"signed content-length", "POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\n", 0, guardBadLength},
 		{"empty content-length", "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", 0, guardBadLength},
-		{"folded content-length", "POST / HTTP/1.1\r\nContent-Length: 4\r\n 5\r\n\r\n", 0, guardBadFraming},
+		{"folded content-length", "POST / HTTP/1.1\r\nContent-Length: 4\r\n 5\r\n\r\n", 0, guardObsFold},
+		{"folded header", "GET / HTTP/1.1\r\nX-A: 1\r\n\t2\r\n\r\n", 0, guardObsFold},
+		{"bare LF heads", "GET / HTTP/1.1\nHost: a\n\nGET / HTTP/1.1\nHost: a\n\n", 0, guardBareLF},
+		{"bare LF ending the head", "GET / HTTP/1.1\r\nHost: a\r\n\n", 0, guardBareLF},
+		{"101 headers", "GET / HTTP/1.1\r\n" + strings.Repeat("X: 1\r\n", 101) + "\r\n", 0, guardTooManyHeaders},
+		{"a head of 60 KiB and 1 byte", "GET / HTTP/1.1\r\nX: " + strings.Repeat("v", 60<<10+1-len("GET / HTTP/1.1\r\nX: \r\n\r\n")) + "\r\n\r\n", 0, guardHeadTooLarge},
+		{"a target of 61 KiB", "GET /" + strings.Repeat("a", 61<<10) + " HTTP/1.1\r\n\r\n", 0, guardHeadTooLarge},
+		{"101 headers after a good request", "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n" + strings.Repeat("X: 1\r\n", 101) + "\r\n", 1, guardTooManyHeaders},
 		{"two transfer-encodings", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 0, guardBadTE},
 		{"gzip, chunked", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 0, guardBadTE},
 		{"chunked on HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 0, guardBadTE},
@@ -104,6 +113,9 @@ func FuzzH1Guard(f *testing.F) {
 		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
 		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"GET / HTTP/1.1\nHost: a\n\nGET / HTTP/1.0\r\n\r\n",
+		"GET / HTTP/1.1\r\nX-A: 1\r\n 2\r\n\r\n",
+		"GET / HTTP/1.1\r\n" + strings.Repeat("X: 1\r\n", 101) + "\r\nGET / HTTP/1.1\r\n\r\n",
+		"\r\nGET /" + strings.Repeat("a", 100) + " HTTP/1.1\r\nHost: a\r\n\r\n",
 	} {
 		f.Add(s)
 	}

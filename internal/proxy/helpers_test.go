@@ -243,10 +243,10 @@ func startProxy(t *testing.T, cpAddr string, sotw bool) *runningProxy {
 }
 
 // startProxyAs runs a proxy with node id and access log format.
-func startProxyAs(t *testing.T, cpAddr string, sotw bool, id, accessLog string) *runningProxy {
+func startProxyAs(t *testing.T, cpAddr string, sotw bool, id, accessLog string, opts ...func(*proxy.Config)) *runningProxy {
 	t.Helper()
 	buf := &syncBuffer{}
-	p := proxy.New(proxy.Config{
+	cfg := proxy.Config{
 		Discovery:       cpAddr,
 		InsecureXDS:     true,
 		Node:            xdsclient.NodeInfo{ID: id, Namespace: "default", Workload: "test", Labels: map[string]string{"app": "test", "version": "v1"}, IPs: []string{"127.0.0.1"}},
@@ -256,7 +256,11 @@ func startProxyAs(t *testing.T, cpAddr string, sotw bool, id, accessLog string) 
 		DrainDuration:   time.Second,
 		ForceSotW:       sotw,
 		XDSBackoffBase:  50 * time.Millisecond,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	p := proxy.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

@@ -64,13 +64,23 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		delete(r.Header, headerPeerMetadata)
 	}
 	if r.ProtoMajor == 1 && !info.guard.admit() {
-		// A request whose framing the guard refused (h1guard.go): Content-Length
-		// with chunked, or framing it could not follow. Envoy answers 400 and
-		// closes the connection.
+		// A request whose head the guard refused (h1guard.go): Content-Length
+		// with chunked, framing it could not follow, obs-fold or a bare LF
+		// (400), a head over the size or header-count limit (431). Envoy
+		// answers and closes the connection.
+		why := info.guard.stopped()
 		rec.flags |= flagDPE
-		rec.details = info.guard.stopped().details()
+		rec.details = why.details()
 		w.Header().Set("Connection", "close")
-		x.localReply(http.StatusBadRequest, "Bad Request")
+		x.localReply(why.status(), http.StatusText(why.status()))
+		return
+	}
+	if r.ProtoMajor == 2 && h2HeadersTooLarge(r, hcm) {
+		// The HTTP/2 server bounds the header block (MaxHeaderBytes); the
+		// HCM's limits are checked here.
+		rec.flags |= flagDPE
+		rec.details = "http2.headers_too_large"
+		x.localReply(http.StatusRequestHeaderFieldsTooLarge, http.StatusText(http.StatusRequestHeaderFieldsTooLarge))
 		return
 	}
 	if r.Method == http.MethodConnect {
@@ -186,6 +196,27 @@ func (s *snapshot) byAuthorityPort(authority string) (*routeTable, *xdsconfig.Vi
 	return rt, vh
 }
 
+// h2HeadersTooLarge reports whether an HTTP/2 request's headers pass the
+// HCM's limits (as HPACK counts them: name, value and 32 bytes per field).
+func h2HeadersTooLarge(r *http.Request, hcm *xdsconfig.HTTPConnectionManager) bool {
+	maxBytes, maxCount := defaultMaxHeadBytes, defaultMaxHeaders
+	if hcm != nil && hcm.MaxRequestHeadersBytes > 0 {
+		maxBytes = hcm.MaxRequestHeadersBytes
+	}
+	if hcm != nil && hcm.MaxHeadersCount > 0 {
+		maxCount = hcm.MaxHeadersCount
+	}
+	size := len(r.Method) + len(r.Host) + len(r.RequestURI) + 3*32
+	count := 0
+	for k, vs := range r.Header {
+		count += len(vs)
+		for _, v := range vs {
+			size += len(k) + len(v) + 32
+		}
+	}
+	return count > maxCount || size > maxBytes
+}
+
 func sampled(perMillion uint32) bool {
 	return perMillion >= 1_000_000 || rand.N(uint32(1_000_000)) < perMillion
 }
@@ -230,5 +261,39 @@ func stripHop(h http.Header) {
 	}
 	if te := h["Te"]; len(te) > 0 && !(len(te) == 1 && strings.EqualFold(te[0], "trailers")) {
 		delete(h, "Te")
+	}
+}
+
+// Envoy's request headers for the downstream address (canonical form).
+const (
+	headerXFF             = "X-Forwarded-For"
+	headerExternalAddress = "X-Envoy-External-Address"
+	headerEnvoyInternal   = "X-Envoy-Internal"
+)
+
+// forwardedFor edits the upstream request headers as Envoy does under
+// use_remote_address (gateways): the peer's address is appended to
+// x-forwarded-for; a peer outside the internal ranges (loopback, RFC 1918,
+// IPv6 ULA: Envoy's default internal_address_config) is named in
+// x-envoy-external-address, an internal one marked x-envoy-internal: true.
+// Whatever the client sent in those two headers is dropped, so neither can
+// be forged. Without use_remote_address (sidecars) the headers pass as sent.
+func forwardedFor(hdr http.Header, peer netip.Addr) {
+	if !peer.IsValid() {
+		return
+	}
+	peer = peer.Unmap()
+	ip := peer.String()
+	if xff := hdr[headerXFF]; len(xff) > 0 {
+		hdr[headerXFF] = []string{strings.Join(xff, ",") + "," + ip}
+	} else {
+		hdr[headerXFF] = []string{ip}
+	}
+	delete(hdr, headerExternalAddress)
+	delete(hdr, headerEnvoyInternal)
+	if peer.IsLoopback() || peer.IsPrivate() {
+		hdr[headerEnvoyInternal] = []string{"true"}
+	} else {
+		hdr[headerExternalAddress] = []string{ip}
 	}
 }

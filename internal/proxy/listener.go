@@ -92,9 +92,12 @@ func (p *Proxy) startListener(b *boundListener) {
 	b.cl = newChanListener(b.ln.Addr())
 	b.srv = &http.Server{
 		Handler:           http.HandlerFunc(p.serveHTTP),
-		ReadHeaderTimeout: time.Minute,
-		IdleTimeout:       time.Hour,
-		ErrorLog:          nil,
+		ReadHeaderTimeout: p.cfg.requestHeadersTimeout(),
+		IdleTimeout:       p.cfg.idleTimeout(),
+		// The guard (h1guard.go) enforces the HCM's limit (60 KiB by
+		// default, 431); this bounds what the server buffers for a head.
+		MaxHeaderBytes: maxHeadBuffer,
+		ErrorLog:       nil,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if tc, ok := c.(*taggedConn); ok {
 				return context.WithValue(ctx, connInfoKey{}, tc.info)
@@ -180,6 +183,11 @@ func (p *Proxy) dispatch(b *boundListener, conn net.Conn) {
 	p.serveChain(s, b, conn, target, chain, info)
 }
 
+// maxHeadBuffer bounds the bytes the HTTP server reads for one request head
+// (net/http adds 4 KiB); a configured max_request_headers_kb above it is
+// answered 431 here.
+const maxHeadBuffer = 1 << 20
+
 // tlsHandshakeTimeout bounds a downstream TLS handshake.
 const tlsHandshakeTimeout = 10 * time.Second
 
@@ -236,6 +244,9 @@ func (p *Proxy) serveChain(s *snapshot, b *boundListener, conn net.Conn, target 
 			p.serveTCP(s, b, conn, target, chain.TCP, dst)
 		}()
 		return
+	}
+	if chain.HTTP != nil {
+		info.guard.maxHead, info.guard.maxHeaders = chain.HTTP.MaxRequestHeadersBytes, chain.HTTP.MaxHeadersCount
 	}
 	b.cl.push(&taggedConn{Conn: conn, info: info})
 }

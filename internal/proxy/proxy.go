@@ -64,6 +64,35 @@ type Config struct {
 	// CertTTL is the certificate lifetime requested from the CA; 0 leaves it
 	// to the CA (24h by default).
 	CertTTL time.Duration
+	// RequestHeadersTimeout bounds reading a downstream request's head
+	// (Envoy's request_headers_timeout; it cuts off slowloris clients); 0
+	// means 10s, the value of Envoy's edge best-practices guide.
+	RequestHeadersTimeout time.Duration
+	// IdleTimeout closes downstream HTTP connections with no request for
+	// this long (Envoy's common_http_protocol_options.idle_timeout); 0 means
+	// Envoy's default of 1h.
+	IdleTimeout time.Duration
+}
+
+// Envoy's defaults for the downstream timeouts (see Config).
+const (
+	defaultRequestHeadersTimeout = 10 * time.Second
+	defaultIdleTimeout           = time.Hour
+	defaultStreamIdleTimeout     = 5 * time.Minute
+)
+
+func (c *Config) requestHeadersTimeout() time.Duration {
+	if c.RequestHeadersTimeout > 0 {
+		return c.RequestHeadersTimeout
+	}
+	return defaultRequestHeadersTimeout
+}
+
+func (c *Config) idleTimeout() time.Duration {
+	if c.IdleTimeout > 0 {
+		return c.IdleTimeout
+	}
+	return defaultIdleTimeout
 }
 
 // Proxy is one running data plane. Construct it with New; Run starts it.

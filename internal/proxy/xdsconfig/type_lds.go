@@ -154,6 +154,13 @@ type HTTPConnectionManager struct {
 	Filters []HTTPFilter
 	// StreamIdleTimeout is stream_idle_timeout; 0 means the proxy default.
 	StreamIdleTimeout time.Duration
+	// MaxRequestHeadersBytes is max_request_headers_kb in bytes: the limit
+	// on a request's head (request line and headers); 0 means Envoy's
+	// default of 60 KiB. Past it the request is answered 431.
+	MaxRequestHeadersBytes int
+	// MaxHeadersCount is common_http_protocol_options.max_headers_count;
+	// 0 means Envoy's default of 100. Past it the request is answered 431.
+	MaxHeadersCount int
 	// Paths are normalize_path, merge_slashes and
 	// path_with_escaped_slashes_action, applied once per request before the
 	// filters and the router; the result is also the upstream :path.

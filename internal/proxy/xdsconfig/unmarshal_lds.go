@@ -200,6 +200,24 @@ func unmarshalHCM(h *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionM
 		return nil, err
 	}
 	out := &HTTPConnectionManager{StatPrefix: h.GetStatPrefix(), StreamIdleTimeout: h.GetStreamIdleTimeout().AsDuration()}
+	if kb := h.GetMaxRequestHeadersKb(); kb != nil {
+		// Envoy's bounds: 1 to 8192 KiB.
+		if kb.GetValue() == 0 || kb.GetValue() > 8192 {
+			return nil, fmt.Errorf("field %s.max_request_headers_kb: %d outside 1-8192", path, kb.GetValue())
+		}
+		out.MaxRequestHeadersBytes = int(kb.GetValue()) << 10
+	}
+	if o := h.GetCommonHttpProtocolOptions(); o != nil {
+		if err := checkFields(o, path+".common_http_protocol_options", "max_headers_count"); err != nil {
+			return nil, err
+		}
+		if n := o.GetMaxHeadersCount(); n != nil {
+			if n.GetValue() == 0 {
+				return nil, fmt.Errorf("field %s.common_http_protocol_options.max_headers_count: must be at least 1", path)
+			}
+			out.MaxHeadersCount = int(min(n.GetValue(), 1<<20))
+		}
+	}
 	paths, err := pathOptions(h, path)
 	if err != nil {
 		return nil, err
