@@ -101,6 +101,16 @@ func (x *exchange) writeHeader(code int) {
 	for i := x.decoded - 1; i >= 0; i-- {
 		x.chain[i].encode(x, h)
 	}
+	if x.hcm != nil {
+		switch x.hcm.ServerHeader {
+		case xdsconfig.ServerOverwrite:
+			h.Set("server", x.hcm.ServerName)
+		case xdsconfig.ServerAppendIfAbsent:
+			if h.Get("server") == "" {
+				h.Set("server", x.hcm.ServerName)
+			}
+		}
+	}
 	x.w.WriteHeader(code)
 	x.rec.code = code
 }

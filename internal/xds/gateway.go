@@ -63,6 +63,7 @@ func (g *gen) buildRouter() {
 		name := "0.0.0.0_" + portName(port)
 		hcm := g.rdsHCM("outbound_0.0.0.0_"+portName(port), rc.Name)
 		hcm.UseRemoteAddress = wrapperspb.Bool(true)
+		hcm.ServerName = istioServerName
 		// Policies selecting the gateway (authz.go, jwt.go): jwt_authn and
 		// RBAC first, as Istio orders a gateway's HCM.
 		// Their ports name the Gateway server port, served on listen.

@@ -27,6 +27,11 @@ func (g *gen) httpFilters() []*hcmv3.HttpFilter {
 	return fs
 }
 
+// istioServerName is the server header Istio's inbound sidecars and
+// gateways send (Istio's ProxyHeaders default); outbound HCMs leave
+// server_name unset, so Envoy's default "envoy" applies there, as in Istio.
+const istioServerName = "istio-envoy"
+
 // rdsHCM is an HCM that takes route rdsName over ADS.
 func (g *gen) rdsHCM(statPrefix, rdsName string) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
@@ -84,6 +89,7 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "inbound_" + portName(port),
+		ServerName: istioServerName,
 		// Path normalization before RBAC and routing (authz.NormalizePath):
 		// Istio's DECODE_AND_MERGE_SLASHES, so /a/../admin, //admin and
 		// %2F tricks cannot slip past a path rule.

@@ -253,8 +253,13 @@ func TestUpLocalFailureModes(t *testing.T) {
 		}
 		defer conn.Close()
 		r := bufio.NewReader(conn)
-		if code, body, hdr := rawGet(t, conn, r, "/"); code != 200 || body != "hello" {
+		code, body, hdr := rawGet(t, conn, r, "/")
+		if code != 200 || body != "hello" {
 			t.Fatalf("GET / = %d %q (%v), want 200 hello", code, body, hdr)
+		}
+		// As Istio's ingress gateway answers.
+		if got := hdr.Get("server"); got != "istio-envoy" {
+			t.Errorf("server header = %q, want istio-envoy", got)
 		}
 		q := freePort(t)
 		second := filepath.Join(dir, "second.yaml")

@@ -172,7 +172,25 @@ type HTTPConnectionManager struct {
 	XFFNumTrustedHops uint32
 	// Tracing is the HCM's tracing config, nil when it does not trace.
 	Tracing *Tracing
+	// ServerName is the server header value: server_name, "envoy" when unset.
+	ServerName string
+	// ServerHeader is server_header_transformation: when ServerName is set
+	// on responses.
+	ServerHeader ServerHeaderMode
 }
+
+// ServerHeaderMode is an HCM's server_header_transformation.
+type ServerHeaderMode int
+
+// Server header modes, as Envoy's.
+const (
+	// ServerOverwrite sets the server header on every response (Envoy's default).
+	ServerOverwrite ServerHeaderMode = iota
+	// ServerAppendIfAbsent sets it only when the upstream sent none.
+	ServerAppendIfAbsent
+	// ServerPassThrough leaves what the upstream sent, and sets none.
+	ServerPassThrough
+)
 
 // TCPProxy is a checked tcp_proxy filter.
 type TCPProxy struct {

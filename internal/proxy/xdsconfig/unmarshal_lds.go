@@ -194,7 +194,7 @@ func unmarshalHCM(h *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionM
 		"access_log", "use_remote_address", "generate_request_id", "preserve_external_request_id",
 		"forward_client_cert_details", "set_current_client_cert_details", "normalize_path",
 		"merge_slashes", "path_with_escaped_slashes_action", "stream_idle_timeout", "common_http_protocol_options",
-		"http_protocol_options", "http2_protocol_options", "upgrade_configs", "server_name", "tracing",
+		"http_protocol_options", "http2_protocol_options", "upgrade_configs", "server_name", "server_header_transformation", "tracing",
 		"request_id_extension", "internal_address_config", "xff_num_trusted_hops", "delayed_close_timeout",
 		"max_request_headers_kb", "strip_port_mode", "strip_any_host_port"); err != nil {
 		return nil, err
@@ -228,6 +228,20 @@ func unmarshalHCM(h *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionM
 		if out.Tracing, err = unmarshalTracing(t, path+".tracing"); err != nil {
 			return nil, err
 		}
+	}
+	out.ServerName = h.GetServerName()
+	if out.ServerName == "" {
+		out.ServerName = "envoy"
+	}
+	switch t := h.GetServerHeaderTransformation(); t {
+	case hcmv3.HttpConnectionManager_OVERWRITE:
+		out.ServerHeader = ServerOverwrite
+	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
+		out.ServerHeader = ServerAppendIfAbsent
+	case hcmv3.HttpConnectionManager_PASS_THROUGH:
+		out.ServerHeader = ServerPassThrough
+	default:
+		return nil, fmt.Errorf("field %s.server_header_transformation: %v unsupported", path, t)
 	}
 	switch rs := h.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_Rds:
