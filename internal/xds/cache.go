@@ -43,6 +43,7 @@ type Cache struct {
 	outbound    genMap[outboundKey, outboundPart]
 	vips        genMap[*model.Snapshot, map[string]netip.Addr]
 	vipServices genMap[vipKey, *registry.Service]
+	merged      genMap[mergeKey, merged]
 }
 
 // NewCache returns an empty Cache.
@@ -51,7 +52,7 @@ func NewCache() *Cache {
 		vhosts: newGenMap[vhostKey, *routev3.VirtualHost](), encoded: newGenMap[proto.Message, encoded](),
 		parts: newGenMap[proto.Message, []byte](), domainss: newGenMap[domainsKey, []string](),
 		outbound: newGenMap[outboundKey, outboundPart](), vips: newGenMap[*model.Snapshot, map[string]netip.Addr](),
-		vipServices: newGenMap[vipKey, *registry.Service]()}
+		vipServices: newGenMap[vipKey, *registry.Service](), merged: newGenMap[mergeKey, merged]()}
 }
 
 // Rotate starts a new generation: entries not used since the previous
@@ -68,6 +69,7 @@ func (c *Cache) Rotate() {
 	c.outbound.rotate()
 	c.vips.rotate()
 	c.vipServices.rotate()
+	c.merged.rotate()
 }
 
 // Len returns the number of cached service cluster sets and encoded resources.

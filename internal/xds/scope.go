@@ -93,7 +93,21 @@ func (c *Cache) generateSidecar(snap *model.Snapshot, proxy *model.Proxy) Resour
 	})
 	in := newGen(snap, proxy) // no cache: nothing per proxy is kept
 	in.buildSidecarInbound()
-	return merge(out, in.parts(nil))
+	return c.merge(out, in.parts(nil))
+}
+
+// mergeKey identifies a merged CDS: the shared part and the digest of the
+// proxy's own clusters (names and bytes).
+type mergeKey struct {
+	shared *part
+	own    [sha256.Size]byte
+}
+
+// merged is one type of a merge's result.
+type merged struct {
+	res     []types.Resource
+	wire    []*anypb.Any
+	version string
 }
 
 // parts sorts and encodes what g built, through c (nil: encode afresh).
@@ -118,7 +132,7 @@ func (g *gen) parts(c *Cache) outboundPart {
 // merge combines the shared and the per-proxy parts into one proxy's
 // Resources; on a name in both, shared wins (buildSidecar adds the
 // outbound part last).
-func merge(shared, own outboundPart) Resources {
+func (c *Cache) merge(shared, own outboundPart) Resources {
 	r := Resources{Versions: make(map[string]string, 4), Wire: make(map[string][]*anypb.Any, 4)}
 	for _, typ := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
 		a, b := shared[typ], own[typ]
@@ -126,32 +140,52 @@ func merge(shared, own outboundPart) Resources {
 			r.setType(typ, a.res, a.wire, a.version)
 			continue
 		}
-		n := len(a.names) + len(b.names)
-		res, wire := make([]types.Resource, 0, n), make([]*anypb.Any, 0, n)
+		if typ != resourcev3.ClusterType { // listeners are the workload's own (its IP): merged per proxy
+			m := mergeTwo(a, b)
+			r.setType(typ, m.res, m.wire, m.version)
+			continue
+		}
+		// Inbound clusters depend on the ports only: sidecars of a scope
+		// with the same ports share the merged CDS.
 		h := sha256.New()
-		add := func(p *part, i int) {
-			res = append(res, p.res[i])
-			wire = append(wire, p.enc[i].any)
-			h.Write(p.enc[i].sum[:])
+		for i, n := range b.names {
+			h.Write([]byte(n))
+			h.Write(b.enc[i].sum[:])
 		}
-		i, j := 0, 0
-		for i < len(a.names) || j < len(b.names) {
-			switch {
-			case j == len(b.names) || (i < len(a.names) && a.names[i] < b.names[j]):
-				add(a, i)
-				i++
-			case i == len(a.names) || b.names[j] < a.names[i]:
-				add(b, j)
-				j++
-			default: // the same name: shared wins
-				add(a, i)
-				i++
-				j++
-			}
-		}
-		r.setType(typ, res, wire, hex.EncodeToString(h.Sum(nil))[:16])
+		k := mergeKey{shared: a}
+		h.Sum(k.own[:0])
+		m := load(c, &c.merged, k, func() merged { return mergeTwo(a, b) })
+		r.setType(typ, m.res, m.wire, m.version)
 	}
 	return r
+}
+
+// mergeTwo merges two sorted parts by name; on a name in both, a wins.
+func mergeTwo(a, b *part) merged {
+	n := len(a.names) + len(b.names)
+	res, wire := make([]types.Resource, 0, n), make([]*anypb.Any, 0, n)
+	h := sha256.New()
+	add := func(p *part, i int) {
+		res = append(res, p.res[i])
+		wire = append(wire, p.enc[i].any)
+		h.Write(p.enc[i].sum[:])
+	}
+	i, j := 0, 0
+	for i < len(a.names) || j < len(b.names) {
+		switch {
+		case j == len(b.names) || (i < len(a.names) && a.names[i] < b.names[j]):
+			add(a, i)
+			i++
+		case i == len(a.names) || b.names[j] < a.names[i]:
+			add(b, j)
+			j++
+		default: // the same name: shared wins
+			add(a, i)
+			i++
+			j++
+		}
+	}
+	return merged{res: res, wire: wire, version: hex.EncodeToString(h.Sum(nil))[:16]}
 }
 
 func (r *Resources) setType(typ string, res []types.Resource, wire []*anypb.Any, version string) {
