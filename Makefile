@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/bowline-mesh/bowline/internal/cli.version=$(VERSION) -X github.com/bowline-mesh/bowline/internal/cli.commit=$(COMMIT)
 
-.PHONY: help build up test race lint e2e bench bench-short samples fuzz
+.PHONY: help build up test race lint e2e bench bench-short samples fuzz helm-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ test: ## run all tests with the race detector (the README's test command)
 	$(GO) test -race ./...
 
 race: test ## alias of test
+
+helm-check: ## render the Helm chart with Helm's engine and compare it with what bowline install applies
+	cd hack/helmcheck && $(GO) test ./...
 
 lint: ## gofmt, go vet (and staticcheck when installed)
 	@out=$$(gofmt -l . | grep -v '^samples/.*/bin/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -83,7 +83,7 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) 
 			return fmt.Errorf("%s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
 		force := true
-		opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force}
+		opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force, FieldValidation: "Strict"}
 		if a.DryRun {
 			opts.DryRun = []string{metav1.DryRunAll}
 		}

@@ -1,6 +1,11 @@
 package manifest
 
 import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -59,4 +64,48 @@ func unstructuredContainers(o interface {
 		images = append(images, c.(map[string]any)["image"].(string))
 	}
 	return images, true, nil
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// TestTemplatesGolden records what install applies from the chart; the
+// Helm check (hack/helmcheck) compares `helm template` with this file.
+func TestTemplatesGolden(t *testing.T) {
+	got, err := Templates(Options{Version: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "templates.golden.yaml")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("Templates differ from %s (go test -update to refresh):\n%s", path, got)
+	}
+}
+
+// TestCRDsAreIstioAPIs checks that the embedded CRDs are the istio.io/api
+// module's file as it is (go generate refreshes them).
+func TestCRDsAreIstioAPIs(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/api").Output()
+	if err != nil {
+		t.Fatalf("go list istio.io/api: %v", err)
+	}
+	want, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "kubernetes", "customresourcedefinitions.gen.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, got, _ := bytes.Cut(CRDs(), []byte("\n"))
+	if !bytes.Equal(got, want) {
+		t.Error("chart/crds/crds.gen.yaml is not istio.io/api's CRDs: run go generate ./internal/kube/manifest")
+	}
 }
