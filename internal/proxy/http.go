@@ -85,7 +85,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodConnect {
 		rec.path = r.Host
-		p.serveConnect(w, r, s, info, rec)
+		p.serveConnect(w, r, s, info, rec, hcm)
 		return
 	}
 	if strings.IndexByte(r.URL.Path, 0) >= 0 {

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -58,10 +60,42 @@ spec:
 		return resp.StatusCode, string(b)
 	}
 	outsideURL := fmt.Sprintf("http://127.0.0.1:%d/get?x=1", outside)
+	// connect tunnels through the sidecar with CONNECT (as clients do for
+	// https:// through HTTP_PROXY) and sends a request inside the tunnel.
+	connect := func() (int, string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", httpProxy, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		target := fmt.Sprintf("127.0.0.1:%d", outside)
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+		if err != nil {
+			t.Fatalf("CONNECT %s: %v", target, err)
+		}
+		if resp.StatusCode != 200 {
+			return resp.StatusCode, ""
+		}
+		fmt.Fprintf(c, "GET /tunnel HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target)
+		in, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request in the tunnel: %v", err)
+		}
+		defer in.Body.Close()
+		b, _ := io.ReadAll(in.Body)
+		return in.StatusCode, string(b)
+	}
 
 	t.Run("ALLOW_ANY (default): an unknown host is reached", func(t *testing.T) {
 		if code, body := get(outsideURL); code != 200 || body != "outside /get?x=1" {
 			t.Errorf("unknown host: got %d %q, want 200 from the outside server", code, body)
+		}
+		if code, body := connect(); code != 200 || body != "outside /tunnel" {
+			t.Errorf("CONNECT to an unknown host: got %d %q, want the outside server through the tunnel", code, body)
 		}
 		if code, body := get("http://echo:8000/a"); code != 200 || body != "echo /a" {
 			t.Errorf("mesh service: got %d %q", code, body)
@@ -85,6 +119,9 @@ spec:
 		sc.waitConfig(t, `"block_all"`)
 		if code, body := get(outsideURL); code != 502 {
 			t.Errorf("unknown host under REGISTRY_ONLY: got %d %q, want 502", code, body)
+		}
+		if code, _ := connect(); code != 502 {
+			t.Errorf("CONNECT to an unknown host under REGISTRY_ONLY: got %d, want 502", code)
 		}
 		if code, body := get("http://echo:8000/b"); code != 200 || body != "echo /b" {
 			t.Errorf("mesh service under REGISTRY_ONLY: got %d %q", code, body)
