@@ -16,10 +16,12 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -60,7 +62,11 @@ func freePort(b *testing.B) int {
 
 // setup runs a backend, a go-control-plane server and one proxy; it returns
 // the backend and proxy addresses.
-func setup(b *testing.B) (backendAddr, proxyAddr string) {
+func setup(b *testing.B) (backendAddr, proxyAddr string) { return setupTracing(b, -1) }
+
+// setupTracing is setup with the HCM tracing at tracePct percent to a Zipkin
+// collector that accepts and drops the spans (no tracing when tracePct < 0).
+func setupTracing(b *testing.B, tracePct float64) (backendAddr, proxyAddr string) {
 	bl, _ := net.Listen("tcp", "127.0.0.1:0")
 	body := []byte("hello")
 	bs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) })}
@@ -82,6 +88,27 @@ func setup(b *testing.B) (backendAddr, proxyAddr string) {
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads, RouteConfigName: "80"}},
 		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router",
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(b, &routerv3.Router{})}}}}
+	var extraClusters, extraEndpoints []types.Resource
+	if tracePct >= 0 {
+		zl, _ := net.Listen("tcp", "127.0.0.1:0")
+		zs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusAccepted)
+		})}
+		go func() { _ = zs.Serve(zl) }()
+		b.Cleanup(func() { _ = zs.Close() })
+		zport := zl.Addr().(*net.TCPAddr).Port
+		zc := &tracev3.ZipkinConfig{CollectorEndpointVersion: tracev3.ZipkinConfig_HTTP_JSON, TraceId_128Bit: true,
+			CollectorService: &corev3.HttpService{HttpUri: &corev3.HttpUri{Uri: "http://zipkin:9411/api/v2/spans",
+				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: "zipkin"}}}}
+		hcm.Tracing = &hcmv3.HttpConnectionManager_Tracing{RandomSampling: &typev3.Percent{Value: tracePct},
+			Provider: &tracev3.Tracing_Http{Name: "envoy.tracers.zipkin", ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(b, zc)}}}
+		extraClusters = append(extraClusters, &clusterv3.Cluster{Name: "zipkin", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads}})
+		extraEndpoints = append(extraEndpoints, &endpointv3.ClusterLoadAssignment{ClusterName: "zipkin", Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
+				Endpoint: &endpointv3.Endpoint{Address: addr("127.0.0.1", zport)}}}}}}})
+	}
 	snap, err := cache.NewSnapshot("1", map[resource.Type][]types.Resource{
 		resource.ListenerType: {&listenerv3.Listener{Name: "outbound_http", Address: addr("127.0.0.1", pport),
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: "hcm",
@@ -90,11 +117,11 @@ func setup(b *testing.B) (backendAddr, proxyAddr string) {
 			Domains: []string{"*"}, Routes: []*routev3.Route{{
 				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "svc"}}}}}}}}},
-		resource.ClusterType: {&clusterv3.Cluster{Name: "svc", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-			EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads}}},
-		resource.EndpointType: {&endpointv3.ClusterLoadAssignment{ClusterName: "svc", Endpoints: []*endpointv3.LocalityLbEndpoints{{
+		resource.ClusterType: append([]types.Resource{&clusterv3.Cluster{Name: "svc", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads}}}, extraClusters...),
+		resource.EndpointType: append([]types.Resource{&endpointv3.ClusterLoadAssignment{ClusterName: "svc", Endpoints: []*endpointv3.LocalityLbEndpoints{{
 			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
-				Endpoint: &endpointv3.Endpoint{Address: addr("127.0.0.1", bport)}}}}}}}},
+				Endpoint: &endpointv3.Endpoint{Address: addr("127.0.0.1", bport)}}}}}}}}, extraEndpoints...),
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -156,6 +183,27 @@ func BenchmarkProxyAddedLatency(b *testing.B) {
 	b.ReportMetric(pct(via, 0.99)-pct(direct, 0.99), "added-p99-us")
 	b.ReportMetric(pct(via, 0.99), "proxied-p99-us")
 	b.ReportMetric(pct(direct, 0.99), "direct-p99-us")
+}
+
+// BenchmarkProxyTracing is BenchmarkProxyAddedLatency with the HCM tracing
+// off, sampling 1% and 100% of requests (spans exported as Zipkin JSON to a
+// collector on loopback): the cost of tracing on the request path.
+func BenchmarkProxyTracing(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		pct  float64
+	}{{"off", -1}, {"sampled-1pct", 1}, {"sampled-100pct", 100}} {
+		b.Run(c.name, func(b *testing.B) {
+			backend, px := setupTracing(b, c.pct)
+			measure(b, px, 200)
+			b.ResetTimer()
+			via := measure(b, px, b.N)
+			b.StopTimer()
+			direct := measure(b, backend, b.N)
+			b.ReportMetric(pct(via, 0.5)-pct(direct, 0.5), "added-p50-us")
+			b.ReportMetric(pct(via, 0.99)-pct(direct, 0.99), "added-p99-us")
+		})
+	}
 }
 
 // Two sidecars with mTLS: client proxy (outbound listener, ISTIO_MUTUAL

@@ -127,3 +127,100 @@ func (s *Snapshot) Tracing(p *Proxy) TracingConfig {
 	}
 	return TracingConfig{Client: spec(client), Server: spec(server)}
 }
+
+// AccessLog is one access log a proxy writes (Envoy's file logger).
+type AccessLog struct {
+	// Path is the file ("/dev/stdout"); "/dev/null" for logging disabled.
+	Path string
+	// JSON writes JSON lines, else text.
+	JSON bool
+	// Filter is the CEL filter expression ("" logs everything).
+	Filter string
+}
+
+// AccessLogConfig is a proxy's access logging per direction. A nil slice
+// means nothing configures logging (the proxy's own default applies); an
+// entry with Path "/dev/null" means logging is disabled.
+type AccessLogConfig struct {
+	Client, Server []AccessLog
+}
+
+// AccessLogging returns the access logging in force for p with Istio's
+// precedence: workload over namespace over mesh Telemetry accessLogging
+// (providers, disabled, filter; match.mode), then MeshConfig
+// defaultProviders.accessLogging, then MeshConfig accessLogFile.
+func (s *Snapshot) AccessLogging(p *Proxy) AccessLogConfig {
+	m := s.mesh
+	type acc struct {
+		set       bool
+		providers []string
+		disabled  bool
+		filter    string
+	}
+	var client, server acc
+	for _, t := range s.telemetryLevels(p) {
+		for _, al := range t.GetAccessLogging() {
+			mode := al.GetMatch().GetMode()
+			for _, a := range []*acc{&client, &server} {
+				if (a == &client && mode == telemetry.WorkloadMode_SERVER) || (a == &server && mode == telemetry.WorkloadMode_CLIENT) {
+					continue
+				}
+				a.set = true
+				if ps := al.GetProviders(); len(ps) > 0 {
+					a.providers = nil
+					for _, pr := range ps {
+						a.providers = append(a.providers, pr.GetName())
+					}
+				}
+				if v := al.GetDisabled(); v != nil {
+					a.disabled = v.GetValue()
+				}
+				if f := al.GetFilter(); f != nil {
+					a.filter = f.GetExpression()
+				}
+			}
+		}
+	}
+	meshFile := func() []AccessLog {
+		if m.AccessLogFile == "" {
+			return nil
+		}
+		return []AccessLog{{Path: m.AccessLogFile, JSON: m.AccessLogEncoding == AccessLogJSON}}
+	}
+	build := func(a acc) []AccessLog {
+		if !a.set {
+			if len(m.DefaultAccessLogging) == 0 {
+				return meshFile()
+			}
+			a.providers = m.DefaultAccessLogging
+		}
+		if a.disabled {
+			return []AccessLog{{Path: "/dev/null"}}
+		}
+		if len(a.providers) == 0 {
+			a.providers = m.DefaultAccessLogging
+		}
+		if len(a.providers) == 0 {
+			a.providers = []string{"envoy"}
+		}
+		var out []AccessLog
+		for _, name := range a.providers {
+			pr := m.Provider(name)
+			if pr == nil || pr.Kind != ProviderEnvoyFileAccessLog {
+				continue // other access log providers are not implemented
+			}
+			fl := pr.Raw.GetEnvoyFileAccessLog()
+			path := fl.GetPath()
+			if path == "" {
+				path = "/dev/stdout"
+			}
+			json := fl.GetLogFormat().GetLabels() != nil || (fl.GetLogFormat() == nil && m.AccessLogEncoding == AccessLogJSON)
+			out = append(out, AccessLog{Path: path, JSON: json, Filter: a.filter})
+		}
+		if out == nil {
+			return []AccessLog{{Path: "/dev/null"}}
+		}
+		return out
+	}
+	return AccessLogConfig{Client: build(client), Server: build(server)}
+}

@@ -28,7 +28,11 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if x.span != nil {
 			p.endSpan(x)
 		}
-		p.alog.log(rec)
+		if x.hcm != nil && len(x.hcm.AccessLogs) > 0 {
+			p.logAccess(x) // the HCM's access_log (accesslog_xds.go)
+		} else {
+			p.alog.log(rec)
+		}
 		p.metrics.observeRequest(rec)
 		reset := x.reset
 		*x = exchange{}

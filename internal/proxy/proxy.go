@@ -132,6 +132,8 @@ type Proxy struct {
 	ownURI atomic.Pointer[leafURI]
 	// tracers are the span export pipelines (tracing.go).
 	tracers *tracers
+	// xdsLogs are the access logs HCMs configure (accesslog_xds.go).
+	xdsLogs *xdsLogs
 }
 
 // New returns a proxy; it starts nothing.
@@ -164,6 +166,7 @@ func New(cfg Config) *Proxy {
 	}
 	p.peerMeta = encodePeerMetadata(cfg.Node)
 	p.tracers = newTracers(p)
+	p.xdsLogs = &xdsLogs{p: p, by: map[xdsLogKey]*accessLogger{}}
 	p.exchanges.New = func() any { return new(exchange) }
 	p.h1bufs = newH1Bufs()
 	p.copyBufs.New = func() any { b := make([]byte, 16<<10); return &b }

@@ -94,6 +94,8 @@ type gen struct {
 	inboundPorts map[uint32]inboundPort
 	// tracing memoizes snap.Tracing for the proxy (tracing.go).
 	tracing *model.TracingConfig
+	// accessLogs memoizes snap.AccessLogging for the proxy (accesslog.go).
+	accessLogs *model.AccessLogConfig
 
 	listeners map[string]*listenerv3.Listener
 	routes    map[string]*routev3.RouteConfiguration

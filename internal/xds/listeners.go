@@ -40,6 +40,7 @@ func (g *gen) rdsHCM(statPrefix, rdsName string) *hcmv3.HttpConnectionManager {
 			ConfigSource: adsSource(), RouteConfigName: rdsName}},
 		HttpFilters: g.httpFilters(),
 		Tracing:     g.hcmTracing(true),
+		AccessLog:   g.hcmAccessLogs(true),
 	}
 }
 
@@ -116,7 +117,8 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 		// (CUSTOM, AUDIT, DENY, ALLOW), then the router.
 		HttpFilters: append(g.securityFilters(g.inboundListen(port)),
 			&hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}),
-		Tracing: g.hcmTracing(false),
+		Tracing:   g.hcmTracing(false),
+		AccessLog: g.hcmAccessLogs(false),
 	}
 	l := httpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, hcm)
 	g.applyPeerAuthn(l, port)

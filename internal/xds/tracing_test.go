@@ -3,9 +3,12 @@ package xds_test
 import (
 	"testing"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
+	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	celfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/bowline-mesh/bowline/internal/config"
@@ -189,4 +192,88 @@ spec:
 			}
 		}
 	})
+}
+
+// hcmAccessLogs returns the access_log of every HCM of the proxy by listener name.
+func hcmAccessLogs(t *testing.T, r xds.Resources) map[string][]*accesslogv3.AccessLog {
+	t.Helper()
+	out := map[string][]*accesslogv3.AccessLog{}
+	for _, res := range r.Listeners {
+		l := res.(*listenerv3.Listener)
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				h := &hcmv3.HttpConnectionManager{}
+				if f.GetTypedConfig().UnmarshalTo(h) == nil && h.GetStatPrefix() != "" {
+					out[l.GetName()] = h.GetAccessLog()
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestAccessLogConfig(t *testing.T) {
+	p := &model.Proxy{ID: "sidecar~10.0.0.10~productpage-v1.default~default.svc.cluster.local", Type: model.SidecarProxy,
+		Namespace: "default", WorkloadName: "productpage-v1", Labels: map[string]string{"app": "productpage"},
+		IPs: []string{"10.0.0.10"}, Inbound: []model.PortMapping{{Port: 9080, TargetPort: 19080}}}
+	path := func(al *accesslogv3.AccessLog) string {
+		fl := &filev3.FileAccessLog{}
+		if err := al.GetTypedConfig().UnmarshalTo(fl); err != nil {
+			t.Fatal(err)
+		}
+		return fl.GetPath()
+	}
+	filter := func(al *accesslogv3.AccessLog) string {
+		cf := &celfilterv3.ExpressionFilter{}
+		_ = al.GetFilter().GetExtensionFilter().GetTypedConfig().UnmarshalTo(cf)
+		return cf.GetExpression()
+	}
+	if logs := hcmAccessLogs(t, xds.Generate(buildTracing(t, tracingMesh), p)); len(logs["inbound|9080"]) != 0 {
+		t.Errorf("access_log without any config: %v", logs)
+	}
+	meshFile := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    accessLogFile: /dev/stdout
+    accessLogEncoding: JSON
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: details}
+spec:
+  hosts: [details.default.svc.cluster.local]
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.0.20}]
+`
+	logs := hcmAccessLogs(t, xds.Generate(buildTracing(t, meshFile), p))
+	if in := logs["inbound|9080"]; len(in) != 1 || path(in[0]) != "/dev/stdout" {
+		t.Errorf("MeshConfig accessLogFile: inbound access_log %v", in)
+	}
+	logs = hcmAccessLogs(t, xds.Generate(buildTracing(t, meshFile+`---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  accessLogging:
+  - providers: [{name: envoy}]
+    filter: {expression: "response.code >= 400"}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: pp, namespace: default}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  accessLogging:
+  - match: {mode: CLIENT}
+    disabled: true
+`), p))
+	if in := logs["inbound|9080"]; len(in) != 1 || path(in[0]) != "/dev/stdout" || filter(in[0]) != "response.code >= 400" {
+		t.Errorf("server side %v, want the mesh Telemetry's filtered log", in)
+	}
+	if out := logs["0.0.0.0_9080"]; len(out) != 1 || path(out[0]) != "/dev/null" {
+		t.Errorf("client side %v, want /dev/null (disabled for CLIENT)", out)
+	}
 }

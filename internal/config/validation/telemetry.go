@@ -8,6 +8,7 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/bowline-mesh/bowline/internal/config"
+	bltelemetry "github.com/bowline-mesh/bowline/internal/telemetry"
 )
 
 // validateTelemetry applies Istio's rules for Telemetry: target selection,
@@ -143,6 +144,8 @@ func telemetryCheckAccessLogging(r *fieldErrors, logging []*telemetry.AccessLogg
 		if f := l.GetFilter(); f != nil {
 			if p := telemetryExpressionProblem(f.GetExpression()); p != "" {
 				r.errorf(path+".filter.expression", "%s", p)
+			} else if _, err := bltelemetry.CompileAccessLogFilter(f.GetExpression()); err != nil {
+				r.errorf(path+".filter.expression", "invalid CEL expression %q: %s", f.GetExpression(), celProblem(err))
 			}
 		}
 		telemetryCheckProviders(r, path+".providers", l.GetProviders())
@@ -197,4 +200,15 @@ func telemetryExpressionProblem(expr string) string {
 		}
 	}
 	return ""
+}
+
+var celErrorRE = regexp.MustCompile(`^ERROR: <input>:\d+:(\d+): (.*)$`)
+
+// celProblem is the first message of a CEL compile error with its column.
+func celProblem(err error) string {
+	first, _, _ := strings.Cut(strings.TrimSpace(err.Error()), "\n")
+	if m := celErrorRE.FindStringSubmatch(strings.TrimSpace(first)); m != nil {
+		return m[2] + " (column " + m[1] + ")"
+	}
+	return first
 }

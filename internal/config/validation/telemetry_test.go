@@ -81,11 +81,16 @@ func TestTelemetryProblems(t *testing.T) {
       expression: "response.code >="
   - filter:
       expression: "request.headers['x-debug] == 'true'"
+  - filter:
+      expression: "response.code >= 400 && respnse.flags == 0"
+  - filter:
+      expression: "response.code >= 400 && request.headers['x-debug'] == 'true'"
 `), want: []string{
 			"telemetry.yaml:10: Telemetry istio-system/mesh-default: spec.accessLogging[0].filter.expression: filter expression must not be empty",
 			"telemetry.yaml:12: Telemetry istio-system/mesh-default: spec.accessLogging[1].filter.expression: invalid CEL expression \"response.code >= 400 && (request.host == 'a'\": unclosed '('",
 			"telemetry.yaml:14: Telemetry istio-system/mesh-default: spec.accessLogging[2].filter.expression: invalid CEL expression \"response.code >=\": ends with \">=\"",
 			"telemetry.yaml:16: Telemetry istio-system/mesh-default: spec.accessLogging[3].filter.expression: invalid CEL expression \"request.headers['x-debug] == 'true'\": unterminated string",
+			"telemetry.yaml:18: Telemetry istio-system/mesh-default: spec.accessLogging[4].filter.expression: invalid CEL expression \"response.code >= 400 && respnse.flags == 0\": undeclared reference to 'respnse' (did you mean 'response'?) (column 25)",
 		}},
 		{name: "selector and targetRefs", doc: telDoc(`
   selector:

@@ -177,6 +177,9 @@ type HTTPConnectionManager struct {
 	// ServerHeader is server_header_transformation: when ServerName is set
 	// on responses.
 	ServerHeader ServerHeaderMode
+	// AccessLogs are the HCM's access_log entries; none leaves access
+	// logging to the proxy's --access-log setting.
+	AccessLogs []AccessLog
 }
 
 // ServerHeaderMode is an HCM's server_header_transformation.

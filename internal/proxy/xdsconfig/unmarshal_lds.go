@@ -224,6 +224,9 @@ func unmarshalHCM(h *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionM
 	}
 	out.Paths = paths
 	out.UseRemoteAddress, out.XFFNumTrustedHops = h.GetUseRemoteAddress().GetValue(), h.GetXffNumTrustedHops()
+	if out.AccessLogs, err = unmarshalAccessLogs(h.GetAccessLog(), path); err != nil {
+		return nil, err
+	}
 	if t := h.GetTracing(); t != nil {
 		if out.Tracing, err = unmarshalTracing(t, path+".tracing"); err != nil {
 			return nil, err

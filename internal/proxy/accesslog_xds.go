@@ -1,0 +1,107 @@
+package proxy
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// xdsLogs writes the access logs HCMs configure over xDS (access_log:
+// Envoy's file logger with a CEL filter), one logger per path and format.
+type xdsLogs struct {
+	p  *Proxy
+	mu sync.Mutex
+	by map[xdsLogKey]*accessLogger
+}
+
+type xdsLogKey struct {
+	path string
+	json bool
+}
+
+// logAccess writes rec to every access_log of the HCM whose filter accepts it.
+func (p *Proxy) logAccess(x *exchange) {
+	var vars map[string]any
+	for i := range x.hcm.AccessLogs {
+		al := &x.hcm.AccessLogs[i]
+		if al.Path == "/dev/null" {
+			continue
+		}
+		if al.Filter != nil {
+			if vars == nil {
+				vars = filterVars(x)
+			}
+			out, _, err := al.Filter.Eval(vars)
+			if ok, isBool := out.Value().(bool); err != nil || !isBool || !ok {
+				continue // Envoy: an expression that fails to evaluate does not log
+			}
+		}
+		p.xdsLogs.logger(al).log(x.rec)
+	}
+}
+
+func (l *xdsLogs) logger(al *xdsconfig.AccessLog) *accessLogger {
+	k := xdsLogKey{path: al.Path, json: al.JSON}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.by[k]; a != nil {
+		return a
+	}
+	format := accessLogText
+	if al.JSON {
+		format = accessLogJSON
+	}
+	var w io.Writer
+	switch al.Path {
+	case "/dev/stdout":
+		w = l.p.cfg.AccessLogWriter
+		if w == nil {
+			w = os.Stdout
+		}
+	case "/dev/stderr":
+		w = os.Stderr
+	default:
+		f, err := os.OpenFile(al.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			l.p.log.Info("access log file not writable, lines dropped", slog.String("path", al.Path), slog.String("error", err.Error()))
+		} else {
+			w = f
+		}
+	}
+	a := newAccessLogger(format, w)
+	l.by[k] = a
+	return a
+}
+
+// filterVars are the Envoy attributes of a finished request for CEL filters.
+func filterVars(x *exchange) map[string]any {
+	rec, r := x.rec, x.r
+	headers := make(map[string]any, len(r.Header))
+	for k, v := range r.Header {
+		headers[strings.ToLower(k)] = strings.Join(v, ",")
+	}
+	respHeaders := map[string]any{}
+	for k, v := range x.w.Header() {
+		respHeaders[strings.ToLower(k)] = strings.Join(v, ",")
+	}
+	urlPath := r.URL.Path
+	return map[string]any{
+		"request": map[string]any{
+			"method": rec.method, "path": rec.path, "url_path": urlPath, "host": rec.authority, "scheme": "http",
+			"protocol": rec.protocol, "headers": headers, "id": rec.requestID, "useragent": r.UserAgent(),
+			"size": rec.bytesIn, "total_size": rec.bytesIn, "duration": rec.duration,
+		},
+		"response": map[string]any{
+			"code": int64(rec.code), "code_details": rec.details, "flags": int64(rec.flags), "headers": respHeaders,
+			"size": rec.bytesOut, "total_size": rec.bytesOut, "grpc_status": rec.grpcStatus,
+		},
+		"connection":  map[string]any{"mtls": rec.peer != nil && rec.peer.principal != ""},
+		"source":      map[string]any{},
+		"destination": map[string]any{},
+		"upstream":    map[string]any{"address": rec.upstreamHost},
+	}
+}
