@@ -285,3 +285,24 @@ func TestInboundServiceLabels(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboundServiceLabels: a client sidecar reports the namespace of a
+// ServiceEntry host from its outbound cluster's istio.services metadata
+// (httpbin.org in default), not from the host name's labels.
+func TestOutboundServiceLabels(t *testing.T) {
+	bk := startBackend(t, "httpbin", nil)
+	lp := freePort(t)
+	c := edsCluster("outbound|80||httpbin.org")
+	st, _ := structpb.NewStruct(map[string]any{"services": []any{map[string]any{"host": "httpbin.org", "name": "httpbin.org", "namespace": "default"}}})
+	c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": st}}
+	e := newEnv(t, resources(
+		[]types.Resource{listenerOf(t, "out", "127.0.0.1", lp, true, hcmFilter(t, "80"))},
+		[]types.Resource{routeConfig("80", routeTo("/", "outbound|80||httpbin.org"))},
+		[]types.Resource{c}, []types.Resource{cla("outbound|80||httpbin.org", bk.addr)}))
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	if resp, body := get(t, client, hostPort(lp), "httpbin.org", "/", nil); resp.StatusCode != 200 || body != "httpbin" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	e.waitMetric(t, `destination_service="httpbin.org",destination_service_name="httpbin.org",destination_service_namespace="default",`)
+}

@@ -83,6 +83,10 @@ func (g *gen) addCluster(svc *registry.Service, port registry.Port, subset strin
 		ConnectTimeout: durationpb.New(defaultConnectTimeout),
 		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
 	}
+	if !g.grpc { // Istio's telemetry metadata: the client reports destination_service* from it (inbound.go)
+		c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			metadataIstio: {Fields: map[string]*structpb.Value{"services": g.serviceMetadata([]*registry.Service{svc})}}}}
+	}
 	eps := selectEndpoints(svc.Endpoints, labels)
 	switch {
 	case svc.Resolution == registry.ResolutionNone:
