@@ -5,7 +5,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/bowline-mesh/bowline/internal/cli.version=$(VERSION) -X github.com/bowline-mesh/bowline/internal/cli.commit=$(COMMIT)
 
-.PHONY: help build up test race lint e2e bench bench-short samples fuzz helm-check
+# Images: `make images` tags bowline as $(HUB)/bowline:$(TAG); bowline install
+# uses the same default.
+HUB     ?= docker.io/bowline-mesh
+TAG     ?= $(VERSION)
+KUBE    := hack/kube
+
+.PHONY: help build up test race lint e2e bench bench-short samples fuzz helm-check images kube-bins kube-up kube-down kube-load
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,8 +25,15 @@ up: build samples ## build, then run Bookinfo on this machine (bowline up); INGR
 samples: ## build the Bookinfo sample apps
 	$(MAKE) -C samples/bookinfo build
 
-test: ## run all tests with the race detector (the README's test command)
-	$(GO) test -race ./...
+test: ## the README's test command: as root, make kube-up first, then go test -race ./... against that cluster
+	@if [ "$$(id -u)" = 0 ]; then \
+		line=$$($(MAKE) -s --no-print-directory kube-up | tail -1) && eval "$$line" && \
+		export KUBEBUILDER_ASSETS="$$(dirname "$$(command -v kube-apiserver)")" && \
+		echo "make test: Kubernetes tests use $$KUBECONFIG" && $(GO) test -race ./...; \
+	else \
+		echo "make test: not root, so no cluster (make kube-up needs root): the Kubernetes tests skip; sudo make test runs them"; \
+		$(GO) test -race ./...; \
+	fi
 
 race: test ## alias of test
 
@@ -34,6 +47,22 @@ lint: ## gofmt, go vet (and staticcheck when installed)
 
 e2e: ## end-to-end tests only (real processes on loopback; netns tests need root)
 	$(GO) test -race -count=1 ./test/e2e/...
+
+images: build ## image tarballs in bin/images: $(HUB)/bowline:$(TAG) and the Bookinfo apps under Istio's image names
+	HUB=$(HUB) TAG=$(TAG) GO=$(GO) $(KUBE)/images.sh
+
+kube-bins: ## build (once, cached in ~/.cache/bowline/kube) Kubernetes v1.37.2, etcd and CoreDNS from Go modules
+	$(KUBE)/build.sh
+
+kube-up: images ## start (or reuse) the single-node test cluster; last line: export KUBECONFIG=... PATH=...
+	$(KUBE)/up.sh
+
+kube-down: ## remove the test cluster and everything it made
+	$(KUBE)/down.sh
+
+kube-load: ## import an image tarball into the test cluster: make kube-load IMAGE=file.tar
+	@test -n "$(IMAGE)" || { echo "usage: make kube-load IMAGE=file.tar" >&2; exit 2; }
+	$(KUBE)/load.sh $(IMAGE)
 
 fuzz: ## run each fuzz target for 30s
 	$(GO) test ./internal/config -run XXX -fuzz FuzzParse -fuzztime 30s
