@@ -4,7 +4,9 @@
 # rules (kube-proxy's and the guard), the node's address, sysctls, cgroups,
 # mounts and state. Safe to run when nothing is up.
 set -uo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+# shellcheck source=guard.sh
 source "$KIT_DIR/guard.sh"
 need_root "make kube-down"
 

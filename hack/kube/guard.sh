@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The kit's network guard (sourced after lib.sh): nothing addressed to, or
 # coming from, the node, pod or service ranges, and nothing sent by a process
 # of the cluster's cgroup, may leave through a real interface (anything but lo

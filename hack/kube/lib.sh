@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # settings used by the scripts that source this file
 # Shared settings and helpers of the test cluster kit (sourced by up.sh,
 # down.sh, load.sh, guard.sh). Everything the kit makes is named here, so that
 # down.sh can remove exactly that.

@@ -4,6 +4,7 @@
 # node's containerd, like `kind load image-archive`. Pods use them with
 # imagePullPolicy IfNotPresent (or a tag other than :latest); nothing is pulled.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 need_root "make kube-load"
 [ $# -gt 0 ] || die "usage: load.sh IMAGE.tar..."

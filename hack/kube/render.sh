@@ -3,6 +3,7 @@
 # containerd, kubelet and kube-proxy configs, the CNI network, the Corefile,
 # the pods' resolv.conf and the kube-dns manifest. up.sh calls it.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 dir=${1:?usage: render.sh STATE_DIR}
 mkdir -p "$dir/cni/net.d" "$dir/manifests"

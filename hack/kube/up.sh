@@ -12,7 +12,9 @@
 # (its traffic to real interfaces is dropped), CoreDNS answering only the
 # cluster domain (it has no forward plugin).
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+# shellcheck source=guard.sh
 source "$KIT_DIR/guard.sh"
 need_root "make kube-up"
 
@@ -101,6 +103,7 @@ chmod 600 "$KUBECONFIG_FILE"
 start() {
 	local name=$1
 	shift
+	# shellcheck disable=SC2016 # expanded by the inner shell
 	setsid bash -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' _ "$CGROUP2_ROOT/$CGROUP/system" "$@" \
 		</dev/null >"$LOG_DIR/$name.log" 2>&1 &
 	echo $! >"$RUN_DIR/$name.pid"

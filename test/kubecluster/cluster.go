@@ -191,3 +191,29 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Assets returns the directory holding the kit's kube-apiserver, etcd and
+// kubectl (KUBEBUILDER_ASSETS, which make test exports, else the kit's cache
+// ~/.cache/bowline/kube/v1.37.2/bin), for tests that start their own API
+// server. Missing binaries skip the test on a developer machine without root
+// and CI, and fail it elsewhere: make kube-bins (or make test) builds them.
+func Assets(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatalf("Kubernetes binaries: %v", err)
+		}
+		dir = filepath.Join(home, ".cache", "bowline", "kube", "v1.37.2", "bin")
+	}
+	for _, name := range []string{"kube-apiserver", "etcd", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			if os.Getenv("CI") == "" && os.Geteuid() != 0 {
+				t.Skipf("Kubernetes test skipped: no %s in %s (make kube-bins builds it; CI and root always run these tests)", name, dir)
+			}
+			t.Fatalf("Kubernetes test: no %s in %s: make kube-bins (or make test) builds it", name, dir)
+		}
+	}
+	return dir
+}
