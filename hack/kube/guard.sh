@@ -6,79 +6,91 @@
 # leaves alone, jumped to first from OUTPUT, FORWARD and POSTROUTING; the
 # conntrack matches catch packets that kube-proxy's DNAT/SNAT rewrote.
 
-guard_rules4() {
-	cat <<EOF
--o lo -j RETURN
--o $BRIDGE -j RETURN
--d $POD_CIDR -j DROP
--s $POD_CIDR -j DROP
--d $SERVICE_CIDR -j DROP
--s $SERVICE_CIDR -j DROP
--d $NODE_IP/32 -j DROP
--s $NODE_IP/32 -j DROP
--m conntrack --ctorigdst $SERVICE_CIDR -j DROP
--m conntrack --ctorigsrc $POD_CIDR -j DROP
--m cgroup --path $CGROUP -j DROP
-EOF
+# Chains and their rules, per family. GUARD is jumped to from OUTPUT, FORWARD
+# and POSTROUTING; GUARD-CG (the cgroup match is valid only where a packet
+# has a local socket) from OUTPUT and POSTROUTING.
+guard_rules() { # guard_rules iptables|ip6tables CHAIN
+	echo "-o lo -j RETURN"
+	echo "-o $BRIDGE -j RETURN"
+	case "$1 $2" in
+	"iptables $GUARD_CHAIN")
+		for cidr in "$POD_CIDR" "$SERVICE_CIDR" "$NODE_IP/32"; do
+			echo "-d $cidr -j DROP"
+			echo "-s $cidr -j DROP"
+		done
+		echo "-m conntrack --ctorigdst $SERVICE_CIDR -j DROP"
+		echo "-m conntrack --ctorigsrc $POD_CIDR -j DROP"
+		echo "-i $BRIDGE -j DROP" ;;
+	"ip6tables $GUARD_CHAIN")
+		echo "-i $BRIDGE -j DROP" ;;
+	*)
+		echo "-m cgroup --path $CGROUP -j DROP" ;;
+	esac
 }
 
-guard_rules6() {
-	cat <<EOF
--o lo -j RETURN
--o $BRIDGE -j RETURN
--m cgroup --path $CGROUP -j DROP
-EOF
+GUARD_CG_CHAIN=$GUARD_CHAIN-CG
+guard_hooks() { # guard_hooks CHAIN
+	if [ "$1" = "$GUARD_CHAIN" ]; then echo OUTPUT FORWARD POSTROUTING; else echo OUTPUT POSTROUTING; fi
 }
 
-GUARD_HOOKS=(OUTPUT FORWARD POSTROUTING)
-
-# guard_up installs the chain (fresh) and puts its jump first in each hook.
+# guard_up installs the chains (fresh) and puts their jumps first in each
+# hook: GUARD at 1, GUARD-CG at 2.
 guard_up() {
-	local ipt rules rule hook
+	local ipt chain rule hook pos
 	for ipt in iptables ip6tables; do
-		rules=guard_rules4
-		[ "$ipt" = ip6tables ] && rules=guard_rules6
-		$ipt -w -t mangle -N "$GUARD_CHAIN" 2>/dev/null || $ipt -w -t mangle -F "$GUARD_CHAIN"
-		while read -r rule; do
-			# shellcheck disable=SC2086 # the rule is a list of words
-			$ipt -w -t mangle -A "$GUARD_CHAIN" $rule -m comment --comment bowline-kube-kit || return 1
-		done < <($rules)
-		for hook in "${GUARD_HOOKS[@]}"; do
-			while $ipt -w -t mangle -D "$hook" -j "$GUARD_CHAIN" 2>/dev/null; do :; done
-			$ipt -w -t mangle -I "$hook" 1 -j "$GUARD_CHAIN" || return 1
+		for chain in "$GUARD_CG_CHAIN" "$GUARD_CHAIN"; do
+			$ipt -w -t mangle -N "$chain" 2>/dev/null || $ipt -w -t mangle -F "$chain"
+			while read -r rule; do
+				# shellcheck disable=SC2086 # the rule is a list of words
+				$ipt -w -t mangle -A "$chain" $rule -m comment --comment bowline-kube-kit || return 1
+			done < <(guard_rules "$ipt" "$chain")
+			for hook in OUTPUT FORWARD POSTROUTING; do
+				while $ipt -w -t mangle -D "$hook" -j "$chain" 2>/dev/null; do :; done
+			done
+		done
+		for chain in "$GUARD_CG_CHAIN" "$GUARD_CHAIN"; do
+			for hook in $(guard_hooks "$chain"); do
+				$ipt -w -t mangle -I "$hook" 1 -j "$chain" || return 1
+			done
 		done
 	done
 }
 
-# guard_check fails unless every hook's first rule jumps to the guard chain
-# and the chain holds the expected rules.
+# guard_check fails unless each hook starts with the jumps to the guard
+# chains and the chains hold the expected rules.
 guard_check() {
-	local ipt hook first want got
+	local ipt chain hook got want pos
 	for ipt in iptables ip6tables; do
-		for hook in "${GUARD_HOOKS[@]}"; do
-			first=$($ipt -w -t mangle -S "$hook" 2>/dev/null | sed -n 2p)
-			[ "$first" = "-A $hook -j $GUARD_CHAIN" ] || {
-				say "guard: $ipt mangle $hook does not start with the jump to $GUARD_CHAIN (got: $first)"
+		for chain in "$GUARD_CHAIN" "$GUARD_CG_CHAIN"; do
+			pos=2 # line 1 of -S is the policy
+			[ "$chain" = "$GUARD_CG_CHAIN" ] && pos=3
+			for hook in $(guard_hooks "$chain"); do
+				got=$($ipt -w -t mangle -S "$hook" 2>/dev/null | sed -n ${pos}p)
+				[ "$got" = "-A $hook -j $chain" ] || {
+					say "guard: $ipt mangle $hook rule $((pos - 1)) is not the jump to $chain (got: $got)"
+					return 1
+				}
+			done
+			want=$(guard_rules "$ipt" "$chain" | sed 's/$/ -m comment --comment bowline-kube-kit/' | sort)
+			got=$($ipt -w -t mangle -S "$chain" 2>/dev/null | sed -n "s/^-A $chain //p" |
+				sed -E 's/^(.*) (-m comment --comment bowline-kube-kit) (-j [A-Z]+)$/\1 \3 \2/' | sort)
+			[ "$got" = "$want" ] || {
+				say "guard: $ipt mangle $chain does not hold the expected rules"
 				return 1
 			}
 		done
-		want=$(guard_rules4 | wc -l)
-		[ "$ipt" = ip6tables ] && want=$(guard_rules6 | wc -l)
-		got=$($ipt -w -t mangle -S "$GUARD_CHAIN" 2>/dev/null | grep -c -- '-A ')
-		[ "$got" = "$want" ] || {
-			say "guard: $ipt mangle $GUARD_CHAIN has $got rules, want $want"
-			return 1
-		}
 	done
 }
 
 guard_down() {
-	local ipt hook
+	local ipt chain hook
 	for ipt in iptables ip6tables; do
-		for hook in "${GUARD_HOOKS[@]}"; do
-			while $ipt -w -t mangle -D "$hook" -j "$GUARD_CHAIN" 2>/dev/null; do :; done
+		for chain in "$GUARD_CHAIN" "$GUARD_CG_CHAIN"; do
+			for hook in OUTPUT FORWARD POSTROUTING; do
+				while $ipt -w -t mangle -D "$hook" -j "$chain" 2>/dev/null; do :; done
+			done
+			$ipt -w -t mangle -F "$chain" 2>/dev/null || true
+			$ipt -w -t mangle -X "$chain" 2>/dev/null || true
 		done
-		$ipt -w -t mangle -F "$GUARD_CHAIN" 2>/dev/null || true
-		$ipt -w -t mangle -X "$GUARD_CHAIN" 2>/dev/null || true
 	done
 }

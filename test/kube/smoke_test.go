@@ -180,28 +180,39 @@ func TestGuardInPlace(t *testing.T) {
 		}
 		t.Skip("the guard check reads iptables and needs root")
 	}
+	const comment = " -m comment --comment bowline-kube-kit"
+	guard, guardCG := kubecluster.GuardChain, kubecluster.GuardChain+"-CG"
 	for _, ipt := range []string{"iptables", "ip6tables"} {
-		for _, hook := range []string{"OUTPUT", "FORWARD", "POSTROUTING"} {
+		for hook, want := range map[string][]string{
+			"OUTPUT":      {guard, guardCG},
+			"POSTROUTING": {guard, guardCG},
+			"FORWARD":     {guard},
+		} {
 			out := run(t, ipt, "-w", "-t", "mangle", "-S", hook)
-			lines := strings.Split(strings.TrimSpace(out), "\n")
-			if want := "-A " + hook + " -j " + kubecluster.GuardChain; len(lines) < 2 || lines[1] != want {
-				t.Errorf("%s -t mangle -S %s: first rule is not %q:\n%s", ipt, hook, want, out)
+			lines := strings.Split(strings.TrimSpace(out), "\n")[1:] // line 0 is the policy
+			for i, chain := range want {
+				if i >= len(lines) || lines[i] != "-A "+hook+" -j "+chain {
+					t.Errorf("%s -t mangle -S %s: rule %d is not the jump to %s:\n%s", ipt, hook, i+1, chain, out)
+				}
 			}
 		}
-		out := run(t, ipt, "-w", "-t", "mangle", "-S", kubecluster.GuardChain)
-		wants := []string{"-o lo -m comment --comment bowline-kube-kit -j RETURN",
-			"-o " + kubecluster.Bridge + " -m comment --comment bowline-kube-kit -j RETURN",
-			"-m cgroup --path " + kubecluster.Cgroup + " -m comment --comment bowline-kube-kit -j DROP"}
+		wants := map[string][]string{
+			guard:   {"-o lo" + comment + " -j RETURN", "-o " + kubecluster.Bridge + comment + " -j RETURN", "-i " + kubecluster.Bridge + comment + " -j DROP"},
+			guardCG: {"-o lo" + comment + " -j RETURN", "-o " + kubecluster.Bridge + comment + " -j RETURN", "-m cgroup --path " + kubecluster.Cgroup + comment + " -j DROP"},
+		}
 		if ipt == "iptables" {
 			for _, cidr := range []string{kubecluster.PodCIDR, kubecluster.ServiceCIDR, kubecluster.NodeIP + "/32"} {
-				wants = append(wants, "-d "+cidr+" -m comment --comment bowline-kube-kit -j DROP",
-					"-s "+cidr+" -m comment --comment bowline-kube-kit -j DROP")
+				wants[guard] = append(wants[guard], "-d "+cidr+comment+" -j DROP", "-s "+cidr+comment+" -j DROP")
 			}
-			wants = append(wants, "-m conntrack --ctorigdst "+kubecluster.ServiceCIDR+" -m comment --comment bowline-kube-kit -j DROP")
+			wants[guard] = append(wants[guard], "-m conntrack --ctorigdst "+kubecluster.ServiceCIDR+comment+" -j DROP",
+				"-m conntrack --ctorigsrc "+kubecluster.PodCIDR+comment+" -j DROP")
 		}
-		for _, w := range wants {
-			if !strings.Contains(out, w) {
-				t.Errorf("%s mangle %s lacks %q:\n%s", ipt, kubecluster.GuardChain, w, out)
+		for chain, rules := range wants {
+			out := run(t, ipt, "-w", "-t", "mangle", "-S", chain)
+			for _, r := range rules {
+				if !strings.Contains(out, "-A "+chain+" "+r+"\n") {
+					t.Errorf("%s mangle %s lacks %q:\n%s", ipt, chain, r, out)
+				}
 			}
 		}
 	}
