@@ -27,7 +27,9 @@ samples: ## build the Bookinfo sample apps
 
 test: ## the README's test command: as root, make kube-up first, then go test -race ./... against that cluster
 	@if [ "$$(id -u)" = 0 ]; then \
-		line=$$($(MAKE) -s --no-print-directory kube-up | tail -1) && eval "$$line" && \
+		line=$$($(MAKE) -s --no-print-directory kube-up | tail -1); \
+		case "$$line" in "export KUBECONFIG="*) ;; *) echo "make test: make kube-up failed (see above)" >&2; exit 1;; esac; \
+		eval "$$line" && \
 		export KUBEBUILDER_ASSETS="$$(dirname "$$(command -v kube-apiserver)")" && \
 		echo "make test: Kubernetes tests use $$KUBECONFIG" && $(GO) test -race ./...; \
 	else \

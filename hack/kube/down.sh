@@ -10,16 +10,18 @@ source "$(dirname "$0")/lib.sh"
 source "$KIT_DIR/guard.sh"
 need_root "make kube-down"
 
-# 1. processes: the components in reverse order of start, then every
+# 1. processes: the components (TERM, then KILL after 10 s), then every
 # process left in the cluster's cgroups (containerd shims, containers).
+comps=()
 for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-	name=${COMPONENTS[i]}
-	if pid_alive "$name"; then
-		kill -TERM "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null
-		wait_for "$name to stop" 10 bash -c "! kill -0 $(cat "$RUN_DIR/$name.pid") 2>/dev/null" ||
-			kill -KILL "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null
-	fi
+	pid_alive "${COMPONENTS[i]}" && comps+=("$(cat "$RUN_DIR/${COMPONENTS[i]}.pid")")
 done
+if [ ${#comps[@]} -gt 0 ]; then
+	kill -TERM "${comps[@]}" 2>/dev/null
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	wait_for "the components to stop" 10 bash -c 'for p; do kill -0 "$p" 2>/dev/null && exit 1; done; exit 0' _ "${comps[@]}" ||
+		kill -KILL "${comps[@]}" 2>/dev/null
+fi
 cgroup_pids() {
 	local h
 	for h in "$CGROUP2_ROOT" /sys/fs/cgroup/*; do

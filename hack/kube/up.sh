@@ -23,8 +23,11 @@ KIT="$REPO_DIR/bin/kube/kit"
 start_time=$(date +%s)
 
 healthy() {
-	pid_alive etcd && pid_alive kube-apiserver && pid_alive kubelet &&
-		kctl get --raw /readyz >/dev/null 2>&1 && guard_check 2>/dev/null
+	local c
+	for c in "${COMPONENTS[@]}"; do
+		pid_alive "$c" || return 1
+	done
+	kctl get --raw /readyz >/dev/null 2>&1 && guard_check 2>/dev/null
 }
 
 if [ -f "$STATE_DIR/up" ] && healthy; then
@@ -134,7 +137,7 @@ start kube-apiserver "$BIN_DIR/kube-apiserver" \
 	--service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
 	--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
 	--allow-privileged=true --enable-aggregator-routing=true --profiling=false
-wait_for "the API server" 60 kctl get --raw /readyz || fail_with kube-apiserver "the API server did not become ready in 60s"
+wait_for "the API server" 180 kctl get --raw /readyz || fail_with kube-apiserver "the API server did not become ready in 180s"
 
 start kube-controller-manager "$BIN_DIR/kube-controller-manager" \
 	--kubeconfig "$PKI_DIR/controller-manager.kubeconfig" \
@@ -161,7 +164,16 @@ kctl apply -f "$STATE_DIR/manifests/coredns.yaml" >/dev/null
 start coredns "$BIN_DIR/coredns" -conf "$STATE_DIR/Corefile"
 wait_for CoreDNS 30 "$KIT" httpget "http://$COREDNS_READY/ready" || fail_with coredns "CoreDNS did not become ready in 30s"
 
-# --- 7. kube-proxy; the guard stays first after its first sync
+# --- 7. the kubelet (kube-proxy starts once the Node exists: it exits when the
+# Node's addresses change under it)
+start kubelet "$BIN_DIR/kubelet" --config "$STATE_DIR/kubelet.yaml" \
+	--kubeconfig "$PKI_DIR/kubelet.kubeconfig" --root-dir "$STATE_DIR/kubelet" \
+	--node-ip "$NODE_IP" --hostname-override "$NODE_NAME"
+wait_for "the node" 90 kctl wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s ||
+	fail_with kubelet "node $NODE_NAME did not become Ready in 90s"
+guard_check || die "the network guard is not in place"
+
+# --- 8. kube-proxy; the guard stays first after its first sync
 start kube-proxy "$BIN_DIR/kube-proxy" --config "$STATE_DIR/kube-proxy.yaml"
 synced() { iptables -w -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 'default/kubernetes:https'; }
 wait_for "kube-proxy" 30 synced || fail_with kube-proxy "kube-proxy did not sync the kubernetes Service in 30s"
@@ -169,14 +181,6 @@ guard_check || {
 	say "kube-proxy's sync displaced the guard: re-asserting it"
 	guard_up && guard_check
 } || die "the network guard is not in place after kube-proxy's sync"
-
-# --- 8. the kubelet
-start kubelet "$BIN_DIR/kubelet" --config "$STATE_DIR/kubelet.yaml" \
-	--kubeconfig "$PKI_DIR/kubelet.kubeconfig" --root-dir "$STATE_DIR/kubelet" \
-	--node-ip "$NODE_IP" --hostname-override "$NODE_NAME"
-wait_for "the node" 90 kctl wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s ||
-	fail_with kubelet "node $NODE_NAME did not become Ready in 90s"
-guard_check || die "the network guard is not in place"
 
 # --- 9. the images make images built
 shopt -s nullglob

@@ -245,6 +245,39 @@ func TestGuardInPlace(t *testing.T) {
 
 // get polls GET url until it answers and done (nil: any answer) accepts the
 // answer, for up to 30 s, and returns the last answer.
+// TestMissingImageNeverReachesARegistry creates a pod whose image is not on
+// the node: containerd's attempt to resolve the registry is dropped by the
+// cgroup guard before it leaves (the kubelet reports "operation not
+// permitted"), so nothing is pulled from anywhere. The guard is checked first,
+// so that this test never makes the attempt without it.
+func TestMissingImageNeverReachesARegistry(t *testing.T) {
+	c := kubecluster.Require(t)
+	if os.Geteuid() != 0 {
+		t.Skip("reads the guard's iptables counters; needs root")
+	}
+	if out := run(t, "iptables", "-w", "-t", "mangle", "-S", "OUTPUT"); !strings.Contains(out, "-A OUTPUT -j "+kubecluster.GuardChain+"-CG") {
+		t.Fatalf("the cgroup guard is not in place; not creating a pod that would reach for a registry:\n%s", out)
+	}
+	ns := c.Namespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const image = "registry.invalid/bowline/none:1"
+	if out, err := c.Run(ctx, "run", "-n", ns, "missing", "--image", image, "--image-pull-policy", "Always"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var events string
+	for ctx.Err() == nil {
+		events, _ = c.Run(ctx, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=missing", "-o", "jsonpath={.items[*].message}")
+		if strings.Contains(events, "Failed to pull image") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // poll the pod's events
+	}
+	if !strings.Contains(events, "Failed to pull image \""+image+"\"") || !strings.Contains(events, "operation not permitted") {
+		t.Errorf("pulling %s: events %q, want a failed pull with \"operation not permitted\" (the guard dropping containerd's lookup)", image, events)
+	}
+}
+
 func get(t *testing.T, url string, done func(code int, body string) bool) (int, string) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
