@@ -32,6 +32,7 @@ healthy() {
 
 if [ -f "$STATE_DIR/up" ] && healthy; then
 	say "reusing the running cluster ($STATE_DIR)"
+	ip route replace "$SERVICE_CIDR" dev "$BRIDGE" src "$POD_GATEWAY" # re-asserted: it keeps host->Service traffic on the bridge
 	"$KIT_DIR/load.sh" "$IMAGES_DIR"/*.tar 2>/dev/null || true
 	export_line
 	exit 0
