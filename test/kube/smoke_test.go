@@ -220,7 +220,10 @@ func TestGuardInPlace(t *testing.T) {
 	if out := run(t, "iptables", "-w", "-t", "nat", "-S", "KUBE-SERVICES"); !strings.Contains(out, "default/kubernetes:https") {
 		t.Errorf("kube-proxy has not synced the kubernetes Service:\n%s", out)
 	}
-	for _, ip := range []string{"10.244.0.77", "10.96.200.1"} {
+	// The pod range routes to the bridge. (The Service range's route to the
+	// bridge, which up.sh adds and re-asserts, only serves host->ClusterIP
+	// traffic; without it the guard drops that traffic, checked above.)
+	for _, ip := range []string{"10.244.0.77"} {
 		if out := run(t, "ip", "-4", "route", "get", ip); !strings.Contains(out, "dev "+kubecluster.Bridge) {
 			t.Errorf("ip route get %s = %q, want it on the bridge %s", ip, out, kubecluster.Bridge)
 		}
