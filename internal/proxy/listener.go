@@ -105,6 +105,12 @@ func (p *Proxy) startListener(b *boundListener) {
 			return ctx
 		},
 	}
+	// Envoy's HTTP/2 defaults where Go's differ: frames up to 16 KiB (the
+	// RFC's initial SETTINGS_MAX_FRAME_SIZE; Go advertises 1 MiB). Go's
+	// server bounds concurrent streams (250) and the handlers of reset
+	// streams (CVE-2023-44487) and closes connections flooding CONTINUATION
+	// frames (CVE-2023-45288): h2_test.go asserts both.
+	b.srv.HTTP2 = &http.HTTP2Config{MaxReadFrameSize: 16 << 10}
 	b.srv.Protocols = new(http.Protocols)
 	b.srv.Protocols.SetHTTP1(true)
 	b.srv.Protocols.SetUnencryptedHTTP2(true)
