@@ -125,7 +125,7 @@ func (d *discoveryKube) runBeside(run func(context.Context) error, ready func() 
 		g.Go(func() error { return d.ctl.Run(ctx) })
 		g.Go(func() error { return run(ctx) })
 		if d.mca != nil {
-			hosts := []string{ca.DefaultServingHost, ca.DefaultServingHost + "." + d.cfg.Domain, "istiod." + d.root, "istiod"}
+			hosts := []string{ca.DefaultServingHost, ca.DefaultServingHost + "." + d.cfg.Domain, "istiod." + d.root, "istiod", "localhost", "127.0.0.1"}
 			serving := d.mca.ca.NewServingCertificate(hosts)
 			wh := kube.NewWebhookServer(d.webhookAddress, serving.GetCertificate,
 				kube.WebhookMux(kube.NewValidationHandler(d.validate, d.cfg.Logger), func() bool { return d.synced() && ready() }), d.cfg.Logger)

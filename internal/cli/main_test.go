@@ -3,19 +3,29 @@ package cli
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/bowline-mesh/bowline/internal/kube/kubetest"
 )
 
 // update rewrites golden files: go test ./internal/cli -update
 var update = flag.Bool("update", false, "rewrite testdata/*.golden files")
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := kubetest.Main(m) // stops the API server kube_test.go may have started
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // run executes the command line and returns stdout, stderr and the exit code.
