@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -33,6 +34,11 @@ func newProxyCommand(s streams) *cobra.Command {
 		interception   string
 		memLimit       string
 		releasePages   bool
+		labelsFile     string
+		logLevel       string
+		statusPort     int
+		healthPort     int
+		statsPort      int
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -47,6 +53,14 @@ func newProxyCommand(s streams) *cobra.Command {
   bowline proxy --discovery 127.0.0.1:15010 --ca-address 127.0.0.1:15010 --ca-root-cert ./cacerts/root-cert.pem \
     --ca-token-file ./reviews.token --namespace default --workload reviews-v1 --service-account bookinfo-reviews \
     --inbound 9080=9081
+
+  # The sidecar in a Kubernetes pod, as the injector writes it (node metadata from the
+  # downward API, the projected ServiceAccount token as the CA credential, Istio's ports)
+  bowline proxy --discovery istiod.istio-system.svc:15012 --ca-address istiod.istio-system.svc:15012 \
+    --ca-root-cert /var/run/secrets/istio/root-cert.pem --ca-token-file /var/run/secrets/tokens/istio-token \
+    --namespace "$POD_NAMESPACE" --workload reviews-v1 --service-account "$SERVICE_ACCOUNT" --ip "$INSTANCE_IP" \
+    --labels-file /etc/istio/pod/labels --interception-mode REDIRECT --inbound 9080=9080 \
+    --status-port 15020 --health-port 15021 --stats-port 15090
 
   # An ingress gateway serving Gateway port 80 on 8080
   bowline proxy --discovery 127.0.0.1:15010 --insecure-xds --type router --namespace istio-system \
@@ -66,9 +80,47 @@ func newProxyCommand(s streams) *cobra.Command {
 					return fmt.Errorf("--ip: %q is not an IP address", ip)
 				}
 			}
-			lbls, err := parseLabels(labels)
+			lbls := map[string]string{}
+			if labelsFile != "" {
+				b, err := os.ReadFile(labelsFile)
+				if err != nil {
+					return fmt.Errorf("--labels-file: %w", err)
+				}
+				if lbls, err = parseDownwardLabels(string(b)); err != nil {
+					return fmt.Errorf("--labels-file %s: %w", labelsFile, err)
+				}
+			}
+			flagLabels, err := parseLabels(labels)
 			if err != nil {
 				return fmt.Errorf("--labels: %w", err)
+			}
+			maps.Copy(lbls, flagLabels)
+			slogLevel, err := envoyLogLevel(logLevel)
+			if err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			for _, pf := range []struct {
+				name string
+				port int
+				dst  *string
+			}{{"--status-port", statusPort, &cfg.StatusAddress}, {"--health-port", healthPort, &cfg.HealthAddress}, {"--stats-port", statsPort, &cfg.StatsAddress}} {
+				if pf.port < 0 || pf.port > 65535 {
+					return fmt.Errorf("%s: %d is not a port (0 disables)", pf.name, pf.port)
+				}
+				if pf.port != 0 {
+					*pf.dst = ":" + strconv.Itoa(pf.port)
+				}
+			}
+			// The injector passes the apps' probes and scrape settings in
+			// Istio's environment variables.
+			if cfg.AppProbes, err = proxy.ParseAppProbes(os.Getenv("ISTIO_KUBE_APP_PROBERS")); err != nil {
+				return fmt.Errorf("ISTIO_KUBE_APP_PROBERS: %w", err)
+			}
+			if len(cfg.AppProbes) > 0 && cfg.StatusAddress == "" {
+				return fmt.Errorf("ISTIO_KUBE_APP_PROBERS is set but --status-port is 0: the kubelet's probes would have nowhere to go")
+			}
+			if cfg.AppMetrics, err = proxy.ParseAppScrape(os.Getenv("ISTIO_PROMETHEUS_ANNOTATIONS")); err != nil {
+				return fmt.Errorf("ISTIO_PROMETHEUS_ANNOTATIONS: %w", err)
 			}
 			in, err := parsePortMaps(inbound)
 			if err != nil {
@@ -99,6 +151,7 @@ func newProxyCommand(s streams) *cobra.Command {
 				cfg.Node.IPs = []string{ip}
 			}
 			level := new(slog.LevelVar)
+			level.Set(slogLevel)
 			cfg.LogLevel = level
 			cfg.Logger = slog.New(slog.NewJSONHandler(s.err, &slog.HandlerOptions{Level: level}))
 			cfg.AccessLogWriter = s.out
@@ -149,8 +202,48 @@ func newProxyCommand(s streams) *cobra.Command {
 	f.StringVar(&cfg.AccessLog, "access-log", "json", "access log format: off, json or text")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", 5*time.Second, "how long in-flight requests may finish on shutdown")
 	f.StringVar(&memLimit, "memory-limit", "", "soft memory limit of the Go runtime (like GOMEMLIMIT), e.g. 64MiB; the GC runs more often near it")
+	f.StringVar(&labelsFile, "labels-file", "", "Kubernetes downward-API file of the pod's labels (key=\"value\" lines); --labels add to and override it")
+	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warning, error, critical or off (Envoy's names, as sidecar.istio.io/logLevel)")
+	f.IntVar(&statusPort, "status-port", 0, "in a pod: serve /healthz/ready, the kubelet's /app-health/... probes, merged /stats/prometheus and /quitquitquit on this port (Istio's 15020; 0 disables)")
+	f.IntVar(&healthPort, "health-port", 0, "in a pod: serve /healthz/ready on this port (Istio's 15021; 0 disables)")
+	f.IntVar(&statsPort, "stats-port", 0, "in a pod: serve the proxy's /stats/prometheus on this port (Istio's 15090; 0 disables)")
 	f.BoolVar(&releasePages, "release-binary-pages", true, "once ready, unmap the pages of the bowline binary that initialisation touched (they stay in the shared page cache); RSS then shows the proxy's working set")
 	return cmd
+}
+
+// parseDownwardLabels reads the Kubernetes downward-API labels file: one
+// key="value" line per label, the value quoted as Go quotes strings.
+func parseDownwardLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for i, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		if line == "" {
+			continue
+		}
+		k, q, ok := strings.Cut(line, "=")
+		v, err := strconv.Unquote(q)
+		if !ok || k == "" || err != nil {
+			return nil, fmt.Errorf("line %d: %q is not key=\"value\"", i+1, line)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// envoyLogLevel maps Envoy's log level names onto slog's.
+func envoyLogLevel(s string) (slog.Level, error) {
+	switch s {
+	case "trace", "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warning", "warn":
+		return slog.LevelWarn, nil
+	case "error", "critical":
+		return slog.LevelError, nil
+	case "off":
+		return slog.LevelError + 100, nil
+	}
+	return 0, fmt.Errorf("%q: want trace, debug, info, warning, error, critical or off", s)
 }
 
 func parseLabels(s string) (map[string]string, error) {

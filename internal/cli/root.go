@@ -80,6 +80,7 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 		newUninstallCommand(s),
 		newManifestCommand(s),
 		newXCommand(s),
+		newWaitCommand(s),
 	)
 	return root
 }

@@ -14,6 +14,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,10 @@ type Config struct {
 	RootCertPoll time.Duration
 	// Token is the bootstrap token, sent as "authorization: Bearer <token>".
 	Token string
+	// TokenFile, when set, holds the token instead; it is read before every
+	// request, as the kubelet rotates a projected ServiceAccount token in
+	// place (Istio's agent does the same with istio-token).
+	TokenFile string
 	// TrustDomain, when set, must be the trust domain of the issued identity.
 	TrustDomain string
 	// TTL is the requested certificate lifetime; the CA's default (24h) when zero.
@@ -350,8 +355,16 @@ func (a *Agent) fetch(ctx context.Context) (*state, error) {
 	defer conn.Close()
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
-	if a.cfg.Token != "" {
-		rctx = metadata.AppendToOutgoingContext(rctx, "authorization", "Bearer "+a.cfg.Token)
+	token := a.cfg.Token
+	if a.cfg.TokenFile != "" {
+		b, err := os.ReadFile(a.cfg.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token != "" {
+		rctx = metadata.AppendToOutgoingContext(rctx, "authorization", "Bearer "+token)
 	}
 	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(rctx, &pb.IstioCertificateRequest{
 		Csr: string(csrPEM), ValidityDuration: int64(a.cfg.TTL / time.Second),

@@ -386,3 +386,32 @@ func TestRootFileChangeRefreshesEarly(t *testing.T) {
 		t.Error("certificate not refreshed")
 	}
 }
+
+// TestTokenFileReread: with TokenFile the token is read for every request,
+// so a token rotated in place (a projected ServiceAccount token) is the one
+// sent: a wrong token first is refused, the rewritten file's is accepted.
+func TestTokenFileReread(t *testing.T) {
+	env := startCA(t, "", "127.0.0.1:0", nil, nil)
+	path := filepath.Join(t.TempDir(), "istio-token")
+	if err := os.WriteFile(path, []byte("expired-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := &recorder{}
+	a := newAgent(t, env, "", func(c *Config) { c.TokenFile = path; c.Logger = slog.New(log) })
+	runAgent(t, a)
+	deadline := time.Now().Add(5 * time.Second)
+	for log.count("certificate request failed") < 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if cert, _ := a.Current(); cert != nil {
+		t.Fatal("certificate issued for the wrong token")
+	}
+	if err := os.WriteFile(path, []byte(env.tokens.Mint("default", "web")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, a)
+	cert, _ := a.Current()
+	if got := cert.Leaf.URIs[0].String(); got != "spiffe://cluster.local/ns/default/sa/web" {
+		t.Errorf("identity %s", got)
+	}
+}

@@ -107,7 +107,7 @@ func localOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ap, err := netip.ParseAddrPort(r.RemoteAddr)
 		if err != nil || !ap.Addr().Unmap().IsLoopback() {
-			http.Error(w, "profiling is served to localhost only", http.StatusForbidden)
+			http.Error(w, "served to localhost only", http.StatusForbidden)
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -22,20 +21,19 @@ import (
 const istiodPath = "/ns/istio-system/sa/istiod"
 
 // newAgent builds the workload identity agent from the CA settings: the
-// bootstrap token is read from CATokenFile (never from the command line).
+// token (a bootstrap token, or a pod's projected ServiceAccount token) is in
+// CATokenFile, never on the command line; it must be readable at start and
+// is read again for every request, so a rotated token is used.
 func newAgent(cfg Config) (*identity.Agent, error) {
 	if cfg.CARootCert == "" {
 		return nil, errors.New("ca: --ca-root-cert is required with --ca-address")
 	}
-	var token string
 	if cfg.CATokenFile != "" {
-		b, err := os.ReadFile(cfg.CATokenFile)
-		if err != nil {
+		if _, err := os.ReadFile(cfg.CATokenFile); err != nil {
 			return nil, fmt.Errorf("ca token: %w", err)
 		}
-		token = strings.TrimSpace(string(b))
 	}
-	return identity.New(identity.Config{CAAddress: cfg.CAAddress, RootCertFile: cfg.CARootCert, Token: token,
+	return identity.New(identity.Config{CAAddress: cfg.CAAddress, RootCertFile: cfg.CARootCert, TokenFile: cfg.CATokenFile,
 		TrustDomain: cfg.TrustDomain, TTL: cfg.CertTTL, Logger: cfg.Logger})
 }
 

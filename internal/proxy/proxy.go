@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,24 @@ type Config struct {
 	// this long (Envoy's common_http_protocol_options.idle_timeout); 0 means
 	// Envoy's default of 1h.
 	IdleTimeout time.Duration
+
+	// StatusAddress is the sidecar's status port in a pod (Istio's 15020):
+	// /healthz/ready, the kubelet's rewritten /app-health/... probes, the
+	// merged /stats/prometheus and /quitquitquit (loopback only). "" disables.
+	StatusAddress string
+	// HealthAddress serves /healthz/ready alone (Istio's 15021, the
+	// sidecar's own readiness probe). "" disables.
+	HealthAddress string
+	// StatsAddress serves the proxy's /stats/prometheus (Istio's 15090).
+	// "" disables.
+	StatsAddress string
+	// AppProbes are the apps' probes by /app-health/CONTAINER/KIND path
+	// (ParseAppProbes); they are sent to the first of Node.IPs (loopback when
+	// none) from 127.0.0.6.
+	AppProbes map[string]AppProbe
+	// AppMetrics, when set, is the app's metrics endpoint on loopback that
+	// the status port's /stats/prometheus merges in (ParseAppScrape).
+	AppMetrics *AppScrape
 }
 
 // Envoy's defaults for the downstream timeouts (see Config).
@@ -120,6 +139,8 @@ type Proxy struct {
 	quitOnce  sync.Once
 	drainOnce sync.Once
 	adminAddr atomic.Pointer[string]
+	// stopping is set when shutdown begins: /healthz/ready fails from then.
+	stopping atomic.Bool
 	// peerMeta is the x-bowline-peer-metadata value sent to mesh peers.
 	peerMeta string
 
@@ -234,7 +255,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 6)
 	if p.cfg.AdminAddress != "" {
 		ln, err := net.Listen("tcp", p.cfg.AdminAddress)
 		if err != nil {
@@ -249,6 +270,26 @@ func (p *Proxy) Run(ctx context.Context) error {
 				errc <- err
 			}
 		}()
+	}
+	var lns []net.Listener
+	for _, s := range p.statusServers() {
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("listen %s: %w", s.addr, err)
+		}
+		lns = append(lns, ln)
+		wg.Add(1)
+		go func(h http.Handler) {
+			defer wg.Done()
+			if err := serveHTTP(runCtx, ln, h); err != nil {
+				errc <- err
+			}
+		}(s.h)
 	}
 	if p.agent != nil {
 		wg.Add(1)
@@ -275,6 +316,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	case <-p.quit:
 	case err = <-errc:
 	}
+	p.stopping.Store(true)
 	p.log.Info("proxy draining", slog.Duration("drain_duration", p.cfg.DrainDuration))
 	p.drainAll()
 	cancel()
