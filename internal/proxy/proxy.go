@@ -250,6 +250,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The admin and status ports outlive ctx until the drain is over, so
+	// that readiness reports the drain and the admin stays reachable.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
 	p.mu.Lock()
 	p.runCtx = runCtx
 	p.mu.Unlock()
@@ -266,7 +270,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.serveAdmin(runCtx, ln); err != nil {
+			if err := p.serveAdmin(serveCtx, ln); err != nil {
 				errc <- err
 			}
 		}()
@@ -279,6 +283,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 				_ = l.Close()
 			}
 			cancel()
+			stopServing()
 			wg.Wait()
 			return fmt.Errorf("listen %s: %w", s.addr, err)
 		}
@@ -286,7 +291,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func(h http.Handler) {
 			defer wg.Done()
-			if err := serveHTTP(runCtx, ln, h); err != nil {
+			if err := serveHTTP(serveCtx, ln, h); err != nil {
 				errc <- err
 			}
 		}(s.h)
@@ -320,6 +325,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.log.Info("proxy draining", slog.Duration("drain_duration", p.cfg.DrainDuration))
 	p.drainAll()
 	cancel()
+	stopServing()
 	wg.Wait()
 	p.tracers.shutdown() // flush spans while the clusters still dial
 	p.mu.Lock()
