@@ -676,7 +676,7 @@ spec:
 			{"alg none", "/secure", keys.unsigned(t, `{"alg":"none","kid":"rsa-1"}`), 401, "Jwt algorithm is not supported"},
 			{"HS256 keyed with the RSA public key", "/secure", keys.hs256WithRSAKey(t), 401, "Jwks doesn't have key to match kid or alg from Jwt"},
 			{"RS256 with the kid of the EC key", "/secure", keys.withKid(t, keys.token(t, "RS256", nil), "ec-1"), 401, "Jwks doesn't have key to match kid or alg from Jwt"},
-			{"oversized token", "/secure", keys.token(t, "RS256", map[string]any{"pad": strings.Repeat("a", 64<<10)}), 431, ""}, // the 60 KiB head limit answers before jwt_authn sees it
+			{"oversized token", "/secure", keys.token(t, "RS256", map[string]any{"pad": strings.Repeat("a", 64<<10)}), 431, "Request Header Fields Too Large"}, // the 60 KiB head limit answers before jwt_authn sees it
 		} {
 			got := sendRaw(t, inPort, rawRequest{path: c.path, token: c.token})
 			if got.status != c.status || got.body != c.body {
