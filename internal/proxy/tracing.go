@@ -232,7 +232,7 @@ type reqSpan struct {
 // that only propagates the decision).
 func (p *Proxy) startSpan(x *exchange, cfg *xdsconfig.Tracing) {
 	r := x.r
-	carrier := propagation.HeaderCarrier(r.Header)
+	carrier := traceCarrier(r.Header)
 	ctx := w3cPropagator.Extract(context.Background(), carrier)
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = b3Propagator.Extract(context.Background(), carrier)
@@ -240,11 +240,11 @@ func (p *Proxy) startSpan(x *exchange, cfg *xdsconfig.Tracing) {
 	parent := trace.SpanContextFromContext(ctx)
 	var sampled bool
 	switch {
-	case r.Header.Get("x-envoy-force-trace") != "":
+	case carrier.Get("x-envoy-force-trace") != "":
 		sampled = true
 	case parent.IsValid():
 		sampled = parent.IsSampled()
-	case r.Header.Get("x-client-trace-id") != "":
+	case carrier.Get("x-client-trace-id") != "":
 		sampled = samplePercent(cfg.ClientSampling)
 	default:
 		sampled = samplePercent(cfg.RandomSampling)
@@ -259,7 +259,7 @@ func (p *Proxy) startSpan(x *exchange, cfg *xdsconfig.Tracing) {
 		kind = trace.SpanKindServer
 	}
 	ctx = context.WithValue(ctx, sampleKey{}, sampled)
-	rs := &reqSpan{cfg: cfg, b3Single: r.Header.Get("b3") != ""}
+	rs := &reqSpan{cfg: cfg, b3Single: carrier.Get("b3") != ""}
 	rs.ctx, rs.span = t.t.Start(ctx, "", trace.WithSpanKind(kind), trace.WithTimestamp(x.rec.start))
 	if cfg.SpawnUpstreamSpan {
 		rs.ctx, rs.upstream = t.t.Start(rs.ctx, "", trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(x.rec.start))
@@ -283,7 +283,7 @@ func (x *exchange) injectTrace(hdr http.Header) {
 	if x.span == nil {
 		return
 	}
-	c := propagation.HeaderCarrier(hdr)
+	c := traceCarrier(hdr)
 	w3cPropagator.Inject(x.span.ctx, c)
 	b3Propagator.Inject(x.span.ctx, c)
 	if x.span.b3Single {
@@ -359,6 +359,52 @@ func (p *Proxy) endSpan(x *exchange) {
 		sp.End(trace.WithTimestamp(end))
 	}
 }
+
+// traceCarrier is propagation.HeaderCarrier without the per-call cost of
+// canonicalising the propagators' lower-case keys (net/http allocates the
+// canonical form of each on every Get and Set): the keys the W3C and B3
+// propagators and startSpan use map to constants.
+type traceCarrier http.Header
+
+var _ propagation.TextMapCarrier = traceCarrier(nil)
+
+// traceKey is the canonical form of a propagation header name.
+func traceKey(k string) string {
+	switch k {
+	case "traceparent":
+		return "Traceparent"
+	case "tracestate":
+		return "Tracestate"
+	case "b3":
+		return "B3"
+	case "x-b3-traceid":
+		return "X-B3-Traceid"
+	case "x-b3-spanid":
+		return "X-B3-Spanid"
+	case "x-b3-parentspanid":
+		return "X-B3-Parentspanid"
+	case "x-b3-sampled":
+		return "X-B3-Sampled"
+	case "x-b3-flags":
+		return "X-B3-Flags"
+	case "x-client-trace-id":
+		return "X-Client-Trace-Id"
+	case "x-envoy-force-trace":
+		return "X-Envoy-Force-Trace"
+	}
+	return http.CanonicalHeaderKey(k)
+}
+
+func (c traceCarrier) Get(k string) string {
+	if v := c[traceKey(k)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c traceCarrier) Set(k, v string) { c[traceKey(k)] = []string{v} }
+
+func (c traceCarrier) Keys() []string { return propagation.HeaderCarrier(c).Keys() }
 
 func headerOr(h http.Header, k, def string) string {
 	if v := h.Get(k); v != "" {
