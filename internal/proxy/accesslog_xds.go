@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -78,30 +79,42 @@ func (l *xdsLogs) logger(al *xdsconfig.AccessLog) *accessLogger {
 }
 
 // filterVars are the Envoy attributes of a finished request for CEL filters.
+// Each top-level attribute is built when an expression first reads it (cel-go
+// resolves a func() any binding once and keeps the value), so a filter on
+// response.code never copies the request headers.
 func filterVars(x *exchange) map[string]any {
 	rec, r := x.rec, x.r
-	headers := make(map[string]any, len(r.Header))
-	for k, v := range r.Header {
-		headers[strings.ToLower(k)] = strings.Join(v, ",")
-	}
-	respHeaders := map[string]any{}
-	for k, v := range x.w.Header() {
-		respHeaders[strings.ToLower(k)] = strings.Join(v, ",")
-	}
-	urlPath := r.URL.Path
 	return map[string]any{
-		"request": map[string]any{
-			"method": rec.method, "path": rec.path, "url_path": urlPath, "host": rec.authority, "scheme": "http",
-			"protocol": rec.protocol, "headers": headers, "id": rec.requestID, "useragent": r.UserAgent(),
-			"size": rec.bytesIn, "total_size": rec.bytesIn, "duration": rec.duration,
+		"request": func() any {
+			return map[string]any{
+				"method": rec.method, "path": rec.path, "url_path": r.URL.Path, "host": rec.authority, "scheme": "http",
+				"protocol": rec.protocol, "headers": lowerHeaders(r.Header), "id": rec.requestID, "useragent": r.UserAgent(),
+				"size": rec.bytesIn, "total_size": rec.bytesIn, "duration": rec.duration,
+			}
 		},
-		"response": map[string]any{
-			"code": int64(rec.code), "code_details": rec.details, "flags": int64(rec.flags), "headers": respHeaders,
-			"size": rec.bytesOut, "total_size": rec.bytesOut, "grpc_status": rec.grpcStatus,
+		"response": func() any {
+			return map[string]any{
+				"code": int64(rec.code), "code_details": rec.details, "flags": int64(rec.flags), "headers": lowerHeaders(x.w.Header()),
+				"size": rec.bytesOut, "total_size": rec.bytesOut, "grpc_status": rec.grpcStatus,
+			}
 		},
-		"connection":  map[string]any{"mtls": rec.peer != nil && rec.peer.principal != ""},
-		"source":      map[string]any{},
-		"destination": map[string]any{},
-		"upstream":    map[string]any{"address": rec.upstreamHost},
+		"connection":  func() any { return map[string]any{"mtls": rec.peer != nil && rec.peer.principal != ""} },
+		"source":      emptyAttrs,
+		"destination": emptyAttrs,
+		"upstream":    func() any { return map[string]any{"address": rec.upstreamHost} },
 	}
+}
+
+// emptyAttrs is an attribute map Bowline does not fill yet (source.*,
+// destination.*): reading one of its keys is an error, as in Envoy when the
+// attribute is absent.
+func emptyAttrs() any { return map[string]any{} }
+
+// lowerHeaders is h as CEL's header map: lower-case names, values joined by ",".
+func lowerHeaders(h http.Header) map[string]any {
+	out := make(map[string]any, len(h))
+	for k, v := range h {
+		out[strings.ToLower(k)] = strings.Join(v, ",")
+	}
+	return out
 }
