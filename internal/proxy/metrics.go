@@ -186,16 +186,28 @@ func pickService(ss []xdsconfig.ServiceMeta, authority string) *xdsconfig.Servic
 		return nil
 	}
 	host := authority
-	if h, _, err := net.SplitHostPort(authority); err == nil {
-		host = h
+	if strings.IndexByte(authority, ':') >= 0 { // no SplitHostPort error (an allocation) for a bare host
+		if h, _, err := net.SplitHostPort(authority); err == nil {
+			host = h
+		}
 	}
 	for i := range ss {
 		s := &ss[i]
-		if host == s.Host || host == s.Name || host == s.Name+"."+s.Namespace || strings.HasPrefix(s.Host, host+".") {
+		if host == s.Host || host == s.Name || isDotted(host, s.Name, s.Namespace) || hasDotPrefix(s.Host, host) {
 			return s
 		}
 	}
 	return &ss[0]
+}
+
+// isDotted reports whether s is a+"."+b, without building the string.
+func isDotted(s, a, b string) bool {
+	return len(s) == len(a)+1+len(b) && hasDotPrefix(s, a) && s[len(a)+1:] == b
+}
+
+// hasDotPrefix reports whether s starts with a+".", without building the string.
+func hasDotPrefix(s, a string) bool {
+	return len(s) > len(a) && s[len(a)] == '.' && strings.HasPrefix(s, a)
 }
 
 func (m *metrics) observeRequest(r *record) {
