@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
 // statsText serves Envoy's /stats text form, "NAME: VALUE" per line sorted
@@ -53,7 +51,7 @@ func (p *Proxy) statsText(w http.ResponseWriter, r *http.Request) {
 					switch {
 					case h.ejected(now):
 						ejected++
-					case (&xdsconfig.Endpoint{Health: h.health}).Routable():
+					case h.health.Routable():
 						healthy++
 					}
 				}

@@ -271,8 +271,7 @@ func (c *cluster) pick(avoid *host, hashKey string, hasHash bool) *host {
 	}
 	now := time.Now().UnixNano()
 	ok := func(h *host) bool {
-		return h.health != xdsconfig.HealthUnhealthy && h.health != xdsconfig.HealthDraining &&
-			h.health != xdsconfig.HealthTimeout && !h.ejected(now)
+		return h.health.Routable() && !h.ejected(now)
 	}
 	n := len(hs.hosts)
 	if n == 1 {
@@ -419,7 +418,7 @@ func clusterStatusLines(b *strings.Builder, c *cluster) {
 		switch {
 		case h.ejected(now):
 			health = "/failed_outlier_check"
-		case !((&xdsconfig.Endpoint{Health: h.health}).Routable()):
+		case !h.health.Routable():
 			health = "/failed_eds_health"
 		}
 		pre := c.name + "::" + h.addr + "::"

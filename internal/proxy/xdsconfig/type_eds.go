@@ -36,9 +36,9 @@ type Endpoint struct {
 	TLSMatch map[string]string
 }
 
-// Routable reports whether the endpoint may receive traffic.
-func (e *Endpoint) Routable() bool {
-	return e.Health == HealthUnknown || e.Health == HealthHealthy || e.Health == HealthDegraded
+// Routable reports whether an endpoint of this health may receive traffic.
+func (h HealthStatus) Routable() bool {
+	return h == HealthUnknown || h == HealthHealthy || h == HealthDegraded
 }
 
 // WorkloadMeta is what Istio-style endpoint metadata says about a workload.
