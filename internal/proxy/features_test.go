@@ -181,11 +181,12 @@ func echoServer(t *testing.T) string {
 func TestExplicitProxy(t *testing.T) {
 	up := echoServer(t)
 	bk := startBackend(t, "ratings", nil)
-	lp, vport, tport := freePort(t), freePort(t), freePort(t)
+	lp, vport, tport, limport := freePort(t), freePort(t), freePort(t), freePort(t)
 	e := newEnv(t, resources(
 		[]types.Resource{
 			listenerOf(t, "outbound_http_proxy", "127.0.0.1", lp, true, hcmFilter(t, "outbound_http_proxy")),
 			listenerOf(t, "0.0.0.0_"+itoa(vport), "0.0.0.0", vport, false, hcmFilter(t, itoa(vport))),
+			listenerOf(t, "0.0.0.0_"+itoa(limport), "0.0.0.0", limport, false, limitedHCM(t, itoa(vport), 4, 10)),
 			listenerOf(t, "0.0.0.0_"+itoa(tport), "0.0.0.0", tport, false, tcpFilter(t, "db")),
 		},
 		[]types.Resource{
@@ -232,6 +233,33 @@ func TestExplicitProxy(t *testing.T) {
 		got, _ := io.ReadAll(br)
 		if string(got) != "echo:hello" {
 			t.Fatalf("tunnel got %q", got)
+		}
+	})
+	// Requests inside a CONNECT tunnel to an HTTP port are held to that
+	// listener's HCM limits (max_headers_count 10), not the defaults.
+	t.Run("CONNECT to an HTTP port keeps its HCM's head limits", func(t *testing.T) {
+		c := dialTCP(t, hostPort(lp))
+		defer c.Close()
+		authority := "ratings:" + itoa(limport)
+		_, _ = io.WriteString(c, "CONNECT "+authority+" HTTP/1.1\r\nHost: "+authority+"\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT: %v %v", resp, err)
+		}
+		var head strings.Builder
+		head.WriteString("GET /r/1 HTTP/1.1\r\nHost: ratings\r\n")
+		for i := range 11 {
+			head.WriteString("X-H" + itoa(i) + ": v\r\n")
+		}
+		_, _ = io.WriteString(c, head.String()+"\r\n")
+		resp, err = http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("12 headers through the tunnel: %d, want 431", resp.StatusCode)
 		}
 	})
 }

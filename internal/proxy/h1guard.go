@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"sync/atomic"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
 // The HTTP/1.1 framing guard. net/http's server frames a request that has
@@ -146,6 +148,25 @@ type h1guard struct {
 func (g *h1guard) admit() bool {
 	g.served++
 	return g.served <= g.verified.Load()
+}
+
+// headLimits are hcm's limits on a request head, Envoy's defaults where it
+// sets none: the bytes of the head and its number of headers.
+func headLimits(hcm *xdsconfig.HTTPConnectionManager) (maxBytes, maxHeaders int) {
+	maxBytes, maxHeaders = defaultMaxHeadBytes, defaultMaxHeaders
+	if hcm != nil && hcm.MaxRequestHeadersBytes > 0 {
+		maxBytes = hcm.MaxRequestHeadersBytes
+	}
+	if hcm != nil && hcm.MaxHeadersCount > 0 {
+		maxHeaders = hcm.MaxHeadersCount
+	}
+	return maxBytes, maxHeaders
+}
+
+// limit sets the guard's limits to those of the HCM serving the
+// connection; it must be called before the first scan.
+func (g *h1guard) limit(hcm *xdsconfig.HTTPConnectionManager) {
+	g.maxHead, g.maxHeaders = headLimits(hcm)
 }
 
 func (g *h1guard) headLimit() int {

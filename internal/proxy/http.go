@@ -203,13 +203,7 @@ func (s *snapshot) byAuthorityPort(authority string) (*routeTable, *xdsconfig.Vi
 // h2HeadersTooLarge reports whether an HTTP/2 request's headers pass the
 // HCM's limits (as HPACK counts them: name, value and 32 bytes per field).
 func h2HeadersTooLarge(r *http.Request, hcm *xdsconfig.HTTPConnectionManager) bool {
-	maxBytes, maxCount := defaultMaxHeadBytes, defaultMaxHeaders
-	if hcm != nil && hcm.MaxRequestHeadersBytes > 0 {
-		maxBytes = hcm.MaxRequestHeadersBytes
-	}
-	if hcm != nil && hcm.MaxHeadersCount > 0 {
-		maxCount = hcm.MaxHeadersCount
-	}
+	maxBytes, maxCount := headLimits(hcm)
 	size := len(r.Method) + len(r.Host) + len(r.RequestURI) + 3*32
 	count := 0
 	for k, vs := range r.Header {

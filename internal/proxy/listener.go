@@ -251,9 +251,7 @@ func (p *Proxy) serveChain(s *snapshot, b *boundListener, conn net.Conn, target 
 		}()
 		return
 	}
-	if chain.HTTP != nil {
-		info.guard.maxHead, info.guard.maxHeaders = chain.HTTP.MaxRequestHeadersBytes, chain.HTTP.MaxHeadersCount
-	}
+	info.guard.limit(chain.HTTP)
 	b.cl.push(&taggedConn{Conn: conn, info: info})
 }
 

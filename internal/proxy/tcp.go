@@ -201,7 +201,9 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, s *snapshot
 	}
 	dst := netip.AddrPortFrom(vl.Address.Addr(), uint16(port))
 	if fc.HTTP != nil {
-		info.bound.cl.push(&taggedConn{Conn: conn, r: rd, info: &connInfo{bound: info.bound, target: vl.Address, dst: dst, src: info.src}})
+		inner := &connInfo{bound: info.bound, target: vl.Address, dst: dst, src: info.src}
+		inner.guard.limit(fc.HTTP) // the tunnel's requests are held to its listener's HCM
+		info.bound.cl.push(&taggedConn{Conn: conn, r: rd, info: inner})
 		return
 	}
 	defer conn.Close()
