@@ -61,10 +61,11 @@ func parseToken(raw string) (*token, string) {
 	if len(raw) > MaxTokenBytes {
 		return nil, ReasonTooLarge
 	}
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
+	if strings.Count(raw, ".") != 2 {
 		return nil, ReasonBadFormat
 	}
+	_, rest, _ := strings.Cut(raw, ".")
+	payload, _, _ := strings.Cut(rest, ".")
 	jws, err := jose.ParseSignedCompact(raw, algorithms)
 	if err != nil {
 		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
@@ -73,7 +74,7 @@ func parseToken(raw string) (*token, string) {
 		return nil, ReasonBadFormat
 	}
 	h := jws.Signatures[0].Header
-	t := &token{jws: jws, alg: h.Algorithm, kid: h.KeyID, payloadSegment: parts[1]}
+	t := &token{jws: jws, alg: h.Algorithm, kid: h.KeyID, payloadSegment: payload}
 	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &t.claims) != nil || t.claims == nil {
 		return nil, ReasonBadPayloadJSON
 	}
