@@ -108,8 +108,13 @@ func TestBookinfoPodsAnswerAndResolveServices(t *testing.T) {
 		t.Errorf("GET /details/0 through port-forward = %d %s, want 200 with the book's ISBN-10", code, body)
 	}
 
+	// kube-proxy may program a Service's endpoints a moment after its pods
+	// turn Ready, so reviews may answer without ratings at first: poll until
+	// it shows ratings' stars.
 	reviews := c.PortForward(t, ns, "svc/reviews", 9080)
-	code, body = get(t, "http://"+reviews+"/reviews/0", nil)
+	code, body = get(t, "http://"+reviews+"/reviews/0", func(code int, body string) bool {
+		return code == http.StatusOK && strings.Contains(body, `"color":"red"`)
+	})
 	var answer struct {
 		PodName string `json:"podname"`
 		Reviews []struct {
@@ -130,8 +135,7 @@ func TestBookinfoPodsAnswerAndResolveServices(t *testing.T) {
 
 	page := c.PortForward(t, ns, "pod/productpage-v1", 9080)
 	wants := []string{`<dd id="details-isbn10">1234567890</dd>`, `class="stars-red"`}
-	// kube-proxy may program the Services' endpoints a moment after the pods
-	// turn Ready: poll until the page shows both.
+	// The same wait for details and reviews seen from productpage.
 	code, body = get(t, "http://"+page+"/productpage", func(code int, body string) bool {
 		return code == http.StatusOK && strings.Contains(body, wants[0]) && strings.Contains(body, wants[1])
 	})
