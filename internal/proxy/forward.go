@@ -219,14 +219,11 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 		}
 		return false
 	}
-	if setCookie != "" {
-		x.w.Header().Add("Set-Cookie", setCookie)
-	}
 	if res.resp.StatusCode == http.StatusSwitchingProtocols && upgrade != "" {
 		p.serveUpgrade(x, res.resp)
 		return false
 	}
-	return p.copyResponse(x, res.resp, wc)
+	return p.copyResponse(x, res.resp, wc, setCookie)
 }
 
 // hashKey builds the ring-hash key from the route's hash policies, in order
@@ -441,12 +438,16 @@ func (b *cancelBody) Close() error {
 
 // copyResponse streams the upstream response (headers, body, trailers) to the
 // downstream. It returns true when the body broke mid-stream.
-func (p *Proxy) copyResponse(x *exchange, resp *http.Response, wc *xdsconfig.WeightedCluster) bool {
+func (p *Proxy) copyResponse(x *exchange, resp *http.Response, wc *xdsconfig.WeightedCluster, setCookie string) bool {
 	defer resp.Body.Close()
 	rec, w := x.rec, x.w
 	dst := w.Header()
 	for k, v := range resp.Header {
 		dst[k] = v
+	}
+	if setCookie != "" {
+		// After the upstream's own cookies, which must not replace it.
+		dst["Set-Cookie"] = append(dst["Set-Cookie"], setCookie)
 	}
 	stripHop(dst)
 	editResponse(dst, &wc.Headers, &x.route.Headers, &x.vh.Headers, &x.rt.cfg.Headers)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,7 +248,15 @@ func TestMirror(t *testing.T) {
 // TestRingHash: every hash key kind keeps a client on one backend, and
 // different keys spread over the backends.
 func TestRingHash(t *testing.T) {
-	b1, b2, b3 := startBackend(t, "b1", nil), startBackend(t, "b2", nil), startBackend(t, "b3", nil)
+	// The backends set a cookie of their own, which must not replace the
+	// generated one.
+	cookieBackend := func(name string) *backend {
+		return startBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Set-Cookie", "app=1")
+			_, _ = io.WriteString(w, name)
+		})
+	}
+	b1, b2, b3 := cookieBackend("b1"), cookieBackend("b2"), cookieBackend("b3")
 	lp := freePort(t)
 	hashRoute := func(prefix string, hp *routev3.RouteAction_HashPolicy) *routev3.Route {
 		r := routeTo(prefix, "ring")
@@ -302,9 +311,14 @@ func TestRingHash(t *testing.T) {
 			return b
 		})
 		resp, first := get(t, client, addr, "app", "/cookie", nil)
-		ck := resp.Header.Get("Set-Cookie")
-		if !strings.HasPrefix(ck, "session=") || !strings.Contains(ck, "Max-Age=60") {
-			t.Fatalf("generated cookie %q", ck)
+		var ck string
+		for _, c := range resp.Header.Values("Set-Cookie") {
+			if strings.HasPrefix(c, "session=") {
+				ck = c
+			}
+		}
+		if !strings.Contains(ck, "Max-Age=60") || !slices.Contains(resp.Header.Values("Set-Cookie"), "app=1") {
+			t.Fatalf("Set-Cookie = %q, want the upstream's app=1 and a generated session cookie with Max-Age=60", resp.Header.Values("Set-Cookie"))
 		}
 		v := strings.SplitN(strings.TrimPrefix(ck, "session="), ";", 2)[0]
 		for i := 0; i < 10; i++ {
