@@ -125,6 +125,12 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 	downstreamH2 := r.ProtoMajor == 2
 	var res attemptResult
 	var prev *host
+	retrying := false // this request holds a max_retries slot
+	defer func() {
+		if retrying {
+			c.retries.Add(-1)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		if c.overflow() {
 			rec.flags |= flagUO
@@ -158,6 +164,10 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 			rd = io.NopCloser(counted)
 		}
 		res = p.attempt(ctx, r, c, h, hdr, path, authority, rd, policy, downstreamH2)
+		if retrying {
+			c.retries.Add(-1)
+			retrying = false
+		}
 		rec.upstreamHost, rec.host = h.addr, h
 		if hasBody {
 			mirror()
@@ -172,9 +182,15 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 			}
 			break
 		}
-		if c.retries.Load() >= int64(c.cfg.Limits.MaxRetries) {
-			break // retry budget (circuit breaker max_retries) exhausted
+		// A retry holds a slot of the circuit breaker's max_retries from its
+		// backoff until its attempt ends, as Envoy's retries are "active".
+		// The slot is taken in one step, so concurrent requests cannot all
+		// pass the check and overshoot the limit.
+		if c.retries.Add(1) > int64(c.cfg.Limits.MaxRetries) {
+			c.retries.Add(-1)
+			break // retry budget exhausted
 		}
+		retrying = true
 		if res.resp != nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(res.resp.Body, 64<<10))
 			res.resp.Body.Close()
@@ -182,14 +198,12 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 		if policy.OtherHosts {
 			prev = h
 		}
-		c.retries.Add(1)
 		t := time.NewTimer(backoff(policy, attempt))
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 		}
-		c.retries.Add(-1)
 		if ctx.Err() != nil {
 			if r.Context().Err() != nil {
 				rec.flags |= flagDC

@@ -153,6 +153,48 @@ func TestCircuitBreakerOverflow(t *testing.T) {
 	}
 }
 
+// TestCircuitBreakerMaxRetries: with max_retries 1, of ten requests that
+// all fail at once only one retries at a time: a retry holds its slot until
+// its attempt ends, and the others answer with the first attempt's 503.
+func TestCircuitBreakerMaxRetries(t *testing.T) {
+	var retried, inRetry, maxInRetry atomic.Int64
+	bk := startBackend(t, "failing", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("x-envoy-attempt-count") != "" {
+			retried.Add(1)
+			n := inRetry.Add(1)
+			defer inRetry.Add(-1)
+			for m := maxInRetry.Load(); n > m && !maxInRetry.CompareAndSwap(m, n); m = maxInRetry.Load() {
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // keep concurrent retries overlapping
+		w.WriteHeader(503)
+	})
+	_, addr := oneRoute(t, func(r *routev3.Route) {
+		r.GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(1),
+			RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(time.Millisecond)}}
+	}, func(c *clusterv3.Cluster) {
+		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			MaxRetries: wrapperspb.UInt32(1)}}}
+	}, nil, bk.addr)
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp, err := client.Get("http://" + addr + "/"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if retried.Load() == 0 || maxInRetry.Load() != 1 {
+		t.Errorf("with max_retries 1: %d retried attempts, at most %d at once; want at least one and never more than 1 at once",
+			retried.Load(), maxInRetry.Load())
+	}
+}
+
 // TestOutlierDetection: a backend answering 500 is ejected after 3
 // consecutive 5xx, gets no traffic while ejected, and returns after the
 // base ejection time.
