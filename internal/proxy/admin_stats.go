@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // statsText serves Envoy's /stats text form, "NAME: VALUE" per line sorted
@@ -38,7 +37,6 @@ func (p *Proxy) statsText(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s := p.snap.Load(); s != nil {
-		now := time.Now().UnixNano()
 		for name, c := range s.clusters {
 			pre := "cluster." + name + "."
 			add(pre+"upstream_rq_total", c.rqTotal.Load())
@@ -49,7 +47,7 @@ func (p *Proxy) statsText(w http.ResponseWriter, r *http.Request) {
 				for _, h := range hs.hosts {
 					total++
 					switch {
-					case h.ejected(now):
+					case h.ejected():
 						ejected++
 					case h.health.Routable():
 						healthy++

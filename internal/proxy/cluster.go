@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,16 +29,18 @@ type host struct {
 	// tls is the host's upstream TLS (transport_socket_matches), nil for plaintext.
 	tls *xdsconfig.TLSContext
 
-	active     atomic.Int64
-	total      atomic.Int64
-	failures   atomic.Int64
-	consec5xx  atomic.Uint32
-	consecGW   atomic.Uint32
-	ejections  atomic.Uint32
-	ejectUntil atomic.Int64 // unix nanos
+	active    atomic.Int64
+	total     atomic.Int64
+	failures  atomic.Int64
+	consec5xx atomic.Uint32
+	consecGW  atomic.Uint32
+	// isEjected is read on the request path; outlier is the rest of the
+	// outlier detection state, guarded by the cluster's odMu (outlier.go).
+	isEjected atomic.Bool
+	outlier   hostOutlier
 }
 
-func (h *host) ejected(now int64) bool { return h.ejectUntil.Load() > now }
+func (h *host) ejected() bool { return h.isEjected.Load() }
 
 // hostSet is an immutable list of hosts and, for hash policies, their ring.
 type hostSet struct {
@@ -76,10 +79,19 @@ type cluster struct {
 
 	// claSeen is the load assignment last installed (owned by the apply path).
 	claSeen *xdsconfig.ClusterLoadAssignment
+
+	// Outlier detection (outlier.go): odMu guards the hosts' outlier state
+	// and nEjected; now is the clock (tests inject one); stopSweep ends the
+	// interval sweep.
+	odMu      sync.Mutex
+	nEjected  int
+	now       func() int64
+	stopSweep chan struct{}
 }
 
 func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs) *cluster {
-	c := &cluster{cfg: cfg, name: cfg.Name, pools: map[*xdsconfig.TLSContext]*pool{}, bufs: bufs}
+	c := &cluster{cfg: cfg, name: cfg.Name, pools: map[*xdsconfig.TLSContext]*pool{}, bufs: bufs,
+		now: func() int64 { return time.Now().UnixNano() }}
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	if cfg.SourceAddress.IsValid() {
 		c.dialer.LocalAddr = &net.TCPAddr{IP: cfg.SourceAddress.AsSlice()}
@@ -89,6 +101,10 @@ func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *t
 		if c.pools[t] == nil {
 			c.pools[t] = c.newPool(t, clientTLS(t))
 		}
+	}
+	if cfg.Outlier != nil {
+		c.stopSweep = make(chan struct{})
+		go c.sweepEvery(cfg.Outlier.Interval, c.stopSweep)
 	}
 	return c
 }
@@ -198,6 +214,10 @@ func (c *cluster) upstreamH2(downstreamH2 bool) bool {
 }
 
 func (c *cluster) close() {
+	if c.stopSweep != nil {
+		close(c.stopSweep)
+		c.stopSweep = nil
+	}
 	for _, pl := range c.pools {
 		pl.lean.close()
 		pl.h1.CloseIdleConnections()
@@ -209,6 +229,8 @@ func (c *cluster) close() {
 
 // setEndpoints installs a new endpoint list, keeping hosts already known.
 func (c *cluster) setEndpoints(cla *xdsconfig.ClusterLoadAssignment) {
+	c.odMu.Lock()
+	defer c.odMu.Unlock()
 	old := map[string]*host{}
 	if hs := c.hosts.Load(); hs != nil {
 		for _, h := range hs.hosts {
@@ -225,12 +247,18 @@ func (c *cluster) setEndpoints(cla *xdsconfig.ClusterLoadAssignment) {
 				if h != nil {
 					nh.active.Store(h.active.Load())
 					nh.total.Store(h.total.Load())
-					nh.ejectUntil.Store(h.ejectUntil.Load())
-					nh.ejections.Store(h.ejections.Load())
+					nh.isEjected.Store(h.isEjected.Load())
+					nh.outlier = h.outlier
 				}
 				h = nh
 			}
 			hs.hosts = append(hs.hosts, h)
+		}
+	}
+	c.nEjected = 0
+	for _, h := range hs.hosts {
+		if h.ejected() {
+			c.nEjected++
 		}
 	}
 	if c.cfg.LB == xdsconfig.LBRingHash || c.cfg.LB == xdsconfig.LBMaglev {
@@ -269,9 +297,8 @@ func (c *cluster) pick(avoid *host, hashKey string, hasHash bool) *host {
 	if hs == nil || len(hs.hosts) == 0 {
 		return nil
 	}
-	now := time.Now().UnixNano()
 	ok := func(h *host) bool {
-		return h.health.Routable() && !h.ejected(now)
+		return h.health.Routable() && !h.ejected()
 	}
 	n := len(hs.hosts)
 	if n == 1 {
@@ -386,37 +413,16 @@ func (c *cluster) report(h *host, code int, connectFailed bool) {
 	}
 }
 
-func (c *cluster) eject(h *host) {
-	od := c.cfg.Outlier
-	hs := c.hosts.Load()
-	now := time.Now().UnixNano()
-	ejected := 0
-	for _, o := range hs.hosts {
-		if o.ejected(now) {
-			ejected++
-		}
-	}
-	// Envoy always allows ejecting at least one host.
-	if ejected > 0 && (ejected+1)*100 > int(od.MaxEjectionPercent)*len(hs.hosts) {
-		return
-	}
-	n := h.ejections.Add(1)
-	h.ejectUntil.Store(now + int64(od.BaseEjectionTime)*int64(n))
-	h.consec5xx.Store(0)
-	h.consecGW.Store(0)
-}
-
 // clusterStatusLines renders /clusters in Envoy's text form.
 func clusterStatusLines(b *strings.Builder, c *cluster) {
 	hs := c.hosts.Load()
 	if hs == nil {
 		return
 	}
-	now := time.Now().UnixNano()
 	for _, h := range hs.hosts {
 		health := "healthy"
 		switch {
-		case h.ejected(now):
+		case h.ejected():
 			health = "/failed_outlier_check"
 		case !h.health.Routable():
 			health = "/failed_eds_health"

@@ -143,8 +143,11 @@ type OutlierDetection struct {
 	ConsecutiveGatewayFailure uint32
 	// Interval is the ejection-sweep interval (default 10s).
 	Interval time.Duration
-	// BaseEjectionTime is multiplied by the number of ejections (default 30s).
+	// BaseEjectionTime is multiplied by the host's ejection multiplier
+	// (default 30s).
 	BaseEjectionTime time.Duration
+	// MaxEjectionTime caps an ejection (default 300s).
+	MaxEjectionTime time.Duration
 	// MaxEjectionPercent caps ejected hosts (default 10).
 	MaxEjectionPercent uint32
 }

@@ -103,7 +103,7 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	}
 	if od := c.GetOutlierDetection(); od != nil {
 		if err := checkFields(od, "outlier_detection", "consecutive_5xx", "consecutive_gateway_failure",
-			"interval", "base_ejection_time", "max_ejection_percent", "enforcing_consecutive_5xx",
+			"interval", "base_ejection_time", "max_ejection_time", "max_ejection_percent", "enforcing_consecutive_5xx",
 			"enforcing_consecutive_gateway_failure", "enforcing_success_rate", "split_external_local_origin_errors",
 			"enforcing_consecutive_local_origin_failure", "enforcing_local_origin_success_rate"); err != nil {
 			return nil, err
@@ -115,7 +115,7 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			return nil, fmt.Errorf("field outlier_detection.split_external_local_origin_errors: unsupported")
 		}
 		o := &OutlierDetection{Consecutive5xx: 5, Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second,
-			MaxEjectionPercent: 10}
+			MaxEjectionTime: 300 * time.Second, MaxEjectionPercent: 10}
 		setLimit(&o.Consecutive5xx, od.GetConsecutive_5Xx())
 		setLimit(&o.ConsecutiveGatewayFailure, od.GetConsecutiveGatewayFailure())
 		setLimit(&o.MaxEjectionPercent, od.GetMaxEjectionPercent())
@@ -130,6 +130,9 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		}
 		if d := od.GetBaseEjectionTime(); d != nil {
 			o.BaseEjectionTime = d.AsDuration()
+		}
+		if d := od.GetMaxEjectionTime(); d != nil {
+			o.MaxEjectionTime = d.AsDuration()
 		}
 		if o.Interval <= 0 {
 			return nil, fmt.Errorf("field outlier_detection.interval: must be positive")
