@@ -42,15 +42,12 @@ type host struct {
 
 func (h *host) ejected() bool { return h.isEjected.Load() }
 
-// hostSet is an immutable list of hosts and, for hash policies, their ring.
+// hostSet is an immutable list of hosts and, for hash policies, their ring
+// or Maglev table (hashlb.go).
 type hostSet struct {
-	hosts []*host
-	ring  []ringEntry
-}
-
-type ringEntry struct {
-	hash uint64
-	h    *host
+	hosts  []*host
+	ring   []ringEntry
+	maglev []*host
 }
 
 // cluster is the runtime of one xDS cluster: its config, hosts, pools and
@@ -261,14 +258,11 @@ func (c *cluster) setEndpoints(cla *xdsconfig.ClusterLoadAssignment) {
 			c.nEjected++
 		}
 	}
-	if c.cfg.LB == xdsconfig.LBRingHash || c.cfg.LB == xdsconfig.LBMaglev {
-		for _, h := range hs.hosts {
-			n := 64 * int(h.weight)
-			for i := 0; i < n; i++ {
-				hs.ring = append(hs.ring, ringEntry{hash: hash64(h.addr + "_" + strconv.Itoa(i)), h: h})
-			}
-		}
-		sort.Slice(hs.ring, func(i, j int) bool { return hs.ring[i].hash < hs.ring[j].hash })
+	switch c.cfg.LB {
+	case xdsconfig.LBRingHash:
+		hs.ring = buildRing(hs.hosts, c.cfg.RingMin, c.cfg.RingMax)
+	case xdsconfig.LBMaglev:
+		hs.maglev = buildMaglev(hs.hosts, c.cfg.MaglevTableSize)
 	}
 	c.hosts.Store(hs)
 }
@@ -309,7 +303,20 @@ func (c *cluster) pick(avoid *host, hashKey string, hasHash bool) *host {
 	}
 	try := func(h *host) bool { return ok(h) && h != avoid }
 	switch c.cfg.LB {
-	case xdsconfig.LBRingHash, xdsconfig.LBMaglev:
+	case xdsconfig.LBMaglev:
+		if hasHash && len(hs.maglev) > 0 {
+			// The table entry of the key; past an unusable host, the next
+			// entries, which belong to other hosts in Maglev's permutation.
+			m := uint64(len(hs.maglev))
+			k := hash64(hashKey)
+			for j := uint64(0); j < m; j++ {
+				if h := hs.maglev[(k+j)%m]; try(h) {
+					return h
+				}
+			}
+		}
+		return c.pickRandom(hs, try, ok)
+	case xdsconfig.LBRingHash:
 		if hasHash && len(hs.ring) > 0 {
 			k := hash64(hashKey)
 			i := sort.Search(len(hs.ring), func(i int) bool { return hs.ring[i].hash >= k })

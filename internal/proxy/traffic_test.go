@@ -288,8 +288,14 @@ func TestMirror(t *testing.T) {
 }
 
 // TestRingHash: every hash key kind keeps a client on one backend, and
-// different keys spread over the backends.
+// different keys spread over the backends, with the ring and with Maglev.
 func TestRingHash(t *testing.T) {
+	for _, lb := range []clusterv3.Cluster_LbPolicy{clusterv3.Cluster_RING_HASH, clusterv3.Cluster_MAGLEV} {
+		t.Run(lb.String(), func(t *testing.T) { testHashLB(t, lb) })
+	}
+}
+
+func testHashLB(t *testing.T, lb clusterv3.Cluster_LbPolicy) {
 	// The backends set a cookie of their own, which must not replace the
 	// generated one.
 	cookieBackend := func(name string) *backend {
@@ -313,7 +319,7 @@ func TestRingHash(t *testing.T) {
 			hashRoute("/source", &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true}}}),
 			hashRoute("/query", &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_QueryParameter_{QueryParameter: &routev3.RouteAction_HashPolicy_QueryParameter{Name: "u"}}}),
 		)},
-		[]types.Resource{clusterWith("ring", func(c *clusterv3.Cluster) { c.LbPolicy = clusterv3.Cluster_RING_HASH })},
+		[]types.Resource{clusterWith("ring", func(c *clusterv3.Cluster) { c.LbPolicy = lb })},
 		[]types.Resource{cla("ring", b1.addr, b2.addr, b3.addr)}))
 	addr := hostPort(lp)
 	client := &http.Client{}

@@ -78,6 +78,13 @@ func TestNACKText(t *testing.T) {
 		{"outlier split errors", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			OutlierDetection: &clusterv3.OutlierDetection{SplitExternalLocalOriginErrors: true}},
 			`cluster "c": field outlier_detection.split_external_local_origin_errors: unsupported`},
+		{"maglev table size not prime", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			LbPolicy: clusterv3.Cluster_MAGLEV, LbConfig: &clusterv3.Cluster_MaglevLbConfig_{MaglevLbConfig: &clusterv3.Cluster_MaglevLbConfig{TableSize: wrapperspb.UInt64(65536)}}},
+			`cluster "c": field maglev_lb_config.table_size: 65536 must be a prime number up to 5000011`},
+		{"ring bounds", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			LbPolicy: clusterv3.Cluster_RING_HASH, LbConfig: &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{
+				MinimumRingSize: wrapperspb.UInt64(4096), MaximumRingSize: wrapperspb.UInt64(1024)}}},
+			`cluster "c": field ring_hash_lb_config: minimum_ring_size 4096 and maximum_ring_size 1024 must satisfy 0 < min <= max <= 8388608`},
 		{"bind config port", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 			LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED, UpstreamBindConfig: &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{
 				Address: "127.0.0.6", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 4000}}}},

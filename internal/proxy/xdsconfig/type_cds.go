@@ -56,6 +56,12 @@ type Cluster struct {
 	EDSName string
 	// LB is the load-balancing policy.
 	LB LBPolicy
+	// RingMin and RingMax bound the ring hash's ring size
+	// (ring_hash_lb_config; Envoy's defaults 1024 and 8M).
+	RingMin, RingMax uint64
+	// MaglevTableSize is the Maglev lookup table's size, a prime
+	// (maglev_lb_config.table_size; default 65537).
+	MaglevTableSize uint64
 	// ConnectTimeout bounds TCP connects (Envoy default 5s).
 	ConnectTimeout time.Duration
 	// Limits are the default-priority circuit-breaker thresholds.

@@ -2,6 +2,7 @@ package xdsconfig
 
 import (
 	"fmt"
+	"math/big"
 	"net/netip"
 	"time"
 
@@ -78,8 +79,35 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		out.LB = LBRandom
 	case clusterv3.Cluster_RING_HASH:
 		out.LB = LBRingHash
+		rh := c.GetRingHashLbConfig()
+		// hash_function only places the ring's points, which no one outside
+		// this proxy sees: any is served with the proxy's own hash.
+		if err := checkFields(rh, "ring_hash_lb_config", "minimum_ring_size", "maximum_ring_size", "hash_function"); err != nil {
+			return nil, err
+		}
+		out.RingMin, out.RingMax = 1024, 8<<20
+		if v := rh.GetMinimumRingSize(); v != nil {
+			out.RingMin = v.GetValue()
+		}
+		if v := rh.GetMaximumRingSize(); v != nil {
+			out.RingMax = v.GetValue()
+		}
+		if out.RingMin == 0 || out.RingMin > out.RingMax || out.RingMax > 8<<20 {
+			return nil, fmt.Errorf("field ring_hash_lb_config: minimum_ring_size %d and maximum_ring_size %d must satisfy 0 < min <= max <= 8388608",
+				out.RingMin, out.RingMax)
+		}
 	case clusterv3.Cluster_MAGLEV:
 		out.LB = LBMaglev
+		if err := checkFields(c.GetMaglevLbConfig(), "maglev_lb_config", "table_size"); err != nil {
+			return nil, err
+		}
+		out.MaglevTableSize = 65537
+		if v := c.GetMaglevLbConfig().GetTableSize(); v != nil {
+			out.MaglevTableSize = v.GetValue()
+		}
+		if !big.NewInt(int64(out.MaglevTableSize)).ProbablyPrime(0) || out.MaglevTableSize > 5000011 {
+			return nil, fmt.Errorf("field maglev_lb_config.table_size: %d must be a prime number up to 5000011", out.MaglevTableSize)
+		}
 	case clusterv3.Cluster_CLUSTER_PROVIDED:
 		if out.Type != DiscoveryOriginalDst && out.Type != DiscoveryDynamicForwardProxy {
 			return nil, fmt.Errorf("field lb_policy: CLUSTER_PROVIDED needs type ORIGINAL_DST or the dynamic forward proxy cluster_type")
