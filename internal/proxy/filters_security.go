@@ -336,7 +336,7 @@ func (j *jwksFetcher) FetchJWKS(ctx context.Context, cluster, uri string, timeou
 // upstream is dialed (Envoy's ONE_TIME_ON_FIRST_BYTE, decided up front). A
 // denied connection is closed by the caller and logged with Envoy's
 // termination details.
-func (p *Proxy) allowConnection(chain *xdsconfig.FilterChain, conn net.Conn, info *connInfo, listener string) bool {
+func (p *Proxy) allowConnection(chain *xdsconfig.FilterChain, conn net.Conn, info *connInfo, l *xdsconfig.Listener) bool {
 	if len(chain.NetworkRBAC) == 0 {
 		return true
 	}
@@ -363,11 +363,11 @@ func (p *Proxy) allowConnection(chain *xdsconfig.FilterChain, conn net.Conn, inf
 		}
 		if d.Logged {
 			p.log.Info("connection audited", slog.String("policy", d.Policy), slog.String("source", info.src.String()),
-				slog.String("listener", listener))
+				slog.String("listener", l.Name))
 		}
 		if !d.Allowed {
 			p.secMetrics.count(prefix, e.RulesStatPrefix, "denied")
-			rec := record{start: time.Now(), protocol: "tcp", inbound: isInbound(listener), listener: listener,
+			rec := record{start: time.Now(), protocol: "tcp", inbound: l.Inbound, listener: l.Name,
 				authority: info.dst.String(), details: d.ResponseDetails()}
 			p.alog.log(&rec)
 			return false

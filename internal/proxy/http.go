@@ -56,7 +56,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			hcm = fc.HTTP
 		}
 		rec.listener = l.Name
-		rec.inbound = isInbound(l.Name)
+		rec.inbound = l.Inbound
 	}
 	// Mesh identity (tls.go): the peer of an mTLS connection, and the
 	// workload metadata its proxy sent, trusted only over mTLS.

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -243,7 +242,7 @@ func (p *Proxy) serveChain(s *snapshot, b *boundListener, conn net.Conn, target 
 		p.draining.Add(1)
 		go func() {
 			defer p.draining.Done()
-			if !p.allowConnection(chain, conn, info, target.Name) { // network RBAC (filters_security.go)
+			if !p.allowConnection(chain, conn, info, target) { // network RBAC (filters_security.go)
 				_ = conn.Close()
 				return
 			}
@@ -253,12 +252,6 @@ func (p *Proxy) serveChain(s *snapshot, b *boundListener, conn net.Conn, target 
 	}
 	info.guard.limit(chain.HTTP)
 	b.cl.push(&taggedConn{Conn: conn, info: info})
-}
-
-// isInbound reports whether a listener serves traffic to the local workload
-// (reporter=destination): inbound|<port>, or virtualInbound under capture.
-func isInbound(name string) bool {
-	return strings.HasPrefix(name, "inbound") || name == "virtualInbound"
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

@@ -19,7 +19,7 @@ import (
 // serveTCP proxies one downstream connection to a tcp_proxy destination.
 func (p *Proxy) serveTCP(s *snapshot, b *boundListener, conn net.Conn, l *xdsconfig.Listener, tp *xdsconfig.TCPProxy,
 	dst netip.AddrPort) {
-	rec := record{start: time.Now(), protocol: "tcp", inbound: isInbound(l.Name),
+	rec := record{start: time.Now(), protocol: "tcp", inbound: l.Inbound,
 		listener: l.Name, authority: dst.String()}
 	if tc, ok := conn.(*tls.Conn); ok { // mTLS-terminated (listener.go)
 		rec.peer = newPeerInfo(tc.ConnectionState())

@@ -14,6 +14,11 @@ type Listener struct {
 	// Address is the socket address the listener owns (or is reached by, when
 	// BindToPort is false).
 	Address netip.AddrPort
+	// Inbound is set for listeners of traffic to the local workload
+	// (reporter=destination in metrics): traffic_direction INBOUND, or, when
+	// the control plane leaves it unspecified, a name like Istio's inbound
+	// listeners (inbound|<port>, virtualInbound).
+	Inbound bool
 	// BindToPort is false for virtual listeners reached only by hand-off from a
 	// use_original_dst listener or from the explicit HTTP proxy.
 	BindToPort bool

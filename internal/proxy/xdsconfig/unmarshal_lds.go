@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -46,6 +47,12 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 		return nil, fmt.Errorf("field name: empty")
 	}
 	out := &Listener{Name: l.GetName(), BindToPort: true}
+	switch l.GetTrafficDirection() {
+	case corev3.TrafficDirection_INBOUND:
+		out.Inbound = true
+	case corev3.TrafficDirection_UNSPECIFIED:
+		out.Inbound = strings.HasPrefix(out.Name, "inbound") || out.Name == "virtualInbound"
+	}
 	if l.GetApiListener() != nil {
 		// api_listener is for proxyless clients; the proxy ignores it.
 		out.BindToPort = false
