@@ -129,7 +129,7 @@ func (c *cluster) newPool(t *xdsconfig.TLSContext, tc *tls.Config) *pool {
 			MaxIdleConns:        0,
 			MaxIdleConnsPerHost: 256,
 			MaxConnsPerHost:     int(c.cfg.Limits.MaxConnections),
-			IdleConnTimeout:     time.Hour,
+			IdleConnTimeout:     c.cfg.Conn.IdleTimeout,
 			DisableCompression:  true,
 			ForceAttemptHTTP2:   false,
 			WriteBufferSize:     16 << 10,

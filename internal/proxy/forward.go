@@ -375,6 +375,10 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 		if body == http.NoBody {
 			out.ContentLength = 0
 		}
+		// max_requests_per_connection 1: no reuse. (Larger limits and
+		// max_connection_duration are kept by the lean client only: the
+		// Transport does not say which connection a request took.)
+		out.Close = c.cfg.Conn.MaxRequests == 1
 		resp, err = c.transport(h, downstreamH2).RoundTrip(out.WithContext(tryCtx))
 	}
 	c.active.Add(-1)

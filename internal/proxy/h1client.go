@@ -38,12 +38,8 @@ func newH1Bufs() *h1Bufs {
 	return b
 }
 
-// h1IdleTimeout closes pooled connections idle for longer (the Transport's
-// IdleConnTimeout); h1MaxIdle bounds idle connections per upstream address.
-const (
-	h1IdleTimeout = time.Hour
-	h1MaxIdle     = 256
-)
+// h1MaxIdle bounds idle connections per upstream address.
+const h1MaxIdle = 256
 
 // h1pool holds the idle keep-alive connections of one pool (cluster and
 // transport socket), per upstream address.
@@ -64,6 +60,17 @@ type h1conn struct {
 	br     *bufio.Reader
 	addr   string
 	idleAt time.Time
+	born   time.Time
+	served uint32 // responses read to the end
+}
+
+// reusable reports whether the cluster's common_http_protocol_options let
+// the connection carry another request at now: not idle for longer than
+// idle_timeout, younger than max_connection_duration.
+func (hp *h1pool) reusable(hc *h1conn, now time.Time) bool {
+	l := hp.c.cfg.Conn
+	return (l.IdleTimeout <= 0 || now.Sub(hc.idleAt) < l.IdleTimeout) &&
+		(l.MaxDuration <= 0 || now.Sub(hc.born) < l.MaxDuration)
 }
 
 // errH1Busy means the connection limit of the address is reached; the caller
@@ -83,7 +90,7 @@ func (hp *h1pool) get(ctx context.Context, addr string) (hc *h1conn, reused bool
 		hc = l[len(l)-1]
 		l[len(l)-1] = nil
 		hp.idle[addr] = l[:len(l)-1]
-		if now.Sub(hc.idleAt) < h1IdleTimeout {
+		if hp.reusable(hc, now) {
 			hp.mu.Unlock()
 			return hc, true, nil
 		}
@@ -107,16 +114,18 @@ func (hp *h1pool) get(ctx context.Context, addr string) (hc *h1conn, reused bool
 	}
 	br := hp.bufs.readers.Get().(*bufio.Reader)
 	br.Reset(conn)
-	return &h1conn{conn: conn, br: br, addr: addr}, false, nil
+	return &h1conn{conn: conn, br: br, addr: addr, born: time.Now()}, false, nil
 }
 
 // put returns a connection whose response was read to the end.
 func (hp *h1pool) put(hc *h1conn) {
 	hc.idleAt = time.Now()
+	hc.served++
+	spent := hp.c.cfg.Conn.MaxRequests > 0 && hc.served >= hp.c.cfg.Conn.MaxRequests
 	hp.mu.Lock()
 	// Bytes after the response (an upstream that sent more than it
 	// announced) would be read as the next response: not reused.
-	if !hp.closed && len(hp.idle[hc.addr]) < h1MaxIdle && hc.br.Buffered() == 0 {
+	if !hp.closed && !spent && hp.reusable(hc, hc.idleAt) && len(hp.idle[hc.addr]) < h1MaxIdle && hc.br.Buffered() == 0 {
 		hp.idle[hc.addr] = append(hp.idle[hc.addr], hc)
 		hp.mu.Unlock()
 		return

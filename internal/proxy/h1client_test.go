@@ -53,9 +53,48 @@ func rawUpstream(t *testing.T, closeAfter bool) (addr string, conns *atomic.Int3
 }
 
 func newTestH1Pool() *h1pool {
+	return newTestH1PoolWith(xdsconfig.ConnLimits{IdleTimeout: time.Hour})
+}
+
+func newTestH1PoolWith(l xdsconfig.ConnLimits) *h1pool {
 	c := newCluster(&xdsconfig.Cluster{Name: "c", ConnectTimeout: time.Second,
-		Limits: xdsconfig.Limits{MaxConnections: 1024}}, nil, newH1Bufs())
+		Limits: xdsconfig.Limits{MaxConnections: 1024}, Conn: l}, nil, newH1Bufs())
 	return c.pools[nil].lean
+}
+
+// TestH1PoolConnLimits: common_http_protocol_options retire connections
+// after max_requests_per_connection responses, after idle_timeout idle and
+// past max_connection_duration.
+func TestH1PoolConnLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		limits    xdsconfig.ConnLimits
+		wantConns int32
+	}{
+		{"unlimited", xdsconfig.ConnLimits{}, 1},
+		{"max_requests_per_connection 2", xdsconfig.ConnLimits{MaxRequests: 2}, 3},
+		{"max_requests_per_connection 1", xdsconfig.ConnLimits{MaxRequests: 1}, 5},
+		{"idle_timeout passed", xdsconfig.ConnLimits{IdleTimeout: time.Nanosecond}, 5},
+		{"max_connection_duration passed", xdsconfig.ConnLimits{MaxDuration: time.Nanosecond}, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, conns := rawUpstream(t, false)
+			hp := newTestH1PoolWith(tc.limits)
+			defer hp.close()
+			for range 5 {
+				resp, err := hp.roundTrip(context.Background(), &h1req{method: http.MethodGet, authority: "svc:80",
+					path: "/p", header: http.Header{"X-Test": {"v"}}, addr: addr})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if got := conns.Load(); got != tc.wantConns {
+				t.Errorf("5 requests used %d upstream connections, want %d", got, tc.wantConns)
+			}
+		})
+	}
 }
 
 func TestH1Pool(t *testing.T) {

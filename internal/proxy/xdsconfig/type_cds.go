@@ -70,6 +70,9 @@ type Cluster struct {
 	Outlier *OutlierDetection
 	// Protocol is the upstream HTTP protocol.
 	Protocol UpstreamProtocol
+	// Conn is common_http_protocol_options: how long upstream connections
+	// live and how many requests they carry.
+	Conn ConnLimits
 	// Endpoints are the load_assignment of STATIC and DNS clusters.
 	Endpoints *ClusterLoadAssignment
 	// TLS is transport_socket: the upstream TLS of every host (nil: plaintext
@@ -138,6 +141,14 @@ type Limits struct {
 	MaxRequests uint32
 	// MaxRetries bounds outstanding retries.
 	MaxRetries uint32
+}
+
+// ConnLimits are an upstream connection's idle timeout (default 1h),
+// request count (0: unlimited) and age (0: unlimited).
+type ConnLimits struct {
+	IdleTimeout time.Duration
+	MaxRequests uint32
+	MaxDuration time.Duration
 }
 
 // OutlierDetection is the supported subset of outlier detection.

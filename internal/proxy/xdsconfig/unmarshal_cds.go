@@ -40,7 +40,8 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		return nil, fmt.Errorf("field name: empty")
 	}
 	out := &Cluster{Name: c.GetName(), ConnectTimeout: 5 * time.Second,
-		Limits: Limits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 1024, MaxRetries: 3}}
+		Limits: Limits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 1024, MaxRetries: 3},
+		Conn:   ConnLimits{IdleTimeout: time.Hour}}
 	if ct := c.GetConnectTimeout(); ct != nil {
 		out.ConnectTimeout = ct.AsDuration()
 	}
@@ -212,6 +213,20 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		if err := checkFields(o, p, "common_http_protocol_options", "explicit_http_config",
 			"use_downstream_protocol_config", "upstream_http_protocol_options"); err != nil {
 			return nil, err
+		}
+		if co := o.GetCommonHttpProtocolOptions(); co != nil {
+			cp := p + ".common_http_protocol_options"
+			if err := checkFields(co, cp, "idle_timeout", "max_requests_per_connection", "max_connection_duration"); err != nil {
+				return nil, err
+			}
+			if d := co.GetIdleTimeout(); d != nil {
+				out.Conn.IdleTimeout = d.AsDuration() // 0 disables it, as in Envoy
+			}
+			out.Conn.MaxRequests = co.GetMaxRequestsPerConnection().GetValue()
+			out.Conn.MaxDuration = co.GetMaxConnectionDuration().AsDuration()
+			if out.Conn.IdleTimeout < 0 || out.Conn.MaxDuration < 0 {
+				return nil, fmt.Errorf("field %s: idle_timeout and max_connection_duration must not be negative", cp)
+			}
 		}
 		switch u := o.GetUpstreamProtocolOptions().(type) {
 		case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_:
