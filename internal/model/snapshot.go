@@ -67,6 +67,8 @@ type Snapshot struct {
 	domain        string
 	rootNamespace string
 	services      []*registry.Service // sorted by hostname (stable)
+	// objects are the config objects, sorted (config.SortObjects); Diff compares them.
+	objects []*config.Object
 	// byHost indexes services by hostname, in services order.
 	byHost           map[string][]*registry.Service
 	virtualServices  []*VirtualService
@@ -108,7 +110,7 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 	sorted := slices.Clone(objs)
 	config.SortObjects(sorted)
 
-	s := &Snapshot{domain: opts.Domain, rootNamespace: opts.RootNamespace, mesh: meshConfigFrom(sorted)}
+	s := &Snapshot{domain: opts.Domain, rootNamespace: opts.RootNamespace, mesh: meshConfigFrom(sorted), objects: sorted}
 	if s.mesh.Source == "defaults" {
 		s.mesh.RootNamespace = opts.RootNamespace
 	} else if s.mesh.RootNamespace != "" {

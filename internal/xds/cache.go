@@ -44,6 +44,13 @@ type Cache struct {
 	vips        genMap[*model.Snapshot, map[string]netip.Addr]
 	vipServices genMap[vipKey, *registry.Service]
 	merged      genMap[mergeKey, merged]
+	// scopes and inbound hold the last part per scope and per proxy, and
+	// diffs the snapshot comparisons, for change-driven generation
+	// (incremental.go).
+	scopes  genMap[ScopeKey, *scopeState]
+	inbound genMap[*model.Proxy, inboundState]
+	diffs   genMap[diffKey, model.Changes]
+	stats   changeCounters
 }
 
 // NewCache returns an empty Cache.
@@ -52,7 +59,8 @@ func NewCache() *Cache {
 		vhosts: newGenMap[vhostKey, *routev3.VirtualHost](), encoded: newGenMap[proto.Message, encoded](),
 		parts: newGenMap[proto.Message, []byte](), domainss: newGenMap[domainsKey, []string](),
 		outbound: newGenMap[outboundKey, outboundPart](), vips: newGenMap[*model.Snapshot, map[string]netip.Addr](),
-		vipServices: newGenMap[vipKey, *registry.Service](), merged: newGenMap[mergeKey, merged]()}
+		vipServices: newGenMap[vipKey, *registry.Service](), merged: newGenMap[mergeKey, merged](),
+		scopes: newGenMap[ScopeKey, *scopeState](), inbound: newGenMap[*model.Proxy, inboundState](), diffs: newGenMap[diffKey, model.Changes]()}
 }
 
 // Rotate starts a new generation: entries not used since the previous
@@ -70,6 +78,9 @@ func (c *Cache) Rotate() {
 	c.vips.rotate()
 	c.vipServices.rotate()
 	c.merged.rotate()
+	c.scopes.rotate()
+	c.inbound.rotate()
+	c.diffs.rotate()
 }
 
 // Len returns the number of cached service cluster sets and encoded resources.

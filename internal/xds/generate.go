@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/bowline-mesh/bowline/internal/model"
+	"github.com/bowline-mesh/bowline/internal/registry"
 )
 
 // Resources is everything one proxy gets, each list sorted by resource name.
@@ -96,6 +97,11 @@ type gen struct {
 	tracing *model.TracingConfig
 	// accessLogs memoizes snap.AccessLogging for the proxy (accesslog.go).
 	accessLogs *model.AccessLogConfig
+	// outSvcs are the services buildSidecarOutbound generated for, and
+	// tcpOwner (when not nil) records the host each outbound TCP listener
+	// was built for (incremental.go).
+	outSvcs  []*registry.Service
+	tcpOwner map[string]string
 
 	listeners map[string]*listenerv3.Listener
 	routes    map[string]*routev3.RouteConfiguration

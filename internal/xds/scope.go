@@ -81,19 +81,12 @@ type part struct {
 type outboundPart map[string]*part
 
 // generateSidecar generates a sidecar: the outbound part from the cache
-// (built on a miss, once per snapshot and scope), the inbound part anew,
-// merged by name. The result equals Generate's.
+// (once per snapshot and scope), the inbound part per proxy (each updated
+// from the last one where the change allows, incremental.go), merged by
+// name. The result equals Generate's.
 func (c *Cache) generateSidecar(snap *model.Snapshot, proxy *model.Proxy) Resources {
-	k := ScopeKeyFor(snap, proxy)
-	out := load(c, &c.outbound, outboundKey{snap: snap, ScopeKey: k}, func() outboundPart {
-		g := newGen(snap, scopeProxy(snap, k, proxy))
-		g.cache = c
-		g.buildSidecarOutbound()
-		return g.parts(c)
-	})
-	in := newGen(snap, proxy) // no cache: nothing per proxy is kept
-	in.buildSidecarInbound()
-	return c.merge(out, in.parts(nil))
+	out := c.outboundPart(snap, ScopeKeyFor(snap, proxy), proxy) // incremental.go
+	return c.merge(out, c.inboundPart(snap, proxy))
 }
 
 // mergeKey identifies a merged CDS: the shared part and the digest of the

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"slices"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -38,7 +39,8 @@ func (g *gen) buildSidecarInbound() {
 // only what ScopeKey holds (scope.go, TestScopeKeyShares).
 func (g *gen) buildSidecarOutbound() {
 	g.addStaticClusters()
-	svcs := g.withAutoVIPs(g.snap.ServicesFor(g.proxy)) // capture.go: VIPs for captured proxies
+	g.outSvcs = g.snap.ServicesFor(g.proxy)
+	svcs := g.withAutoVIPs(g.outSvcs) // capture.go: VIPs for captured proxies
 	vss := g.snap.VirtualServicesFor(g.proxy, model.MeshGateway)
 	perPort := map[uint32]*routeBuilder{}
 	explicit := g.newRouteBuilder(ExplicitProxyRoute)
@@ -154,16 +156,26 @@ func (b *routeBuilder) add(name string, domains []string, routes []*routev3.Rout
 	b.rc.VirtualHosts = append(b.rc.VirtualHosts, b.cache.virtualHost(name, ds, routes))
 }
 
-// addOutboundTCP adds "<vip>_<port>" (or 0.0.0.0_<port>) with tcp_proxy to
-// the service, or to the first matching VirtualService tcp route.
-func (g *gen) addOutboundTCP(svc *registry.Service, port registry.Port, vss []*model.VirtualService) {
+// outboundTCPName is the name of svc's outbound TCP listener for port:
+// "<vip>_<port>", or "0.0.0.0_<port>" without an address.
+func outboundTCPName(svc *registry.Service, port registry.Port) string {
 	addr := "0.0.0.0"
 	if len(svc.Addresses) > 0 {
 		addr = svc.Addresses[0]
 	}
-	name := addr + "_" + portName(port.Number)
+	return addr + "_" + portName(port.Number)
+}
+
+// addOutboundTCP adds "<vip>_<port>" (or 0.0.0.0_<port>) with tcp_proxy to
+// the service, or to the first matching VirtualService tcp route.
+func (g *gen) addOutboundTCP(svc *registry.Service, port registry.Port, vss []*model.VirtualService) {
+	name := outboundTCPName(svc, port)
+	addr, _, _ := strings.Cut(name, "_")
 	if _, taken := g.listeners[name]; taken {
 		return // first service wins a shared wildcard port, as in Istio
+	}
+	if g.tcpOwner != nil {
+		g.tcpOwner[name] = svc.Hostname
 	}
 	tp := &tcpproxyv3.TcpProxy{StatPrefix: OutboundCluster(port.Number, "", svc.Hostname),
 		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: OutboundCluster(port.Number, "", svc.Hostname)}}

@@ -552,6 +552,10 @@ func runIncremental(t *testing.T, seed uint64, steps int) {
 		hosts = append(hosts, what)
 		check(fmt.Sprintf("step %d (%s)", step, strings.Join(hosts, "; ")))
 	}
+	// The pushes above were change-driven where the change allowed it.
+	if st := gen.cache.ChangeStats(); st.ScopesUpdated == 0 || st.InboundKept == 0 {
+		t.Fatalf("change stats %+v: no scope or inbound part was carried over from the last mesh", st)
+	}
 }
 
 // expected is what a client subscribing as propClient does holds of r.

@@ -1,0 +1,158 @@
+package model
+
+import (
+	"slices"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/bowline-mesh/bowline/internal/config"
+
+	"github.com/bowline-mesh/bowline/internal/registry"
+)
+
+// Changes is what differs between two snapshots, in the terms generation
+// needs to redo only what a change touches (Istio's ConfigsUpdated): which
+// services' endpoints changed and which hosts' routing. Config objects and
+// services are compared by pointer (the config directory and the registry
+// keep unchanged ones), so an unchanged object rebuilt as a new value
+// counts as changed: Changes may say more changed than did, never less.
+type Changes struct {
+	// All says a change is not one of the kinds below (any configuration
+	// but a VirtualService with exact hosts, a service added, removed or
+	// redefined, other options): everything must be regenerated, and the
+	// other fields are empty.
+	All bool
+	// Endpoints maps each service whose definition is unchanged but whose
+	// endpoints changed, from its value in the older snapshot to the newer.
+	Endpoints map[*registry.Service]*registry.Service
+	// RouteHosts are the hosts (FQDNs) of the VirtualServices added,
+	// removed or changed: the routing of these hosts may differ.
+	RouteHosts map[string]bool
+}
+
+// Diff returns what changed from prev to next. Diff(s, s) changes nothing.
+func Diff(prev, next *Snapshot) Changes {
+	all := Changes{All: true}
+	if prev == nil || next == nil {
+		return all
+	}
+	if prev.domain != next.domain || prev.rootNamespace != next.rootNamespace || prev.noCA != next.noCA ||
+		!sameSelectors(prev.selectors, next.selectors) {
+		return all
+	}
+	var ch Changes
+	// Objects: only VirtualServices with exact hosts are classified.
+	gone, added := pointerDiff(prev.objects, next.objects)
+	for _, o := range changedObjects(gone, added) {
+		vs, ok := o.Spec.(*networking.VirtualService)
+		if !ok || len(vs.GetHosts()) == 0 { // another kind, or a delegate (its roots are not known here)
+			return all
+		}
+		for _, h := range vs.GetHosts() {
+			host := ResolveHost(h, o.Meta.Namespace, next.domain)
+			if IsWildcard(host) {
+				return all
+			}
+			if ch.RouteHosts == nil {
+				ch.RouteHosts = map[string]bool{}
+			}
+			ch.RouteHosts[host] = true
+		}
+	}
+	// Services: only endpoint changes of a service defined as before.
+	goneSvcs, addedSvcs := pointerDiff(prev.services, next.services)
+	if len(goneSvcs) != len(addedSvcs) {
+		return all
+	}
+	type svcKey struct{ host, ns, name string }
+	olds := make(map[svcKey]*registry.Service, len(goneSvcs))
+	for _, s := range goneSvcs {
+		olds[svcKey{s.Hostname, s.Namespace, s.Name}] = s
+	}
+	for _, s := range addedSvcs {
+		old, ok := olds[svcKey{s.Hostname, s.Namespace, s.Name}]
+		if !ok || !sameDefinition(old, s) {
+			return all
+		}
+		if ch.Endpoints == nil {
+			ch.Endpoints = make(map[*registry.Service]*registry.Service, len(addedSvcs))
+		}
+		ch.Endpoints[old] = s
+	}
+	if len(ch.Endpoints) != len(goneSvcs) { // two new values for one old one
+		return all
+	}
+	return ch
+}
+
+// Empty reports whether nothing changed.
+func (c Changes) Empty() bool { return !c.All && len(c.Endpoints) == 0 && len(c.RouteHosts) == 0 }
+
+// pointerDiff returns the elements only in a and those only in b, each in
+// its slice's order.
+func pointerDiff[T any](a, b []*T) (onlyA, onlyB []*T) {
+	inA := make(map[*T]bool, len(a))
+	for _, x := range a {
+		inA[x] = true
+	}
+	inB := make(map[*T]bool, len(b))
+	for _, x := range b {
+		inB[x] = true
+		if !inA[x] {
+			onlyB = append(onlyB, x)
+		}
+	}
+	for _, x := range a {
+		if !inB[x] {
+			onlyA = append(onlyA, x)
+		}
+	}
+	return onlyA, onlyB
+}
+
+// changedObjects returns the objects of gone and added that differ in
+// content: a file read again gives new values for the objects it held,
+// changed or not.
+func changedObjects(gone, added []*config.Object) []*config.Object {
+	type key struct{ kind, ns, name string }
+	byKey := make(map[key][]*config.Object, len(gone))
+	for _, o := range gone {
+		k := key{o.GVK.Kind, o.Meta.Namespace, o.Meta.Name}
+		byKey[k] = append(byKey[k], o)
+	}
+	same := map[*config.Object]bool{}
+	for _, o := range added {
+		k := key{o.GVK.Kind, o.Meta.Namespace, o.Meta.Name}
+		if olds := byKey[k]; len(olds) == 1 && objectSum(olds[0]) == objectSum(o) {
+			same[olds[0]], same[o] = true, true
+		}
+	}
+	var out []*config.Object
+	for _, o := range slices.Concat(gone, added) {
+		if !same[o] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// sameDefinition reports whether a and b differ at most in their endpoints.
+func sameDefinition(a, b *registry.Service) bool {
+	return a.Hostname == b.Hostname && a.Namespace == b.Namespace && a.Name == b.Name &&
+		a.Resolution == b.Resolution && a.MeshExternal == b.MeshExternal &&
+		slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Ports, b.Ports) && slices.Equal(a.ExportTo, b.ExportTo)
+}
+
+func sameSelectors(a, b []labelSelector) bool {
+	return slices.EqualFunc(a, b, func(x, y labelSelector) bool {
+		if x.namespace != y.namespace || len(x.labels) != len(y.labels) {
+			return false
+		}
+		for k, v := range x.labels {
+			if w, ok := y.labels[k]; !ok || w != v {
+				return false
+			}
+		}
+		return true
+	})
+}
