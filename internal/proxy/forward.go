@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
@@ -379,6 +381,12 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 		// max_connection_duration are kept by the lean client only: the
 		// Transport does not say which connection a request took.)
 		out.Close = c.cfg.Conn.MaxRequests == 1
+		if ab, ok := body.(*attemptBody); ok {
+			// A replayable body lets Go's HTTP/2 client resend a request
+			// the upstream refused (REFUSED_STREAM, GOAWAY): it was not
+			// processed. (Without GetBody that error loses its type.)
+			out.GetBody = ab.b.getBody
+		}
 		resp, err = c.transport(h, downstreamH2).RoundTrip(out.WithContext(tryCtx))
 	}
 	c.active.Add(-1)
@@ -412,7 +420,7 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 				res.retry = ctx.Err() == nil && on&(xdsconfig.Retry5xx|xdsconfig.RetryGatewayError|xdsconfig.RetryReset) != 0
 			case flagUC:
 				res.retry = on&(xdsconfig.Retry5xx|xdsconfig.RetryGatewayError|xdsconfig.RetryReset) != 0 ||
-					(on&xdsconfig.RetryRefusedStream != 0 && strings.Contains(err.Error(), "REFUSED_STREAM"))
+					(on&xdsconfig.RetryRefusedStream != 0 && refusedStream(err))
 			}
 		}
 		return res
@@ -440,6 +448,14 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 		}
 	}
 	return res
+}
+
+// refusedStream reports whether an HTTP/2 upstream reset the stream with
+// REFUSED_STREAM. net/http's bundled HTTP/2 error converts to x/net's
+// StreamError with errors.As (net/http/h2_error.go).
+func refusedStream(err error) bool {
+	var se http2.StreamError
+	return errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream
 }
 
 // cancelBody ends the per-try context once the body is done.

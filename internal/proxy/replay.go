@@ -44,6 +44,15 @@ func (b *replayBody) attempt() io.ReadCloser {
 	return &attemptBody{b: b, gen: b.gen}
 }
 
+// getBody is http.Request.GetBody: a new attempt's reader, while the body
+// is replayable.
+func (b *replayBody) getBody() (io.ReadCloser, error) {
+	if !b.replayable() {
+		return nil, errors.New("request body: larger than the retry buffer, cannot be sent again")
+	}
+	return b.attempt(), nil
+}
+
 // replayable reports whether a retry can resend the whole body read so far.
 func (b *replayBody) replayable() bool {
 	b.mu.Lock()
