@@ -25,7 +25,9 @@ func newValidateCommand(s streams) *cobra.Command {
 		Short: "Check Istio configuration files against Istio's schema and validation rules",
 		Long: `Validate reads Istio configuration (VirtualService, DestinationRule, Gateway,
 ServiceEntry, Sidecar, WorkloadEntry, WorkloadGroup, EnvoyFilter, ProxyConfig,
-PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry) and
+PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry), the
+Kubernetes Gateway API (GatewayClass, Gateway, HTTPRoute, GRPCRoute, TCPRoute,
+TLSRoute, ReferenceGrant; checked with the v1.6 CRDs' schema and CEL rules) and
 Bowline's Workload kind from files, directories (recursively: *.yaml, *.yml, *.json)
 or standard input, and reports every problem with its file:line, resource, field
 path and reason. Documents of other kinds are skipped with a note.

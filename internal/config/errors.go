@@ -56,7 +56,9 @@ func (p Problem) String() string {
 	}
 	if p.Kind != "" {
 		b.WriteString(p.Kind)
-		if p.Name != "" {
+		if p.Name != "" && p.Namespace == "" { // cluster-scoped
+			b.WriteString(" " + p.Name)
+		} else if p.Name != "" {
 			b.WriteString(" " + p.Namespace + "/" + p.Name)
 		}
 		b.WriteString(": ")

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"slices"
+
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingbeta "istio.io/api/networking/v1beta1"
@@ -39,7 +41,8 @@ type Schema struct {
 	Group    string
 	Kind     string
 	Versions []string
-	// Cluster-scoped kinds have no namespace (none of Istio's today).
+	// Cluster-scoped kinds have no namespace (none of Istio's today;
+	// the Gateway API's GatewayClass).
 	ClusterScoped bool
 	// NewSpec returns an empty spec message for decoding (Istio kinds).
 	NewSpec func() proto.Message
@@ -67,11 +70,14 @@ var schemas = []Schema{
 	{Group: GroupBowline, Kind: KindWorkload, Versions: []string{"v1alpha1"}, DecodeSpec: decodeWorkload},
 }
 
+// allSchemas are Istio's and Bowline's kinds, then the Gateway API's (gatewayapi.go).
+var allSchemas = append(slices.Clip(schemas), gatewayAPISchemas...)
+
 // LookupSchema finds the schema for group and kind. ok is false for kinds
 // Bowline does not read; versionOK is false when the kind is known but the
 // version is not one Istio serves it at.
 func LookupSchema(group, version, kind string) (s Schema, ok, versionOK bool) {
-	for _, sc := range schemas {
+	for _, sc := range allSchemas {
 		if sc.Group == group && sc.Kind == kind {
 			for _, v := range sc.Versions {
 				if v == version {
@@ -86,7 +92,5 @@ func LookupSchema(group, version, kind string) (s Schema, ok, versionOK bool) {
 
 // Schemas returns every supported kind.
 func Schemas() []Schema {
-	out := make([]Schema, len(schemas))
-	copy(out, schemas)
-	return out
+	return slices.Clone(allSchemas)
 }

@@ -200,6 +200,9 @@ func parseDocument(res *Result, src Source, root *yaml.Node, opts ParseOptions) 
 		}
 	}
 	d.metadata(obj, meta, opts)
+	if schema.ClusterScoped {
+		obj.Meta.Namespace = ""
+	}
 	spec := top["spec"]
 	if spec == nil || isNull(spec) {
 		spec = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: src.Line}
@@ -225,6 +228,9 @@ func parseDocument(res *Result, src Source, root *yaml.Node, opts ParseOptions) 
 			obj.Spec = s
 		}
 		d.recordLines("spec", spec)
+		for i, fe := range d.errs {
+			d.errs[i].Path = obj.Lines.withIndexes(fe.Path)
+		}
 	}
 	if len(d.errs) > 0 {
 		fail()

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
+	"strings"
 )
 
 // DefaultNamespace is used for documents without metadata.namespace, as kubectl does.
@@ -73,20 +75,27 @@ type Object struct {
 
 // Key identifies an object within a kind.
 func (o *Object) Key() Key {
-	return Key{Kind: o.GVK.Kind, Namespace: o.Meta.Namespace, Name: o.Meta.Name}
+	return Key{Group: o.GVK.Group, Kind: o.GVK.Kind, Namespace: o.Meta.Namespace, Name: o.Meta.Name}
 }
 
 // Ref returns "Kind namespace/name", the form used in every message.
 func (o *Object) Ref() string { return o.Key().String() }
 
-// Key identifies an object: kind, namespace and name.
+// Key identifies an object: group, kind, namespace and name. The group
+// tells Istio's Gateway from the Gateway API's; it is not printed.
 type Key struct {
+	Group     string
 	Kind      string
 	Namespace string
 	Name      string
 }
 
-func (k Key) String() string { return k.Kind + " " + k.Namespace + "/" + k.Name }
+func (k Key) String() string {
+	if k.Namespace == "" { // cluster-scoped
+		return k.Kind + " " + k.Name
+	}
+	return k.Kind + " " + k.Namespace + "/" + k.Name
+}
 
 // LineIndex maps a field path to the 1-based line where it appears.
 type LineIndex map[string]int
@@ -100,6 +109,25 @@ func (l LineIndex) Line(path string, def int) int {
 		}
 	}
 	return def
+}
+
+var listIndexRE = regexp.MustCompile(`\[[0-9]+\]`)
+
+// withIndexes returns path as written when it is known, else the first
+// known path (by line) that is path with list indexes added: decoders
+// that name a field by its struct path ("spec.rules.backendRefs.port")
+// are located at the element the user wrote.
+func (l LineIndex) withIndexes(path string) string {
+	if _, ok := l[path]; ok || strings.Contains(path, "[") {
+		return path
+	}
+	best, bestLine := path, 0
+	for p, line := range l {
+		if (bestLine == 0 || line < bestLine) && listIndexRE.ReplaceAllString(p, "") == path {
+			best, bestLine = p, line
+		}
+	}
+	return best
 }
 
 // parentPath strips the last segment of a field path:
@@ -123,6 +151,9 @@ func SortObjects(objs []*Object) {
 		a, b := objs[i], objs[j]
 		if a.GVK.Kind != b.GVK.Kind {
 			return a.GVK.Kind < b.GVK.Kind
+		}
+		if a.GVK.Group != b.GVK.Group {
+			return a.GVK.Group > b.GVK.Group // networking.istio.io before gateway.networking.k8s.io
 		}
 		if a.Meta.Namespace != b.Meta.Namespace {
 			return a.Meta.Namespace < b.Meta.Namespace

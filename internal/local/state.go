@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/bowline-mesh/bowline/internal/gatewayapi"
 )
 
 // StateFile is the name of the state file in the state directory.
@@ -31,6 +33,10 @@ type State struct {
 	IngressAdmin string `json:"ingressAdmin,omitempty"`
 	// Workloads lists every replica.
 	Workloads []ReplicaState `json:"workloads"`
+	// GatewayAPI is the status of the Gateway API objects of class istio
+	// (GatewayClass, Gateway, HTTPRoute, GRPCRoute): the conditions the
+	// controller would write to them on Kubernetes.
+	GatewayAPI []gatewayapi.Status `json:"gatewayAPI,omitempty"`
 }
 
 // ControlPlaneState lists the control plane's addresses.

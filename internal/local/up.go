@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/gatewayapi"
 	"github.com/bowline-mesh/bowline/internal/registry"
 )
 
@@ -280,11 +281,22 @@ func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Sna
 				want[id] = desiredReplica{id: id, name: name, obj: o, spec: spec, index: i, specHash: specHash(o)}
 			}
 		case config.KindGateway:
+			if !o.IsGatewayAPI() {
+				gateways = append(gateways, o)
+			}
+		}
+	}
+	// Gateways of class istio are served by the same ingress gateway
+	// (gatewayapi.IngressSelector); their status goes to up.json.
+	gw := gatewayapi.Translate(snap.Objects, registry.Build(snap.Objects, nil).Services(), u.cfg.Domain)
+	for _, o := range gw.Objects {
+		if o.GVK.Kind == config.KindGateway {
 			gateways = append(gateways, o)
 		}
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.state.GatewayAPI = gw.Status
 	// The ingress first: at start, a port it cannot bind ends the run before
 	// any app starts.
 	ingressErr := u.reconcileIngress(ctx, wg, gateways)

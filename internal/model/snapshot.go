@@ -17,6 +17,7 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/gatewayapi"
 	"github.com/bowline-mesh/bowline/internal/registry"
 )
 
@@ -127,8 +128,14 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 	for _, svc := range s.services {
 		s.byHost[svc.Hostname] = append(s.byHost[svc.Hostname], svc)
 	}
+	// Gateway API objects become Istio Gateways and VirtualServices, as in istiod.
+	translated := sorted
+	if gw := gatewayapi.Translate(sorted, s.services, opts.Domain); len(gw.Objects) > 0 {
+		translated = append(slices.Clone(sorted), gw.Objects...)
+		config.SortObjects(translated)
+	}
 	var vsObjs []*config.Object
-	for _, o := range sorted {
+	for _, o := range translated {
 		switch spec := o.Spec.(type) {
 		case *networking.VirtualService:
 			vsObjs = append(vsObjs, o)
@@ -277,7 +284,7 @@ func writeParts(h hash.Hash, parts ...string) {
 func objectSum(o *config.Object) [sha256.Size]byte {
 	h := sha256.New()
 	write := func(parts ...string) { writeParts(h, parts...) }
-	write(o.GVK.Kind, o.Meta.Namespace, o.Meta.Name)
+	write(o.GVK.Group, o.GVK.Kind, o.Meta.Namespace, o.Meta.Name)
 	for _, k := range slices.Sorted(maps.Keys(o.Meta.Labels)) {
 		write(k, o.Meta.Labels[k])
 	}

@@ -9,6 +9,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/gatewayapi"
 )
 
 // VirtualService is a root VirtualService with hosts, gateways and
@@ -26,6 +27,10 @@ type VirtualService struct {
 	HTTP []*networking.HTTPRoute
 	// TCP routes, destinations resolved.
 	TCP []*networking.TCPRoute
+	// GatewaySemantics is set for VirtualServices made from Gateway API
+	// routes: path prefixes match whole segments and a prefix rewrite to
+	// "/" removes the prefix (gatewayapi.SemanticsAnnotation).
+	GatewaySemantics bool
 }
 
 // Ref returns "namespace/name".
@@ -49,7 +54,8 @@ func buildVirtualServices(objs []*config.Object, domain string) ([]*VirtualServi
 			continue // delegates apply only through a root
 		}
 		ns := o.Meta.Namespace
-		vs := &VirtualService{Name: o.Meta.Name, Namespace: ns, ExportTo: spec.GetExportTo()}
+		vs := &VirtualService{Name: o.Meta.Name, Namespace: ns, ExportTo: spec.GetExportTo(),
+			GatewaySemantics: o.Meta.Annotations[gatewayapi.SemanticsAnnotation] == "gateway"}
 		for _, h := range spec.GetHosts() {
 			vs.Hosts = append(vs.Hosts, ResolveHost(h, ns, domain))
 		}

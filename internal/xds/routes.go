@@ -2,6 +2,7 @@ package xds
 
 import (
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -42,6 +43,9 @@ func (g *gen) vsRoutes(vs *model.VirtualService, sc routeScope) []*routev3.Route
 				continue
 			}
 			rt := g.translateRoute(r, m, sc)
+			if vs.GatewaySemantics {
+				gatewaySemantics(rt)
+			}
 			rt.Decorator = &routev3.Decorator{Operation: routeOperation(rt, vs.Name, sc.port)}
 			out = append(out, rt)
 			if isCatchAll(m) {
@@ -73,6 +77,26 @@ func (g *gen) matchApplies(m *networking.HTTPMatchRequest, sc routeScope) bool {
 		return false
 	}
 	return true
+}
+
+// gatewaySemantics applies the Gateway API's path rules to a route made
+// from an HTTPRoute, as istiod does: a path prefix other than "/" matches
+// whole segments (path_separated_prefix), and a prefix rewrite to "/"
+// removes the matched prefix without leaving a double slash.
+func gatewaySemantics(rt *routev3.Route) {
+	p, ok := rt.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Prefix)
+	if !ok || p.Prefix == "/" {
+		return
+	}
+	prefix := strings.TrimSuffix(p.Prefix, "/")
+	rt.Match.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: prefix}
+	if a := rt.GetRoute(); a != nil && a.PrefixRewrite == "/" {
+		a.PrefixRewrite = ""
+		a.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{
+			Pattern:      &matcherv3.RegexMatcher{Regex: "^" + regexp.QuoteMeta(prefix) + `(/?)(.*)`},
+			Substitution: `/\2`,
+		}
+	}
 }
 
 func isCatchAll(m *networking.HTTPMatchRequest) bool {

@@ -107,13 +107,18 @@ func newContext(in Input, opts Options) *Context {
 	objs := append([]*config.Object(nil), in.Objects...)
 	config.SortObjects(objs)
 	for _, o := range objs {
-		c.byKind[o.GVK.Kind] = append(c.byKind[o.GVK.Kind], o)
+		k := o.GVK.Kind
+		if o.IsGatewayAPI() { // its Gateway is not Istio's
+			k = config.GroupGatewayAPI + "/" + k
+		}
+		c.byKind[k] = append(c.byKind[k], o)
 	}
 	c.registry = buildRegistry(c)
 	return c
 }
 
 // Objects returns the objects of kind, ordered by namespace and name.
+// Gateway API kinds are named with their group ("gateway.networking.k8s.io/Gateway").
 func (c *Context) Objects(kind string) []*config.Object { return c.byKind[kind] }
 
 // Find returns the object of kind named namespace/name, or nil.

@@ -29,7 +29,11 @@ var validators = map[string]kindValidator{
 
 // Object returns every semantic problem of obj. A kind without rules has none.
 func Object(obj *config.Object) []config.FieldError {
-	v, ok := validators[obj.GVK.Kind]
+	table := validators
+	if obj.IsGatewayAPI() {
+		table = gatewayAPIValidators
+	}
+	v, ok := table[obj.GVK.Kind]
 	if !ok || obj.Spec == nil {
 		return nil
 	}

@@ -107,7 +107,11 @@ func (s *Server) configz(w http.ResponseWriter, _ *http.Request) {
 		out.Problems = config.Problems{}
 	}
 	for _, o := range snap.Objects {
-		out.Objects[o.GVK.Kind] = append(out.Objects[o.GVK.Kind], o.Meta.Namespace+"/"+o.Meta.Name)
+		kind := o.GVK.Kind
+		if o.IsGatewayAPI() {
+			kind = config.GroupGatewayAPI + "/" + kind
+		}
+		out.Objects[kind] = append(out.Objects[kind], o.Meta.Namespace+"/"+o.Meta.Name)
 		if mc := config.MeshConfigOf(o); mc != nil && (out.MeshConfig == nil || o.GVK.Kind == config.KindMeshConfig) {
 			out.MeshConfig, _ = protojson.Marshal(mc)
 		}

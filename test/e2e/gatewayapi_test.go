@@ -1,0 +1,274 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// This file drives real HTTP through the ingress gateway that `bowline up`
+// starts for a Gateway API Gateway of class istio, with the YAML an Istio
+// user writes: GatewayClass, Gateway, HTTPRoute.
+
+// echoReply is what the echo backends answer: who served, and what they saw.
+type echoReply struct {
+	Name    string            `json:"name"`
+	Path    string            `json:"path"`
+	Host    string            `json:"host"`
+	Headers map[string]string `json:"headers"`
+}
+
+// startEchoBackend answers every request with an echoReply as JSON.
+func startEchoBackend(t *testing.T, name string) int {
+	t.Helper()
+	return startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rep := echoReply{Name: name, Path: r.URL.RequestURI(), Host: r.Host, Headers: map[string]string{}}
+		for k := range r.Header {
+			rep.Headers[strings.ToLower(k)] = strings.Join(r.Header.Values(k), ",")
+		}
+		w.Header().Set("content-type", "application/json")
+		w.Header().Set("x-backend-secret", "s3cr3t")
+		_ = json.NewEncoder(w).Encode(rep)
+	}))
+}
+
+// echoServiceEntry makes name.default.svc.cluster.local:8080 (HTTP) a mesh
+// service whose one endpoint is the loopback port of a backend.
+func echoServiceEntry(name string, port int) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %[1]s, namespace: default}
+spec:
+  hosts: [%[1]s.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: %[2]d}}]
+---
+`, name, port)
+}
+
+const gatewayAPIRoutes = `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: istio}
+spec:
+  controllerName: istio.io/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes: {namespaces: {from: Same}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: default}
+spec:
+  parentRefs: [{name: web, sectionName: http}]
+  hostnames: [echo.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v2}}]
+    backendRefs: [{name: echo-v2, port: 8080}]
+  - matches: [{headers: [{name: x-version, value: v2}]}]
+    backendRefs: [{name: echo-v2, port: 8080}]
+  - matches: [{path: {type: Exact, value: /headers}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier:
+        set: [{name: x-set, value: set-by-route}]
+        add: [{name: x-added, value: added}]
+        remove: [x-remove-me]
+    - type: ResponseHeaderModifier
+      responseHeaderModifier:
+        set: [{name: x-response, value: from-gateway}]
+        remove: [x-backend-secret]
+    backendRefs: [{name: echo-v1, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {hostname: new.example.com, statusCode: 301, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {hostname: internal.example.com, path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}
+    backendRefs: [{name: echo-v1, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /split}}]
+    backendRefs:
+    - {name: echo-v1, port: 8080, weight: 80}
+    - {name: echo-v2, port: 8080, weight: 20}
+  - backendRefs: [{name: echo-v1, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: other-host, namespace: default}
+spec:
+  parentRefs: [{name: web}]
+  hostnames: [other.example.com]
+  rules:
+  - backendRefs: [{name: missing, port: 8080}]
+`
+
+// gwGet sends one request to the ingress with the given Host and headers.
+func gwGet(t *testing.T, base, host, path string, hdr map[string]string) (*http.Response, echoReply) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s%s (Host %s): %v", base, path, host, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var rep echoReply
+	if strings.HasPrefix(resp.Header.Get("content-type"), "application/json") {
+		if err := json.Unmarshal(body, &rep); err != nil {
+			t.Fatalf("GET %s: body %q: %v", path, body, err)
+		}
+	}
+	return resp, rep
+}
+
+func TestGatewayAPIHTTPRouteUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds binaries and runs processes")
+	}
+	bins := binaries(t)
+	v1, v2 := startEchoBackend(t, "echo-v1"), startEchoBackend(t, "echo-v2")
+	dir := filepath.Join(t.TempDir(), "mesh")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "services.yaml"), echoServiceEntry("echo-v1", v1)+echoServiceEntry("echo-v2", v2))
+	writeFile(t, filepath.Join(dir, "gateway-api.yaml"), gatewayAPIRoutes)
+	m := startUp(t, filepath.Join(bins, "bowline"), dir)
+	const host = "echo.example.com"
+	waitUntil(t, "the HTTPRoute served at the gateway", func() bool {
+		resp, rep := gwGet(t, m.ingress, host, "/", nil)
+		return resp.StatusCode == http.StatusOK && rep.Name == "echo-v1"
+	})
+
+	t.Run("path and header matches pick the backend", func(t *testing.T) {
+		for _, c := range []struct {
+			path string
+			hdr  map[string]string
+			want string
+		}{
+			{"/v2", nil, "echo-v2"},
+			{"/v2/deeper", nil, "echo-v2"},
+			{"/v2x", nil, "echo-v1"}, // a PathPrefix matches whole segments
+			{"/anything", map[string]string{"x-version": "v2"}, "echo-v2"},
+			{"/anything", map[string]string{"x-version": "v3"}, "echo-v1"},
+		} {
+			resp, rep := gwGet(t, m.ingress, host, c.path, c.hdr)
+			if resp.StatusCode != http.StatusOK || rep.Name != c.want {
+				t.Errorf("GET %s %v: %d from %q, want 200 from %s", c.path, c.hdr, resp.StatusCode, rep.Name, c.want)
+			}
+		}
+	})
+
+	t.Run("request and response header modifiers", func(t *testing.T) {
+		resp, rep := gwGet(t, m.ingress, host, "/headers", map[string]string{"x-set": "client", "x-added": "client", "x-remove-me": "gone"})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if got := rep.Headers["x-set"]; got != "set-by-route" {
+			t.Errorf("backend saw x-set %q, want set-by-route (set overwrites)", got)
+		}
+		if got := rep.Headers["x-added"]; got != "client,added" {
+			t.Errorf("backend saw x-added %q, want client,added (add appends)", got)
+		}
+		if _, ok := rep.Headers["x-remove-me"]; ok {
+			t.Errorf("backend saw x-remove-me, want it removed")
+		}
+		if got := resp.Header.Get("x-response"); got != "from-gateway" {
+			t.Errorf("response x-response %q, want from-gateway", got)
+		}
+		if got := resp.Header.Get("x-backend-secret"); got != "" {
+			t.Errorf("response x-backend-secret %q, want it removed", got)
+		}
+	})
+
+	t.Run("redirect", func(t *testing.T) {
+		resp, _ := gwGet(t, m.ingress, host, "/old/page?q=1", nil)
+		if resp.StatusCode != http.StatusMovedPermanently {
+			t.Fatalf("status %d, want 301", resp.StatusCode)
+		}
+		loc := resp.Header.Get("location")
+		if !strings.HasPrefix(loc, "http://new.example.com") || !strings.HasSuffix(loc, "/new/page?q=1") {
+			t.Errorf("location %q, want http://new.example.com[:port]/new/page?q=1", loc)
+		}
+	})
+
+	t.Run("rewrite", func(t *testing.T) {
+		for path, want := range map[string]string{"/api/users?id=7": "/users?id=7", "/api": "/"} {
+			resp, rep := gwGet(t, m.ingress, host, path, nil)
+			if resp.StatusCode != http.StatusOK || rep.Path != want || rep.Host != "internal.example.com" {
+				t.Errorf("GET %s: %d, backend saw %s with Host %s; want %s with Host internal.example.com", path, resp.StatusCode, rep.Path, rep.Host, want)
+			}
+		}
+	})
+
+	t.Run("weighted split 80/20", func(t *testing.T) {
+		const n = 200
+		counts := map[string]int{}
+		for range n {
+			resp, rep := gwGet(t, m.ingress, host, "/split", nil)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			counts[rep.Name]++
+		}
+		if !within(counts["echo-v1"], n, 0.8, 0.1) || !within(counts["echo-v2"], n, 0.2, 0.1) {
+			t.Errorf("split %v over %d requests, want about 80%% echo-v1 and 20%% echo-v2", counts, n)
+		}
+	})
+
+	t.Run("hostnames", func(t *testing.T) {
+		if resp, _ := gwGet(t, m.ingress, "unknown.example.com", "/", nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("a host no route names: %d, want 404", resp.StatusCode)
+		}
+		if resp, _ := gwGet(t, m.ingress, "other.example.com", "/", nil); resp.StatusCode != http.StatusInternalServerError {
+			t.Errorf("a route whose only backend does not exist: %d, want 500", resp.StatusCode)
+		}
+	})
+
+	t.Run("bowline status shows the conditions", func(t *testing.T) {
+		out := m.bowline(t, filepath.Dir(dir), "status", filepath.Base(dir))
+		for _, want := range []string{
+			"GatewayClass  istio",
+			"Accepted   True    Accepted",
+			"http (2 routes)",
+			"Programmed  True    Programmed",
+			"HTTPRoute     default/echo",
+			"ResolvedRefs  True    ResolvedRefs",
+			"HTTPRoute     default/other-host",
+			"ResolvedRefs  False   BackendNotFound",
+		} {
+			if !strings.Contains(squeeze(out), squeeze(want)) {
+				t.Errorf("bowline status lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}
+
+// squeeze collapses runs of spaces, so that column widths do not matter.
+func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
