@@ -25,7 +25,7 @@ up: build samples ## build, then run Bookinfo on this machine (bowline up); INGR
 samples: ## build the Bookinfo sample apps
 	$(MAKE) -C samples/bookinfo build
 
-test: ## the README's test command: as root, make kube-up first, then go test -race ./... against that cluster
+test: lint helm-check ## the README's test command: lint, the Helm chart check, then as root make kube-up and go test -race ./... against that cluster
 	@if [ "$$(id -u)" = 0 ]; then \
 		line=$$($(MAKE) -s --no-print-directory kube-up | tail -1); \
 		case "$$line" in "export KUBECONFIG="*) ;; *) echo "make test: make kube-up failed (see above)" >&2; exit 1;; esac; \
@@ -42,10 +42,12 @@ race: test ## alias of test
 helm-check: ## render the Helm chart with Helm's engine and compare it with what bowline install applies
 	cd hack/helmcheck && $(GO) test ./...
 
-lint: ## gofmt, go vet (and staticcheck when installed)
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt, go vet and staticcheck (built from its module, pinned)
 	@out=$$(gofmt -l . | grep -v '^samples/.*/bin/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
+	$(GO) run $(STATICCHECK) ./...
 
 e2e: ## end-to-end tests only (real processes on loopback; netns tests need root)
 	$(GO) test -race -count=1 ./test/e2e/...

@@ -61,7 +61,7 @@ func (s *CASecrets) Prepare(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("read Secret %s/%s: %w", s.namespace, name, err)
 		}
 		if err := s.write(sec); err != nil {
-			return "", fmt.Errorf("Secret %s/%s: %w", s.namespace, name, err)
+			return "", fmt.Errorf("write secret %s/%s: %w", s.namespace, name, err)
 		}
 		s.log.Info("ca material loaded from secret", slog.String(attrNamespace, s.namespace), slog.String(attrName, name))
 		return name, nil
@@ -129,7 +129,7 @@ func (s *CASecrets) Save(ctx context.Context) error {
 		return fmt.Errorf("read Secret %s/%s: %w", s.namespace, SelfSignedCASecret, err)
 	}
 	if err := s.write(got); err != nil {
-		return fmt.Errorf("Secret %s/%s: %w", s.namespace, SelfSignedCASecret, err)
+		return fmt.Errorf("write secret %s/%s: %w", s.namespace, SelfSignedCASecret, err)
 	}
 	return ErrAdopted
 }
