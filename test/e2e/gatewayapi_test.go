@@ -1,15 +1,24 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // This file drives real HTTP through the ingress gateway that `bowline up`
@@ -41,6 +50,12 @@ func startEchoBackend(t *testing.T, name string) int {
 // echoServiceEntry makes name.default.svc.cluster.local:8080 (HTTP) a mesh
 // service whose one endpoint is the loopback port of a backend.
 func echoServiceEntry(name string, port int) string {
+	return serviceEntry(name, 8080, "http", "HTTP", port)
+}
+
+// serviceEntry makes name.default.svc.cluster.local:number a mesh service
+// whose one endpoint is a loopback port.
+func serviceEntry(name string, number int, portName, protocol string, endpoint int) string {
 	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: %[1]s, namespace: default}
@@ -48,10 +63,10 @@ spec:
   hosts: [%[1]s.default.svc.cluster.local]
   location: MESH_INTERNAL
   resolution: STATIC
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: %[2]d}}]
+  ports: [{number: %[2]d, name: %[3]s, protocol: %[4]s}]
+  endpoints: [{address: 127.0.0.1, ports: {%[3]s: %[5]d}}]
 ---
-`, name, port)
+`, name, number, portName, protocol, endpoint)
 }
 
 const gatewayAPIRoutes = `apiVersion: gateway.networking.k8s.io/v1
@@ -117,6 +132,42 @@ spec:
   hostnames: [other.example.com]
   rules:
   - backendRefs: [{name: missing, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc, namespace: default}
+spec:
+  parentRefs: [{name: web}]
+  hostnames: [grpc.example.com]
+  rules:
+  - matches: [{method: {service: grpc.testing.TestService, method: UnaryCall}, headers: [{name: x-version, value: v2}]}]
+    backendRefs: [{name: grpc-v2, port: 9000}]
+  - matches: [{method: {service: grpc.testing.TestService, method: UnaryCall}}]
+    filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: x-routed-by, value: grpcroute}]}
+    backendRefs: [{name: grpc-v1, port: 9000}]
+---
+# GAMMA: sidecars' traffic to the Service echo is split between two versions.
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo-mesh, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 8080}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /only-v2}}]
+    backendRefs: [{name: echo-v2, port: 8080}]
+  - backendRefs:
+    - {name: echo-v1, port: 8080, weight: 50}
+    - {name: echo-v2, port: 8080, weight: 50}
+---
+apiVersion: bowline.dev/v1alpha1
+kind: Workload
+metadata: {name: client, namespace: default}
+spec:
+  labels: {app: client}
+  command: ["./bin/details"]
+  ports: [{name: http, containerPort: 9080}]
 `
 
 // gwGet sends one request to the ingress with the given Host and headers.
@@ -157,7 +208,12 @@ func TestGatewayAPIHTTPRouteUp(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "services.yaml"), echoServiceEntry("echo-v1", v1)+echoServiceEntry("echo-v2", v2))
+	g1, g2 := startBackend(t, "grpc-v1"), startBackend(t, "grpc-v2")
+	writeFile(t, filepath.Join(dir, "services.yaml"), echoServiceEntry("echo", v1)+echoServiceEntry("echo-v1", v1)+echoServiceEntry("echo-v2", v2)+
+		serviceEntry("grpc-v1", 9000, "grpc", "GRPC", g1)+serviceEntry("grpc-v2", 9000, "grpc", "GRPC", g2))
+	if err := os.Symlink(filepath.Join(bins, "bookinfo"), filepath.Join(dir, "bin")); err != nil {
+		t.Fatal(err)
+	}
 	writeFile(t, filepath.Join(dir, "gateway-api.yaml"), gatewayAPIRoutes)
 	m := startUp(t, filepath.Join(bins, "bowline"), dir)
 	const host = "echo.example.com"
@@ -251,17 +307,77 @@ func TestGatewayAPIHTTPRouteUp(t *testing.T) {
 		}
 	})
 
+	t.Run("GRPCRoute to a gRPC backend", func(t *testing.T) {
+		addr := strings.TrimPrefix(m.ingress, "http://")
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("grpc.example.com"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		client := testgrpc.NewTestServiceClient(cc)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var hdr metadata.MD
+		resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.Header(&hdr))
+		if err != nil || resp.GetHostname() != "grpc-v1" {
+			t.Fatalf("UnaryCall: %v from %q, want grpc-v1", err, resp.GetHostname())
+		}
+		if got := hdr.Get("x-routed-by"); len(got) != 1 || got[0] != "grpcroute" {
+			t.Errorf("response header x-routed-by %v, want [grpcroute]", got)
+		}
+		resp, err = client.UnaryCall(metadata.AppendToOutgoingContext(ctx, "x-version", "v2"), &testgrpc.SimpleRequest{})
+		if err != nil || resp.GetHostname() != "grpc-v2" {
+			t.Errorf("UnaryCall with x-version v2: %v from %q, want grpc-v2", err, resp.GetHostname())
+		}
+		if _, err := client.EmptyCall(ctx, &testgrpc.Empty{}); status.Code(err) != codes.Unimplemented {
+			t.Errorf("EmptyCall (no rule matches it): %v, want Unimplemented (404 from the gateway)", err)
+		}
+	})
+
+	t.Run("GAMMA: a route on a Service splits sidecar traffic 50/50", func(t *testing.T) {
+		proxy := m.outboundProxy(t, "client-0")
+		client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxy), DisableKeepAlives: true}, Timeout: 10 * time.Second}
+		get := func(path string) echoReply {
+			t.Helper()
+			resp, err := client.Get("http://echo.default.svc.cluster.local:8080" + path)
+			if err != nil {
+				t.Fatalf("GET %s through the client's sidecar: %v", path, err)
+			}
+			defer resp.Body.Close()
+			var rep echoReply
+			if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s through the client's sidecar: %d, %v", path, resp.StatusCode, err)
+			}
+			return rep
+		}
+		const n = 200
+		counts := map[string]int{}
+		for range n {
+			counts[get("/").Name]++
+		}
+		if !within(counts["echo-v1"], n, 0.5, 0.12) || !within(counts["echo-v2"], n, 0.5, 0.12) {
+			t.Errorf("split %v over %d requests, want about 50/50 between echo-v1 and echo-v2", counts, n)
+		}
+		for range 5 {
+			if got := get("/only-v2/x").Name; got != "echo-v2" {
+				t.Errorf("GET /only-v2/x from %s, want echo-v2", got)
+			}
+		}
+	})
+
 	t.Run("bowline status shows the conditions", func(t *testing.T) {
 		out := m.bowline(t, filepath.Dir(dir), "status", filepath.Base(dir))
 		for _, want := range []string{
 			"GatewayClass  istio",
 			"Accepted   True    Accepted",
-			"http (2 routes)",
+			"http (3 routes)",
 			"Programmed  True    Programmed",
 			"HTTPRoute     default/echo",
 			"ResolvedRefs  True    ResolvedRefs",
 			"HTTPRoute     default/other-host",
 			"ResolvedRefs  False   BackendNotFound",
+			"GRPCRoute     default/grpc",
+			"HTTPRoute     default/echo-mesh  Service echo:8080  Accepted  True    Accepted",
 		} {
 			if !strings.Contains(squeeze(out), squeeze(want)) {
 				t.Errorf("bowline status lacks %q:\n%s", want, out)
@@ -272,3 +388,32 @@ func TestGatewayAPIHTTPRouteUp(t *testing.T) {
 
 // squeeze collapses runs of spaces, so that column widths do not matter.
 func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// outboundProxy returns a replica's sidecar outbound proxy (its app's HTTP_PROXY) from up.json.
+func (m *meshUp) outboundProxy(t *testing.T, replica string) *url.URL {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(m.dir, ".bowline", "up.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Workloads []struct{ Name, OutboundProxy string } `json:"workloads"`
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range st.Workloads {
+		if w.Name == replica {
+			u, err := url.Parse(w.OutboundProxy)
+			if err != nil || u.Host == "" {
+				u, err = url.Parse("http://" + w.OutboundProxy)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u
+		}
+	}
+	t.Fatalf("no replica %s in up.json", replica)
+	return nil
+}
