@@ -86,7 +86,7 @@ var gatewayAPICases = []networkingCase{
 	},
 	{
 		name: "gateway class controller",
-		doc: "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: istio}\nspec: {controllerName: istio}\n",
+		doc:  "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: istio}\nspec: {controllerName: istio}\n",
 		want: []string{`f.yaml:4: GatewayClass istio: spec.controllerName: "istio" must be a domain-prefixed path such as istio.io/gateway-controller`},
 	},
 }
