@@ -246,7 +246,13 @@ func (t *translator) gateways() {
 		accepted := cond(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonAccepted), "Resource accepted", gen)
 		programmed := cond(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), "Served by the ingress gateway of bowline up", gen)
 		if !allValid {
-			accepted = cond(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonListenersNotValid), "Some listeners are not valid", gen)
+			// True when some listeners are served, False when none is.
+			someValid := slices.ContainsFunc(g.listeners, func(l *listener) bool { return l.valid })
+			accepted = cond(string(gwv1.GatewayConditionAccepted), someValid, string(gwv1.GatewayReasonListenersNotValid), "Some listeners are not valid", gen)
+			if !someValid {
+				accepted.Message = "No listener is valid"
+				programmed = cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), "No listener is valid", gen)
+			}
 		}
 		if len(spec.Addresses) > 0 {
 			accepted = cond(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonUnsupportedAddress), "spec.addresses is not supported in local mode", gen)

@@ -1,0 +1,261 @@
+package gatewayapi
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/config/validation"
+	"github.com/bowline-mesh/bowline/internal/registry"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const services = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: a, namespace: default}
+spec:
+  hosts: [a.default.svc.cluster.local]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: b, namespace: other}
+spec:
+  hosts: [b.other.svc.cluster.local]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.2}]
+---
+`
+
+const gatewayDocs = `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, hostname: "*.example.com"}
+  - {name: all, port: 8080, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+  - {name: sel, port: 8081, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {kubernetes.io/metadata.name: other}}}}}
+  - {name: tcp, port: 9000, protocol: TCP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: theirs, namespace: default}
+spec:
+  gatewayClassName: someone-else
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+`
+
+func route(ns, name, spec string) string {
+	return fmt.Sprintf("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: %s, namespace: %s}\nspec:\n%s---\n", name, ns, spec)
+}
+
+// translate loads docs (which must be valid) and translates them.
+func translate(t *testing.T, docs string) *Output {
+	t.Helper()
+	res := config.Parse("t.yaml", []byte(docs), config.ParseOptions{})
+	if len(res.Problems) > 0 {
+		t.Fatalf("load: %v", res.Problems)
+	}
+	objs, problems := validation.Objects(res.Objects)
+	if problems.HasErrors() {
+		t.Fatalf("validate: %v", problems)
+	}
+	return Translate(objs, registry.Build(objs, nil).Services(), "cluster.local")
+}
+
+// conditions renders the status as "Kind ns/name [where] Type=Status/Reason" lines.
+func conditions(out *Output) []string {
+	var lines []string
+	for _, st := range out.Status {
+		for _, c := range st.Conditions {
+			lines = append(lines, fmt.Sprintf("%s %s/%s %s=%s/%s", st.Kind, st.Namespace, st.Name, c.Type, c.Status, c.Reason))
+		}
+		for _, l := range st.Listeners {
+			for _, c := range l.Conditions {
+				lines = append(lines, fmt.Sprintf("%s %s/%s listener %s (%d) %s=%s/%s", st.Kind, st.Namespace, st.Name, l.Name, l.AttachedRoutes, c.Type, c.Status, c.Reason))
+			}
+		}
+		for _, p := range st.Parents {
+			where := string(p.ParentRef.Name)
+			if p.ParentRef.SectionName != nil {
+				where += "/" + string(*p.ParentRef.SectionName)
+			}
+			for _, c := range p.Conditions {
+				lines = append(lines, fmt.Sprintf("%s %s/%s parent %s %s=%s/%s", st.Kind, st.Namespace, st.Name, where, c.Type, c.Status, c.Reason))
+			}
+		}
+	}
+	return lines
+}
+
+func TestStatusReasons(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		routes string
+		want   []string // lines that must be present
+		absent []string
+	}{
+		{
+			name:   "attached to a listener whose hostname matches",
+			routes: route("default", "r", "  parentRefs: [{name: web, sectionName: http}]\n  hostnames: [shop.example.com]\n  rules: [{backendRefs: [{name: a, port: 8080}]}]\n"),
+			want: []string{
+				"HTTPRoute default/r parent web/http Accepted=True/Accepted",
+				"HTTPRoute default/r parent web/http ResolvedRefs=True/ResolvedRefs",
+				"Gateway default/web listener http (1) Programmed=True/Programmed",
+				"Gateway default/web Accepted=True/ListenersNotValid",
+			},
+		},
+		{
+			name:   "no listener hostname matches",
+			routes: route("default", "r", "  parentRefs: [{name: web, sectionName: http}]\n  hostnames: [shop.example.org]\n  rules: [{backendRefs: [{name: a, port: 8080}]}]\n"),
+			want:   []string{"HTTPRoute default/r parent web/http Accepted=False/NoMatchingListenerHostname"},
+		},
+		{
+			name:   "unknown section",
+			routes: route("default", "r", "  parentRefs: [{name: web, sectionName: nope}]\n  rules: [{backendRefs: [{name: a, port: 8080}]}]\n"),
+			want:   []string{"HTTPRoute default/r parent web/nope Accepted=False/NoMatchingParent"},
+		},
+		{
+			name:   "unknown gateway",
+			routes: route("default", "r", "  parentRefs: [{name: nope}]\n  rules: [{backendRefs: [{name: a, port: 8080}]}]\n"),
+			want:   []string{"HTTPRoute default/r parent nope Accepted=False/NoMatchingParent"},
+		},
+		{
+			name: "allowedRoutes namespaces",
+			routes: route("other", "r", "  parentRefs: [{name: web, namespace: default, sectionName: http}, {name: web, namespace: default, sectionName: all}, {name: web, namespace: default, sectionName: sel}]\n  hostnames: [x.example.com]\n  rules: [{backendRefs: [{name: b, port: 8080}]}]\n") +
+				route("default", "s", "  parentRefs: [{name: web, sectionName: sel}]\n  rules: [{backendRefs: [{name: a, port: 8080}]}]\n"),
+			want: []string{
+				"HTTPRoute other/r parent web/http Accepted=False/NotAllowedByListeners",
+				"HTTPRoute other/r parent web/all Accepted=True/Accepted",
+				"HTTPRoute other/r parent web/sel Accepted=True/Accepted",
+				"HTTPRoute default/s parent web/sel Accepted=False/NotAllowedByListeners",
+			},
+		},
+		{
+			name:   "cross-namespace backend without a ReferenceGrant",
+			routes: route("default", "r", "  parentRefs: [{name: web, sectionName: all}]\n  rules: [{backendRefs: [{name: b, namespace: other, port: 8080}]}]\n"),
+			want:   []string{"HTTPRoute default/r parent web/all ResolvedRefs=False/RefNotPermitted"},
+		},
+		{
+			name: "cross-namespace backend with a ReferenceGrant",
+			routes: route("default", "r", "  parentRefs: [{name: web, sectionName: all}]\n  rules: [{backendRefs: [{name: b, namespace: other, port: 8080}]}]\n") +
+				"apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: other}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]\n  to: [{group: \"\", kind: Service}]\n",
+			want: []string{"HTTPRoute default/r parent web/all ResolvedRefs=True/ResolvedRefs"},
+		},
+		{
+			name:   "missing backend and wrong port",
+			routes: route("default", "r", "  parentRefs: [{name: web, sectionName: all}]\n  rules: [{backendRefs: [{name: nope, port: 8080}]}, {backendRefs: [{name: a, port: 81}]}]\n"),
+			want:   []string{"HTTPRoute default/r parent web/all ResolvedRefs=False/BackendNotFound"},
+		},
+		{
+			name:   "backend of an unsupported kind",
+			routes: route("default", "r", "  parentRefs: [{name: web, sectionName: all}]\n  rules: [{backendRefs: [{group: example.com, kind: Bucket, name: x}]}]\n"),
+			want:   []string{"HTTPRoute default/r parent web/all ResolvedRefs=False/InvalidKind"},
+		},
+		{
+			name:   "a Gateway of another controller is not reported on",
+			routes: route("default", "r", "  parentRefs: [{name: theirs}]\n  rules: [{backendRefs: [{name: a, port: 8080}]}]\n"),
+			absent: []string{"HTTPRoute default/r", "Gateway default/theirs"},
+		},
+		{
+			name:   "GAMMA parent",
+			routes: route("default", "r", "  parentRefs: [{group: \"\", kind: Service, name: a, port: 8080}, {group: \"\", kind: Service, name: zzz}]\n  rules: [{backendRefs: [{name: a, port: 8080}]}]\n"),
+			want: []string{
+				"HTTPRoute default/r parent a Accepted=True/Accepted",
+				"HTTPRoute default/r parent zzz Accepted=False/NoMatchingParent",
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := conditions(translate(t, services+gatewayDocs+tc.routes))
+			all := strings.Join(got, "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("missing %q in\n%s", w, all)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(all, a) {
+					t.Errorf("unexpected %q in\n%s", a, all)
+				}
+			}
+		})
+	}
+}
+
+func TestListenerStatus(t *testing.T) {
+	got := strings.Join(conditions(translate(t, services+gatewayDocs)), "\n")
+	for _, w := range []string{
+		"GatewayClass / ", // none declared: the built-in class is not reported
+	} {
+		if strings.Contains(got, w) {
+			t.Errorf("unexpected %q in\n%s", w, got)
+		}
+	}
+	for _, w := range []string{
+		"Gateway default/web listener tcp (0) Accepted=False/UnsupportedProtocol",
+		"Gateway default/web listener all (0) Accepted=True/Accepted",
+		"Gateway default/web Programmed=True/Programmed",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("missing %q in\n%s", w, got)
+		}
+	}
+}
+
+// TestPrecedence: matches of several routes on one host are ordered by the
+// spec's precedence, not by object: Exact, then the longest prefix, then
+// method, headers, query parameters; ties keep namespace/name order.
+func TestPrecedence(t *testing.T) {
+	out := translate(t, services+gatewayDocs+
+		route("default", "b-prefix", "  parentRefs: [{name: web, sectionName: all}]\n  rules:\n  - matches: [{path: {value: /}}]\n    backendRefs: [{name: a, port: 8080}]\n  - matches: [{path: {value: /api}}, {path: {value: /api}, headers: [{name: x, value: \"1\"}]}]\n    backendRefs: [{name: a, port: 8080}]\n")+
+		route("default", "a-exact", "  parentRefs: [{name: web, sectionName: all}]\n  rules:\n  - matches: [{path: {type: Exact, value: /api}}, {path: {value: /api/v1}}, {path: {value: /api}, method: GET}]\n    backendRefs: [{name: a, port: 8080}]\n"))
+	var vs *networking.VirtualService
+	for _, o := range out.Objects {
+		if v, ok := o.Spec.(*networking.VirtualService); ok {
+			if vs != nil {
+				t.Fatalf("routes on one host were not merged into one VirtualService")
+			}
+			vs = v
+		}
+	}
+	if vs == nil {
+		t.Fatal("no VirtualService")
+	}
+	var order []string
+	for _, r := range vs.GetHttp() {
+		m := r.GetMatch()[0]
+		s := fmt.Sprintf("%s exact=%s prefix=%s", r.GetName(), m.GetUri().GetExact(), m.GetUri().GetPrefix())
+		if m.GetMethod() != nil {
+			s += " method"
+		}
+		if len(m.GetHeaders()) > 0 {
+			s += " headers"
+		}
+		order = append(order, s)
+	}
+	want := []string{
+		"default.a-exact.0 exact=/api prefix=",
+		"default.a-exact.0 exact= prefix=/api/v1",
+		"default.a-exact.0 exact= prefix=/api method",
+		"default.b-prefix.1 exact= prefix=/api headers",
+		"default.b-prefix.1 exact= prefix=/api",
+		"default.b-prefix.0 exact= prefix=/",
+	}
+	if strings.Join(order, "\n") != strings.Join(want, "\n") {
+		t.Errorf("order:\n%s\nwant:\n%s", strings.Join(order, "\n"), strings.Join(want, "\n"))
+	}
+	if vs.GetHosts()[0] != "*" || vs.GetGateways()[0] != "default/web-istio-autogenerated-k8s-gateway-all" {
+		t.Errorf("hosts %v gateways %v", vs.GetHosts(), vs.GetGateways())
+	}
+}
