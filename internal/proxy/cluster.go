@@ -25,7 +25,9 @@ type host struct {
 	weight   uint32
 	health   xdsconfig.HealthStatus
 	workload xdsconfig.WorkloadMeta
-	tlsMatch map[string]string
+	// principal is the workload's SPIFFE ID in the mesh's trust domain, or "".
+	principal string
+	tlsMatch  map[string]string
 	// tls is the host's upstream TLS (transport_socket_matches), nil for plaintext.
 	tls *xdsconfig.TLSContext
 
@@ -54,10 +56,12 @@ type hostSet struct {
 // circuit-breaker counters. A cluster whose config did not change is carried
 // into the next snapshot unchanged.
 type cluster struct {
-	cfg   *xdsconfig.Cluster
-	name  string
-	hosts atomic.Pointer[hostSet]
-	rr    atomic.Uint64
+	cfg  *xdsconfig.Cluster
+	name string
+	// trustDomain makes the hosts' principals (metric labels).
+	trustDomain string
+	hosts       atomic.Pointer[hostSet]
+	rr          atomic.Uint64
 
 	dialer *net.Dialer
 	// pools are keyed by transport socket: nil for plaintext, else the TLS
@@ -86,8 +90,8 @@ type cluster struct {
 	stopSweep chan struct{}
 }
 
-func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs) *cluster {
-	c := &cluster{cfg: cfg, name: cfg.Name, pools: map[*xdsconfig.TLSContext]*pool{}, bufs: bufs,
+func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs, trustDomain string) *cluster {
+	c := &cluster{cfg: cfg, name: cfg.Name, pools: map[*xdsconfig.TLSContext]*pool{}, bufs: bufs, trustDomain: trustDomain,
 		now: func() int64 { return time.Now().UnixNano() }}
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	if cfg.SourceAddress.IsValid() {
@@ -240,7 +244,8 @@ func (c *cluster) setEndpoints(cla *xdsconfig.ClusterLoadAssignment) {
 			h := old[ep.Address]
 			if h == nil || h.weight != ep.Weight || h.health != ep.Health || h.workload != ep.Workload || !maps.Equal(h.tlsMatch, ep.TLSMatch) {
 				nh := &host{addr: ep.Address, weight: ep.Weight, health: ep.Health, workload: ep.Workload,
-					tlsMatch: ep.TLSMatch, tls: c.cfg.TLSFor(ep.TLSMatch)}
+					principal: spiffePrincipal(c.trustDomain, ep.Workload.Namespace, ep.Workload.ServiceAccount),
+					tlsMatch:  ep.TLSMatch, tls: c.cfg.TLSFor(ep.TLSMatch)}
 				if h != nil {
 					nh.active.Store(h.active.Load())
 					nh.total.Store(h.total.Load())

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"cmp"
 	"io"
 	"net"
 	"net/http"
@@ -17,28 +18,37 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/bowline-mesh/bowline/internal/proxy"
 )
 
 // TestEndpointMetadataLabels: the generator's filter_metadata.istio
 // {workload, namespace, service_account, labels} shows up as destination_*
-// labels of istio_requests_total.
+// labels of istio_requests_total, the principal in the mesh's trust domain.
 func TestEndpointMetadataLabels(t *testing.T) {
-	bk := startBackend(t, "reviews-v2", nil)
-	lp := freePort(t)
-	md := istioMeta("reviews-v2", "default", "bookinfo-reviews", map[string]any{"app": "reviews", "version": "v2", "extra": "x"})
-	e := newEnv(t, resources(
-		[]types.Resource{listenerOf(t, "out", "127.0.0.1", lp, true, hcmFilter(t, "80"))},
-		[]types.Resource{routeConfig("80", routeTo("/", "outbound|9080||reviews.default.svc.cluster.local"))},
-		[]types.Resource{edsCluster("outbound|9080||reviews.default.svc.cluster.local")},
-		[]types.Resource{claMeta("outbound|9080||reviews.default.svc.cluster.local", md, bk.addr)}))
-	client := &http.Client{}
-	defer client.CloseIdleConnections()
-	if resp, body := get(t, client, hostPort(lp), "reviews:9080", "/", nil); resp.StatusCode != 200 || body != "reviews-v2" {
-		t.Fatalf("got %d %q", resp.StatusCode, body)
+	for _, td := range []string{"", "example.org"} {
+		t.Run("trust domain "+cmp.Or(td, "default"), func(t *testing.T) {
+			bk := startBackend(t, "reviews-v2", nil)
+			lp := freePort(t)
+			md := istioMeta("reviews-v2", "default", "bookinfo-reviews", map[string]any{"app": "reviews", "version": "v2", "extra": "x"})
+			res := resources(
+				[]types.Resource{listenerOf(t, "out", "127.0.0.1", lp, true, hcmFilter(t, "80"))},
+				[]types.Resource{routeConfig("80", routeTo("/", "outbound|9080||reviews.default.svc.cluster.local"))},
+				[]types.Resource{edsCluster("outbound|9080||reviews.default.svc.cluster.local")},
+				[]types.Resource{claMeta("outbound|9080||reviews.default.svc.cluster.local", md, bk.addr)})
+			e := &env{cp: startControlPlane(t, ""), res: res}
+			e.cp.push(t, res)
+			e.px = startProxyAs(t, e.cp.addr, false, nodeID, "json", func(c *proxy.Config) { c.TrustDomain = td })
+			client := &http.Client{}
+			defer client.CloseIdleConnections()
+			if resp, body := get(t, client, hostPort(lp), "reviews:9080", "/", nil); resp.StatusCode != 200 || body != "reviews-v2" {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+			e.waitMetric(t, `destination_app="reviews",destination_principal="spiffe://`+cmp.Or(td, "cluster.local")+`/ns/default/sa/bookinfo-reviews",`+
+				`destination_service="reviews.default.svc.cluster.local",destination_service_name="reviews",destination_service_namespace="default",`+
+				`destination_version="v2",destination_workload="reviews-v2",destination_workload_namespace="default"`)
+		})
 	}
-	e.waitMetric(t, `destination_app="reviews",destination_principal="spiffe://cluster.local/ns/default/sa/bookinfo-reviews",`+
-		`destination_service="reviews.default.svc.cluster.local",destination_service_name="reviews",destination_service_namespace="default",`+
-		`destination_version="v2",destination_workload="reviews-v2",destination_workload_namespace="default"`)
 }
 
 func corsPolicyAny(t *testing.T, forward bool) *anypb.Any {

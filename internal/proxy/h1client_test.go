@@ -58,7 +58,7 @@ func newTestH1Pool() *h1pool {
 
 func newTestH1PoolWith(l xdsconfig.ConnLimits) *h1pool {
 	c := newCluster(&xdsconfig.Cluster{Name: "c", ConnectTimeout: time.Second,
-		Limits: xdsconfig.Limits{MaxConnections: 1024}, Conn: l}, nil, newH1Bufs())
+		Limits: xdsconfig.Limits{MaxConnections: 1024}, Conn: l}, nil, newH1Bufs(), "cluster.local")
 	return c.pools[nil].lean
 }
 

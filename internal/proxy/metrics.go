@@ -117,7 +117,7 @@ func (m *metrics) key(r *record, protocol, code, grpcStatus string) labelKey {
 	var peer [5]string
 	if r.host != nil {
 		w := r.host.workload
-		peer = [5]string{orUnknown(w.Name), orUnknown(w.Namespace), orUnknown(w.Principal), orUnknown(w.App), orUnknown(w.Version)}
+		peer = [5]string{orUnknown(w.Name), orUnknown(w.Namespace), orUnknown(r.host.principal), orUnknown(w.App), orUnknown(w.Version)}
 	} else {
 		peer = [5]string{"unknown", "unknown", "unknown", "unknown", "unknown"}
 	}

@@ -13,7 +13,7 @@ func outlierCluster(t *testing.T, od xdsconfig.OutlierDetection) (*cluster, *tim
 	t.Helper()
 	od.Consecutive5xx = 1
 	c := newCluster(&xdsconfig.Cluster{Name: "c", ConnectTimeout: time.Second, Outlier: &od,
-		Limits: xdsconfig.Limits{MaxConnections: 1024}}, nil, newH1Bufs())
+		Limits: xdsconfig.Limits{MaxConnections: 1024}}, nil, newH1Bufs(), "cluster.local")
 	t.Cleanup(c.close)
 	var clock time.Duration
 	epoch := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/bowline-mesh/bowline/internal/identity"
@@ -194,7 +196,7 @@ func New(cfg Config) *Proxy {
 	p.metrics = newMetrics(Identity{Workload: cfg.Node.Workload, Namespace: cfg.Node.Namespace,
 		App:       firstNonEmpty(cfg.Node.Labels["app"], cfg.Node.Labels["service.istio.io/canonical-name"]),
 		Version:   firstNonEmpty(cfg.Node.Labels["version"], cfg.Node.Labels["service.istio.io/canonical-revision"]),
-		Principal: principal(cfg.Node)})
+		Principal: spiffePrincipal(cmp.Or(cfg.TrustDomain, defaultTrustDomain), cfg.Node.Namespace, cfg.Node.ServiceAccount)})
 	p.secMetrics = newSecurityMetrics(p.metrics.reg)
 	var xdsCreds credentials.TransportCredentials
 	if agent != nil && !cfg.InsecureXDS {
@@ -220,11 +222,30 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-func principal(n xdsclient.NodeInfo) string {
-	if n.ServiceAccount == "" || n.Namespace == "" {
+// defaultTrustDomain is Istio's default trust domain.
+const defaultTrustDomain = "cluster.local"
+
+// trustDomain is the mesh's trust domain as this proxy knows it: the one it
+// was told (--trust-domain), else its certificate's, else Istio's default.
+func (p *Proxy) trustDomain() string {
+	if p.cfg.TrustDomain != "" {
+		return p.cfg.TrustDomain
+	}
+	if own := p.ownPrincipal(); own != "" {
+		if id, err := spiffeid.FromString(own); err == nil {
+			return id.TrustDomain().Name()
+		}
+	}
+	return defaultTrustDomain
+}
+
+// spiffePrincipal is Istio's workload identity spiffe://TD/ns/NS/sa/SA, or
+// "" when the namespace or service account is unknown.
+func spiffePrincipal(td, ns, sa string) string {
+	if ns == "" || sa == "" {
 		return ""
 	}
-	return "spiffe://cluster.local/ns/" + n.Namespace + "/sa/" + n.ServiceAccount
+	return "spiffe://" + td + "/ns/" + ns + "/sa/" + sa
 }
 
 // Ready reports whether a complete config has been applied and, with a CA,
@@ -388,7 +409,7 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 		opened = append(opened, b)
 	}
 	prev := p.snap.Load()
-	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics}, p.clientTLS, p.h1bufs)
+	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics}, p.clientTLS, p.h1bufs, p.trustDomain())
 	s.tracers = p.tracers.forSnapshot(s)
 	p.snap.Store(s)
 	for _, b := range opened {

@@ -54,7 +54,7 @@ func inlineRoutesKey(h *xdsconfig.HTTPConnectionManager) string {
 // buildSnapshot makes a snapshot from an accepted state, reusing the cluster
 // runtimes of prev whose config did not change.
 func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64, env *filterEnv,
-	clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs) *snapshot {
+	clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs, trustDomain string) *snapshot {
 	s := &snapshot{
 		version:   version,
 		state:     st,
@@ -105,7 +105,7 @@ func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64, env *filt
 		if prev != nil && prev.clusters[name] != nil && prev.clusters[name].cfg == cc {
 			c = prev.clusters[name]
 		} else {
-			c = newCluster(cc, clientTLS, bufs)
+			c = newCluster(cc, clientTLS, bufs, trustDomain)
 		}
 		cla := cc.Endpoints
 		if cc.Type == xdsconfig.DiscoveryEDS {

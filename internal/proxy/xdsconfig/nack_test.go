@@ -143,7 +143,7 @@ func TestEndpointMetadata(t *testing.T) {
 			if ep.Workload.Name == "reviews-v3" {
 				w := ep.Workload
 				if w.Namespace != "default" || w.App != "reviews" || w.Version != "v3" ||
-					w.Principal != "spiffe://cluster.local/ns/default/sa/bookinfo-reviews" {
+					w.ServiceAccount != "bookinfo-reviews" {
 					t.Fatalf("workload = %+v", w)
 				}
 				return

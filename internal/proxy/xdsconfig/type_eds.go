@@ -51,6 +51,7 @@ type WorkloadMeta struct {
 	App string
 	// Version is the canonical revision (version label).
 	Version string
-	// Principal is the SPIFFE identity, when known.
-	Principal string
+	// ServiceAccount is the workload's service account, when known; the
+	// proxy makes the SPIFFE principal of it with the mesh's trust domain.
+	ServiceAccount string
 }

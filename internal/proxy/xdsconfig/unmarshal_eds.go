@@ -115,9 +115,7 @@ func workloadFromMetadata(md *corev3.Metadata) WorkloadMeta {
 	labels := f["labels"].GetStructValue().GetFields()
 	w.App = firstOf(labels["app"].GetStringValue(), labels["service.istio.io/canonical-name"].GetStringValue(), w.App)
 	w.Version = firstOf(labels["version"].GetStringValue(), labels["service.istio.io/canonical-revision"].GetStringValue(), w.Version)
-	if sa := f["service_account"].GetStringValue(); sa != "" && w.Namespace != "" {
-		w.Principal = "spiffe://cluster.local/ns/" + w.Namespace + "/sa/" + sa
-	}
+	w.ServiceAccount = f["service_account"].GetStringValue()
 	return w
 }
 
