@@ -18,6 +18,9 @@ type inboundPort struct {
 	// the container port): the endpoint's declared container port, else the
 	// listen port itself (pods, VMs, `bowline up --netns`).
 	target uint32
+	// servicePort is the first such service port's number (Istio names the
+	// inbound virtual host after it), else the listen port.
+	servicePort uint32
 	// http: the first such service port is HTTP (or none is known).
 	http bool
 	// services are the services served on the port, first found first,
@@ -34,7 +37,7 @@ func (g *gen) inbound(port uint32) inboundPort {
 	if in, ok := g.inboundPorts[port]; ok {
 		return in
 	}
-	return inboundPort{target: port, http: true}
+	return inboundPort{target: port, servicePort: port, http: true}
 }
 
 func (g *gen) newInboundPorts() map[uint32]inboundPort {
@@ -51,7 +54,7 @@ func (g *gen) newInboundPorts() map[uint32]inboundPort {
 			}
 			in, seen := out[port]
 			if !seen {
-				in = inboundPort{target: port, http: sp.IsHTTP()}
+				in = inboundPort{target: port, servicePort: sp.Number, http: sp.IsHTTP()}
 				if cp := r.Endpoint.ContainerPorts[sp.Name]; cp != 0 {
 					in.target = cp
 				}

@@ -97,10 +97,13 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 		NormalizePath:                wrapperspb.Bool(true),
 		MergeSlashes:                 true,
 		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD,
+		// Istio's names: the route configuration is the inbound cluster of
+		// the workload port, the virtual host "inbound|http|" and the service
+		// port (what EnvoyFilter matches name).
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name: name,
+			Name: InboundCluster(g.inbound(port).target),
 			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    "inbound|http|" + portName(port),
+				Name:    "inbound|http|" + portName(g.inbound(port).servicePort),
 				Domains: []string{"*"},
 				Routes: []*routev3.Route{{
 					Name:      "default",
