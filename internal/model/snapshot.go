@@ -92,6 +92,8 @@ type Snapshot struct {
 	byIP     map[string][]endpointPos
 	// telemetries are the Telemetry resources, sorted (telemetry.go).
 	telemetries []*Telemetry
+	// envoyFilters are the EnvoyFilters, sorted by namespace and name (envoyfilter.go).
+	envoyFilters []*EnvoyFilter
 }
 
 // Build resolves objs (any kinds; those that shape traffic are used) and the
@@ -135,6 +137,7 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 		config.SortObjects(translated)
 	}
 	var vsObjs []*config.Object
+	var efProblems []string
 	for _, o := range translated {
 		switch spec := o.Spec.(type) {
 		case *networking.VirtualService:
@@ -148,11 +151,16 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 			s.sidecars = append(s.sidecars, newSidecar(o, spec))
 		case *telemetry.Telemetry:
 			s.telemetries = append(s.telemetries, &Telemetry{Name: o.Meta.Name, Namespace: o.Meta.Namespace, Spec: spec})
+		case *networking.EnvoyFilter:
+			ef, problems := newEnvoyFilter(o, spec)
+			s.envoyFilters = append(s.envoyFilters, ef)
+			efProblems = append(efProblems, problems...)
 		default:
 			s.security.addSecurity(o)
 		}
 	}
 	s.virtualServices, s.problems = buildVirtualServices(vsObjs, opts.Domain)
+	s.problems = append(s.problems, efProblems...)
 	if s.noCA = opts.NoCA; s.noCA {
 		s.problems = append(s.problems, mtlsWithoutCAProblems(sorted)...)
 	}

@@ -68,6 +68,14 @@ func Generate(snap *model.Snapshot, proxy *model.Proxy) Resources {
 // GenerateCached is Generate reusing the work c holds from other proxies
 // and earlier snapshots; its result equals Generate's. A nil c caches nothing.
 func GenerateCached(snap *model.Snapshot, proxy *model.Proxy, c *Cache) Resources {
+	r := generateCached(snap, proxy, c)
+	if patches := snap.EnvoyFiltersFor(proxy); patches != nil && proxy.Generator != "grpc" {
+		return applyEnvoyFilters(snap, proxy, patches, r) // envoyfilter.go
+	}
+	return r
+}
+
+func generateCached(snap *model.Snapshot, proxy *model.Proxy, c *Cache) Resources {
 	g := newGen(snap, proxy)
 	g.cache = c
 	switch {

@@ -7,12 +7,8 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/config/envoypatch"
 )
-
-// envoyFilterUnsupported is reported on every EnvoyFilter: Bowline reads
-// and checks it so that Istio configuration loads unchanged, but does not
-// apply it.
-const envoyFilterUnsupported = "EnvoyFilter is not supported by Bowline and has no effect"
 
 // envoyFilterHCM is the network filter that holds HTTP filters.
 const envoyFilterHCM = "envoy.filters.network.http_connection_manager"
@@ -42,15 +38,15 @@ var envoyFilterDeprecatedNames = map[string]string{
 
 // validateEnvoyFilter checks an EnvoyFilter's structure as Istio does
 // (selector, targetRefs, and that applyTo, match, context and patch fit
-// together) and always warns that Bowline does not apply it. Patch values
-// are not checked against Envoy's types.
+// together) and that each patch value is the Envoy message its applyTo asks
+// for (envoypatch.Value). Whether Bowline's proxy runs the extensions a
+// value brings in is `bowline analyze`'s question (BWL0010).
 func validateEnvoyFilter(obj *config.Object) []config.FieldError {
 	ef, ok := obj.Spec.(*networking.EnvoyFilter)
 	if !ok {
 		return []config.FieldError{{Path: "spec", Reason: fmt.Sprintf("unexpected spec type %T", obj.Spec)}}
 	}
 	r := &fieldErrors{}
-	r.warnf("", envoyFilterUnsupported)
 	secCheckDryRun(r, obj)
 	if ws := ef.GetWorkloadSelector(); ws != nil {
 		secCheckLabels(r, "spec.workloadSelector", "spec.workloadSelector.labels", ws.GetLabels(), 256)
@@ -139,13 +135,29 @@ func envoyFilterCheckPatch(r *fieldErrors, path string, cp *networking.EnvoyFilt
 
 	// Combinations Istio documents as ignored.
 	switch {
-	case op == networking.EnvoyFilter_Patch_REPLACE && applyTo != networking.EnvoyFilter_HTTP_FILTER && applyTo != networking.EnvoyFilter_NETWORK_FILTER:
-		r.warnf(path+".patch.operation", "REPLACE only applies to HTTP_FILTER and NETWORK_FILTER; with %s it has no effect", applyTo)
+	case op == networking.EnvoyFilter_Patch_REPLACE && applyTo != networking.EnvoyFilter_HTTP_FILTER &&
+		applyTo != networking.EnvoyFilter_NETWORK_FILTER && applyTo != networking.EnvoyFilter_VIRTUAL_HOST:
+		r.warnf(path+".patch.operation", "REPLACE only applies to HTTP_FILTER, NETWORK_FILTER and VIRTUAL_HOST; with %s it has no effect", applyTo)
 	case applyTo == networking.EnvoyFilter_ROUTE_CONFIGURATION && op != networking.EnvoyFilter_Patch_MERGE:
 		r.warnf(path+".patch.operation", "only MERGE applies to ROUTE_CONFIGURATION; %s has no effect", op)
 	}
 	if patch.GetFilterClass() != networking.EnvoyFilter_Patch_UNSPECIFIED && op != networking.EnvoyFilter_Patch_ADD {
 		r.warnf(path+".patch.filterClass", "only used with operation ADD; ignored with %s", op)
+	} else if patch.GetFilterClass() != networking.EnvoyFilter_Patch_UNSPECIFIED {
+		r.warnf(path+".patch.filterClass", "not supported by Bowline: the filter is appended as with ADD")
+	}
+	if match.GetContext() == networking.EnvoyFilter_WAYPOINT {
+		r.warnf(path+".match.context", "Bowline has no waypoints: the patch has no effect")
+	}
+	if match.GetProxy().GetProxyVersion() != "" || len(match.GetProxy().GetMetadata()) > 0 {
+		r.warnf(path+".match.proxy", "Bowline's proxies report no Istio version or metadata to match: the patch has no effect")
+	}
+	if _, err := envoypatch.NewMessage(applyTo); err != nil {
+		r.warnf(path+".applyTo", "%v: the patch has no effect", err)
+		return
+	}
+	if _, err := envoypatch.Value(applyTo, patch.GetValue()); err != nil {
+		r.errorf(path+".patch.value", "%v", err)
 	}
 }
 

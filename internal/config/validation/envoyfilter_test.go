@@ -9,7 +9,7 @@ func efDoc(body string) string {
 
 func TestEnvoyFilterProblems(t *testing.T) {
 	secRunCases(t, "ef.yaml", []secCase{
-		{name: "valid filter is still unsupported", doc: efDoc(`
+		{name: "valid filter", doc: efDoc(`
   workloadSelector:
     labels:
       app: reviews
@@ -31,9 +31,7 @@ func TestEnvoyFilterProblems(t *testing.T) {
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
           inlineCode: "function envoy_on_request(h) end"
-`), want: []string{
-			"ef.yaml:1: warning: EnvoyFilter foo/filter: EnvoyFilter is not supported by Bowline and has no effect",
-		}},
+`)},
 		{name: "missing applyTo patch and value", doc: efDoc(`
   configPatches:
   - patch:
@@ -50,7 +48,6 @@ func TestEnvoyFilterProblems(t *testing.T) {
     patch:
       operation: REMOVE
 `), want: []string{
-			"ef.yaml:1: warning: EnvoyFilter foo/filter: EnvoyFilter is not supported by Bowline and has no effect",
 			"ef.yaml:9: EnvoyFilter foo/filter: spec.configPatches[0].applyTo: required",
 			"ef.yaml:12: EnvoyFilter foo/filter: spec.configPatches[1].patch: required",
 			"ef.yaml:14: EnvoyFilter foo/filter: spec.configPatches[2].patch.operation: required",
@@ -77,7 +74,6 @@ func TestEnvoyFilterProblems(t *testing.T) {
     patch:
       operation: REMOVE
 `), want: []string{
-			"ef.yaml:1: warning: EnvoyFilter foo/filter: EnvoyFilter is not supported by Bowline and has no effect",
 			"ef.yaml:10: EnvoyFilter foo/filter: spec.configPatches[0].match: applyTo HTTP_FILTER needs a listener match",
 			"ef.yaml:16: EnvoyFilter foo/filter: spec.configPatches[1].match: applyTo VIRTUAL_HOST needs a routeConfiguration match",
 			"ef.yaml:22: EnvoyFilter foo/filter: spec.configPatches[2].match: applyTo CLUSTER needs a cluster match",
@@ -122,7 +118,6 @@ func TestEnvoyFilterProblems(t *testing.T) {
     patch:
       operation: REMOVE
 `), want: []string{
-			"ef.yaml:1: warning: EnvoyFilter foo/filter: EnvoyFilter is not supported by Bowline and has no effect",
 			"ef.yaml:15: EnvoyFilter foo/filter: spec.configPatches[0].match.listener.filterChain.filter.subFilter: only allowed with applyTo HTTP_FILTER",
 			"ef.yaml:25: EnvoyFilter foo/filter: spec.configPatches[1].match.listener.filterChain.filter.subFilter: requires the filter match to name envoy.filters.network.http_connection_manager",
 			"ef.yaml:33: EnvoyFilter foo/filter: spec.configPatches[2].match.listener.filterChain.filter.name: required in a filter match",
@@ -143,9 +138,9 @@ func TestEnvoyFilterProblems(t *testing.T) {
     patch:
       operation: REMOVE
 `), want: []string{
-			"ef.yaml:1: warning: EnvoyFilter foo/filter: EnvoyFilter is not supported by Bowline and has no effect",
 			"ef.yaml:12: EnvoyFilter foo/filter: spec.configPatches[0].match.proxy.proxyVersion: invalid regular expression \"^1\\\\.2[0-9\"",
 			"ef.yaml:16: EnvoyFilter foo/filter: spec.configPatches[1].match: context WAYPOINT requires a waypoint match",
+			"ef.yaml:17: warning: EnvoyFilter foo/filter: spec.configPatches[1].match.context: Bowline has no waypoints: the patch has no effect",
 		}},
 		{name: "ineffective combinations", doc: efDoc(`
   configPatches:
@@ -163,10 +158,53 @@ func TestEnvoyFilterProblems(t *testing.T) {
       filterClass: AUTHZ
       value: {}
 `), want: []string{
-			"ef.yaml:1: warning: EnvoyFilter foo/filter: EnvoyFilter is not supported by Bowline and has no effect",
-			"ef.yaml:11: warning: EnvoyFilter foo/filter: spec.configPatches[0].patch.operation: REPLACE only applies to HTTP_FILTER and NETWORK_FILTER; with CLUSTER it has no effect",
+			"ef.yaml:11: warning: EnvoyFilter foo/filter: spec.configPatches[0].patch.operation: REPLACE only applies to HTTP_FILTER, NETWORK_FILTER and VIRTUAL_HOST; with CLUSTER it has no effect",
 			"ef.yaml:15: warning: EnvoyFilter foo/filter: spec.configPatches[1].patch.operation: only MERGE applies to ROUTE_CONFIGURATION; ADD has no effect",
 			"ef.yaml:20: warning: EnvoyFilter foo/filter: spec.configPatches[2].patch.filterClass: only used with operation ADD; ignored with INSERT_FIRST",
+		}},
+		{name: "patch values are Envoy messages", doc: efDoc(`
+  configPatches:
+  - applyTo: HTTP_FILTER
+    patch:
+      operation: ADD
+      value:
+        name: envoy.filters.http.local_ratelimit
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+          stat_prefix: rl
+          token_bucket: {max_tokens: "ten"}
+  - applyTo: CLUSTER
+    patch:
+      operation: MERGE
+      value:
+        no_such_field: 1
+  - applyTo: HTTP_FILTER
+    patch:
+      operation: ADD
+      value:
+        name: envoy.filters.http.local_ratelimit
+        typed_config:
+          "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+          type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+          value:
+            stat_prefx: rl
+  - applyTo: HTTP_FILTER
+    patch:
+      operation: ADD
+      value:
+        name: envoy.filters.http.mystery
+        typed_config:
+          "@type": type.googleapis.com/example.Mystery
+  - applyTo: LISTENER_FILTER
+    patch:
+      operation: ADD
+      value: {}
+`), want: []string{
+			`ef.yaml:12: EnvoyFilter foo/filter: spec.configPatches[0].patch.value: not a valid envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter: invalid value for uint32 field maxTokens: "ten"`,
+			`ef.yaml:21: EnvoyFilter foo/filter: spec.configPatches[1].patch.value: not a valid envoy.config.cluster.v3.Cluster: unknown field "no_such_field"`,
+			`ef.yaml:26: EnvoyFilter foo/filter: spec.configPatches[2].patch.value: TypedStruct type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit: not a valid envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit: unknown field "stat_prefx"`,
+			`ef.yaml:36: EnvoyFilter foo/filter: spec.configPatches[3].patch.value: not a valid envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter: unable to resolve "type.googleapis.com/example.Mystery": "not found"`,
+			"ef.yaml:40: warning: EnvoyFilter foo/filter: spec.configPatches[4].applyTo: applyTo LISTENER_FILTER is not supported by Bowline: the patch has no effect",
 		}},
 		{name: "selector and targetRefs", doc: efDoc(`
   workloadSelector:
@@ -177,7 +215,6 @@ func TestEnvoyFilterProblems(t *testing.T) {
     group: gateway.networking.k8s.io
     name: ingress
 `), want: []string{
-			"ef.yaml:1: warning: EnvoyFilter foo/filter: EnvoyFilter is not supported by Bowline and has no effect",
 			"ef.yaml:10: EnvoyFilter foo/filter: spec.workloadSelector.labels[app]: wildcard is not supported in a selector: \"app=*\"",
 			"ef.yaml:11: EnvoyFilter foo/filter: spec.targetRefs: only one of workloadSelector and targetRefs may be set",
 		}},
