@@ -15,13 +15,14 @@ import (
 	"github.com/bowline-mesh/bowline/internal/ca"
 	"github.com/bowline-mesh/bowline/internal/config/validation"
 	"github.com/bowline-mesh/bowline/internal/kube"
+	"github.com/bowline-mesh/bowline/internal/kube/inject"
 	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
 
 func newDiscoveryCommand(s streams) *cobra.Command {
 	cfg := server.Config{}
 	sec := &discoverySecurity{}
-	kc := &discoveryKube{}
+	kc := &discoveryKube{injector: inject.Defaults(defaultImage())}
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "discovery",
@@ -148,6 +149,10 @@ and the workload registration API used by 'bowline up' and VMs:
 	f.StringVar(&cfg.ID, "id", "", "name of this control plane in proxy-status (default discovery-HOSTNAME)")
 	f.StringVar(&kc.webhookAddress, "webhook-address", kube.DefaultWebhookAddress, "on Kubernetes: HOST:PORT of the validation webhook (HTTPS, path /validate)")
 	f.StringArrayVar(&kc.webhookConfigs, "webhook-config", []string{"istio-validator-istio-system"}, "on Kubernetes: ValidatingWebhookConfiguration whose caBundle discovery keeps set to its root (repeatable)")
+	f.StringArrayVar(&kc.injectorConfigs, "injector-webhook-config", []string{"istio-sidecar-injector"}, "on Kubernetes: MutatingWebhookConfiguration of the sidecar injector (path /inject) whose caBundle discovery keeps set to its root (repeatable)")
+	f.StringVar(&kc.injector.Image, "injector-image", kc.injector.Image, "on Kubernetes: bowline image the injector gives pods (sidecar and init container)")
+	f.StringVar((*string)(&kc.injector.ImagePullPolicy), "injector-image-pull-policy", "", "on Kubernetes: imagePullPolicy of the injected containers (default: Kubernetes' default)")
+	f.StringVar(&kc.injector.Revision, "revision", "", "on Kubernetes: the control plane revision (istio.io/rev) whose pods the injector serves; empty is the default revision")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log at DEBUG level")
 	return cmd
 }

@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
 	"github.com/bowline-mesh/bowline/internal/ca"
 	"github.com/bowline-mesh/bowline/internal/config"
 	"github.com/bowline-mesh/bowline/internal/kube"
+	"github.com/bowline-mesh/bowline/internal/kube/inject"
 	"github.com/bowline-mesh/bowline/internal/registry"
 	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
@@ -20,12 +22,17 @@ import (
 // is given --kubeconfig, a kube.Controller feeds the server's config store
 // and registry from the cluster; the CA keeps its root in the cluster's
 // Secrets and authenticates service account tokens by TokenReview; the
-// validation webhook is served; and the elected leader publishes the root
-// (istio-ca-root-cert ConfigMaps, the webhook's caBundle).
+// validation webhook and the sidecar injector are served; and the elected
+// leader publishes the root (istio-ca-root-cert ConfigMaps, the webhooks'
+// caBundle).
 type discoveryKube struct {
-	kubeconfig     string
-	webhookAddress string
-	webhookConfigs []string
+	kubeconfig      string
+	webhookAddress  string
+	webhookConfigs  []string
+	injectorConfigs []string
+	// injector is the sidecar injector's config (image, revision); its
+	// MeshConfig is the cluster's, read for every pod.
+	injector inject.Config
 
 	clients  *kube.Clients
 	ctl      *kube.Controller
@@ -49,6 +56,10 @@ func (d *discoveryKube) setup(ctx context.Context, cfg *server.Config, sec *disc
 		return nil
 	}
 	d.cfg = cfg
+	d.injector.ClusterDomain = cfg.Domain
+	if err := d.injector.Validate(); err != nil {
+		return fmt.Errorf("--injector-image: %w", err)
+	}
 	rc, err := kube.RESTConfig(d.kubeconfig)
 	if err != nil {
 		return err
@@ -127,11 +138,13 @@ func (d *discoveryKube) runBeside(run func(context.Context) error, ready func() 
 		if d.mca != nil {
 			hosts := []string{ca.DefaultServingHost, ca.DefaultServingHost + "." + d.cfg.Domain, "istiod." + d.root, "istiod", "localhost", "127.0.0.1"}
 			serving := d.mca.ca.NewServingCertificate(hosts)
+			injector := &inject.Webhook{Config: d.injector, Logger: d.cfg.Logger,
+				Mesh: func() *meshv1alpha1.MeshConfig { return d.ctl.MeshConfig().Config }}
 			wh := kube.NewWebhookServer(d.webhookAddress, serving.GetCertificate,
-				kube.WebhookMux(kube.NewValidationHandler(d.validate, d.cfg.Logger), func() bool { return d.synced() && ready() }), d.cfg.Logger)
+				kube.WebhookMux(kube.NewValidationHandler(d.validate, d.cfg.Logger), injector, func() bool { return d.synced() && ready() }), d.cfg.Logger)
 			g.Go(func() error { return wh.Run(ctx) })
 			roots := func() []byte { return ca.EncodeCertificates(d.mca.ca.TrustBundle()...) }
-			pub := kube.NewPublisher(d.clients.Kube, roots, d.webhookConfigs, d.cfg.Logger)
+			pub := kube.NewPublisher(d.clients.Kube, roots, kube.WebhookConfigs{Validating: d.webhookConfigs, Mutating: d.injectorConfigs}, d.cfg.Logger)
 			leader := kube.NewLeader(d.clients.Kube, d.root, podName(), d.cfg.Logger)
 			g.Go(func() error { return leader.Run(ctx, pub.Run) })
 		}

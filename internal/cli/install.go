@@ -71,7 +71,8 @@ func newInstallCommand(s streams) *cobra.Command {
 'istioctl install': the istio-system namespace, Istio's CRDs (the same ones Istio
 installs, so existing Istio objects apply unchanged), RBAC, the discovery
 Deployment and Service istiod (xDS and CA over mTLS on 15012, the validation
-webhook on 443), the validation webhook configuration and the ingress gateway
+webhook and the sidecar injector on 443), the validation and injection webhook
+configurations (istio-validator-istio-system, istio-sidecar-injector) and the ingress gateway
 istio-ingressgateway (label istio: ingressgateway). It then waits until discovery
 and the gateway are ready, saying what it waits for. Running it again upgrades in
 place (server-side apply).`,

@@ -11,8 +11,9 @@ import (
 	"github.com/bowline-mesh/bowline/internal/kube/inject"
 )
 
-// defaultImage is the bowline image of this build (make images tags it so).
-func defaultImage() string { return "bowline/bowline:" + version }
+// defaultImage is the bowline image of this build, as make images tags it
+// and bowline install deploys it (the chart's default hub).
+func defaultImage() string { return "docker.io/bowline-mesh/bowline:" + version }
 
 func newKubeInjectCommand(s streams) *cobra.Command {
 	var (

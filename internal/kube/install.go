@@ -39,8 +39,8 @@ func NewInstaller(cfg *rest.Config, out io.Writer) (*Installer, error) {
 }
 
 // Install applies objs in order and waits until every Deployment among
-// them is ready and every ValidatingWebhookConfiguration has its caBundle
-// (set by discovery), saying what it waits for.
+// them is ready and every Validating- and MutatingWebhookConfiguration has
+// its caBundle (set by discovery), saying what it waits for.
 func (i *Installer) Install(ctx context.Context, objs []*unstructured.Unstructured) error {
 	fmt.Fprintf(i.out, "applying %d objects\n", len(objs))
 	if err := i.applier.Apply(ctx, objs); err != nil {
@@ -51,8 +51,8 @@ func (i *Installer) Install(ctx context.Context, objs []*unstructured.Unstructur
 		switch o.GetKind() {
 		case "Deployment":
 			err = i.waitDeployment(ctx, o.GetNamespace(), o.GetName())
-		case "ValidatingWebhookConfiguration":
-			err = i.waitCABundle(ctx, o.GetName())
+		case "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration":
+			err = i.waitCABundle(ctx, o.GetKind(), o.GetName())
 		}
 		if err != nil {
 			return err
@@ -118,24 +118,40 @@ func (i *Installer) podProblems(ctx context.Context, ns string, sel *metav1.Labe
 	return " (" + strings.Join(why, "; ") + ")"
 }
 
-// waitCABundle polls until every webhook of the configuration has a caBundle.
-func (i *Installer) waitCABundle(ctx context.Context, name string) error {
+// waitCABundle polls until every webhook of the configuration (kind
+// ValidatingWebhookConfiguration or MutatingWebhookConfiguration) has a caBundle.
+func (i *Installer) waitCABundle(ctx context.Context, kind, name string) error {
 	said := false
 	return i.poll(ctx, func() (bool, string, error) {
-		vwc, err := i.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, "", err
+		var bundles [][]byte
+		admission := i.kube.AdmissionregistrationV1()
+		if kind == "MutatingWebhookConfiguration" {
+			mwc, err := admission.MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, "", err
+			}
+			for _, w := range mwc.Webhooks {
+				bundles = append(bundles, w.ClientConfig.CABundle)
+			}
+		} else {
+			vwc, err := admission.ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, "", err
+			}
+			for _, w := range vwc.Webhooks {
+				bundles = append(bundles, w.ClientConfig.CABundle)
+			}
 		}
-		for _, w := range vwc.Webhooks {
-			if len(w.ClientConfig.CABundle) == 0 {
+		for _, b := range bundles {
+			if len(b) == 0 {
 				if said {
 					return false, "", nil
 				}
 				said = true
-				return false, fmt.Sprintf("waiting for discovery to set the caBundle of ValidatingWebhookConfiguration %s", name), nil
+				return false, fmt.Sprintf("waiting for discovery to set the caBundle of %s %s", kind, name), nil
 			}
 		}
-		fmt.Fprintf(i.out, "ValidatingWebhookConfiguration %s ready\n", name)
+		fmt.Fprintf(i.out, "%s %s ready\n", kind, name)
 		return true, "", nil
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,17 +29,26 @@ const (
 
 // Publisher writes what the CA's roots imply into the cluster: the
 // istio-ca-root-cert ConfigMap in every namespace, and the caBundle of the
-// named ValidatingWebhookConfigurations (so the API server trusts the
-// webhook's serving certificate). Only the leader runs it.
+// named Validating- and MutatingWebhookConfigurations (so the API server
+// trusts the webhooks' serving certificate). Only the leader runs it.
 type Publisher struct {
 	client   kubernetes.Interface
 	roots    func() []byte
-	webhooks []string
+	webhooks WebhookConfigs
 	log      *slog.Logger
 }
 
+// WebhookConfigs name the webhook configurations whose caBundle the
+// publisher keeps set to the root.
+type WebhookConfigs struct {
+	// Validating are ValidatingWebhookConfigurations (istio-validator-istio-system).
+	Validating []string
+	// Mutating are MutatingWebhookConfigurations (istio-sidecar-injector).
+	Mutating []string
+}
+
 // NewPublisher returns a publisher of roots (PEM) into the cluster. It starts nothing.
-func NewPublisher(client kubernetes.Interface, roots func() []byte, webhooks []string, log *slog.Logger) *Publisher {
+func NewPublisher(client kubernetes.Interface, roots func() []byte, webhooks WebhookConfigs, log *slog.Logger) *Publisher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -114,33 +124,65 @@ func (p *Publisher) publishRoot(ctx context.Context, ns string) error {
 // patchWebhooks sets the caBundle of every webhook of the configurations.
 func (p *Publisher) patchWebhooks(ctx context.Context) {
 	root := p.roots()
-	for _, name := range p.webhooks {
-		if err := p.patchWebhook(ctx, name, root); err != nil && ctx.Err() == nil {
-			p.log.Info("webhook ca bundle not patched", slog.String(attrName, name), slog.String(attrError, err.Error()))
+	for _, name := range p.webhooks.Validating {
+		if err := p.patchValidating(ctx, name, root); err != nil && ctx.Err() == nil {
+			p.log.Info("webhook ca bundle not patched", slog.String(attrKind, "ValidatingWebhookConfiguration"), slog.String(attrName, name), slog.String(attrError, err.Error()))
+		}
+	}
+	for _, name := range p.webhooks.Mutating {
+		if err := p.patchMutating(ctx, name, root); err != nil && ctx.Err() == nil {
+			p.log.Info("webhook ca bundle not patched", slog.String(attrKind, "MutatingWebhookConfiguration"), slog.String(attrName, name), slog.String(attrError, err.Error()))
 		}
 	}
 }
 
-func (p *Publisher) patchWebhook(ctx context.Context, name string, root []byte) error {
-	vwcs := p.client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-	vwc, err := vwcs.Get(ctx, name, metav1.GetOptions{})
+func (p *Publisher) patchValidating(ctx context.Context, name string, root []byte) error {
+	api := p.client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	vwc, err := api.Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	changed := false
 	vwc = vwc.DeepCopy()
+	changed := false
 	for i := range vwc.Webhooks {
-		if !bytes.Equal(vwc.Webhooks[i].ClientConfig.CABundle, root) {
-			vwc.Webhooks[i].ClientConfig.CABundle = root
-			changed = true
-		}
+		changed = setBundle(&vwc.Webhooks[i].ClientConfig, root) || changed
 	}
 	if !changed {
 		return nil
 	}
-	if _, err := vwcs.Update(ctx, vwc, metav1.UpdateOptions{FieldManager: writerFieldManager}); err != nil {
+	if _, err := api.Update(ctx, vwc, metav1.UpdateOptions{FieldManager: writerFieldManager}); err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
-	p.log.Info("webhook ca bundle patched", slog.String(attrName, name))
+	p.log.Info("webhook ca bundle patched", slog.String(attrKind, "ValidatingWebhookConfiguration"), slog.String(attrName, name))
 	return nil
+}
+
+func (p *Publisher) patchMutating(ctx context.Context, name string, root []byte) error {
+	api := p.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	mwc, err := api.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	mwc = mwc.DeepCopy()
+	changed := false
+	for i := range mwc.Webhooks {
+		changed = setBundle(&mwc.Webhooks[i].ClientConfig, root) || changed
+	}
+	if !changed {
+		return nil
+	}
+	if _, err := api.Update(ctx, mwc, metav1.UpdateOptions{FieldManager: writerFieldManager}); err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	p.log.Info("webhook ca bundle patched", slog.String(attrKind, "MutatingWebhookConfiguration"), slog.String(attrName, name))
+	return nil
+}
+
+// setBundle sets cc's caBundle to root and reports whether it changed.
+func setBundle(cc *admissionregistrationv1.WebhookClientConfig, root []byte) bool {
+	if bytes.Equal(cc.CABundle, root) {
+		return false
+	}
+	cc.CABundle = root
+	return true
 }

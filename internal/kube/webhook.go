@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/kube/inject"
 )
 
 // Webhook defaults, Istio's.
@@ -26,6 +27,8 @@ const (
 	DefaultWebhookAddress = ":15017"
 	// ValidatePath is the validation webhook's path.
 	ValidatePath = "/validate"
+	// InjectPath is the sidecar injector's path (Istio's).
+	InjectPath = inject.WebhookPath
 	// maxReviewBytes bounds an AdmissionReview body (the API server's
 	// request limit is 3 MiB of object).
 	maxReviewBytes = 8 << 20
@@ -173,11 +176,16 @@ func (s *WebhookServer) Run(ctx context.Context) error {
 	return nil
 }
 
-// WebhookMux routes the webhook paths to their handlers, and /ready
-// (200 when ready reports true, else 503) for the pod's readiness probe.
-func WebhookMux(validate http.Handler, ready func() bool) http.Handler {
+// WebhookMux routes the webhook paths to their handlers — ValidatePath to
+// validate, InjectPath to inject (the sidecar injector; not served when
+// nil) — and /ready (200 when ready reports true, else 503) for the pod's
+// readiness probe.
+func WebhookMux(validate, inject http.Handler, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(ValidatePath, validate)
+	if inject != nil {
+		mux.Handle(InjectPath, inject)
+	}
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if ready != nil && !ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)

@@ -84,7 +84,7 @@ func TestValidationWebhookThroughAPIServer(t *testing.T) {
 	c, _, _ := cluster(t)
 	cert, caPEM := selfSigned(t)
 	srv := kube.NewWebhookServer("127.0.0.1:0", func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
-		kube.WebhookMux(kube.NewValidationHandler(validation.Objects, nil), nil), nil)
+		kube.WebhookMux(kube.NewValidationHandler(validation.Objects, nil), nil, nil), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	done := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"gomodules.xyz/jsonpatch/v2"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +35,10 @@ type Webhook struct {
 	// the same when the webhook configuration is Istio's). Nil trusts the
 	// selectors.
 	NamespaceLabels func(namespace string) (map[string]string, bool)
+	// Mesh, when set, returns the current MeshConfig (the istio ConfigMap
+	// as discovery last read it), which replaces Config.Mesh for each
+	// review, so a changed defaultConfig applies to the next pod.
+	Mesh func() *meshv1alpha1.MeshConfig
 }
 
 var _ http.Handler = (*Webhook)(nil)
@@ -119,7 +124,11 @@ func (wh *Webhook) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admiss
 		log.Debug("injection skipped", slog.String("pod", name), slog.String("reason", why))
 		return &admissionv1.AdmissionResponse{Allowed: true}
 	}
-	injected, err := Pod(wh.Config, &pod, OwnerOf(&pod))
+	cfg := wh.Config
+	if wh.Mesh != nil {
+		cfg.Mesh = wh.Mesh()
+	}
+	injected, err := Pod(cfg, &pod, OwnerOf(&pod))
 	if err != nil {
 		return deny(fmt.Errorf("pod %s: %w", name, err))
 	}

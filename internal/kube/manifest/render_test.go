@@ -25,7 +25,8 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 15, "ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
-		"Role": 1, "RoleBinding": 1, "ConfigMap": 1, "Deployment": 2, "Service": 2, "ValidatingWebhookConfiguration": 1}
+		"Role": 1, "RoleBinding": 1, "ConfigMap": 1, "Deployment": 2, "Service": 2, "ValidatingWebhookConfiguration": 1,
+		"MutatingWebhookConfiguration": 1}
 	for k, n := range want {
 		if kinds[k] != n {
 			t.Errorf("%d %s, want %d (all: %v)", kinds[k], k, n, kinds)
@@ -42,9 +43,17 @@ func TestSetValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"image: example.com/me/bowline:t1", "name: istiod-canary\n", "istio.io/rev: canary", "name: rev.validation.istio.io",
-		"--webhook-config=istio-validator-canary-istio-system"} {
+		"--webhook-config=istio-validator-canary-istio-system", "--injector-webhook-config=istio-sidecar-injector-canary", "--revision=canary",
+		"name: istio-sidecar-injector-canary\n", "{key: istio.io/rev, operator: In, values: [canary]}", "discoveryAddress: istiod-canary.istio-system.svc:15012"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	// A revision's injector serves only istio.io/rev=REVISION; the
+	// istio-injection label belongs to the default revision.
+	for _, unwanted := range []string{"name: namespace.sidecar-injector.istio.io", "name: object.sidecar-injector.istio.io"} {
+		if strings.Contains(string(out), unwanted) {
+			t.Errorf("revision canary renders %q", unwanted)
 		}
 	}
 	if _, err := Templates(Options{Set: map[string]string{"hubb": "x"}}); err == nil || err.Error() != "--set hubb: unknown value (known: gatewayServiceType, hub, revision, tag, trustDomain)" {
