@@ -25,6 +25,10 @@ type Changes struct {
 	// Endpoints maps each service whose definition is unchanged but whose
 	// endpoints changed, from its value in the older snapshot to the newer.
 	Endpoints map[*registry.Service]*registry.Service
+	// Addresses holds the address of every endpoint of the services in
+	// Endpoints, old and new values (what a workload's inbound part may
+	// depend on).
+	Addresses map[string]bool
 	// RouteHosts are the hosts (FQDNs) of the VirtualServices added,
 	// removed or changed: the routing of these hosts may differ.
 	RouteHosts map[string]bool
@@ -78,6 +82,12 @@ func Diff(prev, next *Snapshot) Changes {
 			ch.Endpoints = make(map[*registry.Service]*registry.Service, len(addedSvcs))
 		}
 		ch.Endpoints[old] = s
+		if ch.Addresses == nil {
+			ch.Addresses = map[string]bool{}
+		}
+		for _, e := range slices.Concat(old.Endpoints, s.Endpoints) {
+			ch.Addresses[e.Address] = true
+		}
 	}
 	if len(ch.Endpoints) != len(goneSvcs) { // two new values for one old one
 		return all

@@ -299,16 +299,8 @@ func inboundUnchanged(ch model.Changes, proxy *model.Proxy) bool {
 	if ch.All {
 		return false
 	}
-	at := func(s *registry.Service) bool {
-		for _, e := range s.Endpoints {
-			if slices.Contains(proxy.IPs, e.Address) {
-				return true
-			}
-		}
-		return false
-	}
-	for old, svc := range ch.Endpoints {
-		if at(old) || at(svc) {
+	for _, ip := range proxy.IPs {
+		if ch.Addresses[ip] {
 			return false
 		}
 	}
