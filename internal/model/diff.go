@@ -18,8 +18,8 @@ import (
 // counts as changed: Changes may say more changed than did, never less.
 type Changes struct {
 	// All says a change is not one of the kinds below (any configuration
-	// but a VirtualService with exact hosts, a service added, removed or
-	// redefined, other options): everything must be regenerated, and the
+	// but a VirtualService with exact hosts and the kinds the registry turns
+	// into services, a service added, removed or redefined, other options): everything must be regenerated, and the
 	// other fields are empty.
 	All bool
 	// Endpoints maps each service whose definition is unchanged but whose
@@ -48,6 +48,9 @@ func Diff(prev, next *Snapshot) Changes {
 	// Objects: only VirtualServices with exact hosts are classified.
 	gone, added := pointerDiff(prev.objects, next.objects)
 	for _, o := range changedObjects(gone, added) {
+		if registryKind(o.GVK.Kind) {
+			continue // read only through the registry: the services below hold what changed
+		}
 		vs, ok := o.Spec.(*networking.VirtualService)
 		if !ok || len(vs.GetHosts()) == 0 { // another kind, or a delegate (its roots are not known here)
 			return all
@@ -93,6 +96,16 @@ func Diff(prev, next *Snapshot) Changes {
 		return all
 	}
 	return ch
+}
+
+// registryKind reports whether Build reads objects of kind only through
+// the services the registry derives from them.
+func registryKind(kind string) bool {
+	switch kind {
+	case config.KindServiceEntry, config.KindWorkloadEntry, config.KindWorkloadGroup, config.KindWorkload:
+		return true
+	}
+	return false
 }
 
 // Empty reports whether nothing changed.

@@ -107,6 +107,21 @@ spec:
 %[2]s`, i, s.String())
 }
 
+// inlineService is a ServiceEntry with its endpoints inline: an edit of
+// their weights is an endpoint change of the service.
+func inlineService(w int) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: inline, namespace: default}
+spec:
+  hosts: [inline.example.com]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.6.0.1, weight: %d}, {address: 10.7.0.2}]
+`, w)
+}
+
 const changeSidecar = `apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: default, namespace: other}
@@ -136,6 +151,7 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 		m.set(fmt.Sprintf("dr-%d", i), changeDestinationRule(i, 2))
 	}
 	m.set("vs-0", changeVirtualService(0, 80, false))
+	m.set("inline", inlineService(1))
 	m.set("vs-1", changeVirtualService(1, 50, true))
 	workload := func(i, k int) registry.Workload {
 		return registry.Workload{ID: fmt.Sprintf("w-%d-%d", i, k), Name: fmt.Sprintf("svc-%d", i), Namespace: "default",
@@ -185,7 +201,7 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 	for range steps {
 		i := rnd.IntN(nSvc)
 		var what string
-		switch rnd.IntN(11) {
+		switch rnd.IntN(12) {
 		case 0, 1:
 			w := 10 * rnd.IntN(11)
 			tcp := rnd.IntN(2) == 0
@@ -236,6 +252,10 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 				break
 			}
 			what = "endpoint " + id + " deregistered"
+		case 11:
+			w := 1 + rnd.IntN(5)
+			m.set("inline", inlineService(w))
+			what = fmt.Sprintf("inline endpoint weight %d", w)
 		case 10: // a workload at a proxy's IP joins or leaves a service: that proxy's inbound metadata changes
 			w := workload(i, 9)
 			w.Address = "10.7.0.1"
@@ -248,7 +268,7 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 			}
 			what = "endpoint " + w.ID + " at a proxy registered"
 		}
-		if !strings.HasPrefix(what, "endpoint") {
+		if !strings.HasPrefix(what, "endpoint") { // config: the registry reads it too
 			m.reg.SetConfig(m.list())
 		}
 		done = append(done, what)
