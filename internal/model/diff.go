@@ -1,6 +1,7 @@
 package model
 
 import (
+	"maps"
 	"slices"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -81,6 +82,10 @@ func Diff(prev, next *Snapshot) Changes {
 		if !ok || !sameDefinition(old, s) {
 			return all
 		}
+		if slices.EqualFunc(old.Endpoints, s.Endpoints, sameEndpoint) {
+			delete(olds, svcKey{s.Hostname, s.Namespace, s.Name})
+			continue // the same content as a new value (its ServiceEntry was read again)
+		}
 		if ch.Endpoints == nil {
 			ch.Endpoints = make(map[*registry.Service]*registry.Service, len(addedSvcs))
 		}
@@ -92,7 +97,7 @@ func Diff(prev, next *Snapshot) Changes {
 			ch.Addresses[e.Address] = true
 		}
 	}
-	if len(ch.Endpoints) != len(goneSvcs) { // two new values for one old one
+	if len(ch.Endpoints) != len(olds) { // two new values for one old one
 		return all
 	}
 	return ch
@@ -164,6 +169,13 @@ func sameDefinition(a, b *registry.Service) bool {
 	return a.Hostname == b.Hostname && a.Namespace == b.Namespace && a.Name == b.Name &&
 		a.Resolution == b.Resolution && a.MeshExternal == b.MeshExternal &&
 		slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Ports, b.Ports) && slices.Equal(a.ExportTo, b.ExportTo)
+}
+
+func sameEndpoint(a, b *registry.Endpoint) bool {
+	return a.Address == b.Address && a.WorkloadName == b.WorkloadName && a.Namespace == b.Namespace &&
+		a.ServiceAccount == b.ServiceAccount && a.Locality == b.Locality && a.Network == b.Network &&
+		a.Weight == b.Weight && a.Healthy == b.Healthy && a.Sidecar == b.Sidecar &&
+		maps.Equal(a.Ports, b.Ports) && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.ContainerPorts, b.ContainerPorts)
 }
 
 func sameSelectors(a, b []labelSelector) bool {

@@ -41,7 +41,8 @@ type scopeState struct {
 	snap *model.Snapshot
 	part outboundPart
 	// svcs are the services the part was generated from, by hostname (the
-	// snapshot's values, before auto-VIP copies).
+	// snapshot's values, before auto-VIP copies; a value may be an older one
+	// of equal content, model.Diff reports no change for those).
 	svcs map[string]*registry.Service
 	// tcpOwner names, per outbound TCP listener, the host it was built for
 	// (the first service wins a shared name).
@@ -136,7 +137,7 @@ func (c *Cache) updateScope(st *scopeState, snap *model.Snapshot, k ScopeKey, pr
 	}
 	copied := false
 	for old, svc := range ch.Endpoints {
-		if st.svcs[old.Hostname] != old {
+		if cur := st.svcs[old.Hostname]; cur == nil || cur.Namespace != old.Namespace || cur.Name != old.Name {
 			continue // not in this scope (or another namespace's service of that name)
 		}
 		if !copied {

@@ -207,6 +207,9 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 			tcp := rnd.IntN(2) == 0
 			m.set(fmt.Sprintf("vs-%d", i), changeVirtualService(i, w, tcp))
 			m.touch(fmt.Sprintf("dr-%d", i)) // the same file, as the benchmark's routing files
+			if rnd.IntN(2) == 0 {
+				m.touch(fmt.Sprintf("se-%d", i)) // a new service value of the same content
+			}
 			what = fmt.Sprintf("virtual service %d weight %d tcp %v", i, w, tcp)
 		case 2:
 			delete(m.objects, fmt.Sprintf("vs-%d", i))
