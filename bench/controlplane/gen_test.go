@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -147,6 +148,59 @@ func BenchmarkGenerateDistinct(b *testing.B) {
 		cache.Rotate()
 		m := model.Build(snap.Objects, reg.View(), model.Options{Memo: memo})
 		b.StartTimer()
+		for _, p := range proxies {
+			xds.GenerateCached(m, p, cache)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(proxies)), "µs/sidecar")
+}
+
+// BenchmarkChurnPush measures generation for 500 distinct sidecars after a
+// quarter second of the churn run's endpoint changes (250 workloads flip
+// health: what one push at -debounce-max 250ms carries), with discovery's
+// caches warm: the registry view, the model and every sidecar's resources.
+func BenchmarkChurnPush(b *testing.B) {
+	dir := b.TempDir()
+	spec := meshSpec{services: 1000, endpoints: 10, routed: 100, files: 10}
+	if err := writeChurnMesh(dir, spec); err != nil {
+		b.Fatal(err)
+	}
+	store := config.NewStore()
+	src := config.NewDirSource(config.DirSourceConfig{Dir: dir, Validate: validation.Objects}, store)
+	snap, err := src.Reload()
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := registry.New(nil)
+	reg.SetConfig(snap.Objects)
+	wls := churnWorkloads(spec)
+	for _, w := range wls {
+		if err := reg.Register(registry.Workload{ID: w.Namespace + "/" + w.Name, Name: w.Name, Namespace: w.Namespace,
+			Address: w.Address, Labels: w.Labels, Healthy: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	proxies := distinctProxies(b, 500)
+	memo, cache := model.NewMemo(), xds.NewCache()
+	m := model.Build(snap.Objects, reg.View(), model.Options{Memo: memo})
+	for _, p := range proxies {
+		xds.GenerateCached(m, p, cache)
+	}
+	healthy := make([]bool, len(wls))
+	rnd := rand.New(rand.NewPCG(1, 2))
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		for range 250 {
+			i := rnd.IntN(len(wls))
+			healthy[i] = !healthy[i]
+			if err := reg.SetHealth(wls[i].Namespace+"/"+wls[i].Name, !healthy[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		cache.Rotate()
+		m := model.Build(snap.Objects, reg.View(), model.Options{Memo: memo})
 		for _, p := range proxies {
 			xds.GenerateCached(m, p, cache)
 		}

@@ -50,7 +50,10 @@ type Cache struct {
 	scopes  genMap[ScopeKey, *scopeState]
 	inbound genMap[*model.Proxy, inboundState]
 	diffs   genMap[diffKey, model.Changes]
-	stats   changeCounters
+	// endpointSets holds a service's load assignments built without its
+	// clusters (gen.buildServiceEndpoints).
+	endpointSets genMap[endpointsKey, []*endpointv3.ClusterLoadAssignment]
+	stats        changeCounters
 }
 
 // NewCache returns an empty Cache.
@@ -60,7 +63,8 @@ func NewCache() *Cache {
 		parts: newGenMap[proto.Message, []byte](), domainss: newGenMap[domainsKey, []string](),
 		outbound: newGenMap[outboundKey, outboundPart](), vips: newGenMap[*model.Snapshot, map[string]netip.Addr](),
 		vipServices: newGenMap[vipKey, *registry.Service](), merged: newGenMap[mergeKey, merged](),
-		scopes: newGenMap[ScopeKey, *scopeState](), inbound: newGenMap[*model.Proxy, inboundState](), diffs: newGenMap[diffKey, model.Changes]()}
+		scopes: newGenMap[ScopeKey, *scopeState](), inbound: newGenMap[*model.Proxy, inboundState](), diffs: newGenMap[diffKey, model.Changes](),
+		endpointSets: newGenMap[endpointsKey, []*endpointv3.ClusterLoadAssignment]()}
 }
 
 // Rotate starts a new generation: entries not used since the previous
@@ -81,6 +85,7 @@ func (c *Cache) Rotate() {
 	c.scopes.rotate()
 	c.inbound.rotate()
 	c.diffs.rotate()
+	c.endpointSets.rotate()
 }
 
 // Len returns the number of cached service cluster sets and encoded resources.
@@ -182,6 +187,13 @@ func rulesKeyFor(dr *model.MergedDestinationRule) (rulesKey, bool) {
 func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc bool, mtls model.MTLSMode, noCA bool) (clusterKey, bool) {
 	rk, ok := rulesKeyFor(dr)
 	return clusterKey{svc: svc, grpc: grpc, mtls: mtls, noCA: noCA, rulesKey: rk}, ok
+}
+
+// endpointsKey is what a service's load assignments read: the service and
+// the merged DestinationRule's specs (for subsets).
+type endpointsKey struct {
+	svc *registry.Service
+	rulesKey
 }
 
 // serviceClusters is what buildServiceClusters adds for one service.

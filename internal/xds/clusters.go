@@ -2,6 +2,7 @@ package xds
 
 import (
 	"math"
+	"slices"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -55,6 +56,46 @@ func (g *gen) buildServiceClusters(svc *registry.Service) {
 	for _, e := range sc.endpoints {
 		g.endpoints[e.ClusterName] = e
 	}
+}
+
+// buildServiceEndpoints adds the load assignments buildServiceClusters
+// would add for svc, without its clusters: for a service whose clusters
+// are known to be unchanged (endpointsOnly).
+func (g *gen) buildServiceEndpoints(svc *registry.Service) {
+	dr := g.snap.DestinationRuleFor(g.proxy, svc.Hostname, svc.Namespace)
+	build := func() []*endpointv3.ClusterLoadAssignment {
+		var out []*endpointv3.ClusterLoadAssignment
+		for _, port := range svc.Ports {
+			out = append(out, loadAssignment(OutboundCluster(port.Number, "", svc.Hostname), port, svc.Endpoints, true))
+			if dr == nil {
+				continue
+			}
+			for _, sub := range dr.Subsets {
+				name := OutboundCluster(port.Number, sub.GetName(), svc.Hostname)
+				out = append(out, loadAssignment(name, port, selectEndpoints(svc.Endpoints, sub.GetLabels()), true))
+			}
+		}
+		return out
+	}
+	var las []*endpointv3.ClusterLoadAssignment
+	if key, ok := rulesKeyFor(dr); ok && g.cache != nil {
+		las = load(g.cache, &g.cache.endpointSets, endpointsKey{svc: svc, rulesKey: key}, build)
+	} else {
+		las = build()
+	}
+	for _, e := range las {
+		g.endpoints[e.ClusterName] = e
+	}
+}
+
+// endpointsOnly reports whether the clusters of a service changing from
+// old to svc (the same definition, model.Changes.Endpoints) are unchanged:
+// EDS clusters read their endpoints only for the SANs of auto mTLS and
+// ISTIO_MUTUAL (their service accounts); everything else goes to the load
+// assignments (addCluster).
+func endpointsOnly(old, svc *registry.Service) bool {
+	return svc.Resolution == registry.ResolutionStatic && old.Resolution == registry.ResolutionStatic &&
+		slices.Equal(serviceSANs(old), serviceSANs(svc))
 }
 
 // addServiceClusters builds what buildServiceClusters adds: it reads only

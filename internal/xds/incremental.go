@@ -146,7 +146,11 @@ func (c *Cache) updateScope(st *scopeState, snap *model.Snapshot, k ScopeKey, pr
 		next.svcs[svc.Hostname] = svc
 		sub := newGen(snap, g.proxy)
 		sub.cache = c
-		sub.buildServiceClusters(g.withAutoVIPs([]*registry.Service{svc})[0])
+		if endpointsOnly(old, svc) {
+			sub.buildServiceEndpoints(svc)
+		} else {
+			sub.buildServiceClusters(g.withAutoVIPs([]*registry.Service{svc})[0])
+		}
 		for name, cl := range sub.clusters {
 			put(resourcev3.ClusterType, name, cl)
 		}
