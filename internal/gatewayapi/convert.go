@@ -190,7 +190,7 @@ func (t *translator) destination(o *config.Object, b gwv1.BackendObjectReference
 	}
 	d := &networking.Destination{Host: svc.Hostname}
 	if b.Port != nil {
-		if _, ok := svc.Port(uint32(*b.Port)); !ok {
+		if _, ok := svc.Port(uint32(*b.Port)); !ok && len(svc.Ports) > 0 { // no ports: not known (analyze of a Workload)
 			refs.add(gwv1.RouteReasonBackendNotFound, fmt.Sprintf("backend %s %s/%s has no port %d", kind, ns, b.Name, *b.Port))
 			return nil, false
 		}

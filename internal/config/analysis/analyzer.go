@@ -90,6 +90,7 @@ func All() []Analyzer {
 		gatewayReferenceAnalyzer{},
 		unreachableRulesAnalyzer{},
 		meshProvidersAnalyzer{},
+		gatewayAPIStatusAnalyzer{},
 	}
 }
 

@@ -100,6 +100,10 @@ var (
 	MTLSWithoutCA = &MessageType{Code: "BWL0001", Name: "MTLSWithoutCA", Level: Error,
 		Template: "%s %s needs workload certificates, but the mesh runs without a CA (discovery --insecure-xds without --ca-dir, up --insecure): %s instead.",
 		Docs:     "https://github.com/bowline-mesh/bowline/blob/main/docs/security.md#without-a-ca"}
+	// GatewayAPIConditionFalse: a Gateway API status condition the controller computes is False.
+	GatewayAPIConditionFalse = &MessageType{Code: "BWL0002", Name: "GatewayAPIConditionFalse", Level: Warning,
+		Template: "%s %s%s: %s is False (%s): %s",
+		Docs:     "https://github.com/bowline-mesh/bowline/blob/main/docs/gateways.md#status"}
 )
 
 // Message is one finding.
