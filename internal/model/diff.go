@@ -19,8 +19,9 @@ import (
 // counts as changed: Changes may say more changed than did, never less.
 type Changes struct {
 	// All says a change is not one of the kinds below (any configuration
-	// but a VirtualService with exact hosts and the kinds the registry turns
-	// into services, a service added, removed or redefined, other options): everything must be regenerated, and the
+	// but a VirtualService or DestinationRule with exact hosts and the kinds
+	// the registry turns into services, a service added, removed or
+	// redefined, other options): everything must be regenerated, and the
 	// other fields are empty.
 	All bool
 	// Endpoints maps each service whose definition is unchanged but whose
@@ -30,9 +31,15 @@ type Changes struct {
 	// Endpoints, old and new values (what a workload's inbound part may
 	// depend on).
 	Addresses map[string]bool
-	// RouteHosts are the hosts (FQDNs) of the VirtualServices added,
-	// removed or changed: the routing of these hosts may differ.
+	// RouteHosts are the hosts (FQDNs) whose routing may differ: those of
+	// the VirtualServices added, removed or changed, and of those routing
+	// to a host in ClusterHosts (a route's hash policy is its
+	// destination's DestinationRule's).
 	RouteHosts map[string]bool
+	// ClusterHosts are the hosts (FQDNs) of the DestinationRules with exact
+	// hosts added, removed or changed: their clusters and load assignments
+	// (subsets) may differ.
+	ClusterHosts map[string]bool
 }
 
 // Diff returns what changed from prev to next. Diff(s, s) changes nothing.
@@ -52,19 +59,36 @@ func Diff(prev, next *Snapshot) Changes {
 		if registryKind(o.GVK.Kind) {
 			continue // read only through the registry: the services below hold what changed
 		}
-		vs, ok := o.Spec.(*networking.VirtualService)
-		if !ok || len(vs.GetHosts()) == 0 { // another kind, or a delegate (its roots are not known here)
-			return all
-		}
-		for _, h := range vs.GetHosts() {
-			host := ResolveHost(h, o.Meta.Namespace, next.domain)
-			if IsWildcard(host) {
+		switch spec := o.Spec.(type) {
+		case *networking.VirtualService:
+			if len(spec.GetHosts()) == 0 { // a delegate: its roots are not known here
 				return all
 			}
-			if ch.RouteHosts == nil {
-				ch.RouteHosts = map[string]bool{}
+			for _, h := range spec.GetHosts() {
+				if !ch.addHost(&ch.RouteHosts, ResolveHost(h, o.Meta.Namespace, next.domain)) {
+					return all
+				}
 			}
-			ch.RouteHosts[host] = true
+		case *networking.DestinationRule:
+			host := ResolveHost(spec.GetHost(), o.Meta.Namespace, next.domain)
+			if !ch.addHost(&ch.ClusterHosts, host) || !ch.addHost(&ch.RouteHosts, host) {
+				return all
+			}
+		default:
+			return all
+		}
+	}
+	// Routes name DestinationRules' hosts: their routes' hash policies.
+	for _, vss := range [][]*VirtualService{prev.virtualServices, next.virtualServices} {
+		for _, vs := range vss {
+			if !routesTo(vs, ch.ClusterHosts) {
+				continue
+			}
+			for _, h := range vs.Hosts {
+				if !ch.addHost(&ch.RouteHosts, h) {
+					return all
+				}
+			}
 		}
 	}
 	// Services: only endpoint changes of a service defined as before.
@@ -103,6 +127,33 @@ func Diff(prev, next *Snapshot) Changes {
 	return ch
 }
 
+// addHost adds an exact host to *set; it reports false for a wildcard.
+func (c *Changes) addHost(set *map[string]bool, host string) bool {
+	if IsWildcard(host) {
+		return false
+	}
+	if *set == nil {
+		*set = map[string]bool{}
+	}
+	(*set)[host] = true
+	return true
+}
+
+// routesTo reports whether an HTTP route of vs has a destination in hosts.
+func routesTo(vs *VirtualService, hosts map[string]bool) bool {
+	if len(hosts) == 0 {
+		return false
+	}
+	for _, r := range vs.HTTP {
+		for _, d := range r.GetRoute() {
+			if hosts[d.GetDestination().GetHost()] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // registryKind reports whether Build reads objects of kind only through
 // the services the registry derives from them.
 func registryKind(kind string) bool {
@@ -114,7 +165,9 @@ func registryKind(kind string) bool {
 }
 
 // Empty reports whether nothing changed.
-func (c Changes) Empty() bool { return !c.All && len(c.Endpoints) == 0 && len(c.RouteHosts) == 0 }
+func (c Changes) Empty() bool {
+	return !c.All && len(c.Endpoints) == 0 && len(c.RouteHosts) == 0 && len(c.ClusterHosts) == 0
+}
 
 // pointerDiff returns the elements only in a and those only in b, each in
 // its slice's order.

@@ -47,6 +47,7 @@ func TestDiff(t *testing.T) {
 		objs       []*config.Object
 		all        bool
 		routeHosts []string
+		clusters   []string
 		endpoints  []string // addresses of changed services' endpoints
 	}{
 		{name: "nothing", objs: base},
@@ -80,7 +81,26 @@ metadata: {name: a, namespace: default}
 spec:
   host: a.default.svc.cluster.local
   subsets: [{name: v2, labels: {version: v2}}]
-`), all: true},
+`), routeHosts: []string{"a.default.svc.cluster.local"}, clusters: []string{"a.default.svc.cluster.local"}},
+		{name: "wildcard destination rule", objs: append(slices.Clone(base), parse(t, `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: w, namespace: default}
+spec:
+  host: "*.example.com"
+`)...), all: true},
+		{name: "destination rule of a routed-to host", objs: append(slices.Clone(base), parse(t, `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: b, namespace: default}
+spec:
+  host: b.default.svc.cluster.local
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: c, namespace: default}
+spec:
+  hosts: [c.example.com]
+  http: [{route: [{destination: {host: b}}]}]
+`)...), routeHosts: []string{"b.default.svc.cluster.local", "c.example.com"}, clusters: []string{"b.default.svc.cluster.local"}},
 		{name: "inline endpoint weight", objs: replace(config.KindServiceEntry, `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: a, namespace: default}
@@ -113,6 +133,9 @@ spec:
 			}
 			if got := slices.Sorted(maps.Keys(ch.RouteHosts)); !slices.Equal(got, tc.routeHosts) {
 				t.Errorf("RouteHosts = %v, want %v", got, tc.routeHosts)
+			}
+			if got := slices.Sorted(maps.Keys(ch.ClusterHosts)); !slices.Equal(got, tc.clusters) {
+				t.Errorf("ClusterHosts = %v, want %v", got, tc.clusters)
 			}
 			if got := slices.Sorted(maps.Keys(ch.Addresses)); !slices.Equal(got, tc.endpoints) {
 				t.Errorf("Addresses = %v, want %v", got, tc.endpoints)

@@ -11,6 +11,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/bowline-mesh/bowline/internal/model"
 	"github.com/bowline-mesh/bowline/internal/registry"
@@ -30,6 +31,9 @@ import (
 //     virtual hosts of those hosts in the route configurations of the
 //     scopes that see them, and the TCP listeners built for them; clusters,
 //     load assignments and every inbound part are kept;
+//   - a DestinationRule with an exact host: that host's clusters and load
+//     assignments (subsets come and go), its virtual hosts and those of the
+//     hosts routing to it (hash policies);
 //   - anything else: everything, from the per-service caches.
 //
 // The result equals a full generation (TestChangeDrivenEqualsRegeneration,
@@ -135,6 +139,13 @@ func (c *Cache) updateScope(st *scopeState, snap *model.Snapshot, k ScopeKey, pr
 		}
 		repl[typ][name] = r
 	}
+	drop := map[string]map[string]bool{} // names gone, by type
+	del := func(typ, name string) {
+		if drop[typ] == nil {
+			drop[typ] = map[string]bool{}
+		}
+		drop[typ][name] = true
+	}
 	copied := false
 	for old, svc := range ch.Endpoints {
 		if cur := st.svcs[old.Hostname]; cur == nil || cur.Namespace != old.Namespace || cur.Name != old.Name {
@@ -156,6 +167,36 @@ func (c *Cache) updateScope(st *scopeState, snap *model.Snapshot, k ScopeKey, pr
 		}
 		for name, e := range sub.endpoints {
 			put(resourcev3.EndpointType, name, e)
+		}
+	}
+	// A DestinationRule changed: its host's clusters and load assignments
+	// anew, and those its previous version gave that are gone (subsets).
+	for _, host := range slices.Sorted(maps.Keys(ch.ClusterHosts)) {
+		svc, old := next.svcs[host], st.svcs[host]
+		if svc == nil {
+			continue
+		}
+		was := newGen(st.snap, scopeProxy(st.snap, k, proxy))
+		was.cache = c
+		was.buildServiceClusters(was.withAutoVIPs([]*registry.Service{old})[0])
+		sub := newGen(snap, g.proxy)
+		sub.cache = c
+		sub.buildServiceClusters(g.withAutoVIPs([]*registry.Service{svc})[0])
+		for name, cl := range sub.clusters {
+			put(resourcev3.ClusterType, name, cl)
+		}
+		for name, e := range sub.endpoints {
+			put(resourcev3.EndpointType, name, e)
+		}
+		for name := range was.clusters {
+			if _, ok := sub.clusters[name]; !ok {
+				del(resourcev3.ClusterType, name)
+			}
+		}
+		for name := range was.endpoints {
+			if _, ok := sub.endpoints[name]; !ok {
+				del(resourcev3.EndpointType, name)
+			}
 		}
 	}
 	if len(ch.RouteHosts) > 0 {
@@ -192,12 +233,15 @@ func (c *Cache) updateScope(st *scopeState, snap *model.Snapshot, k ScopeKey, pr
 			put(resourcev3.RouteType, name, rc)
 		}
 	}
-	if len(repl) == 0 {
+	if len(repl) == 0 && len(drop) == 0 {
 		return next
 	}
 	next.part = maps.Clone(st.part)
-	for typ, rs := range repl {
-		p, ok := c.patchPart(st.part[typ], typ, rs)
+	for _, typ := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
+		if len(repl[typ]) == 0 && len(drop[typ]) == 0 {
+			continue
+		}
+		p, ok := c.patchPart(st.part[typ], typ, repl[typ], drop[typ])
 		if !ok {
 			return nil
 		}
@@ -241,17 +285,20 @@ func (c *Cache) patchRoute(prev outboundPart, routes map[string]*routev3.RouteCo
 }
 
 // patchPart returns prev with the resources of repl (by name) in place of
-// its own, or prev itself when every one encodes to the same bytes. It
-// reports false when a name is not in prev (the change adds a resource).
-func (c *Cache) patchPart(prev *part, typ string, repl map[string]types.Resource) (*part, bool) {
+// its own or added, and those named in drop removed; prev itself when
+// every replacement encodes to the same bytes and nothing is added or
+// removed. It reports false when prev is missing.
+func (c *Cache) patchPart(prev *part, typ string, repl map[string]types.Resource, drop map[string]bool) (*part, bool) {
 	if prev == nil {
 		return nil, false
 	}
 	var np *part
+	grow := len(drop) > 0
 	for name, r := range repl {
 		i, ok := slices.BinarySearch(prev.names, name)
 		if !ok {
-			return nil, false
+			grow = true // added: merged below
+			continue
 		}
 		e := c.encode(r, typ)
 		if e.sum == prev.enc[i].sum {
@@ -262,6 +309,12 @@ func (c *Cache) patchPart(prev *part, typ string, repl map[string]types.Resource
 		}
 		np.res[i], np.enc[i], np.wire[i] = r, e, e.any
 	}
+	if grow {
+		if np == nil {
+			np = prev
+		}
+		np = c.reshape(np, typ, repl, drop)
+	}
 	if np == nil {
 		return prev, true
 	}
@@ -271,6 +324,40 @@ func (c *Cache) patchPart(prev *part, typ string, repl map[string]types.Resource
 	}
 	np.version = hex.EncodeToString(h.Sum(nil))[:16]
 	return np, true
+}
+
+// reshape returns p with the resources of repl it lacks added and those in
+// drop removed, in name order (its version is set by the caller).
+func (c *Cache) reshape(p *part, typ string, repl map[string]types.Resource, drop map[string]bool) *part {
+	var added []string
+	for name := range repl {
+		if _, ok := slices.BinarySearch(p.names, name); !ok {
+			added = append(added, name)
+		}
+	}
+	slices.Sort(added)
+	n := len(p.names) + len(added)
+	out := &part{names: make([]string, 0, n), res: make([]types.Resource, 0, n), enc: make([]encoded, 0, n), wire: make([]*anypb.Any, 0, n)}
+	add := func(name string, r types.Resource, e encoded) {
+		out.names = append(out.names, name)
+		out.res = append(out.res, r)
+		out.enc = append(out.enc, e)
+		out.wire = append(out.wire, e.any)
+	}
+	i, j := 0, 0
+	for i < len(p.names) || j < len(added) {
+		if j == len(added) || (i < len(p.names) && p.names[i] < added[j]) {
+			if !drop[p.names[i]] {
+				add(p.names[i], p.res[i], p.enc[i])
+			}
+			i++
+			continue
+		}
+		name := added[j]
+		add(name, repl[name], c.encode(repl[name], typ))
+		j++
+	}
+	return out
 }
 
 // inboundPart returns the proxy's inbound part for snap: its last one when

@@ -93,18 +93,36 @@ spec:
 %[4]s`, i, w, 100-w, extra)
 }
 
-func changeDestinationRule(i, subsets int) string {
+func changeDestinationRule(i, subsets int, hash bool) string {
 	var s strings.Builder
 	for k := range subsets {
 		fmt.Fprintf(&s, "  - {name: v%d, labels: {version: v%d}}\n", k+1, k+1)
+	}
+	lb := "{simple: LEAST_REQUEST}"
+	if hash { // routes to the host carry its hash policy
+		lb = "{consistentHash: {httpHeaderName: x-user}}"
 	}
 	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: svc-%[1]d, namespace: default}
 spec:
   host: svc-%[1]d.default.svc.cluster.local
+  trafficPolicy: {loadBalancer: %[3]s}
   subsets:
-%[2]s`, i, s.String())
+%[2]s`, i, s.String(), lb)
+}
+
+// crossVirtualService routes svc-5's host to svc-i: its routes carry
+// svc-i's hash policy.
+func crossVirtualService(i int) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cross, namespace: default}
+spec:
+  hosts: [svc-5.default.svc.cluster.local]
+  http:
+  - route: [{destination: {host: svc-%d.default.svc.cluster.local}}]
+`, i)
 }
 
 // inlineService is a ServiceEntry with its endpoints inline: an edit of
@@ -148,10 +166,11 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 	const nSvc = 6
 	for i := range nSvc {
 		m.set(fmt.Sprintf("se-%d", i), changeService(i))
-		m.set(fmt.Sprintf("dr-%d", i), changeDestinationRule(i, 2))
+		m.set(fmt.Sprintf("dr-%d", i), changeDestinationRule(i, 2, false))
 	}
 	m.set("vs-0", changeVirtualService(0, 80, false))
 	m.set("inline", inlineService(1))
+	m.set("vs-cross", crossVirtualService(0))
 	m.set("vs-1", changeVirtualService(1, 50, true))
 	workload := func(i, k int) registry.Workload {
 		return registry.Workload{ID: fmt.Sprintf("w-%d-%d", i, k), Name: fmt.Sprintf("svc-%d", i), Namespace: "default",
@@ -202,7 +221,7 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 	for range steps {
 		i := rnd.IntN(nSvc)
 		var what string
-		switch rnd.IntN(12) {
+		switch rnd.IntN(13) {
 		case 0, 1:
 			w := 10 * rnd.IntN(11)
 			tcp := rnd.IntN(2) == 0
@@ -216,8 +235,15 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 			delete(m.objects, fmt.Sprintf("vs-%d", i))
 			what = fmt.Sprintf("virtual service %d removed", i)
 		case 3:
-			m.set(fmt.Sprintf("dr-%d", i), changeDestinationRule(i, 2+rnd.IntN(2)))
-			what = fmt.Sprintf("destination rule %d", i)
+			if rnd.IntN(2) == 0 {
+				i = 0 // the host svc-5 routes to (at first)
+			}
+			n, hash := 2+rnd.IntN(2), rnd.IntN(2) == 0
+			m.set(fmt.Sprintf("dr-%d", i), changeDestinationRule(i, n, hash))
+			what = fmt.Sprintf("destination rule %d subsets %d hash %v", i, n, hash)
+		case 12:
+			m.set("vs-cross", crossVirtualService(i))
+			what = fmt.Sprintf("svc-5 routed to svc-%d", i)
 		case 4:
 			key := fmt.Sprintf("se-%d", i)
 			if _, ok := m.objects[key]; ok && i > 1 {
@@ -302,4 +328,34 @@ func wireDiff(want, got xds.Resources) string {
 		}
 	}
 	return ""
+}
+
+// TestChangeDrivenHashPolicy: a DestinationRule's consistent hash reaches
+// the routes of another host that routes to it when only the rule changes.
+func TestChangeDrivenHashPolicy(t *testing.T) {
+	m := &changeMesh{t: t, objects: map[string]*config.Object{}, yaml: map[string]string{}, reg: registry.New(nil)}
+	for i := range 6 {
+		m.set(fmt.Sprintf("se-%d", i), changeService(i))
+	}
+	m.set("dr-0", changeDestinationRule(0, 2, false))
+	m.set("vs-cross", crossVirtualService(0))
+	m.reg.SetConfig(m.list())
+	p := &model.Proxy{ID: "sidecar~10.7.0.1~c.default~default.svc.cluster.local", Type: model.SidecarProxy, Namespace: "default",
+		IPs: []string{"10.7.0.1"}, Inbound: []model.PortMapping{{Port: 8080, TargetPort: 18080}}}
+	c, opts := xds.NewCache(), model.Options{Memo: model.NewMemo()}
+	xds.GenerateCached(model.Build(m.list(), m.reg.View(), opts), p, c)
+	m.set("dr-0", changeDestinationRule(0, 2, true))
+	m.reg.SetConfig(m.list())
+	c.Rotate()
+	snap := model.Build(m.list(), m.reg.View(), opts)
+	want, got := xds.Generate(snap, p), xds.GenerateCached(snap, p, c)
+	if d := wireDiff(want, got); d != "" {
+		t.Fatal(d)
+	}
+	if !strings.Contains(string(render(t, want)), "x-user") {
+		t.Fatal("no route carries the hash policy: the case tests nothing")
+	}
+	if st := c.ChangeStats(); st.ScopesUpdated != 1 {
+		t.Fatalf("change stats %+v: want the scope updated, not rebuilt", st)
+	}
 }
