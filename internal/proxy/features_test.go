@@ -13,7 +13,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -343,4 +345,31 @@ func TestOutboundServiceLabels(t *testing.T) {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
 	}
 	e.waitMetric(t, `destination_service="httpbin.org",destination_service_name="httpbin.org",destination_service_namespace="default",`)
+}
+
+// TestFaultAbortServiceLabels: a request a fault aborts before any upstream
+// is picked is reported with the route's service (Envoy resolves the
+// route's cluster before the filters run), not the authority, so
+// dashboards put the injected 500s on the right edge.
+func TestFaultAbortServiceLabels(t *testing.T) {
+	bk := startBackend(t, "ratings-v1", nil)
+	lp := freePort(t)
+	const cluster = "outbound|9080||ratings.default.svc.cluster.local"
+	r := routeTo("/", cluster)
+	r.TypedPerFilterConfig = map[string]*anypb.Any{"envoy.filters.http.fault": anyOf(t, &faultv3.HTTPFault{
+		Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: 500},
+			Percentage: &typev3.FractionalPercent{Numerator: 100}}})}
+	c := edsCluster(cluster)
+	st, _ := structpb.NewStruct(map[string]any{"services": []any{map[string]any{"host": "ratings.default.svc.cluster.local", "name": "ratings", "namespace": "default"}}})
+	c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": st}}
+	e := newEnv(t, resources(
+		[]types.Resource{listenerOf(t, "out", "127.0.0.1", lp, true, hcmFilter(t, "80", "fault"))},
+		[]types.Resource{routeConfig("80", r)}, []types.Resource{c}, []types.Resource{cla(cluster, bk.addr)}))
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	if resp, body := get(t, client, hostPort(lp), "ratings:9080", "/", nil); resp.StatusCode != 500 || body != "fault filter abort" {
+		t.Fatalf("got %d %q, want the injected 500", resp.StatusCode, body)
+	}
+	e.waitMetric(t, `destination_service="ratings.default.svc.cluster.local",destination_service_name="ratings",destination_service_namespace="default",`,
+		`response_code="500",response_flags="FI"`)
 }

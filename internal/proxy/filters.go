@@ -152,6 +152,7 @@ func (f faultFilter) decode(x *exchange) bool {
 	}
 	if fault.AbortStatus > 0 && sampled(fault.AbortPerMillion) {
 		x.rec.flags |= flagFI
+		x.noteRouteCluster()
 		if fault.HasGRPCAbort {
 			gs := strconv.Itoa(int(fault.AbortGRPCStatus))
 			x.w.Header().Set("content-type", "application/grpc")
@@ -167,6 +168,22 @@ func (f faultFilter) decode(x *exchange) bool {
 }
 
 func (faultFilter) encode(*exchange, http.Header) {}
+
+// noteRouteCluster records the route's cluster and its services for a
+// request answered before the router picks one (a fault abort), as Envoy's
+// connection manager knows the cluster once the route is resolved: metrics
+// then name the destination service (reviews.default.svc.cluster.local)
+// rather than the authority.
+func (x *exchange) noteRouteCluster() {
+	if x.rec.upstreamCluster != "" || x.route == nil || x.route.Action == nil || len(x.route.Action.Clusters) == 0 {
+		return
+	}
+	name := x.route.Action.Clusters[0].Name
+	x.rec.upstreamCluster = name
+	if c := x.snap.clusters[name]; c != nil {
+		x.rec.services = c.cfg.Services
+	}
+}
 
 // corsFilter is envoy.filters.http.cors with Envoy's semantics: the policy is
 // the route's (else the virtual host's); requests without Origin, or whose
