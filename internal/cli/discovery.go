@@ -14,6 +14,7 @@ import (
 
 	"github.com/bowline-mesh/bowline/internal/ca"
 	"github.com/bowline-mesh/bowline/internal/config/validation"
+	"github.com/bowline-mesh/bowline/internal/dashboard"
 	"github.com/bowline-mesh/bowline/internal/kube"
 	"github.com/bowline-mesh/bowline/internal/kube/inject"
 	"github.com/bowline-mesh/bowline/internal/xds/server"
@@ -24,6 +25,7 @@ func newDiscoveryCommand(s streams) *cobra.Command {
 	sec := &discoverySecurity{}
 	kc := &discoveryKube{injector: inject.Defaults(defaultImage())}
 	var verbose bool
+	var scrape time.Duration
 	cmd := &cobra.Command{
 		Use:   "discovery",
 		Short: "Run the control plane: serve xDS to proxies from Istio YAML in a directory or a Kubernetes cluster",
@@ -43,6 +45,7 @@ validated like files; the istio ConfigMap's discoverySelectors limit the
 namespaces read.
 
 The debug address serves:
+  /                  the dashboard: service graph, golden signals, failures, config, sync (bowline dashboard)
   /debug/syncz       what each proxy was sent and acknowledged (bowline proxy-status reads it)
   /debug/configz     the configuration in force and its problems
   /debug/registryz   services, endpoints and registered workloads
@@ -102,16 +105,21 @@ and the workload registration API used by 'bowline up' and VMs:
 			if err := kc.setupCA(cmd.Context(), mca); err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			dash, bindDash, err := meshDashboard(&cfg, scrape, noCA)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
 			srv, err := server.New(cfg)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			bindDash(srv)
 			if noCA {
 				cfg.Logger.Info(noCANotice)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			runServer := kc.runBeside(srv.Run, srv.Ready)
+			runServer := kc.runBeside(func(ctx context.Context) error { return runBeside(ctx, srv.Run, dash.Run) }, srv.Ready)
 			if mca == nil {
 				return runServer(ctx)
 			}
@@ -153,6 +161,7 @@ and the workload registration API used by 'bowline up' and VMs:
 	f.StringVar(&kc.injector.Image, "injector-image", kc.injector.Image, "on Kubernetes: bowline image the injector gives pods (sidecar and init container)")
 	f.StringVar((*string)(&kc.injector.ImagePullPolicy), "injector-image-pull-policy", "", "on Kubernetes: imagePullPolicy of the injected containers (default: Kubernetes' default)")
 	f.StringVar(&kc.injector.Revision, "revision", "", "on Kubernetes: the control plane revision (istio.io/rev) whose pods the injector serves; empty is the default revision")
+	f.DurationVar(&scrape, "scrape-interval", dashboard.DefaultInterval, "how often the dashboard scrapes the proxies' metrics")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log at DEBUG level")
 	return cmd
 }

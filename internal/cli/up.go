@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bowline-mesh/bowline/internal/config/validation"
+	"github.com/bowline-mesh/bowline/internal/dashboard"
 	"github.com/bowline-mesh/bowline/internal/local"
 	"github.com/bowline-mesh/bowline/internal/xds/server"
 )
@@ -34,6 +35,7 @@ type upOptions struct {
 	certTTL       time.Duration
 	trustDomain   string
 	meshConfig    string
+	scrape        time.Duration
 }
 
 func newUpCommand(s streams) *cobra.Command {
@@ -107,6 +109,7 @@ drain first.`,
 	_ = f.MarkHidden("proxy-binary")
 	f.BoolVar(&o.insecure, "insecure", false, "run without the CA: plaintext xDS, no workload certificates, plaintext between sidecars")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
+	f.DurationVar(&o.scrape, "scrape-interval", dashboard.DefaultInterval, "how often the dashboard scrapes the proxies' metrics")
 	f.DurationVar(&o.certTTL, "workload-cert-ttl", 24*time.Hour, "lifetime of workload certificates (rotated at half)")
 	_ = f.MarkHidden("workload-cert-ttl")
 	return cmd
@@ -180,15 +183,21 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 	if o.insecure {
 		gen.WithoutCA()
 	}
-	cp, err := server.New(server.Config{
+	cpCfg := server.Config{
 		XDSAddress: o.xdsAddress, DebugAddress: o.debugAddress, Insecure: scfg.Insecure, TLS: scfg.TLS, Register: scfg.Register,
 		ConfigDir: dir, MeshConfigFile: o.meshConfig, Validate: validation.Objects,
 		Generator: gen,
 		Domain:    o.domain, RootNamespace: o.rootNamespace, Version: version, Logger: logger,
-	})
+	}
+	dash, bindDash, err := meshDashboard(&cpCfg, o.scrape, o.insecure)
 	if err != nil {
 		return err
 	}
+	cp, err := server.New(cpCfg)
+	if err != nil {
+		return err
+	}
+	bindDash(cp)
 	if o.insecure {
 		logger.Info(noCANotice)
 	}
@@ -204,17 +213,19 @@ func runUp(ctx context.Context, s streams, o *upOptions, dir string) error {
 			case st.Ingress != "":
 				fmt.Fprintf(s.out, "ingress: %s\n", st.Ingress)
 			}
+			fmt.Fprintf(s.out, "dashboard: http://%s/\n", st.ControlPlane.Debug)
 			fmt.Fprintf(s.out, "state: %s\n", filepath.Join(stateDirOf(dir, o.stateDir), local.StateFile))
 		},
 	}, cp, cp.Registry())
 	if err != nil {
 		return err
 	}
+	run := func(ctx context.Context) error { return runBeside(ctx, up.Run, dash.Run) }
 	if mca != nil {
 		// Edits of <state-dir>/ca (root rotation) and SIGHUP reload the CA.
-		return mca.runBeside(ctx, up.Run)
+		return mca.runBeside(ctx, run)
 	}
-	return up.Run(ctx)
+	return run(ctx)
 }
 
 // stateDirOf returns the state directory as an absolute path: proxies run

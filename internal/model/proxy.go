@@ -41,6 +41,9 @@ type Proxy struct {
 	// iptables sends the workload's traffic to the sidecar (a pod, `bowline up
 	// --netns`); empty or InterceptionNone for explicit mode.
 	InterceptionMode InterceptionMode
+	// StatsAddress is BOWLINE_STATS_ADDRESS: IP:PORT where the proxy serves
+	// Istio's metrics at /stats/prometheus ("" if it did not say).
+	StatsAddress string
 }
 
 // InterceptionMode is how a workload's traffic reaches its sidecar.

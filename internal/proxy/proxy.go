@@ -170,6 +170,9 @@ func New(cfg Config) *Proxy {
 	if cfg.DrainDuration <= 0 {
 		cfg.DrainDuration = 5 * time.Second
 	}
+	if cfg.Node.StatsAddress == "" {
+		cfg.Node.StatsAddress = statsAddress(cfg) // status.go
+	}
 	var agent *identity.Agent
 	var initErr error
 	if cfg.CAAddress != "" {

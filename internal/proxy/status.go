@@ -106,6 +106,28 @@ func (p *Proxy) healthzReady(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
+// statsAddress is where a scraper reaches the proxy's Istio metrics, sent to
+// the control plane as BOWLINE_STATS_ADDRESS: the status port (merged
+// metrics, Istio's 15020), else the stats port (15090), else the admin
+// address; a listener on every address is named by the workload's IP. It is
+// "" when none has a fixed port.
+func statsAddress(cfg Config) string {
+	for _, a := range []string{cfg.StatusAddress, cfg.StatsAddress, cfg.AdminAddress} {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || port == "0" || port == "" {
+			continue
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = "127.0.0.1"
+			if len(cfg.Node.IPs) > 0 && cfg.Node.IPs[0] != "" {
+				host = cfg.Node.IPs[0]
+			}
+		}
+		return net.JoinHostPort(host, port)
+	}
+	return ""
+}
+
 // appHost is where app probes and app metrics go: the pod's IP (the app may
 // listen on it alone), else loopback.
 func (p *Proxy) appHost() string {

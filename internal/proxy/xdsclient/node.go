@@ -37,13 +37,17 @@ type NodeInfo struct {
 	// InterceptionMode is sent as Istio's INTERCEPTION_MODE ("REDIRECT" when
 	// iptables captures the workload's traffic, "NONE"); omitted when empty.
 	InterceptionMode string
+	// StatsAddress is HOST:PORT where the proxy serves Istio's metrics at
+	// /stats/prometheus (sent as BOWLINE_STATS_ADDRESS, for the control
+	// plane's dashboard to scrape); omitted when empty.
+	StatsAddress string
 }
 
 // Node builds the Envoy Node as docs/xds.md specifies: Istio's id form
 // <type>~<ip>~<workload>.<namespace>~<namespace>.svc.cluster.local and the
 // metadata keys NAMESPACE, WORKLOAD_NAME, LABELS, SERVICE_ACCOUNT,
 // INSTANCE_IPS, BOWLINE_PROXY_TYPE, BOWLINE_INBOUND, BOWLINE_OUTBOUND_HTTP,
-// BOWLINE_GATEWAY_PORTS, BOWLINE_GATEWAY_ADDRESS.
+// BOWLINE_GATEWAY_PORTS, BOWLINE_GATEWAY_ADDRESS, BOWLINE_STATS_ADDRESS.
 func (n NodeInfo) Node() *corev3.Node {
 	typ := n.Type
 	if typ == "" {
@@ -82,6 +86,9 @@ func (n NodeInfo) Node() *corev3.Node {
 	}
 	if n.GatewayAddress != "" {
 		fields["BOWLINE_GATEWAY_ADDRESS"] = structpb.NewStringValue(n.GatewayAddress)
+	}
+	if n.StatsAddress != "" {
+		fields["BOWLINE_STATS_ADDRESS"] = structpb.NewStringValue(n.StatsAddress)
 	}
 	if len(n.GatewayPorts) > 0 {
 		fields["BOWLINE_GATEWAY_PORTS"] = structpb.NewStringValue(portMap(n.GatewayPorts))

@@ -87,6 +87,9 @@ func (s *Server) debugHandler() http.Handler {
 	mux.HandleFunc("POST /v1/workloads", s.register)
 	mux.HandleFunc("DELETE /v1/workloads/{namespace}/{name}", s.deregister)
 	mux.HandleFunc("PUT /v1/workloads/{namespace}/{name}/health", s.setHealth)
+	for pattern, h := range s.cfg.Handlers {
+		mux.Handle(pattern, h)
+	}
 	return mux
 }
 
@@ -100,6 +103,11 @@ func (s *Server) syncz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) configz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.ConfigStatus())
+}
+
+// ConfigStatus returns what /debug/configz serves.
+func (s *Server) ConfigStatus() Configz {
 	snap := s.store.Current()
 	out := Configz{Version: snap.Version, Domain: s.cfg.Domain, RootNamespace: s.cfg.RootNamespace,
 		Objects: map[string][]string{}, Problems: snap.Problems, MeshProblems: []string{}}
@@ -123,7 +131,7 @@ func (s *Server) configz(w http.ResponseWriter, _ *http.Request) {
 		out.MeshVersion = m.Version()
 		out.MeshProblems = append(out.MeshProblems, m.Problems()...)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // registryzService is one service in /debug/registryz.

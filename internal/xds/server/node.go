@@ -27,6 +27,7 @@ const (
 	metaGatewayPorts   = "BOWLINE_GATEWAY_PORTS"
 	metaGatewayAddress = "BOWLINE_GATEWAY_ADDRESS"
 	metaInterception   = "INTERCEPTION_MODE"
+	metaStatsAddress   = "BOWLINE_STATS_ADDRESS"
 )
 
 // NodeError says why a node was rejected; it names the field at fault.
@@ -148,6 +149,14 @@ func ParseNode(node *core.Node) (*model.Proxy, error) {
 	if p.OutboundHTTP != "" {
 		if _, err := netip.ParseAddrPort(p.OutboundHTTP); err != nil {
 			return nil, &NodeError{Field: "metadata." + metaOutboundHTTP, Reason: fmt.Sprintf("%q: want IP:PORT", p.OutboundHTTP)}
+		}
+	}
+	if p.StatsAddress, err = str(metaStatsAddress); err != nil {
+		return nil, err
+	}
+	if p.StatsAddress != "" {
+		if _, err := netip.ParseAddrPort(p.StatsAddress); err != nil {
+			return nil, &NodeError{Field: "metadata." + metaStatsAddress, Reason: fmt.Sprintf("%q: want IP:PORT", p.StatsAddress)}
 		}
 	}
 	mode, err := str(metaInterception)

@@ -77,6 +77,9 @@ type Config struct {
 	Version string
 	// Logger receives INFO/DEBUG logs; discarded when nil.
 	Logger *slog.Logger
+	// Handlers are served on the debug address besides /debug/*, by
+	// http.ServeMux pattern (the dashboard: "GET /{$}", "/dashboard/").
+	Handlers map[string]http.Handler
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }

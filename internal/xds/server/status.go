@@ -59,6 +59,9 @@ type ProxyStatus struct {
 	ID             string                `json:"id"`
 	Type           model.ProxyType       `json:"type"`
 	Namespace      string                `json:"namespace"`
+	Workload       string                `json:"workload,omitempty"`
+	Labels         map[string]string     `json:"labels,omitempty"`
+	StatsAddress   string                `json:"statsAddress,omitempty"`
 	Generator      string                `json:"generator,omitempty"`
 	Delta          bool                  `json:"delta"`
 	ConnectedSince time.Time             `json:"connectedSince"`
@@ -193,7 +196,8 @@ func (t *tracker) snapshot() []ProxyStatus {
 	t.mu.Lock()
 	out := make([]ProxyStatus, 0, len(t.conns))
 	for _, c := range t.conns {
-		ps := ProxyStatus{ID: c.proxy.ID, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Generator: c.proxy.Generator,
+		ps := ProxyStatus{ID: c.proxy.ID, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Workload: c.proxy.WorkloadName,
+			Labels: c.proxy.Labels, StatsAddress: c.proxy.StatsAddress, Generator: c.proxy.Generator,
 			Delta: c.delta, ConnectedSince: c.since, Types: make(map[string]TypeStatus, len(c.types))}
 		for url, ts := range c.types {
 			ps.Types[shortType(url)] = *ts

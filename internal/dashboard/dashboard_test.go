@@ -1,0 +1,226 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/bowline-mesh/bowline/internal/config"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeProxy serves /stats/prometheus with counters the test sets.
+type fakeProxy struct {
+	mu   sync.Mutex
+	body string
+}
+
+func (f *fakeProxy) set(body string) {
+	f.mu.Lock()
+	f.body = body
+	f.mu.Unlock()
+}
+
+func (f *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/stats/prometheus" {
+		http.NotFound(w, r)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprint(w, f.body)
+}
+
+// series renders one istio_requests_total series and its duration histogram
+// with all of its requests in the bucket le.
+func series(reporter, src, dst, svc, code, flags, security string, n int, le float64) string {
+	labels := fmt.Sprintf(`reporter=%q,source_workload=%q,source_workload_namespace="default",source_app=%q,source_version="v1",destination_workload=%q,destination_workload_namespace="default",destination_app=%q,destination_version="v1",destination_service=%q,destination_service_name="x",destination_service_namespace="default",request_protocol="http",response_code=%q,grpc_response_status="",response_flags=%q,connection_security_policy=%q`,
+		reporter, src, strings.TrimSuffix(src, "-v1"), dst, strings.TrimSuffix(dst, "-v1"), svc, code, flags, security)
+	var b strings.Builder
+	fmt.Fprintf(&b, "istio_requests_total{%s} %d\n", labels, n)
+	for _, bound := range []float64{1, 5, 10, 50} {
+		c := 0
+		if bound >= le {
+			c = n
+		}
+		fmt.Fprintf(&b, "istio_request_duration_milliseconds_bucket{%s,le=\"%g\"} %d\n", labels, bound, c)
+	}
+	fmt.Fprintf(&b, "istio_request_duration_milliseconds_bucket{%s,le=\"+Inf\"} %d\n", labels, n)
+	fmt.Fprintf(&b, "istio_request_duration_milliseconds_sum{%s} 0\nistio_request_duration_milliseconds_count{%s} %d\n", labels, labels, n)
+	return b.String()
+}
+
+const header = "# TYPE istio_requests_total counter\n# TYPE istio_request_duration_milliseconds histogram\n"
+
+func TestViewFromScrapes(t *testing.T) {
+	front, back := &fakeProxy{}, &fakeProxy{}
+	fs, bs := httptest.NewServer(front), httptest.NewServer(back)
+	defer fs.Close()
+	defer bs.Close()
+	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+	proxies := []Proxy{
+		{ID: "sidecar~127.0.0.1~front-v1.default~default.svc.cluster.local", Name: "front-v1.default", Type: "sidecar", Namespace: "default", Workload: "front-v1",
+			StatsAddress: addr(fs), Sync: map[string]SyncState{"CDS": {State: "SYNCED"}, "LDS": {State: "SYNCED"}}},
+		{ID: "sidecar~127.0.0.1~back-v1.default~default.svc.cluster.local", Name: "back-v1.default", Type: "sidecar", Namespace: "default", Workload: "back-v1",
+			StatsAddress: addr(bs), Sync: map[string]SyncState{"CDS": {State: "SYNCED"}, "LDS": {State: "NACK", NACK: "listener x: bad"}}},
+	}
+	now := time.Unix(1000, 0)
+	d, err := New(Config{Proxies: func() []Proxy { return proxies }, Store: config.NewStore(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const svc = "back.default.svc.cluster.local"
+	scrape := func(frontBody, backBody string) {
+		front.set(header + frontBody)
+		back.set(header + backBody)
+		d.col.round(context.Background(), proxies, now)
+		now = now.Add(10 * time.Second)
+	}
+	scrape(series("source", "front-v1", "back-v1", svc, "200", "-", "unknown", 100, 5),
+		series("destination", "front-v1", "back-v1", svc, "200", "-", "mutual_tls", 100, 5))
+	// In 10 s: 100 more that reached back (10 of them 503), and 20 that
+	// the front's proxy failed itself (no healthy upstream).
+	scrape(series("source", "front-v1", "back-v1", svc, "200", "-", "unknown", 190, 5)+
+		series("source", "front-v1", "unknown", svc, "503", "UH", "unknown", 20, 1),
+		series("destination", "front-v1", "back-v1", svc, "200", "-", "mutual_tls", 190, 5)+
+			series("destination", "front-v1", "back-v1", svc, "503", "-", "mutual_tls", 10, 50))
+
+	v := d.View(time.Minute)
+	if v.WindowSeconds != 10 {
+		t.Fatalf("window %v s, want 10", v.WindowSeconds)
+	}
+	edges := map[string]Edge{}
+	for _, e := range v.Graph.Edges {
+		edges[e.FromName+" -> "+e.ToName] = e
+	}
+	// front -> back: 100 reached back (10 failed there) + 20 UH at the source = 120 in 10 s.
+	e, ok := edges["front-v1 -> back.default"]
+	if !ok {
+		t.Fatalf("no edge front-v1 -> back.default in %+v", v.Graph.Edges)
+	}
+	if e.Rate != 12 || e.ErrorPercent != 25 || e.Health != healthFailing {
+		t.Errorf("front-v1 -> back.default: %.1f req/s, %.1f %% errors, %s; want 12 req/s, 25 %% (30 of 120), failing", e.Rate, e.ErrorPercent, e.Health)
+	}
+	// The service -> workload edge has the destination's report only.
+	e = edges["back.default -> back-v1"]
+	if e.Rate != 10 || e.ErrorPercent != 10 || e.Health != healthDegraded || e.MTLSPercent == nil || *e.MTLSPercent != 100 {
+		t.Errorf("back.default -> back-v1: %+v; want 10 req/s, 10 %% errors, degraded, 100 %% mTLS", e)
+	}
+	// 90 of 100 took <= 5 ms, 10 <= 50 ms: p50 interpolates inside (1, 5], p99 inside (10, 50].
+	if e.P50 == nil || *e.P50 <= 1 || *e.P50 > 5 || e.P99 == nil || *e.P99 <= 10 || *e.P99 > 50 {
+		t.Errorf("back.default -> back-v1 latency p50 %v p99 %v", deref(e.P50), deref(e.P99))
+	}
+
+	// Failures: the UH ones from the source, the 503s from the destination.
+	var got []string
+	for _, f := range v.Failures {
+		got = append(got, fmt.Sprintf("%s %s %s->%s (%s) %g by %s", f.Flags, f.Code, f.Source, f.Destination, f.Service, f.Requests, f.Reporter))
+	}
+	want := []string{
+		"UH 503 front-v1.default->unknown (back.default.svc.cluster.local) 20 by source",
+		"- 503 front-v1.default->back-v1.default (back.default.svc.cluster.local) 10 by destination",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("failures:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(v.Failures[0].Meaning, "no healthy upstream") {
+		t.Errorf("UH means %q", v.Failures[0].Meaning)
+	}
+
+	// Sync state per workload: the worst of its proxy's types.
+	for _, w := range v.Workloads {
+		want := map[string]string{"front-v1": "SYNCED", "back-v1": "NACK"}[w.Name]
+		if w.Sync != want {
+			t.Errorf("workload %s sync %s, want %s", w.Name, w.Sync, want)
+		}
+	}
+	for _, p := range v.Proxies {
+		if p.Scrape != "ok" {
+			t.Errorf("proxy %s scrape %q", p.Name, p.Scrape)
+		}
+	}
+
+	// A restarted proxy's counters start again: no negative rates, the new
+	// requests count.
+	scrape(series("source", "front-v1", "back-v1", svc, "200", "-", "unknown", 5, 5),
+		series("destination", "front-v1", "back-v1", svc, "200", "-", "mutual_tls", 195, 5)+
+			series("destination", "front-v1", "back-v1", svc, "503", "-", "mutual_tls", 10, 50))
+	v = d.View(10 * time.Second)
+	for _, e := range v.Graph.Edges {
+		if e.Rate < 0 {
+			t.Errorf("edge %s -> %s has rate %v", e.FromName, e.ToName, e.Rate)
+		}
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func TestQuantileAsPrometheus(t *testing.T) {
+	h := counts{bounds: []float64{1, 5, 10}, buckets: []float64{0, 50, 100}}
+	for _, c := range []struct {
+		q, want float64
+	}{{0.5, 5}, {0.25, 3}, {0.75, 7.5}, {1, 10}} {
+		if got, ok := quantile(c.q, h, 100); !ok || got != c.want {
+			t.Errorf("q%.2f = %v, want %v", c.q, got, c.want)
+		}
+	}
+	// Ranks in the +Inf bucket give the highest finite bound.
+	if got, _ := quantile(0.99, counts{bounds: []float64{1, 5}, buckets: []float64{10, 20}}, 100); got != 5 {
+		t.Errorf("q0.99 beyond the last bucket = %v, want 5", got)
+	}
+}
+
+func TestServeMesh(t *testing.T) {
+	store := config.NewStore()
+	d, err := New(Config{Proxies: func() []Proxy { return nil }, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	for p, h := range d.Handlers() {
+		mux.Handle(p, h)
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("GET /: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	resp, err = http.Get(srv.URL + "/dashboard/api/mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v View
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if err != nil || v.Graph.Nodes == nil || v.Proxies == nil {
+		t.Errorf("GET /dashboard/api/mesh: %v %+v", err, v)
+	}
+	resp, err = http.Get(srv.URL + "/dashboard/api/mesh?window=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("window=0: %s, want 400", resp.Status)
+	}
+}

@@ -1,0 +1,124 @@
+package dashboard
+
+import (
+	"math"
+	"strconv"
+	"time"
+)
+
+// Health thresholds on the share of 5xx responses, Kiali's defaults.
+const (
+	degradedAt = 0.1  // percent: >= is degraded
+	failingAt  = 10.0 // percent: > is failing
+)
+
+// Health values of nodes and edges.
+const (
+	healthHealthy  = "healthy"
+	healthDegraded = "degraded"
+	healthFailing  = "failing"
+	healthIdle     = "idle" // no requests in the window
+)
+
+// agg sums the requests of several keys over a window.
+type agg struct {
+	requests float64
+	errors   float64 // 5xx, or no response at all (code 0)
+	mtls     float64 // requests over mutual TLS (known from the destination's report)
+	known    float64 // requests whose security policy the reporter knew
+	hist     counts
+}
+
+func (a *agg) add(k key, d counts) {
+	a.requests += d.requests
+	if isError(k.code) {
+		a.errors += d.requests
+	}
+	switch k.security {
+	case "mutual_tls":
+		a.mtls += d.requests
+		a.known += d.requests
+	case "none":
+		a.known += d.requests
+	}
+	a.hist.add(counts{bounds: d.bounds, buckets: d.buckets})
+}
+
+// isError: a 5xx response, or none (code 0: the connection failed).
+func isError(code string) bool {
+	n, err := strconv.Atoi(code)
+	return err == nil && (n >= 500 || n == 0)
+}
+
+// isFailure: an error, a 4xx, or any response flag.
+func isFailure(k key) bool {
+	n, err := strconv.Atoi(k.code)
+	return isError(k.code) || (err == nil && n >= 400) || (k.flags != "" && k.flags != "-")
+}
+
+// Stats are the golden signals of a node, an edge or a time step.
+type Stats struct {
+	// Rate is requests per second.
+	Rate float64 `json:"rate"`
+	// ErrorPercent is the share of 5xx responses (and failed connections), in percent.
+	ErrorPercent float64 `json:"errorPercent"`
+	// P50 and P99 are latency percentiles in milliseconds (nil: no histogram data).
+	P50 *float64 `json:"p50,omitempty"`
+	P99 *float64 `json:"p99,omitempty"`
+	// MTLSPercent is the share of requests over mutual TLS, in percent (nil: unknown).
+	MTLSPercent *float64 `json:"mtlsPercent,omitempty"`
+	// Health is healthy, degraded, failing or idle (Kiali's thresholds).
+	Health string `json:"health"`
+	// Requests is how many requests the window held.
+	Requests float64 `json:"requests"`
+}
+
+func (a *agg) stats(window time.Duration) Stats {
+	s := Stats{Requests: a.requests, Health: healthIdle}
+	if a.requests <= 0 || window <= 0 {
+		return s
+	}
+	s.Rate = a.requests / window.Seconds()
+	s.ErrorPercent = 100 * a.errors / a.requests
+	switch {
+	case s.ErrorPercent > failingAt:
+		s.Health = healthFailing
+	case s.ErrorPercent >= degradedAt:
+		s.Health = healthDegraded
+	default:
+		s.Health = healthHealthy
+	}
+	if p, ok := quantile(0.5, a.hist, a.requests); ok {
+		s.P50 = &p
+	}
+	if p, ok := quantile(0.99, a.hist, a.requests); ok {
+		s.P99 = &p
+	}
+	if a.known > 0 {
+		m := 100 * a.mtls / a.known
+		s.MTLSPercent = &m
+	}
+	return s
+}
+
+// quantile estimates the q-quantile of a histogram as Prometheus's
+// histogram_quantile does: linear interpolation inside the bucket the rank
+// falls in; a rank in the +Inf bucket gives the highest finite bound.
+func quantile(q float64, h counts, total float64) (float64, bool) {
+	if len(h.buckets) == 0 || total <= 0 {
+		return 0, false
+	}
+	rank := q * total
+	lower, below := 0.0, 0.0
+	for i, ub := range h.bounds {
+		c := h.buckets[i]
+		if c >= rank {
+			if c == below {
+				return ub, true
+			}
+			return lower + (ub-lower)*(rank-below)/(c-below), true
+		}
+		lower, below = ub, c
+	}
+	return h.bounds[len(h.bounds)-1], !math.IsInf(h.bounds[len(h.bounds)-1], 0)
+}
