@@ -103,12 +103,16 @@ chmod 600 "$KUBECONFIG_FILE"
 "$KIT_DIR/render.sh" "$STATE_DIR"
 
 # start NAME CMD...: runs CMD detached, inside the cluster's cgroup, logging
-# to LOG_DIR/NAME.log, its pid in RUN_DIR/NAME.pid.
+# to LOG_DIR/NAME.log, its pid in RUN_DIR/NAME.pid. Every descriptor above 2
+# is closed first: a component must not keep the caller's files open — above
+# all the lock of `flock /tmp/bowline-kube.lock make kube-up`, which an
+# inherited descriptor would hold for as long as the cluster runs.
 start() {
 	local name=$1
 	shift
 	# shellcheck disable=SC2016 # expanded by the inner shell
-	setsid bash -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' _ "$CGROUP2_ROOT/$CGROUP/system" "$@" \
+	setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+		echo $$ >"$1/cgroup.procs"; shift; exec "$@"' _ "$CGROUP2_ROOT/$CGROUP/system" "$@" \
 		</dev/null >"$LOG_DIR/$name.log" 2>&1 &
 	echo $! >"$RUN_DIR/$name.pid"
 }
