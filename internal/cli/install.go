@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -139,19 +138,31 @@ func confirmed(s streams) bool {
 
 func newUninstallCommand(s streams) *cobra.Command {
 	o := &manifestOptions{}
-	var yes, keepCRDs bool
+	var yes, purge bool
 	var kubeconfig string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Remove Bowline from a Kubernetes cluster",
-		Long: `uninstall deletes everything install created and everything discovery wrote:
-the istio-ca-root-cert ConfigMap of every namespace, the CA Secret, the leader Lease,
-the webhook configuration, RBAC, the gateway, discovery, the istio-system namespace
-and Istio's CRDs — which deletes every Istio object in the cluster; keep them with
---keep-crds. Sidecars already injected keep running without a control plane.`,
-		Example: `  bowline uninstall -y
-  bowline uninstall -y --keep-crds`,
+		Long: `uninstall deletes the control plane install created (of --revision, else the
+default one) and what discovery wrote: the gateway, discovery, the webhook
+configuration, RBAC, the istio ConfigMap, the istio-ca-root-cert ConfigMap of every
+namespace, the CA Secret, the leader Lease and the istio-system namespace. As
+'istioctl uninstall --revision' does, it keeps Istio's CRDs and so every Istio
+object (VirtualServices, ...); when another revision's control plane remains it
+also keeps the namespace and the CA they share.
+
+--purge removes everything, as 'istioctl uninstall --purge': also Istio's CRDs,
+which deletes every Istio object in the cluster, and every cluster-scoped object
+labelled app.kubernetes.io/part-of=bowline (webhook configurations, ClusterRoles
+and bindings of any revision). Unlike istioctl, which leaves istio-system
+behind, Bowline deletes the namespace it created. Sidecars already injected keep
+running without a control plane.`,
+		Example: `  # Remove the control plane, keep Istio's CRDs and your Istio objects
+  bowline uninstall -y
+
+  # Remove everything Bowline put on the cluster, CRDs and Istio objects included
+  bowline uninstall -y --purge`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := o.options()
@@ -162,15 +173,16 @@ and Istio's CRDs — which deletes every Istio object in the cluster; keep them 
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			if keepCRDs {
-				objs = slices.DeleteFunc(objs, func(u *unstructured.Unstructured) bool { return u.GetKind() == "CustomResourceDefinition" })
-			}
 			cfg, err := clusterConfig(kubeconfig)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			if !yes {
-				fmt.Fprintf(s.out, "This removes Bowline from the cluster at %s. Proceed? (y/N) ", cfg.Host)
+				what := "Bowline's control plane"
+				if purge {
+					what = "Bowline and Istio's CRDs (every Istio object)"
+				}
+				fmt.Fprintf(s.out, "This removes %s from the cluster at %s. Proceed? (y/N) ", what, cfg.Host)
 				if !confirmed(s) {
 					return &exitError{code: 1, err: errors.New("uninstall cancelled")}
 				}
@@ -181,7 +193,7 @@ and Istio's CRDs — which deletes every Istio object in the cluster; keep them 
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			if err := inst.Uninstall(ctx, objs, manifest.DefaultNamespace); err != nil {
+			if err := inst.Uninstall(ctx, objs, kube.UninstallOptions{Namespace: manifest.DefaultNamespace, Purge: purge}); err != nil {
 				return err
 			}
 			fmt.Fprintln(s.out, "Bowline is uninstalled.")
@@ -190,7 +202,7 @@ and Istio's CRDs — which deletes every Istio object in the cluster; keep them 
 	}
 	o.addFlags(cmd)
 	cmd.Flags().BoolVarP(&yes, "skip-confirmation", "y", false, "do not ask before uninstalling")
-	cmd.Flags().BoolVar(&keepCRDs, "keep-crds", false, "keep Istio's CRDs (and so every Istio object)")
+	cmd.Flags().BoolVar(&purge, "purge", false, "also remove Istio's CRDs (and so every Istio object) and Bowline's cluster-scoped objects of every revision")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the deletion")
 	return cmd

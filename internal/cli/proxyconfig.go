@@ -35,11 +35,17 @@ The proxy is named as istioctl names pods, [pod/|deployment/]NAME[.NAMESPACE]: a
 replica of the running bowline up (reviews-v1-0.default), a Workload with one
 replica (reviews-v1), or istio-ingressgateway. The run is found as proxy-status
 finds it (--dir, else the one in this directory, else the only one on the
-machine); --admin HOST:PORT talks to any proxy's admin endpoint directly.`,
+machine). Without a bowline up (or with --kubeconfig) the proxy is a pod of the
+cluster (NAME.NAMESPACE, namespace default "default"; deployment/NAME picks a
+ready pod of the Deployment), reached by a port-forward to its admin port 15000.
+--admin HOST:PORT talks to any proxy's admin endpoint directly.`,
 		Example: `  # The clusters, listeners and routes of the productpage sidecar
   bowline proxy-config cluster productpage-v1
   bowline proxy-config listener productpage-v1-0.default
   bowline proxy-config route istio-ingressgateway -o json
+
+  # The routes of the ingress gateway bowline install put on a cluster
+  bowline proxy-config route deployment/istio-ingressgateway.istio-system
 
   # Everything, as Envoy's config dump
   bowline proxy-config all reviews-v2 -o json`,
@@ -58,6 +64,7 @@ machine); --admin HOST:PORT talks to any proxy's admin endpoint directly.`,
 // proxyConfigOptions are the flags the dump commands share.
 type proxyConfigOptions struct {
 	loc    upLocator
+	kube   kubeTarget
 	admin  string
 	output string
 	// filters
@@ -93,6 +100,7 @@ func newProxyConfigDumpCommand(s streams, kind string) *cobra.Command {
 	}
 	f := cmd.Flags()
 	o.loc.flags(cmd)
+	o.kube.flags(cmd)
 	f.StringVar(&o.admin, "admin", "", "the proxy's admin address HOST:PORT (instead of naming a proxy of bowline up)")
 	def := "short"
 	if kind == "bootstrap" {
@@ -137,6 +145,15 @@ func runProxyConfig(cmd *cobra.Command, s streams, o *proxyConfigOptions, kind s
 		return &exitError{code: 2, err: errors.New("name a proxy (POD-OR-WORKLOAD, e.g. productpage-v1) or pass --admin HOST:PORT")}
 	case admin == "":
 		st, err := o.loc.find()
+		if o.kube.explicit() || (errors.Is(err, errNoUp) && o.kube.available()) {
+			fw, err := o.kube.forwardProxy(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			defer fw.Close()
+			admin = fw.Addr
+			break
+		}
 		if err != nil {
 			return err
 		}

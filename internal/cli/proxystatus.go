@@ -29,6 +29,7 @@ func newProxyStatusCommand(s streams) *cobra.Command {
 		debugAddr string
 		timeout   time.Duration
 		loc       upLocator
+		k         kubeTarget
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy-status [PROXY-ID]",
@@ -44,13 +45,18 @@ Given a PROXY-ID (or a unique part of one) it prints that proxy's versions, nonc
 Without --debug-address it asks the control plane of the bowline up running in this
 directory (./.bowline), else of the only bowline up running on this machine (each run
 registers its state directory in $XDG_RUNTIME_DIR/bowline/up, or
-/tmp/bowline-UID/up, and holds a lock on it while it runs), else a bowline
-discovery on its default debug address.`,
+/tmp/bowline-UID/up, and holds a lock on it while it runs), else the control
+plane of the cluster of --kubeconfig, $KUBECONFIG or ~/.kube/config (a
+port-forward to a ready istiod pod's debug port 15014, as istioctl does), else a
+bowline discovery on its default debug address.`,
 		Example: `  # All proxies of the bowline up running on this machine
   bowline proxy-status
 
   # Of the bowline up running in another directory
   bowline proxy-status --dir samples/bookinfo/platform/local
+
+  # The control plane installed on a cluster (bowline install)
+  bowline proxy-status --kubeconfig ~/.kube/config
 
   # Another control plane, and one proxy in detail
   bowline proxy-status --debug-address 127.0.0.1:25014 reviews-v1.default`,
@@ -60,11 +66,21 @@ discovery on its default debug address.`,
 			defer cancel()
 			if !cmd.Flags().Changed("debug-address") {
 				st, err := loc.find()
+				if k.explicit() {
+					err = errNoUp
+				}
 				switch {
 				case err == nil:
 					debugAddr = st.ControlPlane.Debug
+				case errors.Is(err, errNoUp) && k.available():
+					fw, err := k.forwardDiscovery(ctx)
+					if err != nil {
+						return err
+					}
+					defer fw.Close()
+					debugAddr = fw.Addr
 				case errors.Is(err, errNoUp):
-					// No bowline up: a `bowline discovery` on its default address.
+					// No bowline up, no cluster: a `bowline discovery` on its default address.
 				default:
 					return err
 				}
@@ -81,6 +97,7 @@ discovery on its default debug address.`,
 	}
 	cmd.Flags().StringVar(&debugAddr, "debug-address", server.DefaultDebugAddress, "HOST:PORT of the control plane's debug server (default: the running bowline up's, else bowline discovery's)")
 	loc.flags(cmd)
+	k.flags(cmd)
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	return cmd
 }

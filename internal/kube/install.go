@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -177,11 +180,56 @@ func (i *Installer) poll(ctx context.Context, check func() (done bool, msg strin
 	}
 }
 
+// UninstallOptions say how much Uninstall removes.
+type UninstallOptions struct {
+	// Namespace is the control plane's namespace.
+	Namespace string
+	// Purge removes Istio's CRDs too (and with them every Istio object in
+	// the cluster) and every cluster-scoped object labelled part of
+	// Bowline, of any revision: `istioctl uninstall --purge`. Without it the
+	// CRDs stay, as `istioctl uninstall --revision R` keeps them.
+	Purge bool
+}
+
+// PartOfLabel marks every object Bowline installs (app.kubernetes.io/part-of=bowline).
+const PartOfLabel = "app.kubernetes.io/part-of=bowline"
+
 // Uninstall deletes objs (in reverse order) and what discovery created:
 // the istio-ca-root-cert ConfigMap of every namespace, the self-signed CA
-// Secret and the leader Lease (in the control plane namespace, which objs
-// normally delete anyway). It waits until the namespace is gone.
-func (i *Installer) Uninstall(ctx context.Context, objs []*unstructured.Unstructured, namespace string) error {
+// Secret and the leader Lease. Without Purge it keeps Istio's CRDs among
+// objs, and when another control plane (another revision's istiod) remains
+// in the namespace it keeps the namespace and what the control planes
+// share (the root ConfigMaps, the CA Secret). It waits until the namespace
+// and, with Purge, the CRDs are gone.
+func (i *Installer) Uninstall(ctx context.Context, objs []*unstructured.Unstructured, opts UninstallOptions) error {
+	namespace := opts.Namespace
+	var keep []*unstructured.Unstructured
+	if !opts.Purge {
+		objs = slices.DeleteFunc(slices.Clone(objs), func(u *unstructured.Unstructured) bool {
+			if u.GetKind() == "CustomResourceDefinition" {
+				keep = append(keep, u)
+				return true
+			}
+			return false
+		})
+		fmt.Fprintf(i.out, "keeping Istio's %d CustomResourceDefinitions and the Istio objects (--purge removes them)\n", len(keep))
+		others, err := i.otherControlPlanes(ctx, objs, namespace)
+		if err != nil {
+			return err
+		}
+		if len(others) > 0 {
+			fmt.Fprintf(i.out, "keeping Namespace %s and the CA: other control planes remain (Deployments %s)\n", namespace, strings.Join(others, ", "))
+			objs = slices.DeleteFunc(objs, func(u *unstructured.Unstructured) bool { return u.GetKind() == "Namespace" })
+			fmt.Fprintf(i.out, "deleting %d objects\n", len(objs))
+			return i.applier.Delete(ctx, objs)
+		}
+	} else {
+		extra, err := i.labelled(ctx, objs)
+		if err != nil {
+			return err
+		}
+		objs = append(slices.Clone(objs), extra...)
+	}
 	nss, err := i.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
@@ -207,24 +255,88 @@ func (i *Installer) Uninstall(ctx context.Context, objs []*unstructured.Unstruct
 		return err
 	}
 	for _, o := range objs {
-		if o.GetKind() != "Namespace" {
+		switch o.GetKind() {
+		case "Namespace", "CustomResourceDefinition":
+		default:
 			continue
 		}
-		said := false
-		if err := i.poll(ctx, func() (bool, string, error) {
-			_, err := i.kube.CoreV1().Namespaces().Get(ctx, o.GetName(), metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				fmt.Fprintf(i.out, "Namespace %s deleted\n", o.GetName())
-				return true, "", nil
-			}
-			if err != nil || said {
-				return false, "", err
-			}
-			said = true
-			return false, fmt.Sprintf("waiting for Namespace %s to be deleted", o.GetName()), nil
-		}); err != nil {
+		if err := i.waitGone(ctx, o); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// otherControlPlanes lists the discovery Deployments (app=istiod) of the
+// namespace that are not among objs.
+func (i *Installer) otherControlPlanes(ctx context.Context, objs []*unstructured.Unstructured, namespace string) ([]string, error) {
+	ds, err := i.kube.AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list control planes in %s: %w", namespace, err)
+	}
+	var others []string
+	for _, d := range ds.Items {
+		if !slices.ContainsFunc(objs, func(u *unstructured.Unstructured) bool {
+			return u.GetKind() == "Deployment" && u.GetNamespace() == d.Namespace && u.GetName() == d.Name
+		}) {
+			others = append(others, d.Name)
+		}
+	}
+	return others, nil
+}
+
+// purgedKinds are the cluster-scoped kinds a purge looks for by PartOfLabel
+// beyond what the manifest names (another revision's, an injector's).
+var purgedKinds = []schema.GroupVersionKind{
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"},
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingWebhookConfiguration"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBinding"},
+}
+
+// labelled lists the cluster-scoped objects labelled PartOfLabel that objs
+// do not name.
+func (i *Installer) labelled(ctx context.Context, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	for _, gvk := range purgedKinds {
+		probe := &unstructured.Unstructured{}
+		probe.SetGroupVersionKind(gvk)
+		r, err := i.applier.resource(probe)
+		if err != nil {
+			return nil, err
+		}
+		list, err := r.List(ctx, metav1.ListOptions{LabelSelector: PartOfLabel})
+		if err != nil {
+			return nil, fmt.Errorf("list %s %s: %w", gvk.Kind, PartOfLabel, err)
+		}
+		for j := range list.Items {
+			u := &list.Items[j]
+			if !slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == u.GetKind() && o.GetName() == u.GetName() }) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out, nil
+}
+
+// waitGone polls until obj no longer exists (finalizers done).
+func (i *Installer) waitGone(ctx context.Context, obj *unstructured.Unstructured) error {
+	said := false
+	return i.poll(ctx, func() (bool, string, error) {
+		_, err := i.applier.Get(ctx, obj)
+		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			if obj.GetKind() == "Namespace" {
+				fmt.Fprintf(i.out, "Namespace %s deleted\n", obj.GetName())
+			}
+			return true, "", nil
+		}
+		if err != nil || said {
+			return false, "", err
+		}
+		said = true
+		return false, fmt.Sprintf("waiting for %s %s to be deleted", obj.GetKind(), obj.GetName()), nil
+	})
 }
