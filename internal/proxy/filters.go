@@ -79,6 +79,8 @@ func newHTTPFilter(f xdsconfig.HTTPFilter, env *filterEnv) httpFilter {
 		return env.rbacAuthz(c)
 	case *xdsconfig.JWTAuthnFilter:
 		return env.jwtAuthn(c)
+	case *xdsconfig.ExtAuthzFilter:
+		return env.extAuthz(f.Name, c)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/authz"
+	"github.com/bowline-mesh/bowline/internal/proxy/extauthz"
 	"github.com/bowline-mesh/bowline/internal/proxy/jwtauthn"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
@@ -42,6 +43,8 @@ type securityState struct {
 	// req is the authz request, built once by the first RBAC filter.
 	req   authz.Request
 	built bool
+	// responseHeaders are what allowed ext_authz checks add to the response.
+	responseHeaders []extauthz.Header
 }
 
 // normalizePath applies the HCM's path options to the request once, before
@@ -86,6 +89,7 @@ func (x *exchange) normalizePath(o authz.PathOptions) bool {
 func (x *exchange) authzRequest() *authz.Request {
 	s := &x.sec
 	if s.built {
+		s.req.Metadata = s.metadata // filters between two RBAC filters may have added some
 		return &s.req
 	}
 	s.built = true
@@ -185,6 +189,7 @@ func (f rbacFilter) decode(x *exchange) bool {
 			outcome = "shadow_allowed"
 		}
 		f.sec.count(prefix, f.e.ShadowStatPrefix, outcome)
+		x.setShadowMetadata(f.e.ShadowStatPrefix, d)
 		x.p.log.Debug("rbac shadow decision", slog.String("policy", d.ShadowPolicy), slog.Bool("allowed", d.ShadowAllowed),
 			slog.String("path", x.r.URL.RequestURI()), slog.String("request_id", x.rec.requestID))
 	}
@@ -205,6 +210,33 @@ func (f rbacFilter) decode(x *exchange) bool {
 }
 
 func (rbacFilter) encode(*exchange, http.Header) {}
+
+// rbacMetadataNamespace is the dynamic metadata namespace of the RBAC filter.
+const rbacMetadataNamespace = "envoy.filters.http.rbac"
+
+// setShadowMetadata records a shadow evaluation as Envoy's RBAC filter does,
+// under its dynamic metadata: PREFIXshadow_engine_result (allowed or denied)
+// and, when a policy matched, PREFIXshadow_effective_policy_id. Istio's
+// CUSTOM action relies on it: ext_authz runs only when the policy id names
+// its provider (filter_enabled_metadata).
+func (x *exchange) setShadowMetadata(prefix string, d authz.Decision) {
+	if x.sec.metadata == nil {
+		x.sec.metadata = map[string]map[string]any{}
+	}
+	ns := x.sec.metadata[rbacMetadataNamespace]
+	if ns == nil {
+		ns = map[string]any{}
+		x.sec.metadata[rbacMetadataNamespace] = ns
+	}
+	result := "denied"
+	if d.ShadowAllowed {
+		result = "allowed"
+	}
+	ns[prefix+"shadow_engine_result"] = result
+	if d.ShadowPolicy != "" {
+		ns[prefix+"shadow_effective_policy_id"] = d.ShadowPolicy
+	}
+}
 
 // jwtFilter is envoy.filters.http.jwt_authn.
 type jwtFilter struct {
@@ -251,9 +283,11 @@ func (*jwtFilter) encode(*exchange, http.Header) {}
 // their JWKS caches survive config pushes that keep the filter.
 type filterEnv struct {
 	fetcher jwtauthn.Fetcher
-	sec     *securityMetrics
-	prevJWT map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
-	curJWT  map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
+	// authzPool reaches ext_authz services (filters_extauthz.go).
+	authzPool *extauthz.Pool
+	sec       *securityMetrics
+	prevJWT   map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
+	curJWT    map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
 }
 
 func (e *filterEnv) rbacAuthz(c *xdsconfig.RBACFilter) httpFilter {
@@ -332,11 +366,11 @@ func (j *jwksFetcher) FetchJWKS(ctx context.Context, cluster, uri string, timeou
 	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 }
 
-// allowConnection runs a TCP filter chain's network RBAC filters before the
-// upstream is dialed (Envoy's ONE_TIME_ON_FIRST_BYTE, decided up front). A
-// denied connection is closed by the caller and logged with Envoy's
-// termination details.
-func (p *Proxy) allowConnection(chain *xdsconfig.FilterChain, conn net.Conn, info *connInfo, l *xdsconfig.Listener) bool {
+// allowConnection runs a TCP filter chain's network RBAC and ext_authz
+// filters before the upstream is dialed (Envoy's ONE_TIME_ON_FIRST_BYTE,
+// decided up front). A denied connection is closed by the caller and logged
+// with Envoy's termination details.
+func (p *Proxy) allowConnection(ctx context.Context, chain *xdsconfig.FilterChain, conn net.Conn, info *connInfo, l *xdsconfig.Listener) bool {
 	if len(chain.NetworkRBAC) == 0 {
 		return true
 	}
@@ -352,7 +386,20 @@ func (p *Proxy) allowConnection(chain *xdsconfig.FilterChain, conn net.Conn, inf
 	if chain.TCP != nil {
 		prefix = chain.TCP.StatPrefix
 	}
-	for _, e := range chain.NetworkRBAC {
+	refuse := func(details string, f flags) bool {
+		rec := record{start: time.Now(), protocol: "tcp", inbound: l.Inbound, listener: l.Name,
+			authority: info.dst.String(), details: details, flags: f}
+		p.alog.log(&rec)
+		return false
+	}
+	for _, nf := range chain.NetworkRBAC {
+		if nf.ExtAuthz != nil {
+			if !p.extAuthzConnection(ctx, nf.ExtAuthz, &req, cs, info, prefix) {
+				return refuse(extauthz.DetailsDenied, flagUAEX)
+			}
+			continue
+		}
+		e := nf.RBAC
 		d := e.Evaluate(&req)
 		if d.HasShadow {
 			outcome := "shadow_denied"
@@ -360,6 +407,7 @@ func (p *Proxy) allowConnection(chain *xdsconfig.FilterChain, conn net.Conn, inf
 				outcome = "shadow_allowed"
 			}
 			p.secMetrics.count(prefix, e.ShadowStatPrefix, outcome)
+			setNetworkShadowMetadata(&req, e.ShadowStatPrefix, d)
 		}
 		if d.Logged {
 			p.log.Info("connection audited", slog.String("policy", d.Policy), slog.String("source", info.src.String()),
@@ -367,14 +415,58 @@ func (p *Proxy) allowConnection(chain *xdsconfig.FilterChain, conn net.Conn, inf
 		}
 		if !d.Allowed {
 			p.secMetrics.count(prefix, e.RulesStatPrefix, "denied")
-			rec := record{start: time.Now(), protocol: "tcp", inbound: l.Inbound, listener: l.Name,
-				authority: info.dst.String(), details: d.ResponseDetails()}
-			p.alog.log(&rec)
-			return false
+			return refuse(d.ResponseDetails(), 0)
 		}
 		p.secMetrics.count(prefix, e.RulesStatPrefix, "allowed")
 	}
 	return true
+}
+
+// rbacNetworkMetadataNamespace is the network RBAC filter's metadata namespace.
+const rbacNetworkMetadataNamespace = "envoy.filters.network.rbac"
+
+// setNetworkShadowMetadata records a network RBAC shadow evaluation as
+// connection metadata (see exchange.setShadowMetadata).
+func setNetworkShadowMetadata(req *authz.Request, prefix string, d authz.Decision) {
+	if req.Metadata == nil {
+		req.Metadata = map[string]map[string]any{}
+	}
+	ns := map[string]any{prefix + "shadow_engine_result": "denied"}
+	if d.ShadowAllowed {
+		ns[prefix+"shadow_engine_result"] = "allowed"
+	}
+	if d.ShadowPolicy != "" {
+		ns[prefix+"shadow_effective_policy_id"] = d.ShadowPolicy
+	}
+	req.Metadata[rbacNetworkMetadataNamespace] = ns
+}
+
+// extAuthzConnection runs a network ext_authz check (gRPC, the connection's
+// attributes only) when its filter_enabled_metadata matches.
+func (p *Proxy) extAuthzConnection(ctx context.Context, cfg *extauthz.Config, req *authz.Request, cs *tls.ConnectionState, info *connInfo, prefix string) bool {
+	f := p.authzPool.Filter(cfg)
+	if !f.Enabled(req.Metadata) {
+		return true
+	}
+	creq := &extauthz.Request{Source: req.Source, Destination: req.Destination, SNI: req.SNI, DestinationPrincipal: p.ownPrincipal()}
+	if req.Authenticated {
+		creq.SourcePrincipal = req.Principal
+		if cfg.IncludePeerCertificate {
+			creq.SourceCertificate = peerCertPEM(&http.Request{TLS: cs}, info)
+		}
+	}
+	d := f.Check(ctx, creq)
+	switch {
+	case !d.Allow && d.Status == extauthz.Error:
+		p.secMetrics.countExtAuthz(prefix, cfg.StatPrefix, "error")
+	case !d.Allow:
+		p.secMetrics.countExtAuthz(prefix, cfg.StatPrefix, "denied")
+	case d.FailedOpen:
+		p.secMetrics.countExtAuthz(prefix, cfg.StatPrefix, "failure_mode_allowed")
+	default:
+		p.secMetrics.countExtAuthz(prefix, cfg.StatPrefix, "ok")
+	}
+	return d.Allow
 }
 
 // securityMetrics are Envoy's RBAC filter stats as Prometheus counters:
@@ -382,6 +474,7 @@ func (p *Proxy) allowConnection(chain *xdsconfig.FilterChain, conn net.Conn, inf
 // connection manager's (or tcp_proxy's) stat prefix and the rules' prefix.
 type securityMetrics struct {
 	decisions *prometheus.CounterVec
+	extAuthz  *prometheus.CounterVec
 }
 
 func newSecurityMetrics(reg prometheus.Registerer) *securityMetrics {
@@ -389,6 +482,7 @@ func newSecurityMetrics(reg prometheus.Registerer) *securityMetrics {
 		Help: "RBAC filter decisions (allowed, denied, shadow_allowed, shadow_denied)."},
 		[]string{"stat_prefix", "rules_stat_prefix", "decision"})}
 	reg.MustRegister(m.decisions)
+	m.extAuthz = newExtAuthzMetrics(reg)
 	return m
 }
 

@@ -7,21 +7,22 @@ type flags uint32
 
 // Envoy response flags the proxy sets.
 const (
-	flagUH  flags = 1 << iota // no healthy upstream
-	flagUT                    // upstream request timeout
-	flagUF                    // upstream connection failure
-	flagUC                    // upstream connection termination
-	flagUO                    // upstream overflow (circuit breaking)
-	flagNR                    // no route
-	flagDI                    // fault delay injected
-	flagFI                    // fault abort injected
-	flagDC                    // downstream connection termination
-	flagURX                   // upstream retry limit exceeded
-	flagNC                    // no cluster
-	flagDPE                   // downstream protocol error
+	flagUH   flags = 1 << iota // no healthy upstream
+	flagUT                     // upstream request timeout
+	flagUF                     // upstream connection failure
+	flagUC                     // upstream connection termination
+	flagUO                     // upstream overflow (circuit breaking)
+	flagNR                     // no route
+	flagDI                     // fault delay injected
+	flagFI                     // fault abort injected
+	flagDC                     // downstream connection termination
+	flagURX                    // upstream retry limit exceeded
+	flagNC                     // no cluster
+	flagDPE                    // downstream protocol error
+	flagUAEX                   // refused by the external authorization service
 )
 
-var flagNames = [...]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "NC", "DPE"}
+var flagNames = [...]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "NC", "DPE", "UAEX"}
 
 // String renders the flags as Envoy does ("-" for none, else comma-separated).
 func (f flags) String() string {

@@ -242,7 +242,7 @@ func (p *Proxy) serveChain(s *snapshot, b *boundListener, conn net.Conn, target 
 		p.draining.Add(1)
 		go func() {
 			defer p.draining.Done()
-			if !p.allowConnection(chain, conn, info, target) { // network RBAC (filters_security.go)
+			if !p.allowConnection(context.Background(), chain, conn, info, target) { // network RBAC and ext_authz (filters_security.go)
 				_ = conn.Close()
 				return
 			}

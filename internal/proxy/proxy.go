@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/bowline-mesh/bowline/internal/identity"
+	"github.com/bowline-mesh/bowline/internal/proxy/extauthz"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
@@ -157,6 +158,8 @@ type Proxy struct {
 	tracers *tracers
 	// xdsLogs are the access logs HCMs configure (accesslog_xds.go).
 	xdsLogs *xdsLogs
+	// authzPool holds the connections to ext_authz services (filters_extauthz.go).
+	authzPool *extauthz.Pool
 }
 
 // New returns a proxy; it starts nothing.
@@ -192,6 +195,7 @@ func New(cfg Config) *Proxy {
 	}
 	p.peerMeta = encodePeerMetadata(cfg.Node)
 	p.tracers = newTracers(p)
+	p.authzPool = extauthz.NewPool(&clusterDialer{p: p})
 	p.xdsLogs = &xdsLogs{p: p, by: map[xdsLogKey]*accessLogger{}}
 	p.exchanges.New = func() any { return new(exchange) }
 	p.h1bufs = newH1Bufs()
@@ -352,6 +356,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	stopServing()
 	wg.Wait()
 	p.tracers.shutdown() // flush spans while the clusters still dial
+	p.authzPool.Close()
 	p.mu.Lock()
 	if s := p.snap.Load(); s != nil {
 		for _, c := range s.clusters {
@@ -412,7 +417,7 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 		opened = append(opened, b)
 	}
 	prev := p.snap.Load()
-	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics}, p.clientTLS, p.h1bufs, p.trustDomain())
+	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics, authzPool: p.authzPool}, p.clientTLS, p.h1bufs, p.trustDomain())
 	s.tracers = p.tracers.forSnapshot(s)
 	p.snap.Store(s)
 	for _, b := range opened {

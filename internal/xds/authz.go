@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"slices"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -36,15 +37,20 @@ const (
 // dry-run (shadow) rules; either may be nil.
 type authzBuilt struct {
 	rules, shadow *rbacv3.RBAC
-	// custom marks the DENY set standing in for CUSTOM policies without a provider.
+	// custom marks the DENY set standing in for CUSTOM policies whose
+	// provider cannot be used.
 	custom bool
+	// ext, when set, makes this the CUSTOM set of one provider: shadow holds
+	// its rules (they only name the matched policy), ext the ext_authz configs.
+	ext *extAuthzProvider
 }
 
 // authzSets builds, in Istio's filter order, the RBAC rule sets of the
-// AuthorizationPolicies applying to the proxy: CUSTOM (as DENY, since Bowline's
-// mesh config has no extension providers), AUDIT (LOG), DENY, ALLOW. forTCP
-// applies Istio's rule for HTTP-only fields on TCP filter chains. Port
-// conditions name lp.target and are retargeted to lp.listen (inbound.go).
+// AuthorizationPolicies applying to the proxy: CUSTOM (one set per
+// provider, each followed by its ext_authz filter), AUDIT (LOG), DENY,
+// ALLOW. forTCP applies Istio's rule for HTTP-only fields on TCP filter
+// chains. Port conditions name lp.target and are retargeted to lp.listen
+// (inbound.go).
 func (g *gen) authzSets(forTCP bool, lp listenPorts) []authzBuilt {
 	out := g.newAuthzSets(forTCP)
 	for _, b := range out {
@@ -64,15 +70,7 @@ func (g *gen) newAuthzSets(forTCP bool) []authzBuilt {
 		a := p.Spec.GetAction()
 		byAction[a] = append(byAction[a], p)
 	}
-	var out []authzBuilt
-	if ps := byAction[security.AuthorizationPolicy_CUSTOM]; len(ps) > 0 {
-		// No provider can be configured yet ("provider not configured"): like
-		// Istio, deny exactly the requests the CUSTOM rules select, under
-		// policy names that say so.
-		b := buildRBAC(ps, rbacv3.RBAC_DENY, forTCP, true)
-		b.custom = true
-		out = append(out, b)
-	}
+	out := g.customSets(byAction[security.AuthorizationPolicy_CUSTOM], forTCP)
 	for _, step := range []struct {
 		action security.AuthorizationPolicy_Action
 		rbac   rbacv3.RBAC_Action
@@ -88,23 +86,81 @@ func (g *gen) newAuthzSets(forTCP bool) []authzBuilt {
 	return out
 }
 
-// authzHTTPFilters returns the envoy.filters.http.rbac filters for an
-// inbound or gateway HCM on lp; nil when no AuthorizationPolicy applies:
-// everything is allowed.
-func (g *gen) authzHTTPFilters(lp listenPorts) []*hcmv3.HttpFilter {
-	var fs []*hcmv3.HttpFilter
-	for _, b := range g.authzSets(false, lp) {
-		cfg := &rbachttpv3.RBAC{Rules: b.rules, ShadowRules: b.shadow, ShadowRulesStatPrefix: shadowPrefix(b.shadow)}
-		if b.custom {
-			cfg.RulesStatPrefix = customNotConfiguredPrefix
+// customSets builds the CUSTOM sets, one per provider in name order, as
+// Istio does: the rules become the shadow rules of an RBAC filter that only
+// names the matched policy, and the provider's ext_authz filter follows it.
+// A provider that is not configured or not usable turns its rules into DENY
+// rules (names ending -deny-due-to-bad-CUSTOM-action); so do the rules of
+// every provider when one workload's policies name several (Istio's default,
+// PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS off). On TCP chains an HTTP
+// provider has nothing to check and its policies are skipped. Dry-run
+// CUSTOM policies are refused by validation, as Istio refuses them; any
+// that reached here would neither call the provider nor deny.
+func (g *gen) customSets(policies []*model.AuthorizationPolicy, forTCP bool) []authzBuilt {
+	byProvider := map[string][]*model.AuthorizationPolicy{}
+	var names []string
+	for _, p := range policies {
+		if p.DryRun {
+			continue
 		}
-		fs = append(fs, &hcmv3.HttpFilter{Name: filterRBACHTTP, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(cfg)}})
+		n := p.Spec.GetProvider().GetName()
+		if byProvider[n] == nil {
+			names = append(names, n)
+		}
+		byProvider[n] = append(byProvider[n], p)
 	}
-	return fs
+	slices.Sort(names)
+	var out []authzBuilt
+	for _, n := range names {
+		b := buildRBAC(byProvider[n], rbacv3.RBAC_DENY, forTCP, true)
+		if b.rules == nil {
+			continue
+		}
+		prov := g.extAuthzProvider(n)
+		if len(names) > 1 {
+			prov.err = fmt.Errorf("multiple CUSTOM providers on one workload are not supported: %v", names)
+		}
+		if prov.err != nil {
+			bad := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
+			for k, v := range b.rules.Policies {
+				bad.Policies[k+badCustomSuffix] = v
+			}
+			out = append(out, authzBuilt{rules: bad, custom: true})
+			continue
+		}
+		if forTCP && prov.tcp == nil {
+			continue
+		}
+		out = append(out, authzBuilt{shadow: b.rules, ext: &prov})
+	}
+	return out
 }
 
-// authzNetworkFilters returns the envoy.filters.network.rbac filters that
-// precede tcp_proxy on the inbound TCP filter chain on lp.
+// authzHTTPFilters returns the envoy.filters.http.rbac (and ext_authz)
+// filters for an inbound or gateway HCM on lp, the CUSTOM ones apart (they
+// precede jwt_authn); nil when no AuthorizationPolicy applies: everything is
+// allowed.
+func (g *gen) authzHTTPFilters(lp listenPorts) (custom, rest []*hcmv3.HttpFilter) {
+	for _, b := range g.authzSets(false, lp) {
+		rbac := func(cfg *rbachttpv3.RBAC) *hcmv3.HttpFilter {
+			return &hcmv3.HttpFilter{Name: filterRBACHTTP, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(cfg)}}
+		}
+		switch {
+		case b.ext != nil:
+			custom = append(custom, rbac(&rbachttpv3.RBAC{ShadowRules: b.shadow, ShadowRulesStatPrefix: extAuthzShadowPrefix}),
+				&hcmv3.HttpFilter{Name: filterExtAuthzHTTP, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(b.ext.http)}})
+		case b.custom:
+			custom = append(custom, rbac(&rbachttpv3.RBAC{Rules: b.rules, RulesStatPrefix: customNotConfiguredPrefix}))
+		default:
+			rest = append(rest, rbac(&rbachttpv3.RBAC{Rules: b.rules, ShadowRules: b.shadow, ShadowRulesStatPrefix: shadowPrefix(b.shadow)}))
+		}
+	}
+	return custom, rest
+}
+
+// authzNetworkFilters returns the envoy.filters.network.rbac (and
+// ext_authz) filters that precede tcp_proxy on the inbound TCP filter chain
+// on lp.
 func (g *gen) authzNetworkFilters(lp listenPorts) []*listenerv3.Filter {
 	var fs []*listenerv3.Filter
 	for _, b := range g.authzSets(true, lp) {
@@ -113,7 +169,13 @@ func (g *gen) authzNetworkFilters(lp listenPorts) []*listenerv3.Filter {
 			prefix += customNotConfiguredPrefix
 		}
 		cfg := &rbacnetv3.RBAC{Rules: b.rules, ShadowRules: b.shadow, ShadowRulesStatPrefix: shadowPrefix(b.shadow), StatPrefix: prefix}
+		if b.ext != nil {
+			cfg.ShadowRulesStatPrefix = extAuthzShadowPrefix
+		}
 		fs = append(fs, &listenerv3.Filter{Name: filterRBACNet, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(cfg)}})
+		if b.ext != nil {
+			fs = append(fs, &listenerv3.Filter{Name: filterExtAuthzNet, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(b.ext.tcp)}})
+		}
 	}
 	return fs
 }
@@ -149,7 +211,7 @@ func buildRBAC(policies []*model.AuthorizationPolicy, action rbacv3.RBAC_Action,
 		name := func(i int) string {
 			n := fmt.Sprintf("ns[%s]-policy[%s]-rule[%d]", p.Namespace, p.Name, i)
 			if custom {
-				n = extAuthzPrefix + "-" + p.Spec.GetProvider().GetName() + "-" + n + badCustomSuffix
+				n = extAuthzPrefix + "-" + p.Spec.GetProvider().GetName() + "-" + n
 			}
 			return n
 		}
@@ -182,11 +244,13 @@ func policyMatchNever() *rbacv3.Policy {
 }
 
 // securityFilters are the HTTP filters an inbound or gateway HCM on lp
-// carries first: jwt_authn (when a RequestAuthentication applies), then RBAC.
+// carries first, in Istio's order: the CUSTOM filters (RBAC and ext_authz),
+// jwt_authn (when a RequestAuthentication applies), then the AUDIT, DENY and
+// ALLOW RBAC filters.
 func (g *gen) securityFilters(lp listenPorts) []*hcmv3.HttpFilter {
-	var fs []*hcmv3.HttpFilter
+	fs, rest := g.authzHTTPFilters(lp)
 	if f := g.jwtFilter(); f != nil {
 		fs = append(fs, f)
 	}
-	return append(fs, g.authzHTTPFilters(lp)...)
+	return append(fs, rest...)
 }

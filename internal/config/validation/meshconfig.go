@@ -2,6 +2,7 @@ package validation
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -104,9 +105,32 @@ func meshCheckProvider(r *fieldErrors, pp string, p *meshv1alpha1.MeshConfig_Ext
 			r.errorf(pp+".zipkin.path", "must start with '/'")
 		}
 	case *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExtAuthzHttp:
-		service("envoyExtAuthzHttp", v.EnvoyExtAuthzHttp.GetService(), v.EnvoyExtAuthzHttp.GetPort())
+		h := v.EnvoyExtAuthzHttp
+		service("envoyExtAuthzHttp", h.GetService(), h.GetPort())
+		kp := pp + ".envoyExtAuthzHttp"
+		meshCheckStatusOnError(r, kp+".statusOnError", h.GetStatusOnError())
+		if p := h.GetPathPrefix(); p != "" && !strings.HasPrefix(p, "/") {
+			r.errorf(kp+".pathPrefix", "must begin with '/', got %q", p)
+		}
+		for _, l := range []struct {
+			field string
+			names []string
+		}{
+			{"includeRequestHeadersInCheck", h.GetIncludeRequestHeadersInCheck()},
+			{"includeHeadersInCheck", h.GetIncludeHeadersInCheck()}, //nolint:staticcheck // still read when set
+			{"headersToUpstreamOnAllow", h.GetHeadersToUpstreamOnAllow()},
+			{"headersToDownstreamOnDeny", h.GetHeadersToDownstreamOnDeny()},
+			{"headersToDownstreamOnAllow", h.GetHeadersToDownstreamOnAllow()},
+		} {
+			for i, name := range l.names {
+				if name == "*" {
+					r.errorf(indexPath(kp+"."+l.field, i), "a single wildcard (\"*\") is not supported, change it to either prefix or suffix match")
+				}
+			}
+		}
 	case *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExtAuthzGrpc:
 		service("envoyExtAuthzGrpc", v.EnvoyExtAuthzGrpc.GetService(), v.EnvoyExtAuthzGrpc.GetPort())
+		meshCheckStatusOnError(r, pp+".envoyExtAuthzGrpc.statusOnError", v.EnvoyExtAuthzGrpc.GetStatusOnError())
 	case *meshv1alpha1.MeshConfig_ExtensionProvider_Prometheus:
 	case *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyFileAccessLog:
 		if lf := v.EnvoyFileAccessLog.GetLogFormat(); lf != nil && lf.GetText() != "" && lf.GetLabels() != nil {
@@ -137,5 +161,17 @@ func meshCheckProvider(r *fieldErrors, pp string, p *meshv1alpha1.MeshConfig_Ext
 		unsupported("stackdriver")
 	case *meshv1alpha1.MeshConfig_ExtensionProvider_Sds:
 		unsupported("sds")
+	}
+}
+
+// meshCheckStatusOnError checks an ext_authz provider's statusOnError: an
+// HTTP status code as a string ("" keeps 403).
+func meshCheckStatusOnError(r *fieldErrors, path, s string) {
+	if s == "" {
+		return
+	}
+	code, err := strconv.Atoi(s)
+	if err != nil || code < 100 || code > 599 {
+		r.errorf(path, "must be an HTTP status code such as \"503\", got %q", s)
 	}
 }

@@ -83,6 +83,20 @@ func (m *stringMatcher) match(v string) bool {
 	return strings.Contains(v, m.value)
 }
 
+// StringMatcher is a compiled envoy.type.matcher.v3.StringMatcher for
+// matchers outside RBAC (ext_authz's allowed header lists): the one
+// implementation RBAC uses.
+type StringMatcher struct{ m *stringMatcher }
+
+// CompileStringMatcher compiles m; errors name fields under path.
+func CompileStringMatcher(m *matcherv3.StringMatcher, path string) (StringMatcher, error) {
+	c, err := compileString(m, path)
+	return StringMatcher{m: c}, err
+}
+
+// Match reports whether v matches.
+func (m StringMatcher) Match(v string) bool { return m.m.match(v) }
+
 // headerMatcher is a compiled envoy.config.route.v3.HeaderMatcher.
 type headerMatcher struct {
 	name string

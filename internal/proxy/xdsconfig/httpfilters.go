@@ -44,6 +44,9 @@ func unmarshalHTTPFilterConfig(a *anypb.Any, path string) (cfg any, ok bool, err
 	case typeJWTAuthn:
 		f, err := unmarshalJWTAuthn(a, path)
 		return f, true, err
+	case typeExtAuthz:
+		f, err := unmarshalExtAuthz(a, path)
+		return f, true, err
 	case typeDFPFilter:
 		c := &dfpfilterv3.FilterConfig{}
 		if err := a.UnmarshalTo(c); err != nil {
@@ -64,5 +67,9 @@ func unmarshalHTTPFilterConfig(a *anypb.Any, path string) (cfg any, ok bool, err
 // other than cors and fault (which have fields of their own on Route and
 // VirtualHost).
 func unmarshalPerFilter(name string, a *anypb.Any, path string) (any, error) {
+	switch a.GetTypeUrl() {
+	case typeExtAuthzPerRoute:
+		return unmarshalExtAuthzPerRoute(a, path)
+	}
 	return nil, fmt.Errorf("field %s: per-filter config for %q (%s) unsupported", path, name, a.GetTypeUrl())
 }

@@ -9,6 +9,9 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -103,6 +106,17 @@ func TestNACKText(t *testing.T) {
 			LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED, UpstreamBindConfig: &corev3.BindConfig{Freebind: wrapperspb.Bool(true),
 				SourceAddress: &corev3.SocketAddress{Address: "127.0.0.6"}}},
 			`cluster "c": field upstream_bind_config.freebind: unsupported`},
+		{"ext_authz google_grpc", hcmListener(&extauthzv3.ExtAuthz{TransportApiVersion: corev3.ApiVersion_V3,
+			Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_GoogleGrpc_{
+				GoogleGrpc: &corev3.GrpcService_GoogleGrpc{TargetUri: "authz:9000"}}}}}),
+			`listener "l": field filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.grpc_service.google_grpc: unsupported`},
+		{"ext_authz v2 transport", hcmListener(&extauthzv3.ExtAuthz{Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "c"}}}}}),
+			`listener "l": field filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.transport_api_version: AUTO unsupported (only V3)`},
+		{"ext_authz http service without timeout", hcmListener(&extauthzv3.ExtAuthz{TransportApiVersion: corev3.ApiVersion_V3,
+			Services: &extauthzv3.ExtAuthz_HttpService{HttpService: &extauthzv3.HttpService{ServerUri: &corev3.HttpUri{Uri: "http://a",
+				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: "c"}}}}}),
+			`listener "l": field filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.http_service.server_uri.timeout: missing`},
 		{"endpoint without port", &endpointv3.ClusterLoadAssignment{ClusterName: "e", Endpoints: []*endpointv3.LocalityLbEndpoints{{
 			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "10.0.0.1"}}}}}}}}}},
@@ -116,6 +130,18 @@ func TestNACKText(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hcmListener is a listener whose one HCM runs filter, then the router.
+func hcmListener(filter proto.Message) *listenerv3.Listener {
+	hcm := &hcmv3.HttpConnectionManager{StatPrefix: "s",
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "r"}},
+		HttpFilters: []*hcmv3.HttpFilter{{Name: "f", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(filter)}},
+			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(&routerv3.Router{})}}}}
+	return &listenerv3.Listener{Name: "l", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+		SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 1}}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: "hcm",
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(hcm)}}}}}}
 }
 
 func mustAny(t *testing.T, m proto.Message) *anypb.Any {

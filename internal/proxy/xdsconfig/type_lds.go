@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/authz"
+	"github.com/bowline-mesh/bowline/internal/proxy/extauthz"
 )
 
 // Listener is a checked envoy.config.listener.v3.Listener.
@@ -140,10 +141,18 @@ type FilterChain struct {
 	HTTP *HTTPConnectionManager
 	// TCP is the tcp_proxy, for TCP chains.
 	TCP *TCPProxy
-	// NetworkRBAC are the envoy.filters.network.rbac filters before the
-	// tcp_proxy, in order: every one must allow a connection before the
-	// upstream is dialed.
-	NetworkRBAC []*authz.Engine
+	// NetworkRBAC are the envoy.filters.network.rbac and
+	// envoy.filters.network.ext_authz filters before the tcp_proxy, in
+	// order: every one must allow a connection before the upstream is dialed.
+	NetworkRBAC []NetworkAuthz
+}
+
+// NetworkAuthz is one authorization filter of a TCP chain: RBAC or ext_authz.
+type NetworkAuthz struct {
+	// RBAC is the compiled envoy.filters.network.rbac, or nil.
+	RBAC *authz.Engine
+	// ExtAuthz is the checked envoy.filters.network.ext_authz, or nil.
+	ExtAuthz *extauthz.Config
 }
 
 // HTTPConnectionManager is a checked HttpConnectionManager.

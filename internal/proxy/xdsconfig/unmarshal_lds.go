@@ -151,17 +151,26 @@ func unmarshalFilterChain(fc *listenerv3.FilterChain, path string) (*FilterChain
 	if len(fs) == 0 {
 		return nil, fmt.Errorf("field %s.filters: want a network filter (http_connection_manager or tcp_proxy), got none", path)
 	}
-	// Network RBAC filters may precede the terminal filter (unmarshal_security.go).
+	// Network RBAC and ext_authz filters may precede the terminal filter
+	// (unmarshal_security.go, unmarshal_extauthz.go).
 	for i, f := range fs[:len(fs)-1] {
 		fpath := fmt.Sprintf("%s.filters[%d]", path, i)
-		if f.GetTypedConfig().GetTypeUrl() != typeRBACNetwork {
-			return nil, fmt.Errorf("field %s: only envoy.filters.network.rbac may precede the last network filter (http_connection_manager or tcp_proxy), got %q", fpath, f.GetName())
+		switch f.GetTypedConfig().GetTypeUrl() {
+		case typeRBACNetwork:
+			e, err := unmarshalNetworkRBAC(f.GetTypedConfig(), fpath+".typed_config")
+			if err != nil {
+				return nil, err
+			}
+			out.NetworkRBAC = append(out.NetworkRBAC, NetworkAuthz{RBAC: e})
+		case typeExtAuthzNetwork:
+			c, err := unmarshalNetworkExtAuthz(f.GetTypedConfig(), fpath+".typed_config")
+			if err != nil {
+				return nil, err
+			}
+			out.NetworkRBAC = append(out.NetworkRBAC, NetworkAuthz{ExtAuthz: c})
+		default:
+			return nil, fmt.Errorf("field %s: only envoy.filters.network.rbac and envoy.filters.network.ext_authz may precede the last network filter (http_connection_manager or tcp_proxy), got %q", fpath, f.GetName())
 		}
-		e, err := unmarshalNetworkRBAC(f.GetTypedConfig(), fpath+".typed_config")
-		if err != nil {
-			return nil, err
-		}
-		out.NetworkRBAC = append(out.NetworkRBAC, e)
 	}
 	f := fs[len(fs)-1]
 	fpath := fmt.Sprintf("%s.filters[%d]", path, len(fs)-1)
