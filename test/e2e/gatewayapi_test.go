@@ -365,6 +365,23 @@ func TestGatewayAPIHTTPRouteUp(t *testing.T) {
 		}
 	})
 
+	t.Run("a route edited while up runs takes effect", func(t *testing.T) {
+		edited := strings.Replace(gatewayAPIRoutes, "  rules:\n  - backendRefs: [{name: missing, port: 8080}]", "  rules:\n  - backendRefs: [{name: echo-v2, port: 8080}]", 1)
+		if edited == gatewayAPIRoutes {
+			t.Fatal("edit did not apply")
+		}
+		writeAtomic(t, filepath.Join(dir, "gateway-api.yaml"), edited)
+		waitUntil(t, "other.example.com served by echo-v2", func() bool {
+			resp, rep := gwGet(t, m.ingress, "other.example.com", "/", nil)
+			return resp.StatusCode == http.StatusOK && rep.Name == "echo-v2"
+		})
+		writeAtomic(t, filepath.Join(dir, "gateway-api.yaml"), gatewayAPIRoutes)
+		waitUntil(t, "other.example.com back to 500", func() bool {
+			resp, _ := gwGet(t, m.ingress, "other.example.com", "/", nil)
+			return resp.StatusCode == http.StatusInternalServerError
+		})
+	})
+
 	t.Run("bowline status shows the conditions", func(t *testing.T) {
 		out := m.bowline(t, filepath.Dir(dir), "status", filepath.Base(dir))
 		for _, want := range []string{
