@@ -132,24 +132,35 @@ type backend struct {
 	headers *networking.Headers
 }
 
+// InvalidBackendHost stands for a backendRef that could not be resolved:
+// no cluster has it, so its share of the traffic is answered 500 (the
+// routes of Gateway API VirtualServices answer a missing cluster with 500).
+const InvalidBackendHost = "invalid-backend.bowline.internal"
+
 // destinations sets r's weighted destinations. Backends of weight 0 take
 // no traffic; when no backend can take any, the rule answers 500 as the
-// spec asks. An unresolvable backend is left out (its share goes to the
-// others) and reported in refs.
+// spec asks. An unresolvable backend keeps its share, answered 500, and is
+// reported in refs.
 func (t *translator) destinations(o *config.Object, r *networking.HTTPRoute, backends []backend, refs *refResult) {
 	var out []*networking.HTTPRouteDestination
+	valid := 0
 	for _, b := range backends {
 		w := int32(1)
 		if b.ref.Weight != nil {
 			w = *b.ref.Weight
 		}
 		dst, ok := t.destination(o, b.ref.BackendObjectReference, refs)
-		if !ok || w == 0 {
+		if w == 0 {
 			continue
+		}
+		if !ok {
+			dst = &networking.Destination{Host: InvalidBackendHost}
+		} else {
+			valid++
 		}
 		out = append(out, &networking.HTTPRouteDestination{Destination: dst, Weight: w, Headers: b.headers})
 	}
-	if len(out) == 0 {
+	if valid == 0 {
 		r.DirectResponse = &networking.HTTPDirectResponse{Status: 500}
 		return
 	}

@@ -164,7 +164,11 @@ func (p *Proxy) route(x *exchange, path string) {
 	}
 	if c == nil {
 		rec.flags |= flagNC
-		x.localReply(http.StatusServiceUnavailable, "no cluster")
+		code := a.ClusterNotFoundStatus
+		if code == 0 {
+			code = http.StatusServiceUnavailable
+		}
+		x.localReply(code, "no cluster")
 		return
 	}
 	x.reset = p.forward(x, wc, c)

@@ -79,11 +79,16 @@ func (g *gen) matchApplies(m *networking.HTTPMatchRequest, sc routeScope) bool {
 	return true
 }
 
-// gatewaySemantics applies the Gateway API's path rules to a route made
-// from an HTTPRoute, as istiod does: a path prefix other than "/" matches
+// gatewaySemantics applies the Gateway API's rules to a route made from an
+// HTTPRoute, as istiod does: a cluster that does not exist answers 500; a
+// path prefix other than "/" matches
 // whole segments (path_separated_prefix), and a prefix rewrite to "/"
 // removes the matched prefix without leaving a double slash.
 func gatewaySemantics(rt *routev3.Route) {
+	if a := rt.GetRoute(); a != nil {
+		// A backend that could not be resolved answers 500, as the spec asks.
+		a.ClusterNotFoundResponseCode = routev3.RouteAction_INTERNAL_SERVER_ERROR
+	}
 	p, ok := rt.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Prefix)
 	if !ok || p.Prefix == "/" {
 		return

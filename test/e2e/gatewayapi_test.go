@@ -132,6 +132,8 @@ spec:
   hostnames: [other.example.com]
   rules:
   - backendRefs: [{name: missing, port: 8080}]
+  - matches: [{path: {value: /half}}]
+    backendRefs: [{name: missing, port: 8080}, {name: echo-v1, port: 8080}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
@@ -304,6 +306,15 @@ func TestGatewayAPIHTTPRouteUp(t *testing.T) {
 		}
 		if resp, _ := gwGet(t, m.ingress, "other.example.com", "/", nil); resp.StatusCode != http.StatusInternalServerError {
 			t.Errorf("a route whose only backend does not exist: %d, want 500", resp.StatusCode)
+		}
+		const n = 100
+		codes := map[int]int{}
+		for range n {
+			resp, _ := gwGet(t, m.ingress, "other.example.com", "/half", nil)
+			codes[resp.StatusCode]++
+		}
+		if !within(codes[http.StatusOK], n, 0.5, 0.15) || !within(codes[http.StatusInternalServerError], n, 0.5, 0.15) {
+			t.Errorf("a split with one missing backend answered %v over %d requests, want about half 200 and half 500", codes, n)
 		}
 	})
 

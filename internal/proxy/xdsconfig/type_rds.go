@@ -152,6 +152,9 @@ type RouteAction struct {
 	Mirrors []Mirror
 	// Hash are the hash policies for ring hash and maglev, in order.
 	Hash []HashPolicy
+	// ClusterNotFoundStatus answers a pick of a cluster the snapshot lacks
+	// (cluster_not_found_response_code): 503 by default, 404 or 500.
+	ClusterNotFoundStatus int
 }
 
 // Mirror is a request mirror policy.

@@ -321,7 +321,16 @@ func unmarshalRouteAction(a *routev3.RouteAction, path string) (*RouteAction, er
 		return nil, err
 	}
 	out := &RouteAction{Timeout: a.GetTimeout().AsDuration(), PrefixRewrite: a.GetPrefixRewrite(),
-		HasPrefixRewrite: a.GetPrefixRewrite() != "", HostRewrite: a.GetHostRewriteLiteral()}
+		HasPrefixRewrite: a.GetPrefixRewrite() != "", HostRewrite: a.GetHostRewriteLiteral(), ClusterNotFoundStatus: 503}
+	switch c := a.GetClusterNotFoundResponseCode(); c {
+	case routev3.RouteAction_SERVICE_UNAVAILABLE:
+	case routev3.RouteAction_NOT_FOUND:
+		out.ClusterNotFoundStatus = 404
+	case routev3.RouteAction_INTERNAL_SERVER_ERROR:
+		out.ClusterNotFoundStatus = 500
+	default:
+		return nil, fmt.Errorf("field %s.cluster_not_found_response_code: unknown value %d", path, c)
+	}
 	switch cs := a.GetClusterSpecifier().(type) {
 	case *routev3.RouteAction_Cluster:
 		if cs.Cluster == "" {
