@@ -176,6 +176,10 @@ func parseDocument(res *Result, src Source, root *yaml.Node, opts ParseOptions) 
 	if group == "" && version == "v1" && kind == KindConfigMap && parseConfigMap(res, src, top, keyLines, name, opts) {
 		return
 	}
+	if group == "" && version == "v1" && kind == KindSecret {
+		parseSecret(res, src, top, keyLines, opts)
+		return
+	}
 	schema, known, versionOK := LookupSchema(group, version, kind)
 	if !known {
 		res.Skipped = append(res.Skipped, Skipped{Source: src, File: src.File, Line: src.Line, APIVersion: apiVersion, Kind: kind, Name: name})

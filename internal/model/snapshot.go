@@ -94,6 +94,8 @@ type Snapshot struct {
 	telemetries []*Telemetry
 	// envoyFilters are the EnvoyFilters, sorted by namespace and name (envoyfilter.go).
 	envoyFilters []*EnvoyFilter
+	// secrets are the Secrets gateway credentials come from (secret.go).
+	secrets secretIndex
 }
 
 // Build resolves objs (any kinds; those that shape traffic are used) and the
@@ -155,6 +157,11 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 			ef, problems := newEnvoyFilter(o, spec)
 			s.envoyFilters = append(s.envoyFilters, ef)
 			efProblems = append(efProblems, problems...)
+		case *config.Secret:
+			if s.secrets == nil {
+				s.secrets = secretIndex{}
+			}
+			s.secrets[o.Meta.Namespace+"/"+o.Meta.Name] = spec
 		default:
 			s.security.addSecurity(o)
 		}

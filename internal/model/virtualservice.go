@@ -31,6 +31,8 @@ type VirtualService struct {
 	// routes: path prefixes match whole segments and a prefix rewrite to
 	// "/" removes the prefix (gatewayapi.SemanticsAnnotation).
 	GatewaySemantics bool
+	// TLS routes (matched by SNI), destinations resolved.
+	TLS []*networking.TLSRoute
 }
 
 // Ref returns "namespace/name".
@@ -96,6 +98,18 @@ func buildVirtualServices(objs []*config.Object, domain string) ([]*VirtualServi
 				resolveDestination(rd.GetDestination(), ns, domain)
 			}
 			vs.TCP = append(vs.TCP, c)
+		}
+		for _, r := range spec.GetTls() {
+			c := proto.Clone(r).(*networking.TLSRoute)
+			for _, rd := range c.GetRoute() {
+				resolveDestination(rd.GetDestination(), ns, domain)
+			}
+			for _, m := range c.GetMatch() {
+				for i, g := range m.GetGateways() {
+					m.Gateways[i] = resolveGateway(g, ns)
+				}
+			}
+			vs.TLS = append(vs.TLS, c)
 		}
 		out = append(out, vs)
 	}

@@ -41,6 +41,15 @@ type exchange struct {
 	span *reqSpan
 }
 
+// scheme is the downstream connection's: "https" when this proxy
+// terminated TLS for it, else "http".
+func (x *exchange) scheme() string {
+	if x.info != nil && x.info.peer != nil {
+		return "https"
+	}
+	return "http"
+}
+
 // httpFilter is one HTTP filter of an HCM chain (envoy.filters.http.*),
 // built once per config snapshot from the HCM's http_filters and shared by
 // all requests: implementations keep per-request state in the exchange or

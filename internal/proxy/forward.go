@@ -53,8 +53,10 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 		hdr["Connection"] = []string{"Upgrade"}
 		hdr["Upgrade"] = []string{upgrade}
 	}
-	if _, ok := hdr["X-Forwarded-Proto"]; !ok {
-		hdr["X-Forwarded-Proto"] = []string{"http"}
+	// x-forwarded-proto is the downstream connection's scheme: set when
+	// absent, and always at the edge (use_remote_address), as Envoy does.
+	if _, ok := hdr["X-Forwarded-Proto"]; !ok || (x.hcm != nil && x.hcm.UseRemoteAddress) {
+		hdr["X-Forwarded-Proto"] = []string{x.scheme()}
 	}
 	if x.hcm != nil && x.hcm.UseRemoteAddress && x.info != nil {
 		forwardedFor(hdr, x.info.src.Addr())

@@ -139,6 +139,13 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // forwards everything else to the route's cluster.
 func (p *Proxy) route(x *exchange, path string) {
 	route, vh, rt, rec := x.route, x.vh, x.rt, x.rec
+	if vh != nil && vh.RequireTLS && x.scheme() != "https" {
+		// require_tls ALL (a Gateway server's httpsRedirect): Envoy's
+		// redirect to the same URL over https, before any route.
+		x.w.Header().Set("location", "https://"+x.r.Host+x.r.URL.RequestURI())
+		x.writeHeader(http.StatusMovedPermanently)
+		return
+	}
 	if route == nil {
 		rec.flags |= flagNR
 		x.localReply(http.StatusNotFound, "")

@@ -45,9 +45,10 @@ type connInfo struct {
 	peerCert *x509.Certificate
 	// peer is what the TLS handshake established (tls.go); nil for plaintext.
 	peer *peerInfo
-	// transport and alpn are what the tls_inspector saw (sniff.go); they
-	// pick the filter chain with the destination port.
+	// transport, sni and alpn are what the tls_inspector saw (sniff.go);
+	// they pick the filter chain with the destination port.
 	transport string
+	sni       string
 	alpn      []string
 	// guard follows the HTTP/1.x framing of the connection's requests
 	// (h1guard.go).
@@ -56,7 +57,7 @@ type connInfo struct {
 
 // chain returns the filter chain of l that serves this connection.
 func (i *connInfo) chain(l *xdsconfig.Listener) *xdsconfig.FilterChain {
-	return l.ChainForConn(i.dst.Port(), i.transport, i.alpn)
+	return l.ChainForConn(i.dst.Port(), i.sni, i.transport, i.alpn)
 }
 
 type connInfoKey struct{}
@@ -203,7 +204,7 @@ const tlsHandshakeTimeout = 10 * time.Second
 func (p *Proxy) serveInspected(s *snapshot, b *boundListener, conn net.Conn, target *xdsconfig.Listener, info *connInfo) {
 	br := bufio.NewReaderSize(conn, maxClientHello)
 	hello := sniff(conn, br)
-	info.transport, info.alpn = hello.transport, hello.alpn
+	info.transport, info.sni, info.alpn = hello.transport, hello.sni, hello.alpn
 	chain := info.chain(target)
 	if chain == nil {
 		_ = conn.Close()

@@ -26,6 +26,9 @@ type snapshot struct {
 	jwt map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
 	// tracers are the span exporters of the HCMs that report spans (tracing.go).
 	tracers map[*xdsconfig.HTTPConnectionManager]*tracer
+	// secrets are the SDS secrets fetched over ADS (a gateway's
+	// credentials), read at each handshake (tls.go).
+	secrets map[string]*xdsconfig.Secret
 }
 
 // listenerFor returns the listener that owns addr, falling back to the
@@ -59,6 +62,7 @@ func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64, env *filt
 		version:   version,
 		state:     st,
 		listeners: st.Listeners(),
+		secrets:   st.Secrets(),
 		byAddr:    map[netip.AddrPort]*xdsconfig.Listener{},
 		routes:    map[string]*routeTable{},
 		clusters:  map[string]*cluster{},

@@ -80,15 +80,20 @@ func spiffeParts(u *url.URL) (ns, sa string) {
 }
 
 // serverTLS builds the tls.Config of a DownstreamTlsContext. Certificates
-// and roots from the identity are read at each handshake.
+// and roots from the identity or from SDS secrets are read at each
+// handshake: a rotated identity or a changed Secret serves the next
+// handshake, and connections already up are untouched.
 func (p *Proxy) serverTLS(t *xdsconfig.TLSContext) *tls.Config {
-	cfg := &tls.Config{MinVersion: t.MinVersion, MaxVersion: t.MaxVersion, NextProtos: t.ALPN}
+	cfg := &tls.Config{MinVersion: t.MinVersion, MaxVersion: t.MaxVersion, NextProtos: t.ALPN, CipherSuites: t.CipherSuites}
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
-	if t.CertFromIdentity {
+	switch {
+	case t.CertFromIdentity:
 		cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.identityCert() }
-	} else {
+	case t.CertSDS != "":
+		cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.sdsCert(t.CertSDS) }
+	default:
 		cfg.Certificates = []tls.Certificate{*t.Cert}
 	}
 	switch {
@@ -115,7 +120,7 @@ func (p *Proxy) serverTLS(t *xdsconfig.TLSContext) *tls.Config {
 // server certificate is not verified.
 func (p *Proxy) clientTLS(t *xdsconfig.TLSContext) *tls.Config {
 	cfg := &tls.Config{
-		ServerName: t.SNI, MinVersion: t.MinVersion, MaxVersion: t.MaxVersion, NextProtos: t.ALPN,
+		ServerName: t.SNI, MinVersion: t.MinVersion, MaxVersion: t.MaxVersion, NextProtos: t.ALPN, CipherSuites: t.CipherSuites,
 		InsecureSkipVerify: true, // verified below, as Envoy does (roots + SAN matchers)
 		// TLS 1.3 session resumption between sidecars: a new upstream
 		// connection to a peer seen before skips the certificate exchange
@@ -128,6 +133,8 @@ func (p *Proxy) clientTLS(t *xdsconfig.TLSContext) *tls.Config {
 	switch {
 	case t.CertFromIdentity:
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return p.identityCert() }
+	case t.CertSDS != "":
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return p.sdsCert(t.CertSDS) }
 	case t.Cert != nil:
 		cfg.Certificates = []tls.Certificate{*t.Cert}
 	}
@@ -151,13 +158,35 @@ func (p *Proxy) identityCert() (*tls.Certificate, error) {
 	return cert, nil
 }
 
+// sdsCert returns the certificate of SDS secret name in the current snapshot.
+func (p *Proxy) sdsCert(name string) (*tls.Certificate, error) {
+	if s := p.snap.Load(); s != nil {
+		if sec := s.secrets[name]; sec != nil && sec.Cert != nil {
+			return sec.Cert, nil
+		}
+	}
+	return nil, fmt.Errorf("SDS secret %q: no certificate yet", name)
+}
+
 // verifyPeer checks a peer chain against the context's roots (the identity's
-// bundle for ROOTCA) at the current time, then its SAN matchers.
+// bundle for ROOTCA, the current SDS secret for RootsSDS) at the current
+// time, then its SAN matchers.
 func (p *Proxy) verifyPeer(t *xdsconfig.TLSContext, raw [][]byte) (*x509.Certificate, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("peer presented no certificate")
 	}
 	roots := t.Roots
+	if t.RootsSDS != "" {
+		roots = nil
+		if s := p.snap.Load(); s != nil {
+			if sec := s.secrets[t.RootsSDS]; sec != nil {
+				roots = sec.Roots
+			}
+		}
+		if roots == nil {
+			return nil, fmt.Errorf("SDS secret %q: no trust bundle yet", t.RootsSDS)
+		}
+	}
 	if t.RootsFromIdentity {
 		if p.cfg.Identity == nil {
 			return nil, errNoIdentity

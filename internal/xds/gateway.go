@@ -6,7 +6,9 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -32,8 +34,9 @@ func isHTTPServer(s *networking.Server) bool {
 // buildRouter generates a gateway's resources (docs/xds.md "Gateway
 // resources"): per server port a listener 0.0.0.0_<port> (bound to the
 // BOWLINE_GATEWAY_PORTS override if any, on the BOWLINE_GATEWAY_ADDRESS
-// address if given, else every address) with RDS "http.<port>" built from
-// the VirtualServices bound to the Gateways selecting this router.
+// address if given, else every address) built by gatewayListener from the
+// servers of the Gateways selecting this router on that port, with the
+// clusters of every service and the SDS secrets of their credentials.
 func (g *gen) buildRouter() {
 	g.addStaticClusters()
 	for _, svc := range g.snap.ServicesFor(g.proxy) {
@@ -42,45 +45,95 @@ func (g *gen) buildRouter() {
 	byPort := map[uint32][]gatewayServer{}
 	for _, gw := range g.snap.GatewaysFor(g.proxy) {
 		for _, s := range gw.Servers {
-			if isHTTPServer(s) {
-				byPort[s.GetPort().GetNumber()] = append(byPort[s.GetPort().GetNumber()], gatewayServer{gw, s})
-			}
+			byPort[s.GetPort().GetNumber()] = append(byPort[s.GetPort().GetNumber()], gatewayServer{gw, s})
 		}
 	}
+	for port, servers := range byPort {
+		if l := g.gatewayListener(port, servers); l != nil {
+			g.listeners[l.Name] = l
+		}
+	}
+}
+
+// gatewayBind returns the address and port the listener of Gateway port
+// port binds.
+func (g *gen) gatewayBind(port uint32) (string, uint32) {
 	bind := "0.0.0.0"
 	if g.proxy.GatewayAddress != "" {
 		bind = g.proxy.GatewayAddress
 	}
-	for port, servers := range byPort {
-		rc := g.gatewayRoutes(port, servers)
-		g.routes[rc.Name] = rc
-		listen := port
-		for _, m := range g.proxy.GatewayPorts {
-			if m.Port == port {
-				listen = m.TargetPort
-			}
+	listen := port
+	for _, m := range g.proxy.GatewayPorts {
+		if m.Port == port {
+			listen = m.TargetPort
 		}
-		name := "0.0.0.0_" + portName(port)
-		hcm := g.rdsHCM("outbound_0.0.0.0_"+portName(port), rc.Name)
-		hcm.UseRemoteAddress = wrapperspb.Bool(true)
-		hcm.ServerName = istioServerName
-		// Policies selecting the gateway (authz.go, jwt.go): jwt_authn and
-		// RBAC first, as Istio orders a gateway's HCM.
-		// Their ports name the Gateway server port, served on listen.
-		hcm.HttpFilters = append(g.securityFilters(listenPorts{target: port, listen: listen}), hcm.HttpFilters...)
-		g.listeners[name] = httpListener(name, bind, listen, true, corev3.TrafficDirection_OUTBOUND, hcm)
 	}
+	return bind, listen
+}
+
+// gatewayListener builds the listener of one Gateway port from the servers
+// on it (possibly of several Gateways). When every server is plain HTTP it
+// is one HCM with RDS "http.<port>" (gatewayRoutes); otherwise each
+// server becomes filter chains chosen by SNI (gatewayServerChains): HTTPS
+// servers terminate TLS into their own RDS, TLS servers route by
+// VirtualService tls (PASSTHROUGH) or tcp routes, TCP servers by tcp
+// routes. Plain HTTP servers sharing a port with TLS servers are not
+// served (Istio does not merge them either). It returns nil when no
+// server yields a filter chain.
+func (g *gen) gatewayListener(port uint32, servers []gatewayServer) *listenerv3.Listener {
+	bind, listen := g.gatewayBind(port)
+	name := "0.0.0.0_" + portName(port)
+	allHTTP := true
+	for _, gs := range servers {
+		allHTTP = allHTTP && isHTTPServer(gs.server)
+	}
+	if allHTTP {
+		rc := g.gatewayRoutes("http."+portName(port), port, servers)
+		g.routes[rc.Name] = rc
+		return httpListener(name, bind, listen, true, corev3.TrafficDirection_OUTBOUND, g.gatewayHCM(port, listen, rc.Name))
+	}
+	l := &listenerv3.Listener{Name: name, Address: socketAddress(bind, listen), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector()}}
+	seen := map[string]bool{} // Envoy rejects two chains with one match
+	for _, gs := range servers {
+		for _, fc := range g.gatewayServerChains(port, listen, gs) {
+			key := chainMatchKey(fc.GetFilterChainMatch())
+			if seen[key] {
+				continue // an earlier server took these names
+			}
+			seen[key] = true
+			l.FilterChains = append(l.FilterChains, fc)
+		}
+	}
+	if len(l.FilterChains) == 0 {
+		return nil
+	}
+	return l
+}
+
+// gatewayHCM is the HCM of a gateway HTTP(S) server: RDS rdsName, the
+// client address from the connection, Istio's server header, and the
+// policies selecting the gateway (authz.go, jwt.go): jwt_authn and RBAC
+// first, as Istio orders a gateway's HCM; their ports name the Gateway
+// server port, served on listen.
+func (g *gen) gatewayHCM(port, listen uint32, rdsName string) *hcmv3.HttpConnectionManager {
+	hcm := g.rdsHCM("outbound_0.0.0.0_"+portName(port), rdsName)
+	hcm.UseRemoteAddress = wrapperspb.Bool(true)
+	hcm.ServerName = istioServerName
+	hcm.HttpFilters = append(g.securityFilters(listenPorts{target: port, listen: listen}), hcm.HttpFilters...)
+	return hcm
 }
 
 // gatewayRoutes binds VirtualService hosts to the servers' hosts: a virtual
 // host per intersection (the narrower of the two names), routes of every
 // VirtualService sharing that host concatenated in order. A port with no
 // bound VirtualService answers 404 from a "blackhole" virtual host.
-func (g *gen) gatewayRoutes(port uint32, servers []gatewayServer) *routev3.RouteConfiguration {
+func (g *gen) gatewayRoutes(name string, port uint32, servers []gatewayServer) *routev3.RouteConfiguration {
 	type vhost struct {
-		host   string
-		vsSeen map[string]bool
-		routes []*routev3.Route
+		host       string
+		vsSeen     map[string]bool
+		routes     []*routev3.Route
+		requireTLS bool
 	}
 	var vhosts []*vhost
 	find := func(h string) *vhost {
@@ -94,6 +147,17 @@ func (g *gen) gatewayRoutes(port uint32, servers []gatewayServer) *routev3.Route
 		return v
 	}
 	for _, gs := range servers {
+		if gs.server.GetTls().GetHttpsRedirect() {
+			// httpsRedirect: every host of the server answers 301 to https
+			// (Envoy's require_tls), routes or not.
+			for _, sh := range gs.server.GetHosts() {
+				_, host, ok := strings.Cut(sh, "/")
+				if !ok {
+					host = sh
+				}
+				find(strings.ToLower(host)).requireTLS = true
+			}
+		}
 		for _, vs := range g.snap.VirtualServicesFor(g.proxy, gs.gw.Ref()) {
 			for _, vsHost := range vs.Hosts {
 				for _, sh := range gs.server.GetHosts() {
@@ -116,14 +180,18 @@ func (g *gen) gatewayRoutes(port uint32, servers []gatewayServer) *routev3.Route
 		}
 	}
 	slices.SortStableFunc(vhosts, func(a, b *vhost) int { return cmp.Compare(a.host, b.host) })
-	rb := g.newRouteBuilder("http." + portName(port))
+	rb := g.newRouteBuilder(name)
 	for _, v := range vhosts {
-		if len(v.routes) == 0 {
+		if len(v.routes) == 0 && !v.requireTLS {
 			continue
 		}
 		domains := []string{v.host}
 		if v.host != "*" {
 			domains = append(domains, v.host+":"+portName(port))
+		}
+		if v.requireTLS {
+			rb.addRequireTLS(v.host+":"+portName(port), domains, v.routes)
+			continue
 		}
 		rb.add(v.host+":"+portName(port), domains, v.routes)
 	}

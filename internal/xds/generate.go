@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -26,6 +27,8 @@ type Resources struct {
 	Routes    []types.Resource
 	Clusters  []types.Resource
 	Endpoints []types.Resource
+	// Secrets are SDS secrets: a gateway's credentials (gateway_tls.go).
+	Secrets []types.Resource
 	// Versions holds, per type URL, a hash of that type's resources: equal
 	// hashes mean equal content, so the server pushes a type only when it changes.
 	Versions map[string]string
@@ -43,6 +46,7 @@ func (r Resources) ByType() map[string][]types.Resource {
 		resourcev3.RouteType:    r.Routes,
 		resourcev3.ClusterType:  r.Clusters,
 		resourcev3.EndpointType: r.Endpoints,
+		resourcev3.SecretType:   r.Secrets,
 	}
 }
 
@@ -50,7 +54,7 @@ func (r Resources) ByType() map[string][]types.Resource {
 // go-control-plane snapshot version).
 func (r Resources) Version() string {
 	h := sha256.New()
-	for _, t := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
+	for _, t := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType} {
 		h.Write([]byte(r.Versions[t]))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
@@ -115,12 +119,14 @@ type gen struct {
 	routes    map[string]*routev3.RouteConfiguration
 	clusters  map[string]*clusterv3.Cluster
 	endpoints map[string]*endpointv3.ClusterLoadAssignment
+	secrets   map[string]*tlsv3.Secret
 }
 
 func newGen(snap *model.Snapshot, proxy *model.Proxy) *gen {
 	return &gen{snap: snap, proxy: proxy, grpc: proxy.Generator == "grpc",
 		listeners: map[string]*listenerv3.Listener{}, routes: map[string]*routev3.RouteConfiguration{},
-		clusters: map[string]*clusterv3.Cluster{}, endpoints: map[string]*endpointv3.ClusterLoadAssignment{}}
+		clusters: map[string]*clusterv3.Cluster{}, endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
+		secrets: map[string]*tlsv3.Secret{}}
 }
 
 func (g *gen) resources() Resources {
@@ -129,11 +135,12 @@ func (g *gen) resources() Resources {
 		Routes:    sortedValues(g.routes),
 		Clusters:  sortedValues(g.clusters),
 		Endpoints: sortedValues(g.endpoints),
-		Versions:  make(map[string]string, 4),
-		Wire:      make(map[string][]*anypb.Any, 4),
+		Secrets:   sortedValues(g.secrets),
+		Versions:  make(map[string]string, 5),
+		Wire:      make(map[string][]*anypb.Any, 5),
 	}
 	for typ, rs := range map[string][]types.Resource{resourcev3.ListenerType: r.Listeners, resourcev3.RouteType: r.Routes,
-		resourcev3.ClusterType: r.Clusters, resourcev3.EndpointType: r.Endpoints} {
+		resourcev3.ClusterType: r.Clusters, resourcev3.EndpointType: r.Endpoints, resourcev3.SecretType: r.Secrets} {
 		r.Wire[typ], r.Versions[typ] = g.encodeAll(typ, rs)
 	}
 	return r

@@ -126,7 +126,9 @@ func (g *gen) parts(c *Cache) outboundPart {
 // Resources; on a name in both, shared wins (buildSidecar adds the
 // outbound part last).
 func (c *Cache) merge(shared, own outboundPart) Resources {
-	r := Resources{Versions: make(map[string]string, 4), Wire: make(map[string][]*anypb.Any, 4)}
+	r := Resources{Versions: make(map[string]string, 5), Wire: make(map[string][]*anypb.Any, 5)}
+	// Sidecars have no SDS secrets of their own (gateway credentials only).
+	r.setType(resourcev3.SecretType, nil, nil, noSecretsVersion)
 	for _, typ := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
 		a, b := shared[typ], own[typ]
 		if len(b.names) == 0 { // nothing of the proxy's own: the shared slices as they are
@@ -192,8 +194,16 @@ func (r *Resources) setType(typ string, res []types.Resource, wire []*anypb.Any,
 		r.Clusters = res
 	case resourcev3.EndpointType:
 		r.Endpoints = res
+	case resourcev3.SecretType:
+		r.Secrets = res
 	}
 }
+
+// noSecretsVersion is the version encodeAll gives an empty list.
+var noSecretsVersion = func() string {
+	sum := sha256.Sum256(nil)
+	return hex.EncodeToString(sum[:])[:16]
+}()
 
 // resourceName is the name a resource is keyed by in xDS.
 func resourceName(r types.Resource) string {

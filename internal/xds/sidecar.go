@@ -136,6 +136,22 @@ func (g *gen) newRouteBuilder(name string) *routeBuilder {
 }
 
 func (b *routeBuilder) add(name string, domains []string, routes []*routev3.Route) {
+	if ds := b.take(domains); len(ds) > 0 {
+		b.rc.VirtualHosts = append(b.rc.VirtualHosts, b.cache.virtualHost(name, ds, routes))
+	}
+}
+
+// addRequireTLS adds a virtual host that answers plaintext requests with a
+// 301 to https (require_tls ALL: a Gateway server's httpsRedirect).
+func (b *routeBuilder) addRequireTLS(name string, domains []string, routes []*routev3.Route) {
+	if ds := b.take(domains); len(ds) > 0 {
+		b.rc.VirtualHosts = append(b.rc.VirtualHosts, &routev3.VirtualHost{Name: name, Domains: ds, Routes: routes,
+			RequireTls: routev3.VirtualHost_ALL})
+	}
+}
+
+// take returns the domains no earlier virtual host took and marks them taken.
+func (b *routeBuilder) take(domains []string) []string {
 	ds := domains // usually none is taken: keep the (cached) slice
 	for i, d := range domains {
 		if b.used[d] {
@@ -150,10 +166,7 @@ func (b *routeBuilder) add(name string, domains []string, routes []*routev3.Rout
 		}
 		b.used[d] = true
 	}
-	if len(ds) == 0 {
-		return
-	}
-	b.rc.VirtualHosts = append(b.rc.VirtualHosts, b.cache.virtualHost(name, ds, routes))
+	return ds
 }
 
 // outboundTCPName is the name of svc's outbound TCP listener for port:
@@ -188,19 +201,7 @@ func (g *gen) addOutboundTCP(svc *registry.Service, port registry.Port, vss []*m
 					continue routes
 				}
 			}
-			switch ds := r.GetRoute(); {
-			case len(ds) == 1:
-				tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: g.destinationCluster(ds[0].GetDestination(), sc)}
-			case len(ds) > 1:
-				wc := &tcpproxyv3.TcpProxy_WeightedCluster{}
-				for _, d := range ds {
-					if d.GetWeight() > 0 {
-						wc.Clusters = append(wc.Clusters, &tcpproxyv3.TcpProxy_WeightedCluster_ClusterWeight{
-							Name: g.destinationCluster(d.GetDestination(), sc), Weight: uint32(d.GetWeight())})
-					}
-				}
-				tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_WeightedClusters{WeightedClusters: wc}
-			}
+			g.tcpRouteTarget(tp, r.GetRoute(), sc)
 			break
 		}
 	}

@@ -178,14 +178,14 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 		}
 		return err
 	}
-	subscribed := map[string]map[string]bool{RouteType: {}, EndpointType: {}}
+	subscribed := map[string]map[string]bool{RouteType: {}, EndpointType: {}, SecretType: {}}
 	st := c.State()
 	for _, typ := range typeOrder {
 		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, InitialResourceVersions: map[string]string{}}
 		for n, r := range st.Resources[typ] {
 			req.InitialResourceVersions[n] = r.Version
 		}
-		if typ == RouteType || typ == EndpointType {
+		if subscribedByName(typ) {
 			names := st.wanted(typ)
 			if len(names) == 0 {
 				continue
@@ -221,7 +221,7 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 			return progress, fmt.Errorf("send delta ack: %w", err)
 		}
 		st := c.State()
-		for _, t := range []string{RouteType, EndpointType} {
+		for _, t := range byName {
 			want := st.wanted(t)
 			req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}
 			wantSet := map[string]bool{}
@@ -267,7 +267,7 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 	st := c.State()
 	for _, typ := range typeOrder {
 		req := &discoveryv3.DiscoveryRequest{TypeUrl: typ}
-		if typ == RouteType || typ == EndpointType {
+		if subscribedByName(typ) {
 			req.ResourceNames = st.wanted(typ)
 			if len(req.ResourceNames) == 0 {
 				continue
@@ -305,7 +305,7 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 			return progress, fmt.Errorf("send ack: %w", err)
 		}
 		st := c.State()
-		for _, t := range []string{RouteType, EndpointType} {
+		for _, t := range byName {
 			want := st.wanted(t)
 			if slices.Equal(want, sent[t]) || len(want) == 0 {
 				continue

@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -22,11 +23,21 @@ const (
 	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 )
 
 // typeOrder is the order requests are first sent in (Envoy's: CDS before EDS,
-// LDS before RDS).
-var typeOrder = [...]string{ClusterType, ListenerType, RouteType, EndpointType}
+// LDS before RDS, SDS for what they name).
+var typeOrder = [...]string{ClusterType, ListenerType, RouteType, EndpointType, SecretType}
+
+// byName are the types subscribed to by name: the names the listeners and
+// clusters reference (wanted).
+var byName = [...]string{RouteType, EndpointType, SecretType}
+
+// subscribedByName reports whether typ is one of byName.
+func subscribedByName(typ string) bool {
+	return typ == RouteType || typ == EndpointType || typ == SecretType
+}
 
 // Resource is one accepted resource: its raw form, version and checked form.
 type Resource struct {
@@ -37,7 +48,7 @@ type Resource struct {
 	// Raw is the resource as received.
 	Raw *anypb.Any
 	// Value is the checked form: *xdsconfig.Listener, *xdsconfig.RouteConfig,
-	// *xdsconfig.Cluster or *xdsconfig.ClusterLoadAssignment.
+	// *xdsconfig.Cluster, *xdsconfig.ClusterLoadAssignment or *xdsconfig.Secret.
 	Value any
 }
 
@@ -69,6 +80,11 @@ func (s *State) Endpoints() map[string]*xdsconfig.ClusterLoadAssignment {
 	return values[*xdsconfig.ClusterLoadAssignment](s, EndpointType)
 }
 
+// Secrets returns the checked SDS secrets fetched over ADS.
+func (s *State) Secrets() map[string]*xdsconfig.Secret {
+	return values[*xdsconfig.Secret](s, SecretType)
+}
+
 func values[T any](s *State, typ string) map[string]T {
 	out := make(map[string]T, len(s.Resources[typ]))
 	for k, r := range s.Resources[typ] {
@@ -77,13 +93,13 @@ func values[T any](s *State, typ string) map[string]T {
 	return out
 }
 
-// Complete reports whether LDS and CDS were received and every route and
-// endpoint set they reference is present.
+// Complete reports whether LDS and CDS were received and every route,
+// endpoint set and SDS secret they reference is present.
 func (s *State) Complete() bool {
 	if !s.Received[ListenerType] || !s.Received[ClusterType] {
 		return false
 	}
-	for _, typ := range []string{RouteType, EndpointType} {
+	for _, typ := range byName {
 		for _, n := range s.wanted(typ) {
 			if s.Resources[typ][n] == nil {
 				return false
@@ -93,10 +109,33 @@ func (s *State) Complete() bool {
 	return true
 }
 
-// wanted returns the sorted names of RDS or EDS resources the state references.
+// wanted returns the sorted names of RDS, EDS or SDS resources the state
+// references.
 func (s *State) wanted(typ string) []string {
 	set := map[string]bool{}
+	addTLS := func(t *xdsconfig.TLSContext) {
+		if t != nil {
+			for _, n := range t.SDSNames() {
+				set[n] = true
+			}
+		}
+	}
 	switch typ {
+	case SecretType:
+		for _, r := range s.Resources[ListenerType] {
+			l := r.Value.(*xdsconfig.Listener)
+			for i := range l.FilterChains {
+				addTLS(l.FilterChains[i].TLS)
+			}
+			if l.DefaultChain != nil {
+				addTLS(l.DefaultChain.TLS)
+			}
+		}
+		for _, r := range s.Resources[ClusterType] {
+			for _, t := range r.Value.(*xdsconfig.Cluster).TLSContexts() {
+				addTLS(t)
+			}
+		}
 	case RouteType:
 		for _, r := range s.Resources[ListenerType] {
 			l := r.Value.(*xdsconfig.Listener)
@@ -169,6 +208,8 @@ func nameOf(v any) string {
 		return x.Name
 	case *xdsconfig.ClusterLoadAssignment:
 		return x.ClusterName
+	case *xdsconfig.Secret:
+		return x.Name
 	}
 	return ""
 }
@@ -202,6 +243,12 @@ func convert(typ string, a *anypb.Any) (any, error) {
 			return nil, fmt.Errorf("unmarshal cluster load assignment: %w", err)
 		}
 		return xdsconfig.UnmarshalClusterLoadAssignment(m)
+	case SecretType:
+		m := &tlsv3.Secret{}
+		if err := a.UnmarshalTo(m); err != nil {
+			return nil, fmt.Errorf("unmarshal secret: %w", err)
+		}
+		return xdsconfig.UnmarshalSecret(m)
 	}
 	return nil, fmt.Errorf("unknown type %q", typ)
 }

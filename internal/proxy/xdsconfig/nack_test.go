@@ -68,14 +68,14 @@ func TestNACKText(t *testing.T) {
 			`cluster "c": field transport_socket.typed_config: missing`},
 		{"cluster sds credential", &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls",
 			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
-				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "my-credential"}}}})}}},
-			`cluster "c": field transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].name: SDS secret "my-credential" unsupported (the proxy serves "default" and "ROOTCA" from its workload identity)`},
+				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "ROOTCA"}}}})}}},
+			`cluster "c": field transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].name: "ROOTCA" is a trust bundle, not a certificate`},
 		{"listener chain match without inspector", &listenerv3.Listener{Name: "l", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 1}}}},
 			FilterChains: []*listenerv3.FilterChain{{FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},
 				Filters: []*listenerv3.Filter{{Name: "tcp", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(&tcpproxyv3.TcpProxy{
 					StatPrefix: "s", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: "c"}})}}}}}},
-			`listener "l": field filter_chains[0].filter_chain_match: transport_protocol and application_protocols need the envoy.filters.listener.tls_inspector listener filter`},
+			`listener "l": field filter_chains[0].filter_chain_match: transport_protocol, server_names and application_protocols need the envoy.filters.listener.tls_inspector listener filter`},
 		{"cluster type other than the dynamic forward proxy", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{
 			ClusterType: &clusterv3.Cluster_CustomClusterType{Name: "envoy.clusters.redis"}}},
 			`cluster "c": field cluster_type.name: "envoy.clusters.redis" unsupported (only envoy.clusters.dynamic_forward_proxy)`},

@@ -2,6 +2,7 @@ package xdsconfig
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/authz"
@@ -52,27 +53,38 @@ const (
 // destination port is port, or nil. Listeners with a tls_inspector use
 // ChainForConn.
 func (l *Listener) ChainFor(port uint16) *FilterChain {
-	return l.ChainForConn(port, TransportRawBuffer, nil)
+	return l.ChainForConn(port, "", TransportRawBuffer, nil)
 }
 
 // ChainForConn returns the filter chain for a connection with Envoy's
 // filter_chain_match order: among the chains of the most specific matching
 // destination_port (exact, else unset), those of the most specific
-// transport_protocol (exact, else unset), then those whose
-// application_protocols intersect alpn (else unset); the first of them wins.
-// transport is TransportTLS or TransportRawBuffer; alpn are the protocols a
-// TLS client offered. Without a match it is the default chain (may be nil).
-func (l *Listener) ChainForConn(port uint16, transport string, alpn []string) *FilterChain {
+// server_names (the SNI exactly, else the longest matching "*.suffix",
+// else unset), those of the most specific transport_protocol (exact, else
+// unset), then those whose application_protocols intersect alpn (else
+// unset); the first of them wins. sni is the TLS client's server name ("":
+// none); transport is TransportTLS or TransportRawBuffer; alpn are the
+// protocols a TLS client offered. Without a match it is the default chain
+// (may be nil).
+func (l *Listener) ChainForConn(port uint16, sni, transport string, alpn []string) *FilterChain {
 	best, bestScore := (*FilterChain)(nil), -1
+	sni = strings.ToLower(sni)
 	for i := range l.FilterChains {
 		fc := &l.FilterChains[i]
 		score := 0
 		switch fc.DestinationPort {
 		case uint32(port):
-			score += 4
+			score += 1 << 20
 		case 0:
 		default:
 			continue
+		}
+		if len(fc.ServerNames) > 0 {
+			n := serverNameScore(fc.ServerNames, sni)
+			if n == 0 {
+				continue
+			}
+			score += n << 3
 		}
 		switch fc.TransportProtocol {
 		case transport:
@@ -95,6 +107,22 @@ func (l *Listener) ChainForConn(port uint16, transport string, alpn []string) *F
 		return best
 	}
 	return l.DefaultChain
+}
+
+// serverNameScore ranks how specifically names match sni: above every
+// wildcard for an exact name, else 1 + the length of the longest matching
+// "*.suffix" (which needs at least one more label), 0 for no match.
+func serverNameScore(names []string, sni string) int {
+	best := 0
+	for _, n := range names {
+		if n == sni {
+			return 1 << 16
+		}
+		if suffix, ok := strings.CutPrefix(n, "*"); ok && len(sni) > len(suffix) && strings.HasSuffix(sni, suffix) {
+			best = max(best, 1+len(suffix))
+		}
+	}
+	return best
 }
 
 // NeedsInspection reports whether choosing a chain, or serving one, needs
@@ -134,6 +162,10 @@ type FilterChain struct {
 	// ApplicationProtocols is filter_chain_match.application_protocols: a
 	// TLS client must offer one of them (ALPN); empty matches any.
 	ApplicationProtocols []string
+	// ServerNames is filter_chain_match.server_names, lower case: the TLS
+	// client's SNI must be one of them or fall under a "*.suffix" one;
+	// empty matches any.
+	ServerNames []string
 	// TLS is the chain's DownstreamTlsContext: connections are TLS
 	// terminated before the filters; nil for plaintext.
 	TLS *TLSContext

@@ -36,6 +36,9 @@ type VirtualHost struct {
 	// PerFilter holds checked typed_per_filter_config of filters other than
 	// cors and fault, by filter name.
 	PerFilter map[string]any
+	// RequireTLS is require_tls ALL: a request that did not arrive over TLS
+	// is answered 301 to the same URL with scheme https.
+	RequireTLS bool
 }
 
 // PathMatchKind says how a route matches the path.

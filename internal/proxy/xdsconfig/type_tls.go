@@ -6,7 +6,8 @@ import (
 )
 
 // SDS secret names the proxy serves from its workload identity (Istio's
-// names); no other SDS secret is supported.
+// names); any other name is fetched from the control plane over ADS (a
+// gateway's credentials, Secret).
 const (
 	// SecretDefault is the workload certificate chain and key.
 	SecretDefault = "default"
@@ -30,11 +31,22 @@ type TLSContext struct {
 	CertFromIdentity bool
 	// Cert is a certificate loaded from files (tls_certificates), or nil.
 	Cert *tls.Certificate
+	// CertSDS names the SDS secret (fetched over ADS) holding the
+	// certificate, read at each handshake, so a new version serves the
+	// next handshake; "" when unused.
+	CertSDS string
+	// CipherSuites are tls_params.cipher_suites as Go's IDs (TLS 1.2 and
+	// below; TLS 1.3 suites are not configurable); nil: Go's defaults.
+	// Names Go does not implement are left out (validation warns of them).
+	CipherSuites []uint16
 	// RootsFromIdentity: peers are verified against SDS "ROOTCA", the
 	// proxy's trust bundle at each handshake.
 	RootsFromIdentity bool
 	// Roots are trusted CAs loaded from a file (trusted_ca), or nil.
 	Roots *x509.CertPool
+	// RootsSDS names the SDS secret (fetched over ADS) holding the trusted
+	// CAs, read at each handshake; "" when unused.
+	RootsSDS string
 	// SANs are match_typed_subject_alt_names: when set, a peer certificate
 	// must have a SAN that one of them matches.
 	SANs []SANMatcher
@@ -43,7 +55,29 @@ type TLSContext struct {
 }
 
 // Verifies reports whether peers are verified (a validation context exists).
-func (t *TLSContext) Verifies() bool { return t.RootsFromIdentity || t.Roots != nil }
+func (t *TLSContext) Verifies() bool { return t.RootsFromIdentity || t.Roots != nil || t.RootsSDS != "" }
+
+// SDSNames returns the names of the SDS secrets fetched over ADS that t uses.
+func (t *TLSContext) SDSNames() []string {
+	var out []string
+	for _, n := range []string{t.CertSDS, t.RootsSDS} {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Secret is a checked envoy.extensions.transport_sockets.tls.v3.Secret:
+// exactly one of Cert and Roots is set.
+type Secret struct {
+	// Name is the SDS resource name.
+	Name string
+	// Cert is a tls_certificate: the chain with its private key, Leaf set.
+	Cert *tls.Certificate
+	// Roots is a validation_context's trusted_ca.
+	Roots *x509.CertPool
+}
 
 // UsesIdentity reports whether the context needs the workload identity.
 func (t *TLSContext) UsesIdentity() bool { return t.CertFromIdentity || t.RootsFromIdentity }

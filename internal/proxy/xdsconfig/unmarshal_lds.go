@@ -114,8 +114,8 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 	}
 	for i := range out.FilterChains {
 		fc := &out.FilterChains[i]
-		if (fc.TransportProtocol != "" || len(fc.ApplicationProtocols) > 0) && !out.TLSInspector {
-			return nil, fmt.Errorf("field filter_chains[%d].filter_chain_match: transport_protocol and application_protocols need the envoy.filters.listener.tls_inspector listener filter", i)
+		if (fc.TransportProtocol != "" || len(fc.ApplicationProtocols) > 0 || len(fc.ServerNames) > 0) && !out.TLSInspector {
+			return nil, fmt.Errorf("field filter_chains[%d].filter_chain_match: transport_protocol, server_names and application_protocols need the envoy.filters.listener.tls_inspector listener filter", i)
 		}
 	}
 	if len(out.FilterChains) == 0 && out.DefaultChain == nil && !out.UseOriginalDst {
@@ -130,8 +130,15 @@ func unmarshalFilterChain(fc *listenerv3.FilterChain, path string) (*FilterChain
 	}
 	out := &FilterChain{Name: fc.GetName()}
 	if m := fc.GetFilterChainMatch(); m != nil {
-		if err := checkFields(m, path+".filter_chain_match", "destination_port", "transport_protocol", "application_protocols"); err != nil {
+		if err := checkFields(m, path+".filter_chain_match", "destination_port", "transport_protocol", "application_protocols", "server_names"); err != nil {
 			return nil, err
+		}
+		for j, n := range m.GetServerNames() {
+			n = strings.ToLower(n)
+			if n == "" || strings.Contains(n[1:], "*") || (strings.HasPrefix(n, "*") && !strings.HasPrefix(n, "*.")) {
+				return nil, fmt.Errorf("field %s.filter_chain_match.server_names[%d]: invalid server name %q (a name or *.suffix)", path, j, n)
+			}
+			out.ServerNames = append(out.ServerNames, n)
 		}
 		out.DestinationPort = m.GetDestinationPort().GetValue()
 		switch tp := m.GetTransportProtocol(); tp {

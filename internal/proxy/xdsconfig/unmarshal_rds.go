@@ -53,13 +53,20 @@ func unmarshalRouteConfig(rc *routev3.RouteConfiguration, path string) (*RouteCo
 func unmarshalVirtualHost(vh *routev3.VirtualHost, path string) (*VirtualHost, error) {
 	if err := checkFields(vh, path, "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
 		"response_headers_to_add", "response_headers_to_remove", "retry_policy", "include_request_attempt_count",
-		"include_attempt_count_in_response", "typed_per_filter_config", "cors"); err != nil {
+		"include_attempt_count_in_response", "typed_per_filter_config", "cors", "require_tls"); err != nil {
 		return nil, err
 	}
 	if len(vh.GetDomains()) == 0 {
 		return nil, fmt.Errorf("field %s.domains: empty", path)
 	}
 	out := &VirtualHost{Name: vh.GetName()}
+	switch vh.GetRequireTls() {
+	case routev3.VirtualHost_NONE:
+	case routev3.VirtualHost_ALL:
+		out.RequireTLS = true
+	default:
+		return nil, fmt.Errorf("field %s.require_tls: %v unsupported (NONE or ALL)", path, vh.GetRequireTls())
+	}
 	for j, d := range vh.GetDomains() {
 		d = strings.ToLower(d)
 		if d == "" || (strings.Count(d, "*") > 1) || (strings.Contains(d, "*") && d != "*" &&

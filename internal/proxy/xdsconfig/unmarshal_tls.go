@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	// Registered so that resources naming them decode (tls_inspector in
@@ -75,8 +77,8 @@ func unmarshalTransportSocket(ts *corev3.TransportSocket, path string, upstream 
 		if err := commonTLS(out, d.GetCommonTlsContext(), p+".common_tls_context"); err != nil {
 			return nil, err
 		}
-		if !out.CertFromIdentity && out.Cert == nil {
-			return nil, fmt.Errorf("field %s.common_tls_context: a server needs a certificate (tls_certificates or SDS %q)", p, SecretDefault)
+		if !out.CertFromIdentity && out.Cert == nil && out.CertSDS == "" {
+			return nil, fmt.Errorf("field %s.common_tls_context: a server needs a certificate (tls_certificates or tls_certificate_sds_secret_configs)", p)
 		}
 		if out.RequireClientCert && !out.Verifies() {
 			return nil, fmt.Errorf("field %s.require_client_certificate: needs a validation context", p)
@@ -107,16 +109,28 @@ func commonTLS(out *TLSContext, c *tlsv3.CommonTlsContext, path string) error {
 		if out.MaxVersion, err = tlsVersion(tp.GetTlsMaximumProtocolVersion(), path+".tls_params.tls_maximum_protocol_version"); err != nil {
 			return err
 		}
+		if out.MinVersion != 0 && out.MaxVersion != 0 && out.MinVersion > out.MaxVersion {
+			return fmt.Errorf("field %s.tls_params: tls_minimum_protocol_version is above tls_maximum_protocol_version", path)
+		}
+		out.CipherSuites = cipherSuiteIDs(tp.GetCipherSuites())
 	}
 	certs, sds := c.GetTlsCertificates(), c.GetTlsCertificateSdsSecretConfigs()
 	switch {
 	case len(certs)+len(sds) > 1:
 		return fmt.Errorf("field %s: one certificate is supported, got %d", path, len(certs)+len(sds))
 	case len(sds) == 1:
-		if err := sdsRef(sds[0], SecretDefault, fmt.Sprintf("%s.tls_certificate_sds_secret_configs[0]", path)); err != nil {
+		name, err := sdsRef(sds[0], fmt.Sprintf("%s.tls_certificate_sds_secret_configs[0]", path))
+		if err != nil {
 			return err
 		}
-		out.CertFromIdentity = true
+		switch name {
+		case SecretDefault:
+			out.CertFromIdentity = true
+		case SecretRootCA:
+			return fmt.Errorf("field %s.tls_certificate_sds_secret_configs[0].name: %q is a trust bundle, not a certificate", path, name)
+		default:
+			out.CertSDS = name
+		}
 	case len(certs) == 1:
 		p := path + ".tls_certificates[0]"
 		if err := checkFields(certs[0], p, "certificate_chain", "private_key"); err != nil {
@@ -141,20 +155,17 @@ func commonTLS(out *TLSContext, c *tlsv3.CommonTlsContext, path string) error {
 	case *tlsv3.CommonTlsContext_ValidationContext:
 		vc = v.ValidationContext
 	case *tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig:
-		if err := sdsRef(v.ValidationContextSdsSecretConfig, SecretRootCA, path+".validation_context_sds_secret_config"); err != nil {
+		if err := rootsSDS(out, v.ValidationContextSdsSecretConfig, path+".validation_context_sds_secret_config"); err != nil {
 			return err
 		}
-		out.RootsFromIdentity = true
 	case *tlsv3.CommonTlsContext_CombinedValidationContext:
 		p := path + ".combined_validation_context"
-		if err := sdsRef(v.CombinedValidationContext.GetValidationContextSdsSecretConfig(), SecretRootCA,
-			p+".validation_context_sds_secret_config"); err != nil {
+		if err := rootsSDS(out, v.CombinedValidationContext.GetValidationContextSdsSecretConfig(), p+".validation_context_sds_secret_config"); err != nil {
 			return err
 		}
-		out.RootsFromIdentity = true
 		vc = v.CombinedValidationContext.GetDefaultValidationContext()
 		if vc.GetTrustedCa() != nil {
-			return fmt.Errorf("field %s.default_validation_context.trusted_ca: unsupported beside SDS %q", p, SecretRootCA)
+			return fmt.Errorf("field %s.default_validation_context.trusted_ca: unsupported beside an SDS validation context", p)
 		}
 	}
 	if vc != nil {
@@ -204,26 +215,43 @@ func commonTLS(out *TLSContext, c *tlsv3.CommonTlsContext, path string) error {
 			}
 		}
 		if len(out.SANs) > 0 && !out.Verifies() {
-			return fmt.Errorf("field %s: subject alt name matchers need trusted_ca or SDS %q", p, SecretRootCA)
+			return fmt.Errorf("field %s: subject alt name matchers need trusted_ca or an SDS validation context", p)
 		}
 	}
 	return nil
 }
 
-// sdsRef accepts only the SDS secret the proxy serves in memory under want.
-func sdsRef(s *tlsv3.SdsSecretConfig, want, path string) error {
+// sdsRef checks an SDS reference and returns the secret's name: "default"
+// and "ROOTCA" are the workload identity, any other is fetched over ADS.
+func sdsRef(s *tlsv3.SdsSecretConfig, path string) (string, error) {
 	if s == nil {
-		return fmt.Errorf("field %s: missing", path)
+		return "", fmt.Errorf("field %s: missing", path)
 	}
 	if err := checkFields(s, path, "name", "sds_config"); err != nil {
-		return err
+		return "", err
 	}
-	if s.GetName() != want {
-		return fmt.Errorf("field %s.name: SDS secret %q unsupported (the proxy serves %q and %q from its workload identity)",
-			path, s.GetName(), SecretDefault, SecretRootCA)
+	if s.GetName() == "" {
+		return "", fmt.Errorf("field %s.name: empty", path)
 	}
 	if sc := s.GetSdsConfig(); sc != nil && sc.GetAds() == nil {
-		return fmt.Errorf("field %s.sds_config: only ads is supported", path)
+		return "", fmt.Errorf("field %s.sds_config: only ads is supported", path)
+	}
+	return s.GetName(), nil
+}
+
+// rootsSDS sets the trusted CAs of out from an SDS validation context.
+func rootsSDS(out *TLSContext, s *tlsv3.SdsSecretConfig, path string) error {
+	name, err := sdsRef(s, path)
+	if err != nil {
+		return err
+	}
+	switch name {
+	case SecretRootCA:
+		out.RootsFromIdentity = true
+	case SecretDefault:
+		return fmt.Errorf("field %s.name: %q is a certificate, not a trust bundle", path, name)
+	default:
+		out.RootsSDS = name
 	}
 	return nil
 }
@@ -248,10 +276,49 @@ func tlsVersion(v tlsv3.TlsParameters_TlsProtocol, path string) (uint16, error) 
 	switch v {
 	case tlsv3.TlsParameters_TLS_AUTO:
 		return 0, nil
+	case tlsv3.TlsParameters_TLSv1_0:
+		return tls.VersionTLS10, nil
+	case tlsv3.TlsParameters_TLSv1_1:
+		return tls.VersionTLS11, nil
 	case tlsv3.TlsParameters_TLSv1_2:
 		return tls.VersionTLS12, nil
 	case tlsv3.TlsParameters_TLSv1_3:
 		return tls.VersionTLS13, nil
 	}
-	return 0, fmt.Errorf("field %s: %v unsupported (TLS 1.2 and 1.3 only)", path, v)
+	return 0, fmt.Errorf("field %s: %v unsupported", path, v)
+}
+
+// cipherSuiteByName maps Envoy's (BoringSSL's) cipher suite names to Go's
+// IDs, for the suites Go implements.
+var cipherSuiteByName = map[string]uint16{
+	"ECDHE-ECDSA-AES128-GCM-SHA256": tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	"ECDHE-RSA-AES128-GCM-SHA256":   tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	"ECDHE-ECDSA-AES256-GCM-SHA384": tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	"ECDHE-RSA-AES256-GCM-SHA384":   tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	"ECDHE-ECDSA-CHACHA20-POLY1305": tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	"ECDHE-RSA-CHACHA20-POLY1305":   tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	"ECDHE-ECDSA-AES128-SHA":        tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+	"ECDHE-RSA-AES128-SHA":          tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+	"ECDHE-ECDSA-AES256-SHA":        tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+	"ECDHE-RSA-AES256-SHA":          tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+	"AES128-GCM-SHA256":             tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+	"AES256-GCM-SHA384":             tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
+	"AES128-SHA":                    tls.TLS_RSA_WITH_AES_128_CBC_SHA,
+	"AES256-SHA":                    tls.TLS_RSA_WITH_AES_256_CBC_SHA,
+	"DES-CBC3-SHA":                  tls.TLS_RSA_WITH_3DES_EDE_CBC_SHA,
+}
+
+// cipherSuiteIDs converts cipher suite names (and "[A|B]" equal-preference
+// groups, flattened) to Go IDs, skipping names Go does not implement (the
+// PSK suites); nil for none.
+func cipherSuiteIDs(names []string) []uint16 {
+	var out []uint16
+	for _, n := range names {
+		for _, c := range strings.Split(strings.Trim(n, "[]"), "|") {
+			if id, ok := cipherSuiteByName[c]; ok && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
 }
