@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -45,6 +47,47 @@ func (s *Secret) MarshalJSON() ([]byte, error) {
 func (s *Secret) String() string {
 	b, _ := s.MarshalJSON()
 	return string(b)
+}
+
+// Secret keys Istio reads TLS credentials from: a kubernetes.io/tls Secret's
+// and a generic Secret's (pilot's credentials controller).
+const (
+	SecretTLSCert     = "tls.crt"
+	SecretTLSKey      = "tls.key"
+	SecretTLSCA       = "ca.crt"
+	SecretGenericCert = "cert"
+	SecretGenericKey  = "key"
+	SecretGenericCA   = "cacert"
+)
+
+// Certificate returns the certificate chain and private key (PEM): keys
+// cert/key of a generic Secret, else tls.crt/tls.key, as Istio reads them.
+// The error says which keys are missing.
+func (s *Secret) Certificate() (cert, key []byte, err error) {
+	for _, keys := range [][2]string{{SecretGenericCert, SecretGenericKey}, {SecretTLSCert, SecretTLSKey}} {
+		if c, k := s.Data[keys[0]], s.Data[keys[1]]; len(c) > 0 && len(k) > 0 {
+			return c, k, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("neither keys %q and %q nor %q and %q are set (found: %s)",
+		SecretGenericCert, SecretGenericKey, SecretTLSCert, SecretTLSKey, s.keyList())
+}
+
+// TrustBundle returns the CA certificates (PEM) of key cacert, else ca.crt.
+func (s *Secret) TrustBundle() ([]byte, error) {
+	for _, k := range []string{SecretGenericCA, SecretTLSCA} {
+		if v := s.Data[k]; len(v) > 0 {
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("no key %q or %q is set (found: %s)", SecretGenericCA, SecretTLSCA, s.keyList())
+}
+
+func (s *Secret) keyList() string {
+	if len(s.Data) == 0 {
+		return "no keys"
+	}
+	return strings.Join(sortedKeys(s.Data), ", ")
 }
 
 // SecretOf returns the Secret of a Secret object, or nil for other objects.

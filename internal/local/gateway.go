@@ -83,12 +83,20 @@ func (g *gatewayProc) listenAddr(p uint32) string {
 	return net.JoinHostPort(host, strconv.Itoa(int(g.listenPort(p))))
 }
 
-// setPorts records the Gateway ports served now and the URL of the first.
-func (g *gatewayProc) setPorts(ports []uint32) {
-	g.ports = ports
+// setPorts records the Gateway ports served now and the URL of the
+// first: https:// when its servers terminate TLS.
+func (g *gatewayProc) setPorts(declared []gatewayPort) {
+	g.ports = make([]uint32, len(declared))
+	for i, p := range declared {
+		g.ports[i] = p.port
+	}
 	g.url = ""
-	if len(ports) > 0 {
-		g.url = "http://" + g.listenAddr(ports[0])
+	if len(declared) > 0 {
+		scheme := "http://"
+		if declared[0].https {
+			scheme = "https://"
+		}
+		g.url = scheme + g.listenAddr(declared[0].port)
 	}
 }
 
@@ -146,7 +154,7 @@ func (u *Up) reconcileIngress(ctx context.Context, wg *sync.WaitGroup, gateways 
 					slog.Uint64("ingress_port", uint64(listen)), slog.Uint64("gateway_port", uint64(gwPort)))
 			}
 		}
-		g.setPorts(ports)
+		g.setPorts(declared)
 		u.log.Info("ingress gateway ports changed", slog.String("url", g.url), slog.Any("ports", ports))
 		return err
 	}
@@ -166,7 +174,7 @@ func (u *Up) reconcileIngress(ctx context.Context, wg *sync.WaitGroup, gateways 
 	if err := u.checkIngressPorts(g, declared); err != nil {
 		return err
 	}
-	g.setPorts(ports)
+	g.setPorts(declared)
 	logPath := filepath.Join(u.cfg.StateDir, "logs", "istio-system.istio-ingressgateway.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -222,6 +230,8 @@ func (u *Up) reconcileIngress(ctx context.Context, wg *sync.WaitGroup, gateways 
 type gatewayPort struct {
 	port    uint32
 	gateway string // namespace/name of the first Gateway declaring it
+	// https: the first server declaring it is HTTPS (TLS terminated).
+	https bool
 }
 
 // gatewayServerPorts returns the server ports of Gateways selecting the
@@ -240,7 +250,8 @@ func gatewayServerPorts(gateways []*config.Object) []gatewayPort {
 				continue
 			}
 			seen[n] = true
-			ports = append(ports, gatewayPort{port: n, gateway: o.Meta.Namespace + "/" + o.Meta.Name})
+			ports = append(ports, gatewayPort{port: n, gateway: o.Meta.Namespace + "/" + o.Meta.Name,
+				https: strings.EqualFold(s.GetPort().GetProtocol(), "HTTPS")})
 		}
 	}
 	slices.SortFunc(ports, func(a, b gatewayPort) int { return int(a.port) - int(b.port) })

@@ -92,8 +92,7 @@ func (g *gen) gatewayListener(port uint32, servers []gatewayServer) *listenerv3.
 		g.routes[rc.Name] = rc
 		return httpListener(name, bind, listen, true, corev3.TrafficDirection_OUTBOUND, g.gatewayHCM(port, listen, rc.Name))
 	}
-	l := &listenerv3.Listener{Name: name, Address: socketAddress(bind, listen), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector()}}
+	l := &listenerv3.Listener{Name: name, Address: socketAddress(bind, listen), TrafficDirection: corev3.TrafficDirection_OUTBOUND}
 	seen := map[string]bool{} // Envoy rejects two chains with one match
 	for _, gs := range servers {
 		for _, fc := range g.gatewayServerChains(port, listen, gs) {
@@ -103,6 +102,11 @@ func (g *gen) gatewayListener(port uint32, servers []gatewayServer) *listenerv3.
 			}
 			seen[key] = true
 			l.FilterChains = append(l.FilterChains, fc)
+			if fc.GetFilterChainMatch() != nil && len(l.ListenerFilters) == 0 {
+				// SNI and TLS detection; a TCP-only port goes without, so
+				// server-first protocols are not held up.
+				l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector()}
+			}
 		}
 	}
 	if len(l.FilterChains) == 0 {

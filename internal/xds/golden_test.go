@@ -113,6 +113,7 @@ func TestGolden(t *testing.T) {
 		{"sidecar-features", []string{svcs, drs, "features/features.yaml"}, sidecar},
 		{"sidecar-registry-only", []string{svcs, "egress/registry-only.yaml"}, sidecar},
 		{"router-bookinfo", []string{svcs, drs, gw}, router},
+		{"router-tls", []string{svcs, drs, "gateway/tls.yaml"}, router},
 		{"grpc-all-v1", []string{svcs, drs, "bookinfo/virtual-service-all-v1.yaml"}, grpcClient},
 		{"grpc-features", []string{svcs, drs, "features/features.yaml"}, grpcClient},
 	}

@@ -79,6 +79,7 @@ func All() []Analyzer {
 		schemaAnalyzer{},
 		destinationRuleCACertAnalyzer{},
 		conflictingGatewayAnalyzer{},
+		gatewaySecretAnalyzer{},
 		mtlsAnalyzer{},
 		noCAAnalyzer{},
 		serviceEntryAddressesAnalyzer{},

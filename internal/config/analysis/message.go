@@ -92,6 +92,8 @@ var (
 		Template: "Conflict with gateways %s (workload selector %s, port %s, hosts %v)."}
 	MultipleTelemetriesWithoutWorkloadSelectors = &MessageType{Code: "IST0160", Name: "MultipleTelemetriesWithoutWorkloadSelectors", Level: Error,
 		Template: "The Telemetries %v in namespace %q have no workload selector, which can lead to undefined behavior."}
+	InvalidGatewayCredential = &MessageType{Code: "IST0161", Name: "InvalidGatewayCredential", Level: Error,
+		Template: "The credential referenced by the Gateway %s in namespace %s is invalid, which can cause the traffic not to work as expected."}
 )
 
 // Bowline's own message types: findings Istio has no code for.

@@ -21,7 +21,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -37,7 +37,7 @@ type goldenResource struct {
 
 // loadGolden reads every resource the control plane's generators emit
 // (internal/xds/testdata/*.golden: "# listeners", "# routes", "# clusters",
-// "# endpoints" sections of indented protojson objects).
+// "# endpoints", "# secrets" sections of indented protojson objects).
 func loadGolden(t testing.TB) []goldenResource {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join("..", "..", "xds", "testdata", "*.golden"))
@@ -84,6 +84,8 @@ func loadGolden(t testing.TB) []goldenResource {
 					m = &clusterv3.Cluster{}
 				case "endpoints":
 					m = &endpointv3.ClusterLoadAssignment{}
+				case "secrets":
+					m = &tlsv3.Secret{}
 				default:
 					t.Fatalf("%s: unknown section %q", f, name)
 				}
@@ -107,6 +109,8 @@ func convertAny(m proto.Message) (any, error) {
 		return xdsconfig.UnmarshalCluster(x)
 	case *endpointv3.ClusterLoadAssignment:
 		return xdsconfig.UnmarshalClusterLoadAssignment(x)
+	case *tlsv3.Secret:
+		return xdsconfig.UnmarshalSecret(x)
 	}
 	return nil, errors.New("unknown resource type")
 }

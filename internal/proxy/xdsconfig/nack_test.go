@@ -11,6 +11,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -76,6 +77,22 @@ func TestNACKText(t *testing.T) {
 				Filters: []*listenerv3.Filter{{Name: "tcp", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(&tcpproxyv3.TcpProxy{
 					StatPrefix: "s", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: "c"}})}}}}}},
 			`listener "l": field filter_chains[0].filter_chain_match: transport_protocol, server_names and application_protocols need the envoy.filters.listener.tls_inspector listener filter`},
+		{"secret without a type", &tlsv3.Secret{Name: "kubernetes://c"}, `secret "kubernetes://c": want tls_certificate or validation_context`},
+		{"secret with a bad key pair", &tlsv3.Secret{Name: "kubernetes://c", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "not pem"}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "not pem"}}}}},
+			`secret "kubernetes://c": field tls_certificate: tls: failed to find any PEM data in certificate input`},
+		{"secret with an empty trust bundle", &tlsv3.Secret{Name: "kubernetes://c-cacert", Type: &tlsv3.Secret_ValidationContext{
+			ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "x"}}}}},
+			`secret "kubernetes://c-cacert": field validation_context.trusted_ca: no PEM certificate found`},
+		{"listener server name", &listenerv3.Listener{Name: "l", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 1}}}},
+			ListenerFilters: []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{
+				TypedConfig: anyOf(&tlsinspectorv3.TlsInspector{})}}},
+			FilterChains: []*listenerv3.FilterChain{{FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{"a.*.com"}},
+				Filters: []*listenerv3.Filter{{Name: "tcp", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(&tcpproxyv3.TcpProxy{
+					StatPrefix: "s", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: "c"}})}}}}}},
+			`listener "l": field filter_chains[0].filter_chain_match.server_names[0]: invalid server name "a.*.com" (a name or *.suffix)`},
 		{"cluster type other than the dynamic forward proxy", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{
 			ClusterType: &clusterv3.Cluster_CustomClusterType{Name: "envoy.clusters.redis"}}},
 			`cluster "c": field cluster_type.name: "envoy.clusters.redis" unsupported (only envoy.clusters.dynamic_forward_proxy)`},

@@ -55,7 +55,9 @@ type TLSContext struct {
 }
 
 // Verifies reports whether peers are verified (a validation context exists).
-func (t *TLSContext) Verifies() bool { return t.RootsFromIdentity || t.Roots != nil || t.RootsSDS != "" }
+func (t *TLSContext) Verifies() bool {
+	return t.RootsFromIdentity || t.Roots != nil || t.RootsSDS != ""
+}
 
 // SDSNames returns the names of the SDS secrets fetched over ADS that t uses.
 func (t *TLSContext) SDSNames() []string {
