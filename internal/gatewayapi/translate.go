@@ -362,11 +362,14 @@ func (t *translator) emit() {
 			}
 			if li.l.Protocol == gwv1.HTTPSProtocolType && li.l.TLS != nil && len(li.l.TLS.CertificateRefs) > 0 {
 				ref := li.l.TLS.CertificateRefs[0]
-				name := string(ref.Name)
-				if ref.Namespace != nil && string(*ref.Namespace) != o.Meta.Namespace {
-					name = string(*ref.Namespace) + "/" + name
+				ns := o.Meta.Namespace
+				if ref.Namespace != nil {
+					ns = string(*ref.Namespace)
 				}
-				srv.Tls = &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_SIMPLE, CredentialName: name}
+				// istiod's form: the Secret is in the Gateway's namespace (or
+				// the ref's), not the gateway workload's (model.CredentialRef).
+				srv.Tls = &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_SIMPLE,
+					CredentialName: "kubernetes-gateway://" + ns + "/" + string(ref.Name)}
 			}
 			ns, name, _ := strings.Cut(li.istioRef, "/")
 			t.out.Objects = append(t.out.Objects, synthetic(o, config.KindGateway, ns, name,
