@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make images: packs static binaries into image tarballs under IMAGES_DIR
 # (default bin/images), each one layer on an empty image, no docker needed:
-#   $HUB/bowline:$TAG           bowline (discovery, proxy and init in one binary)
+#   $HUB/bowline:$TAG           bowline (discovery, proxy and init in one binary),
+#                               with Debian's iptables for the init container
 #   registry.istio.io/release/examples-bookinfo-{details-v1,ratings-v1,
 #     reviews-v1,reviews-v2,reviews-v3,productpage-v1}:1.20.3
 #                               the Go Bookinfo apps under exactly the names
@@ -40,7 +41,33 @@ image() { # image FILE TAG BINARY [ENV...]
 	echo "images.sh: $out/$file  $tag" >&2
 }
 
-image bowline.tar "$HUB/bowline:$TAG" "$bowline"
+# The init step (bowline iptables, the istio-init container) runs
+# iptables-restore in the pod's network namespace: Debian's iptables
+# (nf_tables backend, the multi-call xtables-nft-multi) goes into the bowline
+# image with the shared libraries, the loader and the extensions it loads.
+xt="$(command -v xtables-nft-multi || true)"
+if [ -z "$xt" ] && [ "$(id -u)" = 0 ]; then
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null
+	xt="$(command -v xtables-nft-multi || true)"
+fi
+[ -n "$xt" ] || { echo "images.sh: no xtables-nft-multi: apt-get install iptables (the bowline image carries it for the init container)" >&2; exit 1; }
+xt="$(readlink -f "$xt")"
+iptables_files=()
+for n in iptables iptables-restore iptables-save; do iptables_files+=(-file "$xt:/usr/bin/$n"); done
+while read -r lib; do
+	iptables_files+=(-file "$(readlink -f "$lib"):$lib")
+done < <(ldd "$xt" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
+# libxtables' built-in XTABLES_LIBDIR: /usr/lib/<multiarch>/xtables on Debian
+xtdir="$(dirname "$(ldd "$xt" | awk '/libxtables/ {print $3}')")"
+case "$xtdir" in /lib/*) xtdir="/usr$xtdir" ;; esac
+xtdir="$xtdir/xtables"
+for ext in "$xtdir"/*.so; do
+	iptables_files+=(-file "$(readlink -f "$ext"):$ext")
+done
+
+"$kit" image -o "$out/bowline.tar" -tag "$HUB/bowline:$TAG" -file "$bowline:/usr/local/bin/bowline" \
+	"${iptables_files[@]}" -- /usr/local/bin/bowline
+echo "images.sh: $out/bowline.tar  $HUB/bowline:$TAG (with iptables ${#iptables_files[@]} files)" >&2
 # The apps listen on all of the pod's interfaces (BIND_ADDR, default
 # 127.0.0.1 for `bowline up`) on Istio's port 9080.
 listen=(BIND_ADDR=0.0.0.0 PORT=9080)
