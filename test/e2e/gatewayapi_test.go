@@ -445,3 +445,56 @@ func (m *meshUp) outboundProxy(t *testing.T, replica string) *url.URL {
 	t.Fatalf("no replica %s in up.json", replica)
 	return nil
 }
+
+// TestBookinfoGatewayAPIUp runs Bookinfo with Istio's Gateway API samples
+// instead of its Gateway and VirtualServices: the product page through an
+// HTTPRoute at the ingress, then reviews shifted in the mesh by GAMMA
+// routes on the Service reviews, as the Gateway API tabs of Istio's
+// request-routing and traffic-shifting tasks do.
+func TestBookinfoGatewayAPIUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds binaries and runs processes")
+	}
+	bins := binaries(t)
+	dir := bookinfoDir(t, bins)
+	if err := os.Remove(filepath.Join(dir, "bookinfo-gateway.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	gatewayAPISample := func(file string) {
+		t.Helper()
+		copyFile(t, filepath.Join(repoRoot(t), "samples", "bookinfo", "gateway-api", file), filepath.Join(dir, file))
+	}
+	gatewayAPISample("bookinfo-gateway.yaml")
+	m := startUp(t, filepath.Join(bins, "bowline"), dir)
+	m.eventually(t, "", 3, "the product page through the HTTPRoute", func(p page) bool { return p.status == http.StatusOK && p.reviews != "" })
+	if resp, _ := gwGet(t, m.ingress, "bookinfo.example", "/", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET / (no rule matches it): %d, want 404", resp.StatusCode)
+	}
+
+	gatewayAPISample("route-reviews-v3.yaml")
+	m.eventually(t, "", 5, "every review from reviews-v3 (red stars)", func(p page) bool {
+		return p.status == http.StatusOK && p.reviews == "reviews-v3" && p.stars == "red"
+	})
+
+	// The same HTTPRoute reviews redefined, as kubectl apply of the next step does.
+	if err := os.Remove(filepath.Join(dir, "route-reviews-v3.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	gatewayAPISample("route-reviews-90-10.yaml")
+	m.eventually(t, "", 3, "reviews-v3 no longer served", func(p page) bool { return p.status == http.StatusOK && p.reviews != "reviews-v3" })
+	const n = 200
+	counts := m.split(t, "", n)
+	if !within(counts["reviews-v1"], n, 0.9, 0.07) || !within(counts["reviews-v2"], n, 0.1, 0.07) || counts["reviews-v3"] != 0 {
+		t.Errorf("reviews over %d requests: %v, want about 90%% v1 and 10%% v2", n, counts)
+	}
+	out := m.bowline(t, filepath.Dir(dir), "status", filepath.Base(dir))
+	for _, want := range []string{
+		"HTTPRoute default/bookinfo Gateway bookinfo-gateway Accepted True Accepted",
+		"HTTPRoute default/reviews Service reviews:9080 Accepted True Accepted",
+		"HTTPRoute default/reviews Service reviews:9080 ResolvedRefs True ResolvedRefs",
+	} {
+		if !strings.Contains(squeeze(out), want) {
+			t.Errorf("bowline status lacks %q:\n%s", want, out)
+		}
+	}
+}
