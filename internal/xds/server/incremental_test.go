@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -552,9 +554,23 @@ func runIncremental(t *testing.T, seed uint64, steps int) {
 		hosts = append(hosts, what)
 		check(fmt.Sprintf("step %d (%s)", step, strings.Join(hosts, "; ")))
 	}
-	// The pushes above were change-driven where the change allowed it.
+	// The pushes above were change-driven where the change allowed it, as
+	// /metrics says.
 	if st := gen.cache.ChangeStats(); st.ScopesUpdated == 0 || st.InboundKept == 0 {
 		t.Fatalf("change stats %+v: no scope or inbound part was carried over from the last mesh", st)
+	}
+	_, da, _ := srv.Addresses(ctx)
+	resp, err := http.Get("http://" + da.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`bowline_xds_scope_generations_total{how="updated"} `, `bowline_xds_inbound_generations_total{how="kept"} `} {
+		i := strings.Index(string(body), want)
+		if i < 0 || strings.HasPrefix(string(body[i+len(want):]), "0\n") {
+			t.Errorf("metrics: want %s above 0 in:\n%s", want, body)
+		}
 	}
 }
 

@@ -36,6 +36,10 @@ func (g *MeshGenerator) WithoutCA() *MeshGenerator {
 	return g
 }
 
+// ChangeStats counts how the generations so far produced their parts
+// (change-driven generation, ADR 0005).
+func (g *MeshGenerator) ChangeStats() xds.ChangeStats { return g.cache.ChangeStats() }
+
 // Build resolves cfg and the services into a mesh.
 func (g *MeshGenerator) Build(cfg *config.Snapshot, services *registry.View) Mesh {
 	g.cache.Rotate() // what the previous version used stays one more version

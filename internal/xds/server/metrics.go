@@ -3,6 +3,8 @@ package server
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/bowline-mesh/bowline/internal/xds"
 )
 
 // metrics are the control plane's Prometheus metrics, with Istio's names
@@ -54,6 +56,28 @@ func newMetrics() *metrics {
 		m.inboundUpdates, m.configProblems, m.meshProblems, m.generateErrors, m.rejectedClients,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// changeStatser is a Generator that counts how it produced the parts of
+// its generations (MeshGenerator: xds.Cache.ChangeStats).
+type changeStatser interface{ ChangeStats() xds.ChangeStats }
+
+// addChangeStats registers bowline_xds_scope_generations_total{how} (a
+// scope's outbound part built in full, or updated from the last mesh) and
+// bowline_xds_inbound_generations_total{how} (a proxy's inbound part built,
+// or kept), read from stats.
+func (m *metrics) addChangeStats(stats func() xds.ChangeStats) {
+	counter := func(name, help, how string, v func(xds.ChangeStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"how": how}},
+			func() float64 { return float64(v(stats())) })
+	}
+	const scopeHelp = "Outbound parts of sidecar scopes generated: built in full, or updated from the last mesh where a change touched them."
+	const inboundHelp = "Inbound parts of sidecars generated: built, or kept from the last mesh because the change did not touch them."
+	m.reg.MustRegister(
+		counter("bowline_xds_scope_generations_total", scopeHelp, "built", func(s xds.ChangeStats) int64 { return s.ScopesBuilt }),
+		counter("bowline_xds_scope_generations_total", scopeHelp, "updated", func(s xds.ChangeStats) int64 { return s.ScopesUpdated }),
+		counter("bowline_xds_inbound_generations_total", inboundHelp, "built", func(s xds.ChangeStats) int64 { return s.InboundBuilt }),
+		counter("bowline_xds_inbound_generations_total", inboundHelp, "kept", func(s xds.ChangeStats) int64 { return s.InboundKept }))
 }
 
 // metricType is the lower-case type label Istio uses ("cds", "eds", ...).

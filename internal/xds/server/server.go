@@ -162,6 +162,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, store: cfg.Store, registry: cfg.Registry, metrics: newMetrics(),
 		tracker: newTracker(cfg.Now), listened: make(chan struct{})}
+	if cs, ok := cfg.Generator.(changeStatser); ok {
+		s.metrics.addChangeStats(cs.ChangeStats)
+	}
 	if cfg.ConfigDir != "" {
 		info, err := os.Stat(cfg.ConfigDir)
 		if err != nil {
