@@ -13,6 +13,7 @@ import (
 
 	"github.com/bowline-mesh/bowline/internal/config"
 	"github.com/bowline-mesh/bowline/internal/config/analysis"
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
 // Exit codes of analyze, as istioctl uses them (sysexits-style).
@@ -127,7 +128,8 @@ func runAnalyze(s streams, o *analyzeOptions) error {
 		return &exitError{code: 1, err: err}
 	}
 	in := analysis.Input{Objects: res.Objects, Problems: res.Problems, Skipped: res.Skipped, Sources: src.snapshot()}
-	msgs := analysis.Analyze(in, analysis.Options{Domain: o.domain, RootNamespace: o.rootNamespace, Namespace: o.namespace, NoCA: o.noCA})
+	msgs := analysis.Analyze(in, analysis.Options{Domain: o.domain, RootNamespace: o.rootNamespace, Namespace: o.namespace, NoCA: o.noCA,
+		ProxySupports: xdsconfig.Supports})
 
 	shown := analysis.Filter(msgs, showAt)
 	if len(shown) > 0 || o.output != analysis.FormatLog {

@@ -52,6 +52,8 @@ func TestAnalyzeExitCodes(t *testing.T) {
 		{name: "no CA: STRICT reported", args: []string{"-f", "-", "--no-ca"}, stdin: "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: istio-system\nspec:\n  mtls: {mode: STRICT}\n", code: 79,
 			stdout: "Error [BWL0001] (PeerAuthentication istio-system/default <stdin>:7) spec.mtls.mode STRICT needs workload certificates, but the mesh runs without a CA (discovery --insecure-xds without --ca-dir, up --insecure): plaintext is accepted instead.\n"},
 		{name: "with a CA: STRICT is fine", args: []string{"-f", "-"}, stdin: "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: istio-system\nspec:\n  mtls: {mode: STRICT}\n", code: 0},
+		{name: "EnvoyFilter patching in a filter the proxy does not run", args: []string{"-f", "-"}, stdin: efLuaAndRateLimit, code: 0,
+			stdout: "Warning [BWL0003] (EnvoyFilter istio-system/filters <stdin>:17) HTTP filter \"envoy.filters.http.lua\" (type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua) at spec.configPatches[1].patch.value.typed_config is not run by Bowline's proxy: proxies this patch applies to refuse (NACK) the patched configuration and keep their last good one.\n"},
 		{name: "bad output format", args: []string{"-f", "testdata/analyze/bookinfo.yaml", "-o", "xml"}, code: 64,
 			stderr: "error: unknown output format \"xml\": use one of log, json, yaml\n"},
 		{name: "bad threshold", args: []string{"-f", "testdata/analyze/bookinfo.yaml", "--failure-threshold", "fatal"}, code: 64,
@@ -85,3 +87,26 @@ func TestAnalyzeJSONIsEmptyArrayWhenClean(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// efLuaAndRateLimit adds the local rate limit (which the proxy runs) and a
+// Lua filter (which it does not).
+const efLuaAndRateLimit = `apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: filters, namespace: istio-system}
+spec:
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match: {context: SIDECAR_INBOUND}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.local_ratelimit
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: rl}
+  - applyTo: HTTP_FILTER
+    match: {context: SIDECAR_INBOUND}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.lua
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua, default_source_code: {inline_string: "function envoy_on_request(h) end"}}
+`

@@ -90,6 +90,10 @@ func newHTTPFilter(f xdsconfig.HTTPFilter, env *filterEnv) httpFilter {
 		return env.jwtAuthn(c)
 	case *xdsconfig.ExtAuthzFilter:
 		return env.extAuthz(f.Name, c)
+	case *xdsconfig.LocalRateLimit: // filters_ratelimit.go
+		return localRateLimitFilter{name: f.Name, cfg: c, rl: env.rateLimits()}
+	case *xdsconfig.RateLimitFilter:
+		return globalRateLimitFilter{cfg: c, rl: env.rateLimits()}
 	}
 	return nil
 }

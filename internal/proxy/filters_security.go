@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/authz"
 	"github.com/bowline-mesh/bowline/internal/proxy/extauthz"
 	"github.com/bowline-mesh/bowline/internal/proxy/jwtauthn"
+	"github.com/bowline-mesh/bowline/internal/proxy/ratelimit"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
@@ -282,12 +284,23 @@ func (*jwtFilter) encode(*exchange, http.Header) {}
 // JWKS fetcher and the previous snapshot's compiled jwt filters, reused so
 // their JWKS caches survive config pushes that keep the filter.
 type filterEnv struct {
+	// rl is the proxy's rate limit state (filters_ratelimit.go).
+	rl      *rateLimits
 	fetcher jwtauthn.Fetcher
 	// authzPool reaches ext_authz services (filters_extauthz.go).
 	authzPool *extauthz.Pool
 	sec       *securityMetrics
 	prevJWT   map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
 	curJWT    map[*xdsconfig.JWTAuthnFilter]*jwtauthn.Filter
+}
+
+// rateLimits is the proxy's rate limit state, or one of its own for a
+// chain built without a proxy (tests).
+func (e *filterEnv) rateLimits() *rateLimits {
+	if e == nil || e.rl == nil {
+		return &rateLimits{limiters: ratelimit.NewLimiters(nil), conns: map[[2]string]*grpc.ClientConn{}}
+	}
+	return e.rl
 }
 
 func (e *filterEnv) rbacAuthz(c *xdsconfig.RBACFilter) httpFilter {

@@ -20,9 +20,11 @@ const (
 	flagNC                     // no cluster
 	flagDPE                    // downstream protocol error
 	flagUAEX                   // refused by the external authorization service
+	flagRL                     // rate limited (local or global)
+	flagRLSE                   // rate limit service error
 )
 
-var flagNames = [...]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "NC", "DPE", "UAEX"}
+var flagNames = [...]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "NC", "DPE", "UAEX", "RL", "RLSE"}
 
 // String renders the flags as Envoy does ("-" for none, else comma-separated).
 func (f flags) String() string {

@@ -160,6 +160,8 @@ type Proxy struct {
 	xdsLogs *xdsLogs
 	// authzPool holds the connections to ext_authz services (filters_extauthz.go).
 	authzPool *extauthz.Pool
+	// rateLimits are the rate limit filters' state (filters_ratelimit.go).
+	rateLimits *rateLimits
 }
 
 // New returns a proxy; it starts nothing.
@@ -194,6 +196,7 @@ func New(cfg Config) *Proxy {
 		alog:    newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
 	}
 	p.peerMeta = encodePeerMetadata(cfg.Node)
+	p.rateLimits = newRateLimits(p)
 	p.tracers = newTracers(p)
 	p.authzPool = extauthz.NewPool(&clusterDialer{p: p})
 	p.xdsLogs = &xdsLogs{p: p, by: map[xdsLogKey]*accessLogger{}}
@@ -276,6 +279,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if p.initErr != nil {
 		return p.initErr
 	}
+	defer p.rateLimits.close()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The admin and status ports outlive ctx until the drain is over, so
@@ -417,7 +421,7 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 		opened = append(opened, b)
 	}
 	prev := p.snap.Load()
-	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{fetcher: &jwksFetcher{p: p}, sec: p.secMetrics, authzPool: p.authzPool}, p.clientTLS, p.h1bufs, p.trustDomain())
+	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{rl: p.rateLimits, fetcher: &jwksFetcher{p: p}, sec: p.secMetrics, authzPool: p.authzPool}, p.clientTLS, p.h1bufs, p.trustDomain())
 	s.tracers = p.tracers.forSnapshot(s)
 	p.snap.Store(s)
 	for _, b := range opened {

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/config/envoypatch"
 )
 
 // DefaultDomain is the DNS suffix short host names are completed with:
@@ -40,6 +41,10 @@ type Options struct {
 	// NoCA analyzes for a mesh without a CA: configuration asking for mTLS
 	// (ISTIO_MUTUAL, STRICT) is reported (BWL0001).
 	NoCA bool
+	// ProxySupports says whether Bowline's proxy runs an Envoy extension of
+	// kind, named name, with config type typeURL; EnvoyFilter patches adding
+	// others are reported (BWL0003). Nil checks nothing.
+	ProxySupports func(kind envoypatch.Kind, name, typeURL string) bool
 }
 
 func (o Options) namespace() string {
@@ -92,6 +97,7 @@ func All() []Analyzer {
 		unreachableRulesAnalyzer{},
 		meshProvidersAnalyzer{},
 		gatewayAPIStatusAnalyzer{},
+		envoyFilterExtensionAnalyzer{},
 	}
 }
 

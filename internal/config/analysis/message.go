@@ -106,6 +106,11 @@ var (
 	GatewayAPIConditionFalse = &MessageType{Code: "BWL0002", Name: "GatewayAPIConditionFalse", Level: Warning,
 		Template: "%s %s%s: %s is False (%s): %s",
 		Docs:     "https://github.com/bowline-mesh/bowline/blob/main/docs/gateways.md#status"}
+	// UnsupportedEnvoyExtension: an EnvoyFilter patches in an Envoy
+	// extension Bowline's proxy does not run.
+	UnsupportedEnvoyExtension = &MessageType{Code: "BWL0003", Name: "UnsupportedEnvoyExtension", Level: Warning,
+		Template: "%s %q (%s) at %s is not run by Bowline's proxy: proxies this patch applies to refuse (NACK) the patched configuration and keep their last good one.",
+		Docs:     "https://github.com/bowline-mesh/bowline/blob/main/docs/policy.md#what-the-proxy-runs"}
 )
 
 // Message is one finding.

@@ -40,7 +40,7 @@ var envoyFilterDeprecatedNames = map[string]string{
 // (selector, targetRefs, and that applyTo, match, context and patch fit
 // together) and that each patch value is the Envoy message its applyTo asks
 // for (envoypatch.Value). Whether Bowline's proxy runs the extensions a
-// value brings in is `bowline analyze`'s question (BWL0010).
+// value brings in is `bowline analyze`'s question (BWL0003).
 func validateEnvoyFilter(obj *config.Object) []config.FieldError {
 	ef, ok := obj.Spec.(*networking.EnvoyFilter)
 	if !ok {

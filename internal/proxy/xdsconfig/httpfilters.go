@@ -1,6 +1,7 @@
 package xdsconfig
 
 import (
+	"errors"
 	"fmt"
 
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
@@ -47,6 +48,12 @@ func unmarshalHTTPFilterConfig(a *anypb.Any, path string) (cfg any, ok bool, err
 	case typeExtAuthz:
 		f, err := unmarshalExtAuthz(a, path)
 		return f, true, err
+	case typeLocalRateLimit: // unmarshal_ratelimit.go
+		f, err := unmarshalLocalRateLimitAny(a, path)
+		return f, true, err
+	case typeRateLimit:
+		f, err := unmarshalRateLimitAny(a, path)
+		return f, true, err
 	case typeDFPFilter:
 		c := &dfpfilterv3.FilterConfig{}
 		if err := a.UnmarshalTo(c); err != nil {
@@ -70,6 +77,22 @@ func unmarshalPerFilter(name string, a *anypb.Any, path string) (any, error) {
 	switch a.GetTypeUrl() {
 	case typeExtAuthzPerRoute:
 		return unmarshalExtAuthzPerRoute(a, path)
+	case typeLocalRateLimit: // unmarshal_ratelimit.go
+		return unmarshalLocalRateLimitAny(a, path)
 	}
-	return nil, fmt.Errorf("field %s: per-filter config for %q (%s) unsupported", path, name, a.GetTypeUrl())
+	return nil, fmt.Errorf("field %s: per-filter config for %q (%s) %w", path, name, a.GetTypeUrl(), errUnsupported)
+}
+
+// errUnsupported ends the message of a config the proxy does not implement.
+var errUnsupported = errors.New("unsupported")
+
+func isUnsupported(err error) bool { return errors.Is(err, errUnsupported) }
+
+// listenerFilterSupported reports the listener filters unmarshalListener accepts.
+func listenerFilterSupported(name string) bool {
+	switch name {
+	case "envoy.filters.listener.original_dst", "envoy.filters.listener.tls_inspector", "envoy.filters.listener.http_inspector":
+		return true
+	}
+	return false
 }

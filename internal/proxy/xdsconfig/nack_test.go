@@ -40,9 +40,13 @@ func TestNACKText(t *testing.T) {
 			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1"}}},
 			ListenerFilters: []*listenerv3.ListenerFilter{{Name: "x.proxy_protocol"}}},
 			`listener "l": field listener_filters[0]: filter "x.proxy_protocol" unsupported`},
-		{"route vhost rate limits", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
+		{"route vhost rate limit without actions", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
 			Domains: []string{"*"}, RateLimits: []*routev3.RateLimit{{}}}}},
-			`route configuration "r": field virtual_hosts[0].rate_limits: unsupported`},
+			`route configuration "r": field virtual_hosts[0].rate_limits[0].actions: at least one action is required`},
+		{"route vhost rate limit action unsupported", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
+			Domains: []string{"*"}, RateLimits: []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{{
+				ActionSpecifier: &routev3.RateLimit_Action_MaskedRemoteAddress_{MaskedRemoteAddress: &routev3.RateLimit_Action_MaskedRemoteAddress{}}}}}}}}},
+			`route configuration "r": field virtual_hosts[0].rate_limits[0].actions[0].masked_remote_address: rate limit action unsupported`},
 		{"route match", &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v",
 			Domains: []string{"*"}, Routes: []*routev3.Route{{Match: &routev3.RouteMatch{
 				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, RuntimeFraction: &corev3.RuntimeFractionalPercent{}},

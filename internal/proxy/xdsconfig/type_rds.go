@@ -39,6 +39,8 @@ type VirtualHost struct {
 	// RequireTLS is require_tls ALL: a request that did not arrive over TLS
 	// is answered 301 to the same URL with scheme https.
 	RequireTLS bool
+	// RateLimits are the virtual host's rate_limits.
+	RateLimits []RateLimitPolicy
 }
 
 // PathMatchKind says how a route matches the path.
@@ -158,6 +160,11 @@ type RouteAction struct {
 	// ClusterNotFoundStatus answers a pick of a cluster the snapshot lacks
 	// (cluster_not_found_response_code): 503 by default, 404 or 500.
 	ClusterNotFoundStatus int
+	// RateLimits are the route's rate_limits (descriptors for the rate
+	// limit filters); IncludeVHRateLimits adds the virtual host's to them,
+	// which otherwise apply only to routes without their own.
+	RateLimits          []RateLimitPolicy
+	IncludeVHRateLimits bool
 }
 
 // Mirror is a request mirror policy.

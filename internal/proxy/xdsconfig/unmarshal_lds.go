@@ -79,7 +79,7 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 	out.UseOriginalDst = l.GetUseOriginalDst().GetValue()
 	for i, lf := range l.GetListenerFilters() {
 		// Istio adds these inspectors; the proxy sniffs nothing yet but they are
-		// harmless to accept.
+		// harmless to accept (listenerFilterSupported names them).
 		switch lf.GetName() {
 		case "envoy.filters.listener.original_dst":
 			// Transparent capture (netns/pod): match chains on SO_ORIGINAL_DST.

@@ -53,7 +53,7 @@ func unmarshalRouteConfig(rc *routev3.RouteConfiguration, path string) (*RouteCo
 func unmarshalVirtualHost(vh *routev3.VirtualHost, path string) (*VirtualHost, error) {
 	if err := checkFields(vh, path, "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
 		"response_headers_to_add", "response_headers_to_remove", "retry_policy", "include_request_attempt_count",
-		"include_attempt_count_in_response", "typed_per_filter_config", "cors", "require_tls"); err != nil {
+		"include_attempt_count_in_response", "typed_per_filter_config", "cors", "require_tls", "rate_limits"); err != nil {
 		return nil, err
 	}
 	if len(vh.GetDomains()) == 0 {
@@ -84,6 +84,9 @@ func unmarshalVirtualHost(vh *routev3.VirtualHost, path string) (*VirtualHost, e
 		if out.Retry, err = unmarshalRetry(rp, path+".retry_policy"); err != nil {
 			return nil, err
 		}
+	}
+	if out.RateLimits, err = unmarshalRateLimits(vh.GetRateLimits(), path+".rate_limits"); err != nil {
+		return nil, err
 	}
 	if c := vh.GetCors(); c != nil {
 		if out.CORS, err = unmarshalLegacyCORS(c, path+".cors"); err != nil {
@@ -324,11 +327,12 @@ func unmarshalHeaderMatcher(h *routev3.HeaderMatcher, path string) (*HeaderMatch
 func unmarshalRouteAction(a *routev3.RouteAction, path string) (*RouteAction, error) {
 	if err := checkFields(a, path, "cluster", "weighted_clusters", "timeout", "retry_policy", "prefix_rewrite",
 		"regex_rewrite", "host_rewrite_literal", "request_mirror_policies", "hash_policy", "max_stream_duration",
-		"max_grpc_timeout", "cluster_not_found_response_code", "idle_timeout", "cors"); err != nil {
+		"max_grpc_timeout", "cluster_not_found_response_code", "idle_timeout", "cors", "rate_limits", "include_vh_rate_limits"); err != nil {
 		return nil, err
 	}
 	out := &RouteAction{Timeout: a.GetTimeout().AsDuration(), PrefixRewrite: a.GetPrefixRewrite(),
-		HasPrefixRewrite: a.GetPrefixRewrite() != "", HostRewrite: a.GetHostRewriteLiteral(), ClusterNotFoundStatus: 503}
+		HasPrefixRewrite: a.GetPrefixRewrite() != "", HostRewrite: a.GetHostRewriteLiteral(), ClusterNotFoundStatus: 503,
+		IncludeVHRateLimits: a.GetIncludeVhRateLimits().GetValue()}
 	switch c := a.GetClusterNotFoundResponseCode(); c {
 	case routev3.RouteAction_SERVICE_UNAVAILABLE:
 	case routev3.RouteAction_NOT_FOUND:
@@ -338,6 +342,11 @@ func unmarshalRouteAction(a *routev3.RouteAction, path string) (*RouteAction, er
 	default:
 		return nil, fmt.Errorf("field %s.cluster_not_found_response_code: unknown value %d", path, c)
 	}
+	rls, err := unmarshalRateLimits(a.GetRateLimits(), path+".rate_limits")
+	if err != nil {
+		return nil, err
+	}
+	out.RateLimits = rls
 	switch cs := a.GetClusterSpecifier().(type) {
 	case *routev3.RouteAction_Cluster:
 		if cs.Cluster == "" {
