@@ -98,16 +98,26 @@ func filterVars(x *exchange) map[string]any {
 				"size": rec.bytesOut, "total_size": rec.bytesOut, "grpc_status": rec.grpcStatus,
 			}
 		},
-		"connection":  func() any { return map[string]any{"mtls": rec.peer != nil && rec.peer.principal != ""} },
-		"source":      emptyAttrs,
-		"destination": emptyAttrs,
-		"upstream":    func() any { return map[string]any{"address": rec.upstreamHost} },
+		"connection": func() any { return map[string]any{"mtls": rec.peer != nil && rec.peer.principal != ""} },
+		"source": func() any {
+			if x.info == nil || !x.info.src.IsValid() {
+				return emptyAttrs()
+			}
+			return map[string]any{"address": x.info.src.Addr().String(), "port": int64(x.info.src.Port())}
+		},
+		"destination": func() any {
+			if x.info == nil || !x.info.dst.IsValid() {
+				return emptyAttrs()
+			}
+			return map[string]any{"address": x.info.dst.Addr().String(), "port": int64(x.info.dst.Port())}
+		},
+		"upstream": func() any { return map[string]any{"address": rec.upstreamHost} },
 	}
 }
 
-// emptyAttrs is an attribute map Bowline does not fill yet (source.*,
-// destination.*): reading one of its keys is an error, as in Envoy when the
-// attribute is absent.
+// emptyAttrs is an attribute map of nothing (source.* of a connection
+// without a peer address): reading one of its keys is an error, as in Envoy
+// when the attribute is absent.
 func emptyAttrs() any { return map[string]any{} }
 
 // lowerHeaders is h as CEL's header map: lower-case names, values joined by ",".

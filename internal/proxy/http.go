@@ -33,7 +33,11 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			p.alog.log(rec)
 		}
-		p.metrics.observeRequest(rec)
+		var st *xdsconfig.IstioStats
+		if x.hcm != nil {
+			st = x.hcm.Stats
+		}
+		p.metrics.observeRequest(rec, st, x)
 		reset := x.reset
 		*x = exchange{}
 		p.exchanges.Put(x)

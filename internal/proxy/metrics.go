@@ -69,24 +69,38 @@ type metrics struct {
 
 	cache    sync.Map // labelKey -> *requestSeries
 	tcpCache sync.Map // labelKey -> *tcpSeries
+	// custom holds the series of HCMs whose istio.stats overrides change tags.
+	custom *customMetrics
 }
 
+// Help texts and buckets of the HTTP metrics, shared by the series of
+// istio.stats overrides (metrics_override.go).
+const (
+	helpRequests = "Requests handled by the proxy."
+	helpDuration = "Request duration in milliseconds."
+	helpReqSize  = "Request body sizes in bytes."
+	helpRespSize = "Response body sizes in bytes."
+)
+
+var (
+	durationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
+	bytesBuckets    = prometheus.ExponentialBuckets(1, 10, 9)
+)
+
 func newMetrics(self Identity) *metrics {
-	bytesBuckets := prometheus.ExponentialBuckets(1, 10, 9)
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		custom: newCustomMetrics(),
+		reg:    prometheus.NewRegistry(),
 		self: [5]string{orUnknown(self.Workload), orUnknown(self.Namespace), orUnknown(self.Principal),
 			orUnknown(self.App), orUnknown(self.Version)},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_requests_total",
-			Help: "Requests handled by the proxy."}, requestLabels),
+			Help: helpRequests}, requestLabels),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_request_duration_milliseconds",
-			Help:    "Request duration in milliseconds.",
-			Buckets: []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}},
-			requestLabels),
+			Help: helpDuration, Buckets: durationBuckets}, requestLabels),
 		reqSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_request_bytes",
-			Help: "Request body sizes in bytes.", Buckets: bytesBuckets}, requestLabels),
+			Help: helpReqSize, Buckets: bytesBuckets}, requestLabels),
 		respSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_response_bytes",
-			Help: "Response body sizes in bytes.", Buckets: bytesBuckets}, requestLabels),
+			Help: helpRespSize, Buckets: bytesBuckets}, requestLabels),
 		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_sent_bytes_total",
 			Help: "Bytes sent to the downstream on TCP connections."}, tcpLabels),
 		tcpRecv: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_received_bytes_total",
@@ -96,7 +110,7 @@ func newMetrics(self Identity) *metrics {
 		tcpClose: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_connections_closed_total",
 			Help: "TCP connections closed."}, tcpLabels),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.reqSize, m.respSize, m.tcpSent, m.tcpRecv, m.tcpOpen, m.tcpClose)
+	m.reg.MustRegister(m.requests, m.duration, m.reqSize, m.respSize, m.tcpSent, m.tcpRecv, m.tcpOpen, m.tcpClose, m.custom)
 	return m
 }
 
@@ -210,13 +224,33 @@ func hasDotPrefix(s, a string) bool {
 	return len(s) > len(a) && s[len(a)] == '.' && strings.HasPrefix(s, a)
 }
 
-func (m *metrics) observeRequest(r *record) {
-	code := strconv.Itoa(r.code)
+// observeRequest records a finished request in the standard HTTP metrics,
+// or as its HCM's istio.stats config says (st non-nil; x gives the CEL
+// attributes of its tag expressions).
+func (m *metrics) observeRequest(r *record, st *xdsconfig.IstioStats, x *exchange) {
+	if st != nil {
+		m.observeOverridden(r, st, func() map[string]any { return filterVars(x) })
+		return
+	}
+	_, rs := m.series(r)
+	rs.total.Inc()
+	rs.duration.Observe(float64(r.duration.Microseconds()) / 1000)
+	rs.reqSize.Observe(float64(r.bytesIn))
+	rs.respSize.Observe(float64(r.bytesOut))
+}
+
+// labels returns the standard label tuple of a request.
+func (m *metrics) labels(r *record) labelKey {
 	proto := "http"
 	if r.grpcStatus != "" {
 		proto = "grpc"
 	}
-	k := m.key(r, proto, code, orDash(r.grpcStatus))
+	return m.key(r, proto, strconv.Itoa(r.code), orDash(r.grpcStatus))
+}
+
+// series returns the standard label tuple of a request and its series.
+func (m *metrics) series(r *record) (labelKey, *requestSeries) {
+	k := m.labels(r)
 	s, ok := m.cache.Load(k)
 	if !ok {
 		lv := k[:]
@@ -227,11 +261,7 @@ func (m *metrics) observeRequest(r *record) {
 			respSize: m.respSize.WithLabelValues(lv...),
 		})
 	}
-	rs := s.(*requestSeries)
-	rs.total.Inc()
-	rs.duration.Observe(float64(r.duration.Microseconds()) / 1000)
-	rs.reqSize.Observe(float64(r.bytesIn))
-	rs.respSize.Observe(float64(r.bytesOut))
+	return k, s.(*requestSeries)
 }
 
 func orDash(s string) string {

@@ -107,6 +107,8 @@ type gen struct {
 	inboundPorts map[uint32]inboundPort
 	// tracing memoizes snap.Tracing for the proxy (tracing.go).
 	tracing *model.TracingConfig
+	// metrics is the proxy's Telemetry metrics, computed on first use (stats.go).
+	metrics *model.MetricsConfig
 	// accessLogs memoizes snap.AccessLogging for the proxy (accesslog.go).
 	accessLogs *model.AccessLogConfig
 	// outSvcs are the services buildSidecarOutbound generated for, and

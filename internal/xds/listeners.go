@@ -38,7 +38,7 @@ func (g *gen) rdsHCM(statPrefix, rdsName string) *hcmv3.HttpConnectionManager {
 		StatPrefix: statPrefix,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource: adsSource(), RouteConfigName: rdsName}},
-		HttpFilters: g.httpFilters(),
+		HttpFilters: g.withStats(g.httpFilters(), true),
 		Tracing:     g.hcmTracing(true),
 		AccessLog:   g.hcmAccessLogs(true),
 	}
@@ -118,8 +118,8 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 		}},
 		// Security (jwt.go, authz.go): jwt_authn, then the RBAC filters
 		// (CUSTOM, AUDIT, DENY, ALLOW), then the router.
-		HttpFilters: append(g.securityFilters(g.inboundListen(port)),
-			&hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}),
+		HttpFilters: g.withStats(append(g.securityFilters(g.inboundListen(port)),
+			&hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}}), false),
 		Tracing:   g.hcmTracing(false),
 		AccessLog: g.hcmAccessLogs(false),
 	}

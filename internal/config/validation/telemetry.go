@@ -124,6 +124,8 @@ func telemetryCheckMetrics(r *fieldErrors, metrics []*telemetry.Metrics) {
 				case telemetry.MetricsOverrides_TagOverride_UPSERT:
 					if to.GetValue() == "" {
 						r.errorf(tp+".value", "required when operation is UPSERT")
+					} else if _, err := bltelemetry.CompileMetricTag(to.GetValue()); err != nil {
+						r.errorf(tp+".value", "invalid CEL expression %q: %s", to.GetValue(), celProblem(err))
 					}
 				case telemetry.MetricsOverrides_TagOverride_REMOVE:
 					if to.GetValue() != "" {

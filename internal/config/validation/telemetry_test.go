@@ -68,6 +68,7 @@ func TestTelemetryProblems(t *testing.T) {
 			"telemetry.yaml:20: Telemetry istio-system/mesh-default: spec.metrics[0].reportingInterval: duration 0s must be at least 1ms",
 			"telemetry.yaml:11: Telemetry istio-system/mesh-default: spec.metrics[0].overrides[0].match.customMetric: must not be empty",
 			"telemetry.yaml:18: warning: Telemetry istio-system/mesh-default: spec.metrics[0].overrides[0].tagOverrides[bad-name]: tag \"bad-name\" is not a valid Prometheus label name (letters, digits and '_', not starting with a digit)",
+			"telemetry.yaml:19: Telemetry istio-system/mesh-default: spec.metrics[0].overrides[0].tagOverrides[bad-name].value: invalid CEL expression \"x\": undeclared reference to 'x' (column 1)",
 			"telemetry.yaml:13: Telemetry istio-system/mesh-default: spec.metrics[0].overrides[0].tagOverrides[request_host].value: required when operation is UPSERT",
 			"telemetry.yaml:17: Telemetry istio-system/mesh-default: spec.metrics[0].overrides[0].tagOverrides[response_code].value: must not be set when operation is REMOVE",
 		}},

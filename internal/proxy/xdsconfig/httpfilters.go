@@ -30,6 +30,9 @@ func unmarshalHTTPFilterConfig(a *anypb.Any, path string) (cfg any, ok bool, err
 	case typeFault:
 		f, err := unmarshalFaultAny(a, path)
 		return f, true, err
+	case typeIstioStats:
+		f, err := unmarshalIstioStats(a, path)
+		return f, true, err
 	case typeCORS:
 		c := &corsv3.Cors{}
 		if err := a.UnmarshalTo(c); err != nil {

@@ -226,6 +226,9 @@ type HTTPConnectionManager struct {
 	// AccessLogs are the HCM's access_log entries; none leaves access
 	// logging to the proxy's --access-log setting.
 	AccessLogs []AccessLog
+	// Stats is the istio.stats filter's config (also in Filters); nil
+	// records every standard metric with the standard tags.
+	Stats *IstioStats
 }
 
 // ServerHeaderMode is an HCM's server_header_transformation.

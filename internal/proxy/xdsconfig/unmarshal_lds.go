@@ -317,6 +317,9 @@ func unmarshalHCM(h *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionM
 			return nil, fmt.Errorf("field %s: http filter %q (%s) unsupported", p, hf.GetName(), tc.GetTypeUrl())
 		}
 		_, sawRouter = cfg.(*Router)
+		if st, ok := cfg.(*IstioStats); ok {
+			out.Stats = st
+		}
 		out.Filters = append(out.Filters, HTTPFilter{Name: hf.GetName(), TypeURL: tc.GetTypeUrl(), Config: cfg})
 	}
 	if !sawRouter {

@@ -1,0 +1,100 @@
+package proxy_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	stats "istio.io/api/envoy/extensions/stats"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
+)
+
+// hcmWithStats is hcmFilter(rds) with an istio.stats filter before the router.
+func hcmWithStats(t *testing.T, rds string, cfg *stats.PluginConfig) *listenerv3.Filter {
+	f := hcmFilter(t, rds)
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	hcm.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "istio.stats", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(t, cfg)}}}, hcm.HttpFilters...)
+	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, hcm)}
+	return f
+}
+
+// metricLines are the lines of a metric family in the admin's exposition.
+func metricLines(body, prefix string) []string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestIstioStatsOverrides: an HCM's istio.stats config (what the Telemetry
+// API's metrics overrides become) adds a tag from a CEL expression, removes
+// a standard tag, and drops a metric, in what /stats/prometheus shows.
+func TestIstioStatsOverrides(t *testing.T) {
+	bk := startBackend(t, "app", nil)
+	lp := freePort(t)
+	cfg := &stats.PluginConfig{Metrics: []*stats.MetricConfig{
+		{Name: "requests_total", Dimensions: map[string]string{"request_host": "request.host", "user": "request.headers['x-user']"},
+			TagsToRemove: []string{"source_principal"}},
+		{Name: "request_bytes", Drop: true},
+	}}
+	e := newEnv(t, resources(
+		[]types.Resource{listenerOf(t, "out", "127.0.0.1", lp, true, hcmWithStats(t, "80", cfg))},
+		[]types.Resource{routeConfig("80", routeTo("/", "app"))},
+		[]types.Resource{edsCluster("app")}, []types.Resource{cla("app", bk.addr)}))
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	if resp, body := get(t, client, hostPort(lp), "app.example:80", "/", map[string]string{"x-user": "jason"}); resp.StatusCode != 200 || body != "app" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	e.waitMetric(t, `istio_requests_total{`, `request_host="app.example:80"`)
+	body := e.admin(t, "/stats/prometheus")
+	reqs := metricLines(body, "istio_requests_total{")
+	if len(reqs) != 1 || !strings.Contains(reqs[0], `request_host="app.example:80"`) || !strings.Contains(reqs[0], `user="jason"`) ||
+		strings.Contains(reqs[0], "source_principal=") || !strings.Contains(reqs[0], `response_code="200"`) || !strings.HasSuffix(reqs[0], " 1") {
+		t.Errorf("istio_requests_total: %q; want one series with request_host and user, no source_principal", reqs)
+	}
+	if got := metricLines(body, "istio_request_bytes_"); len(got) != 0 {
+		t.Errorf("dropped istio_request_bytes is exposed: %q", got[0])
+	}
+	// Untouched metrics keep the standard tags.
+	if got := metricLines(body, "istio_request_duration_milliseconds_count{"); len(got) != 1 || !strings.Contains(got[0], "source_principal=") {
+		t.Errorf("istio_request_duration_milliseconds_count: %q; want the standard series", got)
+	}
+}
+
+// TestIstioStatsRejected: tag expressions that are not CEL over Envoy's
+// attributes, and metrics Bowline does not record, are NACKed with the field.
+func TestIstioStatsRejected(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  *stats.PluginConfig
+		want string
+	}{
+		{"unknown attribute", &stats.PluginConfig{Metrics: []*stats.MetricConfig{{Dimensions: map[string]string{"x": "requst.host"}}}},
+			`metrics[0].dimensions[x]: "requst.host": ERROR: <input>:1:1: undeclared reference to 'requst'`},
+		{"not a string", &stats.PluginConfig{Metrics: []*stats.MetricConfig{{Dimensions: map[string]string{"code": "response.code + 1"}}}},
+			`want string`},
+		{"unknown metric", &stats.PluginConfig{Metrics: []*stats.MetricConfig{{Name: "my_metric", Drop: true}}},
+			`metrics[0].name: "my_metric" is not a standard metric Bowline records`},
+		{"custom definitions", &stats.PluginConfig{Definitions: []*stats.MetricDefinition{{Name: "x", Value: "1"}}},
+			`definitions`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := xdsconfig.UnmarshalListener(listenerOf(t, "out", "127.0.0.1", 15001, true, hcmWithStats(t, "80", c.cfg)))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("NACK %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
