@@ -38,11 +38,13 @@ type rankedRoute struct {
 // target is one place a route attaches: an Istio gateway (a listener) with
 // the hosts it serves there, or the mesh for a Service.
 type target struct {
-	gateway  string
-	hosts    []string
-	port     uint32
-	ns       string
-	exportTo []string
+	gateway string
+	hosts   []string
+	port    uint32
+	// listenerPort is the port of the listener a gateway target is on.
+	listenerPort uint32
+	ns           string
+	exportTo     []string
 }
 
 // commonRoute is what attachment reads of HTTPRoute and GRPCRoute alike.
@@ -63,6 +65,12 @@ func (t *translator) routes() {
 		case *gwv1.GRPCRouteSpec:
 			c = commonRoute{o, spec.ParentRefs, spec.Hostnames}
 			convert = func() ([]*networking.HTTPRoute, refResult) { return t.convertGRPCRoute(o, spec) }
+		case *gwv1.TCPRouteSpec:
+			t.l4Route(commonRoute{o, spec.ParentRefs, nil}, rulesBackends(spec.Rules, func(r gwv1.TCPRouteRule) []gwv1.BackendRef { return r.BackendRefs }))
+			continue
+		case *gwv1.TLSRouteSpec:
+			t.l4Route(commonRoute{o, spec.ParentRefs, spec.Hostnames}, rulesBackends(spec.Rules, func(r gwv1.TLSRouteRule) []gwv1.BackendRef { return r.BackendRefs }))
+			continue
 		default:
 			continue
 		}
@@ -141,6 +149,10 @@ func (t *translator) attach(c commonRoute, ref gwv1.ParentReference) (targets []
 	switch {
 	case group == gwv1.GroupName && kind == "Gateway":
 	case group == "" && kind == "Service", group == config.GroupNetworking && kind == "ServiceEntry":
+		if o.GVK.Kind == config.KindTCPRoute || o.GVK.Kind == config.KindTLSRoute {
+			ps.Conditions = append(ps.Conditions, accepted(false, gwv1.RouteReasonUnsupportedValue, o.GVK.Kind+" on a Service (mesh) is not supported yet", gen))
+			return nil, ps, true
+		}
 		return t.attachMesh(c, ref, group, kind, ns)
 	default:
 		ps.Conditions = append(ps.Conditions, accepted(false, gwv1.RouteReasonInvalidKind, fmt.Sprintf("parentRef kind %s/%s is not supported", group, kind), gen))
@@ -175,7 +187,7 @@ func (t *translator) attach(c commonRoute, ref gwv1.ParentReference) (targets []
 		}
 		sawHost = true
 		li.status.AttachedRoutes++
-		targets = append(targets, target{gateway: li.istioRef, hosts: hosts, ns: o.Meta.Namespace})
+		targets = append(targets, target{gateway: li.istioRef, hosts: hosts, ns: o.Meta.Namespace, listenerPort: uint32(li.l.Port)})
 	}
 	switch {
 	case !sawListener:

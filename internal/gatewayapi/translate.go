@@ -96,8 +96,10 @@ type translator struct {
 	ours map[string]bool
 	// gws: Gateways of our classes, by namespace/name.
 	gws map[string]*gateway
-	// byHost: merged routes per (Istio gateway, host), in first-seen order.
+	// merged: HTTP routes per (Istio gateway, host), in first-seen order.
 	merged []*mergedVS
+	// l4: the VirtualServices of TCPRoutes and TLSRoutes, one per route and listener.
+	l4 []*config.Object
 }
 
 // gateway is a Gateway of one of our classes.
@@ -129,7 +131,7 @@ func newTranslator(objs []*config.Object, services []*registry.Service, domain s
 			t.classObjs = append(t.classObjs, o)
 		case config.KindGateway:
 			t.gwObjs = append(t.gwObjs, o)
-		case config.KindHTTPRoute, config.KindGRPCRoute:
+		case config.KindHTTPRoute, config.KindGRPCRoute, config.KindTCPRoute, config.KindTLSRoute:
 			t.routeObjs = append(t.routeObjs, o)
 		case config.KindReferenceGrant:
 			t.grants = append(t.grants, o)
@@ -177,25 +179,43 @@ func (t *translator) classes() {
 }
 
 // supportedProtocol reports whether Bowline serves a listener protocol,
-// and the Istio server protocol for it.
+// and the Istio server protocol for it. TLS listeners are served in
+// Passthrough mode (TLSRoute picks the backend by SNI).
 func supportedProtocol(p gwv1.ProtocolType) (string, bool) {
 	switch p {
 	case gwv1.HTTPProtocolType:
 		return "HTTP", true
 	case gwv1.HTTPSProtocolType:
 		return "HTTPS", true
+	case gwv1.TCPProtocolType:
+		return "TCP", true
+	case gwv1.TLSProtocolType:
+		return "TLS", true
 	}
 	return "", false
 }
 
-// defaultKinds are the route kinds a listener accepts when allowedRoutes.kinds is empty.
-func defaultKinds(p gwv1.ProtocolType) []gwv1.RouteGroupKind {
-	g := gwv1.Group(gwv1.GroupName)
+// routeKindsFor are the route kinds a listener of protocol p can carry.
+func routeKindsFor(p gwv1.ProtocolType) []string {
 	switch p {
 	case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType:
-		return []gwv1.RouteGroupKind{{Group: &g, Kind: config.KindHTTPRoute}, {Group: &g, Kind: config.KindGRPCRoute}}
+		return []string{config.KindHTTPRoute, config.KindGRPCRoute}
+	case gwv1.TCPProtocolType:
+		return []string{config.KindTCPRoute}
+	case gwv1.TLSProtocolType:
+		return []string{config.KindTLSRoute}
 	}
 	return nil
+}
+
+// defaultKinds are the route kinds a listener accepts when allowedRoutes.kinds is empty.
+func defaultKinds(p gwv1.ProtocolType) []gwv1.RouteGroupKind {
+	var out []gwv1.RouteGroupKind
+	for _, k := range routeKindsFor(p) {
+		g := gwv1.Group(gwv1.GroupName)
+		out = append(out, gwv1.RouteGroupKind{Group: &g, Kind: gwv1.Kind(k)})
+	}
+	return out
 }
 
 func (t *translator) gateways() {
@@ -213,9 +233,15 @@ func (t *translator) gateways() {
 			ls := &gwv1.ListenerStatus{Name: l.Name}
 			li := &listener{l: l, index: i, status: ls, istioRef: o.Meta.Namespace + "/" + o.Meta.Name + generatedSuffix + string(l.Name)}
 			_, supported := supportedProtocol(l.Protocol)
+			terminatedTLS := l.Protocol == gwv1.TLSProtocolType && (l.TLS == nil || l.TLS.Mode == nil || *l.TLS.Mode != gwv1.TLSModePassthrough)
 			kinds, badKind := listenerKinds(l)
 			ls.SupportedKinds = kinds
 			switch {
+			case terminatedTLS:
+				ls.Conditions = append(ls.Conditions,
+					cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedValue), "TLS listeners are served in Passthrough mode only", gen),
+					cond(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), "the listener is not accepted", gen),
+					cond(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), "No errors found", gen))
 			case !supported:
 				ls.Conditions = append(ls.Conditions,
 					cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedProtocol), fmt.Sprintf("protocol %s is not supported yet", l.Protocol), gen),
@@ -276,7 +302,7 @@ func listenerKinds(l gwv1.Listener) ([]gwv1.RouteGroupKind, string) {
 		if k.Group != nil {
 			g = string(*k.Group)
 		}
-		if g == gwv1.GroupName && (k.Kind == config.KindHTTPRoute || k.Kind == config.KindGRPCRoute) {
+		if g == gwv1.GroupName && slices.Contains(routeKindsFor(l.Protocol), string(k.Kind)) {
 			grp := gwv1.Group(g)
 			out = append(out, gwv1.RouteGroupKind{Group: &grp, Kind: k.Kind})
 			continue
@@ -360,6 +386,12 @@ func (t *translator) emit() {
 				Port:  &networking.Port{Number: uint32(li.l.Port), Name: string(li.l.Name), Protocol: proto},
 				Hosts: []string{"*/" + host},
 			}
+			if li.l.Protocol == gwv1.TLSProtocolType {
+				srv.Tls = &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_PASSTHROUGH}
+			}
+			if li.l.Protocol == gwv1.TCPProtocolType {
+				srv.Hosts = []string{"*/*"}
+			}
 			if li.l.Protocol == gwv1.HTTPSProtocolType && li.l.TLS != nil && len(li.l.TLS.CertificateRefs) > 0 {
 				ref := li.l.TLS.CertificateRefs[0]
 				ns := o.Meta.Namespace
@@ -381,6 +413,7 @@ func (t *translator) emit() {
 		}
 		t.out.Status = append(t.out.Status, *g.status)
 	}
+	t.out.Objects = append(t.out.Objects, t.l4...)
 	for i, m := range t.merged {
 		sortRoutes(m.routes)
 		vs := &networking.VirtualService{Hosts: []string{m.host}, Gateways: []string{m.gateway}, ExportTo: m.exportTo}
