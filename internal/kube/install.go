@@ -314,7 +314,9 @@ func (i *Installer) labelled(ctx context.Context, objs []*unstructured.Unstructu
 		}
 		for j := range list.Items {
 			u := &list.Items[j]
-			if !slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == u.GetKind() && o.GetName() == u.GetName() }) {
+			if !slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool {
+				return o.GetKind() == u.GetKind() && o.GetName() == u.GetName()
+			}) {
 				out = append(out, u)
 			}
 		}
