@@ -44,10 +44,40 @@ func (p page) String() string {
 		return p.err.Error()
 	}
 	body := p.body
-	if len(body) > 600 {
-		body = body[:600] + "..."
+	if i := strings.Index(body, "<body"); i > 0 {
+		body = body[i:]
+	}
+	if len(body) > 1500 {
+		body = body[:1500] + "..."
 	}
 	return fmt.Sprintf("%d %s", p.code, body)
+}
+
+// forward is a kubectl port-forward that is started again when it has
+// exited: kubectl port-forward ends when a forwarded connection is refused
+// in the pod (the gateway's listener is not up until its Gateway is
+// programmed).
+type forward struct {
+	t          *testing.T
+	c          *kubecluster.Cluster
+	ns, target string
+	port       int
+	addr       string
+}
+
+func newForward(t *testing.T, c *kubecluster.Cluster, ns, target string, port int) *forward {
+	f := &forward{t: t, c: c, ns: ns, target: target, port: port}
+	f.addr = c.PortForward(t, ns, target, port)
+	return f
+}
+
+// get fetches path through the forward as user (see getPage).
+func (f *forward) get(path, user string) page {
+	p := getPage("http://"+f.addr+path, user)
+	if p.err != nil && strings.Contains(p.err.Error(), "connection refused") {
+		f.addr = f.c.PortForward(f.t, f.ns, f.target, f.port)
+	}
+	return p
 }
 
 // getPage fetches url once; user, when set, is the signed-in user
@@ -133,13 +163,13 @@ func TestBookinfo(t *testing.T) {
 	})
 
 	kubectl(ctx, t, c, "", "apply", "-n", ns, "-f", filepath.Join(samples(t), "networking", "bookinfo-gateway.yaml"))
-	gw := "http://" + c.PortForward(t, "istio-system", "svc/istio-ingressgateway", 80) + "/productpage"
+	gwf := newForward(t, c, "istio-system", "svc/istio-ingressgateway", 80)
 
 	t.Run("ProductpageThroughTheGatewayShowsAllReviewsVersions", func(t *testing.T) {
 		seen := map[string]bool{}
 		var last page
 		poll(t, 90*time.Second, "/productpage through the ingress gateway served by reviews v1, v2 and v3", func() string {
-			last = getPage(gw, "")
+			last = gwf.get("/productpage", "")
 			if last.code == http.StatusOK && strings.Contains(last.body, `<dd id="details-isbn10">1234567890</dd>`) && !strings.Contains(last.body, "Error fetching") {
 				seen[last.reviewsVersion()] = true
 			}
@@ -174,7 +204,7 @@ func TestBookinfo(t *testing.T) {
 	versions := func(user string, n int) map[string]int {
 		got := map[string]int{}
 		for range n {
-			got[getPage(gw, user).reviewsVersion()]++
+			got[gwf.get("/productpage", user).reviewsVersion()]++
 		}
 		return got
 	}
@@ -196,7 +226,7 @@ func TestBookinfo(t *testing.T) {
 			}
 			return ""
 		})
-		if p := getPage(gw, "jason"); !strings.Contains(p.body, `class="stars-black"`) {
+		if p := gwf.get("/productpage", "jason"); !strings.Contains(p.body, `class="stars-black"`) {
 			t.Errorf("jason's page has no black stars (reviews v2): %s", p)
 		}
 	})
@@ -210,10 +240,10 @@ func TestBookinfo(t *testing.T) {
 	if out, err := c.Run(ctx, "wait", "-n", plain, "--for=condition=Ready", "pod/productpage", "--timeout=90s"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	plainPage := "http://" + c.PortForward(t, plain, "pod/productpage", 9080) + "/productpage"
+	plainf := newForward(t, c, plain, "pod/productpage", 9080)
 	const detailsShown, detailsError = `<dd id="details-isbn10">1234567890</dd>`, "Error fetching product details"
 	poll(t, 30*time.Second, "productpage without a sidecar shows the details (PERMISSIVE)", func() string {
-		if p := getPage(plainPage, ""); !strings.Contains(p.body, detailsShown) {
+		if p := plainf.get("/productpage", ""); !strings.Contains(p.body, detailsShown) {
 			return p.String()
 		}
 		return ""
@@ -229,12 +259,12 @@ spec:
     mode: STRICT
 `, "apply", "-n", ns, "-f", "-")
 		poll(t, 30*time.Second, "productpage without a sidecar can no longer fetch the details", func() string {
-			if p := getPage(plainPage, ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsError) {
+			if p := plainf.get("/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsError) {
 				return p.String()
 			}
 			return ""
 		})
-		if p := getPage(gw, ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsShown) {
+		if p := gwf.get("/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsShown) {
 			t.Errorf("injected productpage under STRICT: %s, want the details", p)
 		}
 		out := kubectl(ctx, t, c, "", "get", "pods", "-n", ns, "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
@@ -263,7 +293,7 @@ spec:
         paths: ["/details/*"]
 `, "apply", "-n", ns, "-f", "-")
 		poll(t, 30*time.Second, "productpage shows its error fetching the details", func() string {
-			if p := getPage(gw, ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsError) {
+			if p := gwf.get("/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsError) {
 				return p.String()
 			}
 			return ""
