@@ -3,6 +3,7 @@ package ca
 // Log attribute keys.
 const (
 	attrAddress     = "address"
+	attrCaller      = "caller"
 	attrDir         = "dir"
 	attrError       = "error"
 	attrFile        = "file"

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 	pb "istio.io/api/security/v1alpha1"
 )
 
@@ -92,6 +93,7 @@ func TestCreateCertificate(t *testing.T) {
 		token    string
 		csr      csrOptions
 		ttl      int64
+		imperson string
 		wantCode codes.Code
 		wantID   string
 		wantMsg  string
@@ -100,6 +102,10 @@ func TestCreateCertificate(t *testing.T) {
 		{name: "web", token: webTok, wantID: "spiffe://cluster.local/ns/default/sa/web", wantTTL: 24 * time.Hour},
 		{name: "db with requested TTL", token: dbTok, ttl: 3600, wantID: "spiffe://cluster.local/ns/prod/sa/db", wantTTL: time.Hour},
 		{name: "web asking for db's identity gets web's", token: webTok, csr: steal, wantID: "spiffe://cluster.local/ns/default/sa/web", wantTTL: 24 * time.Hour},
+		{name: "web impersonating db is refused", token: webTok, imperson: "spiffe://cluster.local/ns/prod/sa/db",
+			wantCode: codes.Unauthenticated, wantMsg: "request impersonation authentication failure"},
+		{name: "web naming itself as the impersonated identity", token: webTok, imperson: "spiffe://cluster.local/ns/default/sa/web",
+			wantID: "spiffe://cluster.local/ns/default/sa/web", wantTTL: 24 * time.Hour},
 		{name: "no token", wantCode: codes.Unauthenticated, wantMsg: "no authorization metadata"},
 		{name: "wrong token", token: webTok + "x", wantCode: codes.Unauthenticated, wantMsg: "unknown bearer token"},
 		{name: "revoked token", token: revoked, wantCode: codes.Unauthenticated, wantMsg: "unknown bearer token"},
@@ -109,8 +115,11 @@ func TestCreateCertificate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
-			resp, err := client.CreateCertificate(withToken(t, tt.token), &pb.IstioCertificateRequest{
-				Csr: string(newCSR(t, nil, tt.csr)), ValidityDuration: tt.ttl})
+			req := &pb.IstioCertificateRequest{Csr: string(newCSR(t, nil, tt.csr)), ValidityDuration: tt.ttl}
+			if tt.imperson != "" {
+				req.Metadata = &structpb.Struct{Fields: map[string]*structpb.Value{ImpersonatedIdentityKey: structpb.NewStringValue(tt.imperson)}}
+			}
+			resp, err := client.CreateCertificate(withToken(t, tt.token), req)
 			if tt.wantCode != codes.OK {
 				if status.Code(err) != tt.wantCode || !strings.Contains(status.Convert(err).Message(), tt.wantMsg) {
 					t.Fatalf("err = %v, want %s containing %q", err, tt.wantCode, tt.wantMsg)

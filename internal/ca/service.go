@@ -24,6 +24,11 @@ type ServiceConfig struct {
 	Logger *slog.Logger
 }
 
+// ImpersonatedIdentityKey is the IstioCertificateRequest metadata field
+// naming the SPIFFE ID a caller asks a certificate for on behalf of another
+// workload (Istio's security.ImpersonatedIdentity).
+const ImpersonatedIdentityKey = "ImpersonatedIdentity"
+
 // service implements Istio's IstioCertificateService.
 type service struct {
 	pb.UnimplementedIstioCertificateServiceServer
@@ -59,6 +64,17 @@ func (s *service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	if err != nil {
 		s.log.Debug("ca request unauthenticated", slog.String(attrError, err.Error()))
 		return nil, status.Errorf(codes.Unauthenticated, "authenticate: %v", err)
+	}
+	// Istio's ImpersonatedIdentity asks for another identity than the
+	// caller's (node agents on behalf of pods). Bowline trusts no node
+	// accounts, so it is refused as istiod refuses it without
+	// CA_TRUSTED_NODE_ACCOUNTS: an opaque error, the reason in the log.
+	if want := req.GetMetadata().GetFields()[ImpersonatedIdentityKey].GetStringValue(); want != "" {
+		own, err := id.SPIFFEID(s.ca.td)
+		if err != nil || want != own.String() {
+			s.log.Info("ca impersonation refused", slog.String(attrIdentity, want), slog.String(attrCaller, id.String()))
+			return nil, status.Error(codes.Unauthenticated, "request impersonation authentication failure")
+		}
 	}
 	secs := req.GetValidityDuration()
 	if secs > math.MaxInt64/int64(time.Second) {

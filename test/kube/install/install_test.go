@@ -13,7 +13,16 @@ package install
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +30,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	pb "istio.io/api/security/v1alpha1"
 
 	"github.com/bowline-mesh/bowline/test/kubecluster"
 )
@@ -137,6 +154,163 @@ func TestInstall(t *testing.T) {
 		})
 	})
 
+	ns := c.Namespace(t)
+	gwAdmin := c.PortForward(t, "istio-system", "deploy/istio-ingressgateway", 15000)
+	t.Run("BookinfoSamplesInGatewayConfig", func(t *testing.T) {
+		if out, err := c.RunStdin(ctx, bookinfoApps(), "apply", "-n", ns, "-f", "-"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, f := range istioSamples {
+			if out, err := c.Run(ctx, "apply", "-n", ns, "-f", filepath.Join("testdata", "istio", f)); err != nil {
+				t.Fatalf("kubectl apply -f %s (Istio's YAML as shipped): %v\n%s", f, err, out)
+			}
+		}
+		productpage := "outbound|9080||productpage." + ns + ".svc.cluster.local"
+		poll(t, time.Minute, "the gateway routes /productpage to productpage (bookinfo-gateway.yaml)", func() string {
+			out, code := b.run(ctx, "proxy-config", "route", "deployment/istio-ingressgateway.istio-system", "-o", "json")
+			if code == 0 && strings.Contains(out, `"/productpage"`) && strings.Contains(out, `"/api/v1/products"`) && strings.Contains(out, productpage) {
+				return ""
+			}
+			return fmt.Sprintf("exit %d:\n%s", code, out)
+		})
+		poll(t, time.Minute, "the gateway has the subsets of destination-rule-all.yaml", func() string {
+			out, code := b.run(ctx, "proxy-config", "cluster", "deployment/istio-ingressgateway.istio-system", "-o", "json")
+			var missing []string
+			for _, want := range []string{"outbound|9080|v1|productpage.", "outbound|9080|v1|reviews.", "outbound|9080|v2|reviews.", "outbound|9080|v3|reviews.",
+				"outbound|9080|v2-mysql|ratings.", "outbound|9080|v2|details."} {
+				if !strings.Contains(out, `"`+want+ns+`.svc.cluster.local"`) {
+					missing = append(missing, want+ns+".svc.cluster.local")
+				}
+			}
+			if code != 0 || len(missing) > 0 {
+				return fmt.Sprintf("exit %d, missing %v", code, missing)
+			}
+			return ""
+		})
+		// virtual-service-all-v1.yaml binds to the mesh only (no gateways:),
+		// so, as with istiod, it is not in the gateway's routes; it is
+		// accepted and the gateway stays in sync (no NACK) with all three.
+		if out, err := c.Run(ctx, "get", "virtualservices", "-n", ns, "-o", "name"); err != nil || strings.Count(out, "virtualservice.networking.istio.io/") != 5 {
+			t.Errorf("kubectl get virtualservices: %v\n%s\nwant bookinfo and the four of virtual-service-all-v1.yaml", err, out)
+		}
+		poll(t, time.Minute, "the gateway SYNCED after the samples", func() string {
+			out, code := b.run(ctx, "proxy-status")
+			if code == 0 && strings.Count(out, "SYNCED") >= 4 && !strings.Contains(out, "STALE") && !strings.Contains(out, "NACK") {
+				return ""
+			}
+			return fmt.Sprintf("exit %d:\n%s", code, out)
+		})
+		// Real traffic: the gateway's 8080 listener (the Gateway's port) to
+		// productpage, which fetched the book's details from details.
+		gw := c.PortForward(t, "istio-system", "deploy/istio-ingressgateway", 8080)
+		poll(t, time.Minute, "GET /productpage through the gateway shows the details", func() string {
+			code, body, err := get("http://" + gw + "/productpage")
+			if err == nil && code == 200 && strings.Contains(body, `<dd id="details-isbn10">1234567890</dd>`) {
+				return ""
+			}
+			return fmt.Sprintf("%d %v\n%.400s", code, err, body)
+		})
+		if code, _, err := get("http://" + gw + "/"); err != nil || code != 404 {
+			t.Errorf("GET / through the gateway = %d %v, want 404 (bookinfo-gateway.yaml routes only productpage's paths)", code, err)
+		}
+	})
+
+	t.Run("WebhookRefusesInvalidVirtualService", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "reviews-broken.yaml")
+		if err := os.WriteFile(file, []byte(fmt.Sprintf(brokenVirtualService, ns)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code := b.run(ctx, "validate", "-f", file)
+		_, rest, ok := strings.Cut(strings.SplitN(out, "\n", 2)[0], ".yaml:")
+		_, msg, ok2 := strings.Cut(rest, ": ") // after the line number
+		if code != 1 || !ok || !ok2 || !strings.Contains(msg, "spec.http[0].redirect") {
+			t.Fatalf("bowline validate -f %s: exit %d, want 1 with FILE:LINE: MESSAGE:\n%s", file, code, out)
+		}
+		want := `admission webhook "validation.istio.io" denied the request: ` + msg
+		kout, err := c.Run(ctx, "apply", "-f", file)
+		if err == nil || !strings.Contains(kout, want) {
+			t.Errorf("kubectl apply -f %s = %v:\n%s\nwant it refused with %q", file, err, kout, want)
+		}
+		t.Logf("bowline validate: %s\nkubectl apply: %s", strings.TrimSpace(out), strings.TrimSpace(kout))
+	})
+
+	t.Run("ScaledPodsInGatewayEDS", func(t *testing.T) {
+		cluster := "outbound|9080||productpage." + ns + ".svc.cluster.local"
+		if n, body := healthyHosts(gwAdmin, cluster); n != 1 {
+			t.Fatalf("before scaling: %d healthy hosts of %s in the gateway, want 1:\n%.2000s", n, cluster, body)
+		}
+		start := time.Now()
+		if out, err := c.Run(ctx, "scale", "-n", ns, "deployment/productpage-v1", "--replicas=3"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var podsReady, inEDS time.Duration
+		poll(t, 2*time.Minute, "3 ready productpage pods and 3 endpoints in the gateway", func() string {
+			if podsReady == 0 {
+				out, _ := c.Run(ctx, "get", "-n", ns, "deployment/productpage-v1", "-o", "jsonpath={.status.readyReplicas}")
+				if strings.TrimSpace(out) == "3" {
+					podsReady = time.Since(start)
+				}
+			}
+			n, _ := healthyHosts(gwAdmin, cluster)
+			if n == 3 && inEDS == 0 {
+				inEDS = time.Since(start)
+			}
+			if podsReady == 0 || inEDS == 0 {
+				return fmt.Sprintf("%d healthy hosts in the gateway, pods ready after %s", n, podsReady)
+			}
+			return ""
+		})
+		t.Logf("scaled productpage 1 -> 3: kubectl saw 3 ready pods after %s, the gateway's EDS had 3 healthy endpoints after %s",
+			podsReady.Round(time.Millisecond), inEDS.Round(time.Millisecond))
+	})
+
+	t.Run("CARefusesAnotherServiceAccountsToken", func(t *testing.T) {
+		for _, sa := range []string{"attacker", "bookinfo-productpage"} {
+			if out, err := c.Run(ctx, "create", "serviceaccount", "-n", ns, sa); err != nil && !strings.Contains(out, "AlreadyExists") {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		}
+		token := func(sa string) string {
+			out, err := c.Run(ctx, "create", "token", "-n", ns, sa, "--audience", "istio-ca", "--duration", "10m")
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			return strings.TrimSpace(out)
+		}
+		root, err := c.Run(ctx, "get", "configmap", "-n", ns, "istio-ca-root-cert", "-o", `jsonpath={.data.root-cert\.pem}`)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, root)
+		}
+		caAddr := c.PortForward(t, "istio-system", "deploy/istiod", 15012)
+		victim := "spiffe://cluster.local/ns/" + ns + "/sa/bookinfo-productpage"
+		attacker := "spiffe://cluster.local/ns/" + ns + "/sa/attacker"
+
+		// attacker's token, asking for productpage's identity as Istio's
+		// node agents ask for another's: refused.
+		_, err = createCertificate(ctx, caAddr, root, token("attacker"), victim, victim)
+		if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "request impersonation authentication failure") {
+			t.Errorf("CSR for %s with attacker's token and ImpersonatedIdentity: %v, want Unauthenticated: request impersonation authentication failure", victim, err)
+		}
+		// attacker's token, productpage's identity only in the CSR: the
+		// certificate is attacker's (the CA ignores the CSR's SANs, as istiod).
+		got, err := createCertificate(ctx, caAddr, root, token("attacker"), victim, "")
+		if err != nil || got != attacker {
+			t.Errorf("CSR naming %s with attacker's token: certificate for %q (%v), want %s and never the CSR's identity", victim, got, err, attacker)
+		}
+		// productpage's own token: its identity.
+		if got, err := createCertificate(ctx, caAddr, root, token("bookinfo-productpage"), victim, victim); err != nil || got != victim {
+			t.Errorf("CSR for %s with its own token: certificate for %q (%v), want %s", victim, got, err, victim)
+		}
+		// A token of the right service account for another audience.
+		out, err := c.Run(ctx, "create", "token", "-n", ns, "bookinfo-productpage", "--duration", "10m")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if _, err := createCertificate(ctx, caAddr, root, strings.TrimSpace(out), victim, ""); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("CSR with a token not for audience istio-ca: %v, want Unauthenticated", err)
+		}
+	})
+
 	// Last: uninstall --purge, and nothing of Bowline is left.
 	t.Run("UninstallPurgeLeavesNothing", func(t *testing.T) {
 		uninstalled = true
@@ -202,4 +376,151 @@ func dumpState(t *testing.T, c *kubecluster.Cluster) {
 		out, _ := c.Run(ctx, args...)
 		t.Logf("kubectl %s:\n%s", strings.Join(args, " "), out)
 	}
+}
+
+// istioSamples are Istio's Bookinfo networking files as Istio ships them
+// (testdata/istio/README.md).
+var istioSamples = []string{"bookinfo-gateway.yaml", "destination-rule-all.yaml", "virtual-service-all-v1.yaml"}
+
+// brokenVirtualService has a route and a redirect in one rule (namespace %s).
+const brokenVirtualService = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-broken
+  namespace: %s
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+    redirect: {uri: /elsewhere}
+`
+
+// bookinfoApps is productpage (a Deployment, to scale) and details from the
+// images make images built under Istio's names, with Bookinfo's Services.
+func bookinfoApps() string {
+	var b strings.Builder
+	for _, svc := range []string{"productpage", "details", "reviews", "ratings"} {
+		fmt.Fprintf(&b, `---
+apiVersion: v1
+kind: Service
+metadata:
+  name: %[1]s
+  labels: {app: %[1]s, service: %[1]s}
+spec:
+  ports:
+  - {port: 9080, name: http}
+  selector: {app: %[1]s}
+`, svc)
+	}
+	for _, app := range []string{"productpage", "details"} {
+		fmt.Fprintf(&b, `---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %[1]s-v1
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: %[1]s, version: v1}
+  template:
+    metadata:
+      labels: {app: %[1]s, version: v1}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: %[1]s
+        image: %[2]s
+        imagePullPolicy: Never
+        ports:
+        - containerPort: 9080
+        readinessProbe:
+          httpGet: {path: /health, port: 9080}
+          periodSeconds: 1
+        volumeMounts:
+        - {name: tmp, mountPath: /tmp}
+      volumes:
+      - name: tmp
+        emptyDir: {}
+`, app, kubecluster.BookinfoImage(app+"-v1"))
+	}
+	return b.String()
+}
+
+// get sends GET url once.
+func get(url string) (int, string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+// healthyHosts counts the healthy hosts of cluster in the proxy admin's
+// /clusters, as Envoy prints them.
+func healthyHosts(admin, cluster string) (int, string) {
+	_, body, err := get("http://" + admin + "/clusters")
+	if err != nil {
+		return 0, err.Error()
+	}
+	n := 0
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, cluster+"::") && strings.HasSuffix(line, "::health_flags::healthy") {
+			n++
+		}
+	}
+	return n, body
+}
+
+// createCertificate sends a CSR naming identity (a URI SAN) to the CA at
+// addr with token, asking for impersonate when not empty, and returns the
+// SPIFFE ID of the certificate it signed.
+func createCertificate(ctx context.Context, addr, rootPEM, token, identity, impersonate string) (string, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(rootPEM)) {
+		return "", fmt.Errorf("no certificate in istio-ca-root-cert: %q", rootPEM)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: pool, ServerName: "istiod.istio-system.svc", MinVersion: tls.VersionTLS12})))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	u, err := url.Parse(identity)
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}}, key)
+	if err != nil {
+		return "", err
+	}
+	req := &pb.IstioCertificateRequest{Csr: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), ValidityDuration: 3600}
+	if impersonate != "" {
+		req.Metadata = &structpb.Struct{Fields: map[string]*structpb.Value{"ImpersonatedIdentity": structpb.NewStringValue(impersonate)}}
+	}
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), 20*time.Second)
+	defer cancel()
+	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	block, _ := pem.Decode([]byte(resp.GetCertChain()[0]))
+	if block == nil {
+		return "", fmt.Errorf("cert_chain[0] is not PEM")
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", err
+	}
+	if len(leaf.URIs) != 1 {
+		return "", fmt.Errorf("leaf has URIs %v, want one", leaf.URIs)
+	}
+	return leaf.URIs[0].String(), nil
 }
