@@ -22,6 +22,9 @@ func FuzzParse(f *testing.F) {
 		"a: &x [*x]\n",
 		"---\n---\n- 1\n",
 		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  http:\n  - timeout: 1.5s\n    retries: {attempts: 3, perTryTimeout: 2s}\n",
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: istio}\nspec: {controllerName: istio.io/gateway-controller}\n",
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec: {gatewayClassName: istio, listeners: [{name: http, port: 80, protocol: HTTP}]}\n",
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: g}]\n  rules: [{matches: [{path: {type: PathPrefix, value: /a}}], backendRefs: [{name: s, port: 80, weight: 2}]}]\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -29,7 +32,8 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res := Parse("fuzz.yaml", data, ParseOptions{})
 		for _, o := range res.Objects {
-			if o.Meta.Name == "" || o.Meta.Namespace == "" || o.Spec == nil {
+			s, _, _ := LookupSchema(o.GVK.Group, o.GVK.Version, o.GVK.Kind)
+			if o.Meta.Name == "" || (o.Meta.Namespace == "") != s.ClusterScoped || o.Spec == nil {
 				t.Fatalf("incomplete object %+v", o)
 			}
 		}
