@@ -130,6 +130,12 @@ func (p *Proxy) clientTLS(t *xdsconfig.TLSContext) *tls.Config {
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
+	if t.RootsSDS != "" {
+		// A resumed session skips verification: with roots that a Secret
+		// change can replace, every connection verifies against the
+		// current ones.
+		cfg.ClientSessionCache = nil
+	}
 	switch {
 	case t.CertFromIdentity:
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return p.identityCert() }

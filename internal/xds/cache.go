@@ -153,6 +153,8 @@ func (m *genMap[K, V]) len() int {
 type clusterKey struct {
 	svc  *registry.Service
 	grpc bool
+	// router: gateways take DestinationRule credentialNames, sidecars not.
+	router bool
 	mtls model.MTLSMode
 	noCA bool
 	rulesKey
@@ -184,9 +186,9 @@ func rulesKeyFor(dr *model.MergedDestinationRule) (rulesKey, bool) {
 	return k, true
 }
 
-func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc bool, mtls model.MTLSMode, noCA bool) (clusterKey, bool) {
+func clusterKeyFor(svc *registry.Service, dr *model.MergedDestinationRule, grpc, router bool, mtls model.MTLSMode, noCA bool) (clusterKey, bool) {
 	rk, ok := rulesKeyFor(dr)
-	return clusterKey{svc: svc, grpc: grpc, mtls: mtls, noCA: noCA, rulesKey: rk}, ok
+	return clusterKey{svc: svc, grpc: grpc, router: router, mtls: mtls, noCA: noCA, rulesKey: rk}, ok
 }
 
 // endpointsKey is what a service's load assignments read: the service and

@@ -33,7 +33,7 @@ func (g *gen) buildServiceClusters(svc *registry.Service) {
 		g.addServiceClusters(svc, dr)
 		return
 	}
-	key, ok := clusterKeyFor(svc, dr, g.grpc, g.namespaceMTLSMode(svc.Namespace), g.snap.NoCA())
+	key, ok := clusterKeyFor(svc, dr, g.grpc, g.proxy.Type == model.Router, g.namespaceMTLSMode(svc.Namespace), g.snap.NoCA())
 	if !ok {
 		g.addServiceClusters(svc, dr)
 		return

@@ -53,6 +53,7 @@ func (g *gen) buildRouter() {
 			g.listeners[l.Name] = l
 		}
 	}
+	g.gatewayClusterSecrets()
 }
 
 // gatewayBind returns the address and port the listener of Gateway port

@@ -357,3 +357,44 @@ func chainMatchKey(m *listenerv3.FilterChainMatch) string {
 	slices.Sort(names)
 	return m.GetTransportProtocol() + "|" + strings.Join(names, ",")
 }
+
+// gatewayClusterSecrets adds the SDS secrets a gateway's clusters name: a
+// DestinationRule tls credentialName (TLS origination at an egress gateway,
+// Istio's pattern) is served from the Secret in the gateway's namespace,
+// as the gateway's own credentials are. A missing Secret leaves the name
+// unresolved: handshakes to that cluster fail (UF) until it appears.
+func (g *gen) gatewayClusterSecrets() {
+	for _, c := range g.clusters {
+		ts := c.GetTransportSocket()
+		if ts == nil {
+			continue
+		}
+		u := &tlsv3.UpstreamTlsContext{}
+		if ts.GetTypedConfig().UnmarshalTo(u) != nil {
+			continue
+		}
+		common := u.GetCommonTlsContext()
+		for _, ref := range common.GetTlsCertificateSdsSecretConfigs() {
+			if cn, ok := credentialOfSDSName(ref.GetName()); ok {
+				g.gatewaySecret(cn, false)
+			}
+		}
+		if v := common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig(); v != nil {
+			if cn, ok := credentialOfSDSName(strings.TrimSuffix(v.GetName(), model.CASuffix)); ok {
+				g.gatewaySecret(cn, true)
+			}
+		}
+	}
+}
+
+// credentialOfSDSName is credentialSDSName reversed; ok is false for the
+// workload identity's names (default, ROOTCA).
+func credentialOfSDSName(name string) (string, bool) {
+	if cn, ok := strings.CutPrefix(name, sdsKubernetesPrefix); ok {
+		return cn, true
+	}
+	if strings.HasPrefix(name, model.GatewayCredentialPrefix) {
+		return name, true
+	}
+	return "", false
+}

@@ -164,6 +164,13 @@ func (g *gen) applyUpstreamTLS(c *clusterv3.Cluster, svc *registry.Service, port
 		if t.GetMode() == networking.ClientTLSSettings_ISTIO_MUTUAL && g.snap.NoCA() {
 			return // no workload certificates: plaintext (a problem of the snapshot)
 		}
+		if t.GetCredentialName() != "" && g.proxy.Type != model.Router &&
+			(t.GetMode() == networking.ClientTLSSettings_SIMPLE || t.GetMode() == networking.ClientTLSSettings_MUTUAL) {
+			// As istiod: a credentialName is for gateways; sidecars get no
+			// TLS from such a rule (they could not read the Secret, and
+			// waiting for it would hold up their start).
+			return
+		}
 		c.TransportSocket = tlsSocket(t, sni, serviceSANs(svc))
 		return
 	}
@@ -290,14 +297,14 @@ func tlsSocket(t *networking.ClientTLSSettings, istioSNI string, serviceSANs []s
 	case networking.ClientTLSSettings_DISABLE:
 		return nil
 	case networking.ClientTLSSettings_SIMPLE, networking.ClientTLSSettings_MUTUAL:
-		if t.GetCredentialName() != "" {
-			// Secrets by name come over SDS once the CA issue lands; the
-			// names follow Istio's: the credential, and credential-cacert.
+		if cn := t.GetCredentialName(); cn != "" {
+			// Istio's SDS names: kubernetes://NAME (client certificate,
+			// MUTUAL) and kubernetes://NAME-cacert (the server's CA); a
+			// gateway gets them from Secrets (gatewayClusterSecrets).
 			if t.GetMode() == networking.ClientTLSSettings_MUTUAL {
-				ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: t.GetCredentialName(), SdsConfig: adsSource()}}
+				ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: credentialSDSName(cn), SdsConfig: adsSource()}}
 			}
-			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: t.GetCredentialName() + "-cacert", SdsConfig: adsSource()}}
+			ctx.CommonTlsContext.ValidationContextType = combinedValidation(credentialSDSName(cn)+model.CASuffix, t.GetSubjectAltNames())
 			break
 		}
 		if t.GetMode() == networking.ClientTLSSettings_MUTUAL {

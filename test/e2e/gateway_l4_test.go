@@ -24,6 +24,7 @@ func startTLSBackend(t *testing.T, name string, cert tls.Certificate) int {
 		t.Fatal(err)
 	}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close") // every request on a new connection (a new handshake)
 		fmt.Fprintf(w, "%s %s sni=%s", name, r.URL.Path, r.TLS.ServerName)
 	})}
 	var wg sync.WaitGroup
