@@ -155,8 +155,8 @@ type clusterKey struct {
 	grpc bool
 	// router: gateways take DestinationRule credentialNames, sidecars not.
 	router bool
-	mtls model.MTLSMode
-	noCA bool
+	mtls   model.MTLSMode
+	noCA   bool
 	rulesKey
 }
 
