@@ -136,6 +136,10 @@ type AccessLog struct {
 	JSON bool
 	// Filter is the CEL filter expression ("" logs everything).
 	Filter string
+	// Text and Labels are the provider's logFormat (Envoy command operators):
+	// a text line, or JSON keys; both empty for Istio's default format.
+	Text   string
+	Labels map[string]string
 }
 
 // AccessLogConfig is a proxy's access logging per direction. A nil slice
@@ -215,7 +219,14 @@ func (s *Snapshot) AccessLogging(p *Proxy) AccessLogConfig {
 				path = "/dev/stdout"
 			}
 			json := fl.GetLogFormat().GetLabels() != nil || (fl.GetLogFormat() == nil && m.AccessLogEncoding == AccessLogJSON)
-			out = append(out, AccessLog{Path: path, JSON: json, Filter: a.filter})
+			l := AccessLog{Path: path, JSON: json, Filter: a.filter, Text: fl.GetLogFormat().GetText()}
+			if ls := fl.GetLogFormat().GetLabels(); ls != nil {
+				l.Labels = map[string]string{}
+				for k, v := range ls.GetFields() {
+					l.Labels[k] = v.GetStringValue()
+				}
+			}
+			out = append(out, l)
 		}
 		if out == nil {
 			return []AccessLog{{Path: "/dev/null"}}

@@ -65,6 +65,16 @@ func newAccessLogger(format string, w io.Writer) *accessLogger {
 	return &accessLogger{format: format, w: w, buf: make([]byte, 0, 512)}
 }
 
+// write writes one line rendered elsewhere (a custom log_format).
+func (a *accessLogger) write(line []byte) {
+	if a == nil || a.format == accessLogOff || a.w == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, _ = a.w.Write(line)
+}
+
 func (a *accessLogger) log(r *record) {
 	if a == nil || a.format == accessLogOff || a.w == nil {
 		return

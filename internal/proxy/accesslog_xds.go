@@ -41,6 +41,10 @@ func (p *Proxy) logAccess(x *exchange) {
 				continue // Envoy: an expression that fails to evaluate does not log
 			}
 		}
+		if al.Format != nil {
+			p.xdsLogs.logger(al).write(renderFormat(al.Format, x)) // accesslog_format.go
+			continue
+		}
 		p.xdsLogs.logger(al).log(x.rec)
 	}
 }

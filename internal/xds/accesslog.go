@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"strings"
+
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
@@ -49,13 +51,31 @@ func (g *gen) hcmAccessLogs(outbound bool) []*accesslogv3.AccessLog {
 	var out []*accesslogv3.AccessLog
 	for _, l := range logs {
 		fl := &filev3.FileAccessLog{Path: l.Path}
-		if l.JSON {
+		switch {
+		case len(l.Labels) > 0:
+			labels := make(map[string]any, len(l.Labels))
+			for k, v := range l.Labels {
+				labels[k] = v
+			}
+			if js, err := structpb.NewStruct(labels); err == nil {
+				fl.AccessLogFormat = &filev3.FileAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
+					Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: js}}}
+			}
+		case l.Text != "":
+			text := l.Text
+			if !strings.HasSuffix(text, "\n") { // as istiod ends a text format
+				text += "\n"
+			}
+			fl.AccessLogFormat = &filev3.FileAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
+				Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
+					Specifier: &corev3.DataSource_InlineString{InlineString: text}}}}}
+		case l.JSON:
 			js, err := structpb.NewStruct(istioJSONFormat)
 			if err == nil {
 				fl.AccessLogFormat = &filev3.FileAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
 					Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: js}}}
 			}
-		} else {
+		default:
 			fl.AccessLogFormat = &filev3.FileAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
 				Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
 					Specifier: &corev3.DataSource_InlineString{InlineString: istioTextFormat}}}}}

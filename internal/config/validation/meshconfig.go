@@ -5,9 +5,11 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/types/known/structpb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
 	"github.com/bowline-mesh/bowline/internal/config"
+	bltelemetry "github.com/bowline-mesh/bowline/internal/telemetry"
 )
 
 // validateMeshConfig applies istiod's mesh config checks (extension
@@ -135,6 +137,18 @@ func meshCheckProvider(r *fieldErrors, pp string, p *meshv1alpha1.MeshConfig_Ext
 	case *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyFileAccessLog:
 		if lf := v.EnvoyFileAccessLog.GetLogFormat(); lf != nil && lf.GetText() != "" && lf.GetLabels() != nil {
 			r.errorf(pp+".envoyFileAccessLog.logFormat", "only one of text and labels may be set")
+		} else if lf != nil {
+			if _, err := bltelemetry.ParseLogFormat(lf.GetText()); err != nil {
+				r.errorf(pp+".envoyFileAccessLog.logFormat.text", "%v", err)
+			}
+			for _, k := range sortedMapKeys(lf.GetLabels().GetFields()) {
+				sv, ok := lf.GetLabels().GetFields()[k].GetKind().(*structpb.Value_StringValue)
+				if !ok {
+					r.errorf(pp+".envoyFileAccessLog.logFormat.labels."+k, "must be a string of Envoy command operators")
+				} else if _, err := bltelemetry.ParseLogFormat(sv.StringValue); err != nil {
+					r.errorf(pp+".envoyFileAccessLog.logFormat.labels."+k, "%v", err)
+				}
+			}
 		}
 	case *meshv1alpha1.MeshConfig_ExtensionProvider_Datadog:
 		service("datadog", v.Datadog.GetService(), v.Datadog.GetPort())

@@ -16,4 +16,7 @@ type AccessLog struct {
 	Filter cel.Program
 	// Expression is the filter's source.
 	Expression string
+	// Format is a log_format other than Istio's defaults, rendered per
+	// request; nil writes Bowline's standard lines (JSON or text).
+	Format *LogFormat
 }

@@ -38,9 +38,14 @@ func unmarshalAccessLogs(logs []*accesslogv3.AccessLog, path string) ([]AccessLo
 			return nil, fmt.Errorf("field %s.typed_config.path: empty", p)
 		}
 		if lf := fl.GetLogFormat(); lf != nil {
-			// The format's fields are Bowline's standard ones: JSON or text
-			// lines with Istio's default access log fields.
+			// Istio's default formats are Bowline's standard JSON or text
+			// lines; other formats are rendered as written.
 			al.JSON = lf.GetJsonFormat() != nil
+			f, err := unmarshalLogFormat(lf, p+".typed_config.log_format")
+			if err != nil {
+				return nil, err
+			}
+			al.Format = f
 		}
 		if f := l.GetFilter(); f != nil {
 			if err := checkFields(f, p+".filter", "extension_filter"); err != nil {
