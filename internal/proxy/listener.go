@@ -203,7 +203,12 @@ const tlsHandshakeTimeout = 10 * time.Second
 // a failed handshake close the connection.
 func (p *Proxy) serveInspected(s *snapshot, b *boundListener, conn net.Conn, target *xdsconfig.Listener, info *connInfo) {
 	br := bufio.NewReaderSize(conn, maxClientHello)
-	hello := sniff(conn, br)
+	hello, ok := sniff(conn, br, target.InspectTimeout, target.ContinueOnInspectTimeout)
+	if !ok {
+		p.log.Debug("listener filters timed out", slog.String("listener", target.Name), slog.String("source", info.src.String()))
+		_ = conn.Close()
+		return
+	}
 	info.transport, info.sni, info.alpn = hello.transport, hello.sni, hello.alpn
 	chain := info.chain(target)
 	if chain == nil {

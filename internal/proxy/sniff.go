@@ -3,16 +3,12 @@ package proxy
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"net"
 	"time"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
-
-// sniffTimeout bounds how long the tls_inspector waits for a client's first
-// bytes; a client that sends nothing (a server-first protocol) is then
-// treated as plaintext, as Istio's continue_on_listener_filters_timeout does.
-const sniffTimeout = 5 * time.Second
 
 // maxClientHello is the largest TLS record the inspector reads: a record
 // header and 2^14 bytes of payload.
@@ -38,26 +34,43 @@ func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 // sniff is envoy.filters.listener.tls_inspector: it peeks (without
 // consuming) at the first bytes of conn through br; a TLS handshake record
 // (0x16 0x03 ...) holding a ClientHello is TLS, with its SNI and ALPN;
-// anything else is raw_buffer.
-func sniff(conn net.Conn, br *bufio.Reader) clientHello {
+// anything else is raw_buffer. It waits at most timeout (0: as long as the
+// client takes) for the first bytes; a client that sends nothing by then (a
+// server-first protocol) is raw_buffer when goOn is set (Istio's
+// continue_on_listener_filters_timeout), else ok is false and the caller
+// closes the connection, as Envoy does.
+func sniff(conn net.Conn, br *bufio.Reader, timeout time.Duration, goOn bool) (h clientHello, ok bool) {
 	plain := clientHello{transport: xdsconfig.TransportRawBuffer}
-	_ = conn.SetReadDeadline(time.Now().Add(sniffTimeout))
-	defer func() { _ = conn.SetReadDeadline(time.Time{}) }()
+	if timeout > 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(timeout))
+		defer func() { _ = conn.SetReadDeadline(time.Time{}) }()
+	}
+	first, err := br.Peek(1)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return plain, goOn
+		}
+		return plain, true // closed or failed: the chain sees it
+	}
+	if first[0] != 0x16 { // not a TLS handshake record: decided on one byte, as Envoy
+		return plain, true
+	}
 	hdr, err := br.Peek(5)
-	if err != nil || hdr[0] != 0x16 || hdr[1] != 0x03 {
-		return plain
+	if err != nil || hdr[1] != 0x03 {
+		return plain, true
 	}
 	n := int(binary.BigEndian.Uint16(hdr[3:5]))
 	if n == 0 || 5+n > maxClientHello {
-		return clientHello{transport: xdsconfig.TransportTLS}
+		return clientHello{transport: xdsconfig.TransportTLS}, true
 	}
 	rec, err := br.Peek(5 + n)
 	if err != nil {
-		return clientHello{transport: xdsconfig.TransportTLS}
+		return clientHello{transport: xdsconfig.TransportTLS}, true
 	}
-	h := parseClientHello(rec[5:])
+	h = parseClientHello(rec[5:])
 	h.transport = xdsconfig.TransportTLS
-	return h
+	return h, true
 }
 
 // parseClientHello reads the SNI and ALPN extensions of a ClientHello

@@ -131,6 +131,7 @@ func (g *gen) virtualInbound() *listenerv3.Listener {
 		}
 		if len(in.ListenerFilters) > 0 && !hasTLSInspector(l) {
 			l.ListenerFilters = append(l.ListenerFilters, tlsInspector())
+			g.detectionTimeout(l)
 		}
 	}
 	l.FilterChains = append(l.FilterChains,

@@ -135,5 +135,21 @@ func (g *gen) applyPeerAuthn(l *listenerv3.Listener, port uint32) {
 	l.FilterChains = chains
 	if inspect {
 		l.ListenerFilters = append(l.ListenerFilters, tlsInspector())
+		g.detectionTimeout(l)
 	}
+}
+
+// detectionTimeout sets how long a listener's inspectors wait for a client's
+// first bytes, as Istio does: MeshConfig protocolDetectionTimeout (0s, the
+// default, waits as long as the client takes), after which the connection
+// goes on as plaintext (continue_on_listener_filters_timeout), so a
+// plaintext client of a server-first protocol (MySQL, SMTP) gets its
+// server's greeting once the timeout passes.
+func (g *gen) detectionTimeout(l *listenerv3.Listener) {
+	t := g.snap.Mesh().Raw().GetProtocolDetectionTimeout()
+	if t == nil {
+		t = durationpb.New(0)
+	}
+	l.ListenerFiltersTimeout = t
+	l.ContinueOnListenerFiltersTimeout = true
 }

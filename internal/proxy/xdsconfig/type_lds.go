@@ -36,6 +36,13 @@ type Listener struct {
 	// listener filter: the first bytes of a connection tell TLS (with its SNI
 	// and ALPN) from plaintext for filter_chain_match.
 	TLSInspector bool
+	// InspectTimeout bounds how long the inspector waits for a client's
+	// first bytes (listener_filters_timeout; Envoy's 15 s when unset, 0 no
+	// limit). On timeout the connection goes on as plaintext when
+	// ContinueOnInspectTimeout (Istio sets it: server-first protocols), else
+	// it is closed.
+	InspectTimeout           time.Duration
+	ContinueOnInspectTimeout bool
 	// FilterChains are matched by destination port, then transport protocol,
 	// then application protocols (Envoy's order, most specific wins).
 	FilterChains []FilterChain

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -25,6 +26,9 @@ const (
 	// typeDFPFilter is envoy.filters.http.dynamic_forward_proxy's config.
 	typeDFPFilter = "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig"
 )
+
+// defaultInspectTimeout is Envoy's listener_filters_timeout when unset.
+const defaultInspectTimeout = 15 * time.Second
 
 // UnmarshalListener checks a Listener and converts it. The error names the
 // listener and the offending field.
@@ -77,9 +81,17 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 		out.BindToPort = b.GetValue()
 	}
 	out.UseOriginalDst = l.GetUseOriginalDst().GetValue()
+	out.InspectTimeout, out.ContinueOnInspectTimeout = defaultInspectTimeout, l.GetContinueOnListenerFiltersTimeout()
+	if t := l.GetListenerFiltersTimeout(); t != nil {
+		if err := t.CheckValid(); err != nil || t.AsDuration() < 0 {
+			return nil, fmt.Errorf("field listener_filters_timeout: invalid duration")
+		}
+		out.InspectTimeout = t.AsDuration()
+	}
 	for i, lf := range l.GetListenerFilters() {
-		// Istio adds these inspectors; the proxy sniffs nothing yet but they are
-		// harmless to accept (listenerFilterSupported names them).
+		// Istio adds these inspectors. The http_inspector is accepted and does
+		// nothing: no generated chain matches on application protocols other
+		// than the TLS ALPN (listenerFilterSupported names them).
 		switch lf.GetName() {
 		case "envoy.filters.listener.original_dst":
 			// Transparent capture (netns/pod): match chains on SO_ORIGINAL_DST.
