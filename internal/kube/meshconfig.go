@@ -3,11 +3,11 @@ package kube
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"sigs.k8s.io/yaml"
+
+	"github.com/bowline-mesh/bowline/internal/config"
 )
 
 // Istio's MeshConfig ConfigMap: name and key, in the root namespace.
@@ -46,19 +46,18 @@ func (f namespaceFilter) matches(nsLabels map[string]string) bool {
 }
 
 // ParseMeshConfig parses the MeshConfig YAML of the `istio` ConfigMap
-// (data.mesh). Unknown fields are an error, as for every Istio input.
+// (data.mesh) with config.ParseMeshConfig, the parser of files and
+// --mesh-config (strict: unknown fields are an error; applied over Istio's
+// defaults as istiod applies it), and compiles its discoverySelectors.
 func ParseMeshConfig(raw string) (*MeshConfig, error) {
-	mc := &meshv1alpha1.MeshConfig{}
-	if raw != "" {
-		js, err := yaml.YAMLToJSON([]byte(raw))
-		if err != nil {
-			return nil, fmt.Errorf("ConfigMap %s data.%s: invalid YAML: %w", MeshConfigMapName, meshConfigKey, err)
-		}
-		if string(js) != "null" {
-			if err := (protojson.UnmarshalOptions{}).Unmarshal(js, mc); err != nil {
-				return nil, fmt.Errorf("ConfigMap %s data.%s: %w", MeshConfigMapName, meshConfigKey, err)
-			}
-		}
+	obj, problems := config.ParseMeshConfig(config.MeshConfigParse{Kind: config.KindConfigMap,
+		Meta: config.Meta{Name: MeshConfigMapName}, Field: config.MeshConfigField, FirstLine: 1}, raw)
+	if problems.HasErrors() || obj == nil {
+		return nil, fmt.Errorf("ConfigMap %s: %w", MeshConfigMapName, problems)
+	}
+	mc := config.MeshConfigOf(obj)
+	if mc == nil {
+		mc = config.DefaultMeshConfig()
 	}
 	out := &MeshConfig{Raw: raw, Config: mc}
 	for i, s := range mc.GetDiscoverySelectors() {
