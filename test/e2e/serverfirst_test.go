@@ -105,6 +105,8 @@ spec:
 	client.waitConfig(t, fmt.Sprintf("outbound|%d||%s", dbPort, dbHost))
 
 	t.Run("through two sidecars over mTLS", func(t *testing.T) {
+		// The tunnel answers 200 before its upstream connects: until the db
+		// endpoint reaches the client sidecar (UH) the tunnel just closes.
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			c, err := net.DialTimeout("tcp", client.outbound, 5*time.Second)
@@ -115,14 +117,21 @@ spec:
 			fmt.Fprintf(c, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n", dbHost, dbPort, dbHost, dbPort)
 			r := bufio.NewReader(c)
 			resp, err := http.ReadResponse(r, &http.Request{Method: http.MethodConnect})
+			var line string
 			if err == nil && resp.StatusCode == http.StatusOK {
-				greeted(t, c, r)
+				line, err = r.ReadString('\n')
+			}
+			if err == nil && strings.TrimSpace(line) == greeting {
+				fmt.Fprintf(c, "hello\n")
+				if line, err := r.ReadString('\n'); err != nil || line != "echo hello\n" {
+					t.Fatalf("echo through the tunnel: %q (%v)", line, err)
+				}
 				_ = c.Close()
 				break
 			}
 			_ = c.Close()
 			if time.Now().After(deadline) {
-				t.Fatalf("CONNECT %s:%d through the client sidecar: %v %v", dbHost, dbPort, resp, err)
+				t.Fatalf("CONNECT %s:%d through the client sidecar: greeting %q, %v; client log:\n%s", dbHost, dbPort, line, err, tail(client.log.String(), 3))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
