@@ -1,12 +1,13 @@
 // Package kubetest runs a real kube-apiserver backed by a real etcd on
-// loopback for tests, from the binaries the cluster kit builds
-// (hack/kube/build.sh, cached in $KUBE_KIT_CACHE/bin or
-// ~/.cache/bowline/kube/v1.37.2/bin). No controller manager, scheduler or
-// kubelet runs: tests create the objects those would (EndpointSlices, pod
-// status) themselves.
+// loopback for tests, from the binaries the cluster kit builds, found by
+// kubecluster.Assets ($KUBEBUILDER_ASSETS, which make test exports, else the
+// kit's cache ~/.cache/bowline/kube/v1.37.2/bin). No controller manager,
+// scheduler or kubelet runs: tests create the objects those would
+// (EndpointSlices, pod status) themselves.
 //
-// When the binaries are absent a test skips with a message saying how to
-// build them, unless $CI is set: in CI it fails, so the tests always run there.
+// When the binaries are absent kubecluster.Assets decides: a developer
+// machine without root and CI skips with a message saying how to build them;
+// CI and root fail, so the tests always run there.
 //
 // It is for tests only; nothing in the product imports it.
 package kubetest
@@ -32,22 +33,9 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/bowline-mesh/bowline/test/kubecluster"
 )
-
-// KubeVersion is the Kubernetes version the kit builds.
-const KubeVersion = "v1.37.2"
-
-// BinDir returns where the kit keeps its binaries.
-func BinDir() string {
-	if c := os.Getenv("KUBE_KIT_CACHE"); c != "" {
-		return filepath.Join(c, "bin")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		home = "/root"
-	}
-	return filepath.Join(home, ".cache", "bowline", "kube", KubeVersion, "bin")
-}
 
 // Cluster is a running kube-apiserver with its etcd.
 type Cluster struct {
@@ -59,6 +47,7 @@ type Cluster struct {
 	Issuer string
 
 	dir   string
+	bin   string // the directory of kube-apiserver and etcd
 	procs []*exec.Cmd
 	logs  []*lockedWriter
 }
@@ -70,17 +59,12 @@ var (
 )
 
 // Shared returns the package's cluster, starting it on first use; Stop it
-// from TestMain after m.Run (see Main). It skips t when the binaries are
-// absent outside CI.
+// from TestMain after m.Run (see Main). Without the binaries it skips or
+// fails t as kubecluster.Assets does.
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
-	if err := Available(); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("kubetest: %v (build them with hack/kube/build.sh kube-apiserver etcd; in CI this test fails instead)", err)
-		}
-		t.Fatalf("kubetest: %v", err)
-	}
-	sharedOnce.Do(func() { shared, sharedErr = Start() })
+	bin := kubecluster.Assets(t)
+	sharedOnce.Do(func() { shared, sharedErr = Start(bin) })
 	if sharedErr != nil {
 		t.Fatalf("kubetest: %v", sharedErr)
 	}
@@ -96,24 +80,14 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// Available reports why the binaries cannot be used, or nil.
-func Available() error {
-	for _, b := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(BinDir(), b)); err != nil {
-			return fmt.Errorf("no %s in %s", b, BinDir())
-		}
-	}
-	return nil
-}
-
-// Start runs etcd and kube-apiserver on free loopback ports and waits
-// until the API server is ready.
-func Start() (c *Cluster, err error) {
+// Start runs etcd and kube-apiserver of directory bin on free loopback
+// ports and waits until the API server is ready.
+func Start(bin string) (c *Cluster, err error) {
 	dir, err := os.MkdirTemp("", "kubetest-")
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{dir: dir, Issuer: "https://kubernetes.default.svc.cluster.local"}
+	c = &Cluster{dir: dir, bin: bin, Issuer: "https://kubernetes.default.svc.cluster.local"}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w\n%s", err, c.output())
@@ -191,7 +165,7 @@ current-context: kubetest
 }
 
 func (c *Cluster) start(name string, args ...string) error {
-	cmd := exec.Command(filepath.Join(BinDir(), name), args...)
+	cmd := exec.Command(filepath.Join(c.bin, name), args...)
 	out := &lockedWriter{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
