@@ -19,6 +19,8 @@ func FuzzParse(f *testing.F) {
 		"apiVersion: v1\nkind: List\nitems:\n- apiVersion: security.istio.io/v1\n  kind: AuthorizationPolicy\n  metadata: {name: a}\n  spec: {action: DENY, rules: [{to: [{operation: {paths: [/admin*]}}]}]}\n",
 		"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: e}\nspec: {hosts: [a.com], ports: [{number: 443, name: https, protocol: TLS}], resolution: DNS}\n",
 		"{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"Gateway\",\"metadata\":{\"name\":\"g\"},\"spec\":{\"selector\":{\"istio\":\"ingressgateway\"}}}",
+		"apiVersion: v1\nkind: Secret\nmetadata: {name: c, namespace: istio-system}\ntype: kubernetes.io/tls\ndata: {tls.crt: Y2VydA==, tls.key: a2V5}\nstringData: {ca.crt: x}\n",
+		"apiVersion: v1\nkind: Secret\nmetadata: {name: c}\ndata: {cert: '%%', key: [1]}\n",
 		"a: &x [*x]\n",
 		"---\n---\n- 1\n",
 		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  http:\n  - timeout: 1.5s\n    retries: {attempts: 3, perTryTimeout: 2s}\n",
