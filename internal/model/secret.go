@@ -64,3 +64,31 @@ func (s *Snapshot) SecretCA(ns, name string) ([]byte, error) {
 	}
 	return ca, nil
 }
+
+// credentialProblems lists Gateway servers whose credentialName no Secret
+// of any namespace has (the gateway workload's namespace is only known per
+// proxy): such a server is not served. `bowline analyze` checks the
+// namespace too (IST0101).
+func (s *Snapshot) credentialProblems() []string {
+	names := map[string]bool{}
+	for key := range s.secrets {
+		_, name, _ := strings.Cut(key, "/")
+		names[name] = true
+	}
+	var out []string
+	for _, g := range s.gateways {
+		for i, srv := range g.Servers {
+			cn := srv.GetTls().GetCredentialName()
+			if cn == "" {
+				continue
+			}
+			ns, name := CredentialRef(cn, "")
+			if ns != "" && s.secret(ns, name) != nil || ns == "" && names[name] {
+				continue
+			}
+			out = append(out, fmt.Sprintf("Gateway %s/%s: spec.servers[%d].tls.credentialName: Secret %q not found; the server is not served",
+				g.Namespace, g.Name, i, cn))
+		}
+	}
+	return out
+}

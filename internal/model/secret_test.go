@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	networking "istio.io/api/networking/v1alpha3"
+
 	"github.com/bowline-mesh/bowline/internal/config"
 )
 
@@ -69,5 +71,20 @@ func TestCredentialRef(t *testing.T) {
 		if ns, name := CredentialRef(tc.in, "istio-system"); ns != tc.ns || name != tc.name {
 			t.Errorf("CredentialRef(%q) = %s/%s, want %s/%s", tc.in, ns, name, tc.ns, tc.name)
 		}
+	}
+}
+
+func TestCredentialProblems(t *testing.T) {
+	gw := &config.Object{GVK: config.GroupVersionKind{Group: config.GroupNetworking, Version: "v1", Kind: config.KindGateway},
+		Meta: config.Meta{Name: "gw", Namespace: "default"}, Spec: &networking.Gateway{Servers: []*networking.Server{
+			{Port: &networking.Port{Number: 443, Name: "a", Protocol: "HTTPS"}, Hosts: []string{"a.example.com"},
+				Tls: &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_SIMPLE, CredentialName: "present"}},
+			{Port: &networking.Port{Number: 443, Name: "b", Protocol: "HTTPS"}, Hosts: []string{"b.example.com"},
+				Tls: &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_SIMPLE, CredentialName: "absent"}},
+		}}}
+	snap := Build([]*config.Object{gw, secretObj("istio-system", "present", map[string]string{"tls.crt": "c", "tls.key": "k"})}, nil, Options{})
+	want := `Gateway default/gw: spec.servers[1].tls.credentialName: Secret "absent" not found; the server is not served`
+	if got := snap.Problems(); len(got) != 1 || got[0] != want {
+		t.Errorf("problems = %q, want [%q]", got, want)
 	}
 }

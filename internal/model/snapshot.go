@@ -168,6 +168,7 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 	}
 	s.virtualServices, s.problems = buildVirtualServices(vsObjs, opts.Domain)
 	s.problems = append(s.problems, efProblems...)
+	s.problems = append(s.problems, s.credentialProblems()...)
 	if s.noCA = opts.NoCA; s.noCA {
 		s.problems = append(s.problems, mtlsWithoutCAProblems(sorted)...)
 	}
