@@ -56,11 +56,23 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	l := s.listenerFor(info.target)
 	var hcm *xdsconfig.HTTPConnectionManager
 	if l != nil {
-		if fc := info.chain(l); fc != nil {
+		fc := info.chain(l)
+		if fc != nil {
 			hcm = fc.HTTP
 		}
 		rec.listener = l.Name
 		rec.inbound = l.Inbound
+		if fc != nil && (fc.TLS != nil) != (info.peer != nil) {
+			// The connection was accepted on a chain of another transport
+			// that has since been replaced (a PeerAuthentication turned
+			// STRICT, or back): serving it on the new chain would skip its
+			// TLS. The connection is closed, as Envoy closes the connections
+			// of a chain that went away; the client connects again and
+			// meets the new chain.
+			rec.details = "filter_chain_transport_changed"
+			x.reset = true
+			return
+		}
 	}
 	// Mesh identity (tls.go): the peer of an mTLS connection, and the
 	// workload metadata its proxy sent, trusted only over mTLS.

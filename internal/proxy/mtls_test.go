@@ -589,3 +589,46 @@ func TestMTLSRotation(t *testing.T) {
 func matchID(id string) spiffeid.Matcher { return spiffeid.MatchID(spiffeid.RequireFromString(id)) }
 
 func wrapperspbTrue() *wrapperspb.BoolValue { return wrapperspb.Bool(true) }
+
+// A plaintext keep-alive connection accepted under PERMISSIVE is closed when
+// the inbound chain turns STRICT: its next request is not served.
+func TestMTLSStrictClosesPlaintextKeepAlive(t *testing.T) {
+	m := newMTLSMesh(t, "PERMISSIVE", time.Hour, func(c *clusterv3.Cluster) { autoMTLS(t, c, serverID) })
+	keep := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	defer keep.CloseIdleConnections()
+	get := func() (int, error) {
+		resp, err := keep.Get("http://" + m.inAddr + "/")
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+	if code, err := get(); err != nil || code != 200 {
+		t.Fatalf("plaintext under PERMISSIVE: %d %v, want 200", code, err)
+	}
+	in := port(m.inAddr)
+	m.cp.pushFor(t, serverNode, resources(
+		[]types.Resource{inboundMTLSListener(t, int(in), "STRICT")},
+		[]types.Resource{routeConfig("inbound", routeTo("/", "inbound|app"))},
+		[]types.Resource{clusterWith("inbound|app", nil)},
+		[]types.Resource{cla("inbound|app", m.backend.addr)}))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, err := call(m.inAddr, nil); err != nil {
+			break // a new plaintext connection is refused: STRICT is in place
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("STRICT not applied after 10s")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	if code, err := get(); err == nil {
+		t.Errorf("the PERMISSIVE-era keep-alive connection got HTTP %d under STRICT, want it closed", code)
+	}
+	// Mesh traffic still flows.
+	if code, body, err := call(m.outAddr, nil); err != nil || code != 200 || body != "server-app" {
+		t.Errorf("via the client sidecar under STRICT: %d %q %v", code, body, err)
+	}
+}

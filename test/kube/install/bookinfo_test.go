@@ -116,8 +116,10 @@ func kubectl(ctx context.Context, t *testing.T, c *kubecluster.Cluster, stdin st
 // (every pod Ready with the injected native sidecar), bookinfo-gateway.yaml
 // (/productpage through the ingress gateway with reviews of all three
 // versions), proxy-status SYNCED for every sidecar, the request-routing
-// task's files and an AuthorizationPolicy denying productpage's GET
-// /details/* (productpage's principal comes from its mTLS certificate). docs/kubernetes.md walks through
+// task's files, PeerAuthentication STRICT (a pod without a sidecar can no
+// longer reach details, the injected ones can, and the pods stay Ready)
+// and an AuthorizationPolicy denying productpage's GET /details/*
+// (productpage's principal comes from its mTLS certificate). docs/kubernetes.md walks through
 // the same commands.
 func TestBookinfo(t *testing.T) {
 	c := kubecluster.Require(t)
@@ -230,10 +232,48 @@ func TestBookinfo(t *testing.T) {
 		}
 	})
 
-	// PeerAuthentication STRICT is not asserted here: on the cluster a
-	// client without a sidecar still reached details through its sidecar
-	// under a namespace-wide STRICT policy (an open bug, docs/kubernetes.md).
-	const detailsError = "Error fetching product details"
+	// Mutual TLS: productpage without a sidecar, in a namespace without
+	// injection, calling details and reviews of the Bookinfo namespace.
+	plain := c.Namespace(t)
+	kubectl(ctx, t, c, "", "run", "productpage", "-n", plain, "--image", kubecluster.BookinfoImage("productpage-v1"),
+		"--image-pull-policy", "IfNotPresent", "--port", "9080",
+		"--env", "DETAILS_HOSTNAME=details."+ns, "--env", "REVIEWS_HOSTNAME=reviews."+ns)
+	if out, err := c.Run(ctx, "wait", "-n", plain, "--for=condition=Ready", "pod/productpage", "--timeout=90s"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	plainf := newForward(t, c, plain, "pod/productpage", 9080)
+	const detailsShown, detailsError = `<dd id="details-isbn10">1234567890</dd>`, "Error fetching product details"
+	poll(t, 30*time.Second, "productpage without a sidecar shows the details (PERMISSIVE)", func() string {
+		if p := plainf.get("/productpage", ""); !strings.Contains(p.body, detailsShown) {
+			return p.String()
+		}
+		return ""
+	})
+
+	t.Run("PeerAuthenticationStrict", func(t *testing.T) {
+		kubectl(ctx, t, c, `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+spec:
+  mtls:
+    mode: STRICT
+`, "apply", "-n", ns, "-f", "-")
+		poll(t, 30*time.Second, "productpage without a sidecar can no longer fetch the details", func() string {
+			if p := plainf.get("/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsError) {
+				return p.String()
+			}
+			return ""
+		})
+		if p := gwf.get("/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsShown) {
+			t.Errorf("injected productpage under STRICT: %s, want the details", p)
+		}
+		out := kubectl(ctx, t, c, "", "get", "pods", "-n", ns, "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+		if strings.Contains(out, "=False") {
+			t.Errorf("pods not Ready under STRICT: %s", out)
+		}
+	})
+
 	t.Run("AuthorizationPolicyDeniesProductpageDetails", func(t *testing.T) {
 		kubectl(ctx, t, c, `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
