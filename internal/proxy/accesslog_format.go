@@ -137,4 +137,3 @@ func renderFormat(f *xdsconfig.LogFormat, x *exchange) []byte {
 	b, _ := json.Marshal(obj) // keys sorted
 	return append(b, '\n')
 }
-
