@@ -464,6 +464,9 @@ func TestBookinfoGatewayAPIUp(t *testing.T) {
 		t.Helper()
 		copyFile(t, filepath.Join(repoRoot(t), "samples", "bookinfo", "gateway-api", file), filepath.Join(dir, file))
 	}
+	// Istio's Gateway API task applies bookinfo-versions.yaml (a Service per
+	// reviews version) before routing to them.
+	gatewayAPISample("bookinfo-versions.yaml")
 	gatewayAPISample("bookinfo-gateway.yaml")
 	m := startUp(t, filepath.Join(bins, "bowline"), dir)
 	m.eventually(t, "", 3, "the product page through the HTTPRoute", func(p page) bool { return p.status == http.StatusOK && p.reviews != "" })
