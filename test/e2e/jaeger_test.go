@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -355,6 +356,9 @@ func TestBookinfoTracesInJaeger(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /productpage: %v %v", resp, err)
 		}
+		// Read the page to its end: a client that hangs up first is a
+		// downstream disconnect (flag DC) in every hop's span.
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		tr := j.traceFor(t, rid, len(wantHops))
 		byID := map[string]jaegerSpan{}
@@ -434,6 +438,7 @@ spec:
 			if err != nil || resp.StatusCode != http.StatusOK {
 				t.Fatalf("GET /productpage: %v %v", resp, err)
 			}
+			_, _ = io.Copy(io.Discard, resp.Body) // to its end, as above
 			resp.Body.Close()
 		}
 		// Each round: an unsampled request, then one the client samples
