@@ -208,6 +208,11 @@ func TestInstall(t *testing.T) {
 			if err == nil && code == 200 && strings.Contains(body, `<dd id="details-isbn10">1234567890</dd>`) {
 				return ""
 			}
+			if err != nil {
+				// A port-forward can stall (seen once in CI: every request
+				// timed out for a minute); the next try goes through a new one.
+				gw = c.PortForward(t, "istio-system", "deploy/istio-ingressgateway", 8080)
+			}
 			return fmt.Sprintf("%d %v\n%.400s", code, err, body)
 		})
 		if code, _, err := get("http://" + gw + "/"); err != nil || code != 404 {
