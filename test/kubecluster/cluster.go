@@ -31,7 +31,7 @@ const (
 	PodCIDR          = "10.244.0.0/16"
 	ServiceCIDR      = "10.96.0.0/16"
 	GuardChain       = "BOWLINE-KUBE-GUARD"
-	Bridge           = "bowline0"
+	Bridge           = "bowkube0"
 	Cgroup           = "bowline-kube"
 	BookinfoHub      = "registry.istio.io/release"
 	BookinfoTag      = "1.20.3"
