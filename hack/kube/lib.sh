@@ -19,7 +19,7 @@ CTR_SOCK="$RUN_DIR/containerd.sock"
 # use ranges that must never be routed out of a real interface: guard.sh
 # drops them there.
 NODE_NAME=bowline-node
-NODE_IP=10.250.0.1
+NODE_IP=10.251.0.1
 POD_CIDR=10.244.0.0/16
 NODE_POD_CIDR=10.244.0.0/24
 POD_GATEWAY=10.244.0.1

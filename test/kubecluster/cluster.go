@@ -26,7 +26,7 @@ import (
 // The kit's fixed names and addresses (hack/kube/lib.sh).
 const (
 	NodeName         = "bowline-node"
-	NodeIP           = "10.250.0.1"
+	NodeIP           = "10.251.0.1"
 	DNSServiceIP     = "10.96.0.10"
 	PodCIDR          = "10.244.0.0/16"
 	ServiceCIDR      = "10.96.0.0/16"
