@@ -174,6 +174,32 @@ func (c *Cluster) PortForward(t testing.TB, ns, target string, port int) string 
 	}
 }
 
+// Forward is a PortForward that can be started again: kubectl port-forward
+// exits when a forwarded connection is refused in the pod (a gateway's
+// listener is not up until its Gateway is programmed), and one can stall.
+type Forward struct {
+	// Addr is the local address (127.0.0.1:N) of the current port-forward.
+	Addr string
+
+	t          testing.TB
+	c          *Cluster
+	ns, target string
+	port       int
+}
+
+// Forward starts PortForward(t, ns, target, port) and returns it renewable.
+func (c *Cluster) Forward(t testing.TB, ns, target string, port int) *Forward {
+	t.Helper()
+	return &Forward{Addr: c.PortForward(t, ns, target, port), t: t, c: c, ns: ns, target: target, port: port}
+}
+
+// Renew starts a new port-forward and points Addr at it; the old one ends
+// with the test.
+func (f *Forward) Renew() {
+	f.t.Helper()
+	f.Addr = f.c.PortForward(f.t, f.ns, f.target, f.port)
+}
+
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
 type syncBuffer struct {
 	mu  sync.Mutex

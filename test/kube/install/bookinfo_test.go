@@ -53,29 +53,12 @@ func (p page) String() string {
 	return fmt.Sprintf("%d %s", p.code, body)
 }
 
-// forward is a kubectl port-forward that is started again when it has
-// exited: kubectl port-forward ends when a forwarded connection is refused
-// in the pod (the gateway's listener is not up until its Gateway is
-// programmed).
-type forward struct {
-	t          *testing.T
-	c          *kubecluster.Cluster
-	ns, target string
-	port       int
-	addr       string
-}
-
-func newForward(t *testing.T, c *kubecluster.Cluster, ns, target string, port int) *forward {
-	f := &forward{t: t, c: c, ns: ns, target: target, port: port}
-	f.addr = c.PortForward(t, ns, target, port)
-	return f
-}
-
-// get fetches path through the forward as user (see getPage).
-func (f *forward) get(path, user string) page {
-	p := getPage("http://"+f.addr+path, user)
+// fetch gets path through f as user (see getPage), starting f again when
+// kubectl has exited on a refused connection.
+func fetch(f *kubecluster.Forward, path, user string) page {
+	p := getPage("http://"+f.Addr+path, user)
 	if p.err != nil && strings.Contains(p.err.Error(), "connection refused") {
-		f.addr = f.c.PortForward(f.t, f.ns, f.target, f.port)
+		f.Renew()
 	}
 	return p
 }
@@ -164,13 +147,13 @@ func TestBookinfo(t *testing.T) {
 	})
 
 	kubectl(ctx, t, c, "", "apply", "-n", ns, "-f", filepath.Join(samples(t), "networking", "bookinfo-gateway.yaml"))
-	gwf := newForward(t, c, "istio-system", "svc/istio-ingressgateway", 80)
+	gwf := c.Forward(t, "istio-system", "svc/istio-ingressgateway", 80)
 
 	t.Run("ProductpageThroughTheGatewayShowsAllReviewsVersions", func(t *testing.T) {
 		seen := map[string]bool{}
 		var last page
 		poll(t, 90*time.Second, "/productpage through the ingress gateway served by reviews v1, v2 and v3", func() string {
-			last = gwf.get("/productpage", "")
+			last = fetch(gwf, "/productpage", "")
 			if last.code == http.StatusOK && strings.Contains(last.body, `<dd id="details-isbn10">1234567890</dd>`) && !strings.Contains(last.body, "Error fetching") {
 				seen[last.reviewsVersion()] = true
 			}
@@ -205,7 +188,7 @@ func TestBookinfo(t *testing.T) {
 	versions := func(user string, n int) map[string]int {
 		got := map[string]int{}
 		for range n {
-			got[gwf.get("/productpage", user).reviewsVersion()]++
+			got[fetch(gwf, "/productpage", user).reviewsVersion()]++
 		}
 		return got
 	}
@@ -227,7 +210,7 @@ func TestBookinfo(t *testing.T) {
 			}
 			return ""
 		})
-		if p := gwf.get("/productpage", "jason"); !strings.Contains(p.body, `class="stars-black"`) {
+		if p := fetch(gwf, "/productpage", "jason"); !strings.Contains(p.body, `class="stars-black"`) {
 			t.Errorf("jason's page has no black stars (reviews v2): %s", p)
 		}
 	})
@@ -241,10 +224,10 @@ func TestBookinfo(t *testing.T) {
 	if out, err := c.Run(ctx, "wait", "-n", plain, "--for=condition=Ready", "pod/productpage", "--timeout=90s"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	plainf := newForward(t, c, plain, "pod/productpage", 9080)
+	plainf := c.Forward(t, plain, "pod/productpage", 9080)
 	const detailsShown, detailsError = `<dd id="details-isbn10">1234567890</dd>`, "Error fetching product details"
 	poll(t, 30*time.Second, "productpage without a sidecar shows the details (PERMISSIVE)", func() string {
-		if p := plainf.get("/productpage", ""); !strings.Contains(p.body, detailsShown) {
+		if p := fetch(plainf, "/productpage", ""); !strings.Contains(p.body, detailsShown) {
 			return p.String()
 		}
 		return ""
@@ -260,12 +243,12 @@ spec:
     mode: STRICT
 `, "apply", "-n", ns, "-f", "-")
 		poll(t, 30*time.Second, "productpage without a sidecar can no longer fetch the details", func() string {
-			if p := plainf.get("/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsError) {
+			if p := fetch(plainf, "/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsError) {
 				return p.String()
 			}
 			return ""
 		})
-		if p := gwf.get("/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsShown) {
+		if p := fetch(gwf, "/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsShown) {
 			t.Errorf("injected productpage under STRICT: %s, want the details", p)
 		}
 		out := kubectl(ctx, t, c, "", "get", "pods", "-n", ns, "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
@@ -294,7 +277,7 @@ spec:
         paths: ["/details/*"]
 `, "apply", "-n", ns, "-f", "-")
 		poll(t, 30*time.Second, "productpage shows its error fetching the details", func() string {
-			if p := gwf.get("/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsError) {
+			if p := fetch(gwf, "/productpage", ""); p.code != http.StatusOK || !strings.Contains(p.body, detailsError) {
 				return p.String()
 			}
 			return ""

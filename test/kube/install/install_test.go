@@ -202,20 +202,20 @@ func TestInstall(t *testing.T) {
 		})
 		// Real traffic: the gateway's 8080 listener (the Gateway's port) to
 		// productpage, which fetched the book's details from details.
-		gw := c.PortForward(t, "istio-system", "deploy/istio-ingressgateway", 8080)
+		gw := c.Forward(t, "istio-system", "deploy/istio-ingressgateway", 8080)
 		poll(t, time.Minute, "GET /productpage through the gateway shows the details", func() string {
-			code, body, err := get("http://" + gw + "/productpage")
+			code, body, err := get("http://" + gw.Addr + "/productpage")
 			if err == nil && code == 200 && strings.Contains(body, `<dd id="details-isbn10">1234567890</dd>`) {
 				return ""
 			}
 			if err != nil {
 				// A port-forward can stall (seen once in CI: every request
 				// timed out for a minute); the next try goes through a new one.
-				gw = c.PortForward(t, "istio-system", "deploy/istio-ingressgateway", 8080)
+				gw.Renew()
 			}
 			return fmt.Sprintf("%d %v\n%.400s", code, err, body)
 		})
-		if code, _, err := get("http://" + gw + "/"); err != nil || code != 404 {
+		if code, _, err := get("http://" + gw.Addr + "/"); err != nil || code != 404 {
 			t.Errorf("GET / through the gateway = %d %v, want 404 (bookinfo-gateway.yaml routes only productpage's paths)", code, err)
 		}
 	})
