@@ -260,6 +260,9 @@ func TestGuardInPlace(t *testing.T) {
 func TestMissingImageNeverReachesARegistry(t *testing.T) {
 	c := kubecluster.Require(t)
 	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs as root; the registry check reads the guard's iptables and needs root")
+		}
 		t.Skip("reads the guard's iptables counters; needs root")
 	}
 	if out := run(t, "iptables", "-w", "-t", "mangle", "-S", "OUTPUT"); !strings.Contains(out, "-A OUTPUT -j "+kubecluster.GuardChain+"-CG") {
