@@ -6,10 +6,10 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -24,7 +24,8 @@ import (
 // context (SIDECAR_INBOUND for a sidecar's inbound listeners, their inline
 // routes and inbound clusters, SIDECAR_OUTBOUND for the rest of a sidecar,
 // GATEWAY for a router). r is not modified: what is patched is a copy,
-// encoded afresh, so the shared outbound part of other sidecars stays as it is.
+// encoded afresh, so the shared outbound part of other sidecars stays as it
+// is. No patch reaches load assignments or SDS secrets: they are r's.
 func applyEnvoyFilters(snap *model.Snapshot, proxy *model.Proxy, patches model.EnvoyPatches, r Resources) Resources {
 	g := newGen(snap, proxy)
 	pt := &patcher{g: g, patches: patches, router: proxy.Type == model.Router}
@@ -61,11 +62,11 @@ func applyEnvoyFilters(snap *model.Snapshot, proxy *model.Proxy, patches model.E
 	for _, c := range pt.patchClusters(clusters) {
 		g.clusters[c.GetName()] = c
 	}
-	for _, e := range r.Endpoints {
-		cla := e.(*endpointv3.ClusterLoadAssignment)
-		g.endpoints[cla.GetClusterName()] = cla
+	out, byType := g.resources(), r.ByType()
+	for _, typ := range []string{resourcev3.EndpointType, resourcev3.SecretType} {
+		out.setType(typ, byType[typ], r.Wire[typ], r.Versions[typ])
 	}
-	return g.resources()
+	return out
 }
 
 func cloneAll[T proto.Message](rs []types.Resource) []T {

@@ -12,6 +12,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/bowline-mesh/bowline/internal/config"
@@ -225,4 +226,30 @@ func parse(t *testing.T, name, doc string) []*config.Object {
 		t.Fatalf("%s: %v", name, res.Problems)
 	}
 	return res.Objects
+}
+
+// TestEnvoyFilterKeepsSecrets: a gateway with credentialName servers that
+// an EnvoyFilter patches still gets its SDS secrets and load assignments,
+// those of the unpatched generation.
+func TestEnvoyFilterKeepsSecrets(t *testing.T) {
+	base := xds.Generate(snapshot(t, svcs, drs, "gateway/tls.yaml"), router)
+	snap := snapshot(t, svcs, drs, "gateway/tls.yaml", "envoyfilter/global-ratelimit-gateway.yaml")
+	if snap.EnvoyFiltersFor(router) == nil {
+		t.Fatal("no EnvoyFilter applies to the router: the case tests nothing")
+	}
+	if len(base.Secrets) == 0 {
+		t.Fatal("the unpatched gateway has no secrets: the case tests nothing")
+	}
+	patched := xds.Generate(snap, router)
+	for _, typ := range []string{resourcev3.SecretType, resourcev3.EndpointType} {
+		w, g := base.Wire[typ], patched.Wire[typ]
+		if len(g) != len(w) || patched.Versions[typ] != base.Versions[typ] {
+			t.Fatalf("%s: %d resources (version %s), want the unpatched %d (version %s)", typ, len(g), patched.Versions[typ], len(w), base.Versions[typ])
+		}
+		for i := range w {
+			if !bytes.Equal(g[i].GetValue(), w[i].GetValue()) {
+				t.Errorf("%s[%d] differs from the unpatched generation", typ, i)
+			}
+		}
+	}
 }
