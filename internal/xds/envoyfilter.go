@@ -25,15 +25,15 @@ import (
 // routes and inbound clusters, SIDECAR_OUTBOUND for the rest of a sidecar,
 // GATEWAY for a router). r is not modified: what is patched is a copy,
 // encoded afresh, so the shared outbound part of other sidecars stays as it
-// is. No patch reaches load assignments or SDS secrets: they are r's.
+// is. No patch reaches load assignments or SDS secrets, and RDS route
+// configurations and clusters only through patches of their classes: a type
+// no patch reaches is r's, neither copied nor encoded again.
 func applyEnvoyFilters(snap *model.Snapshot, proxy *model.Proxy, patches model.EnvoyPatches, r Resources) Resources {
 	g := newGen(snap, proxy)
 	pt := &patcher{g: g, patches: patches, router: proxy.Type == model.Router}
+	kept := []string{resourcev3.EndpointType, resourcev3.SecretType}
 
 	listeners := cloneAll[*listenerv3.Listener](r.Listeners)
-	routes := cloneAll[*routev3.RouteConfiguration](r.Routes)
-	clusters := cloneAll[*clusterv3.Cluster](r.Clusters)
-
 	if pt.router {
 		listeners = pt.patchListeners(networking.EnvoyFilter_GATEWAY, listeners)
 	} else {
@@ -51,19 +51,28 @@ func applyEnvoyFilters(snap *model.Snapshot, proxy *model.Proxy, patches model.E
 	for _, l := range listeners {
 		g.listeners[l.GetName()] = l
 	}
-	for _, rc := range routes {
+	if len(patches[networking.EnvoyFilter_ROUTE_CONFIGURATION])+len(patches[networking.EnvoyFilter_VIRTUAL_HOST])+
+		len(patches[networking.EnvoyFilter_HTTP_ROUTE]) == 0 {
+		kept = append(kept, resourcev3.RouteType)
+	} else {
 		ctx := networking.EnvoyFilter_SIDECAR_OUTBOUND
 		if pt.router {
 			ctx = networking.EnvoyFilter_GATEWAY
 		}
-		pt.patchRouteConfiguration(ctx, rc, pt.rdsPorts(rc.GetName()))
-		g.routes[rc.GetName()] = rc
+		for _, rc := range cloneAll[*routev3.RouteConfiguration](r.Routes) {
+			pt.patchRouteConfiguration(ctx, rc, pt.rdsPorts(rc.GetName()))
+			g.routes[rc.GetName()] = rc
+		}
 	}
-	for _, c := range pt.patchClusters(clusters) {
-		g.clusters[c.GetName()] = c
+	if len(patches[networking.EnvoyFilter_CLUSTER]) == 0 {
+		kept = append(kept, resourcev3.ClusterType)
+	} else {
+		for _, c := range pt.patchClusters(cloneAll[*clusterv3.Cluster](r.Clusters)) {
+			g.clusters[c.GetName()] = c
+		}
 	}
 	out, byType := g.resources(), r.ByType()
-	for _, typ := range []string{resourcev3.EndpointType, resourcev3.SecretType} {
+	for _, typ := range kept {
 		out.setType(typ, byType[typ], r.Wire[typ], r.Versions[typ])
 	}
 	return out
