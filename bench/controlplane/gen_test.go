@@ -117,7 +117,7 @@ func distinctProxies(b *testing.B, n int) []*model.Proxy {
 // capture) after a VirtualService edit, with discovery's caches warm from
 // the previous version: what one more distinct sidecar costs a push.
 func BenchmarkGenerateDistinct(b *testing.B) {
-	dir, src, store, reg := benchMesh(b)
+	dir, src, _, reg := benchMesh(b)
 	spec := meshSpec{services: 1000, endpoints: 10, routed: 100, files: 10}
 	if err := os.WriteFile(filepath.Join(dir, "sidecars.yaml"), []byte(sidecarsYAML(spec)), 0o644); err != nil {
 		b.Fatal(err)
@@ -127,7 +127,6 @@ func BenchmarkGenerateDistinct(b *testing.B) {
 		b.Fatal(err)
 	}
 	reg.SetConfig(snap.Objects)
-	_ = store
 	proxies := distinctProxies(b, 100)
 	memo, cache := model.NewMemo(), xds.NewCache()
 	m := model.Build(snap.Objects, reg.View(), model.Options{Memo: memo})
@@ -186,15 +185,15 @@ func BenchmarkChurnPush(b *testing.B) {
 	for _, p := range proxies {
 		xds.GenerateCached(m, p, cache)
 	}
-	healthy := make([]bool, len(wls))
+	down := make([]bool, len(wls)) // all registered healthy
 	rnd := rand.New(rand.NewPCG(1, 2))
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
 		for range 250 {
 			i := rnd.IntN(len(wls))
-			healthy[i] = !healthy[i]
-			if err := reg.SetHealth(wls[i].Namespace+"/"+wls[i].Name, !healthy[i]); err != nil {
+			down[i] = !down[i]
+			if err := reg.SetHealth(wls[i].Namespace+"/"+wls[i].Name, !down[i]); err != nil {
 				b.Fatal(err)
 			}
 		}
