@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -171,17 +172,21 @@ func deref(p *float64) any {
 }
 
 func TestQuantileAsPrometheus(t *testing.T) {
-	h := counts{bounds: []float64{1, 5, 10}, buckets: []float64{0, 50, 100}}
+	inf := math.Inf(1)
+	h := counts{bounds: []float64{1, 5, 10, inf}, buckets: []float64{0, 50, 100, 100}}
 	for _, c := range []struct {
 		q, want float64
 	}{{0.5, 5}, {0.25, 3}, {0.75, 7.5}, {1, 10}} {
-		if got, ok := quantile(c.q, h, 100); !ok || got != c.want {
+		if got, ok := quantile(c.q, h); !ok || got != c.want {
 			t.Errorf("q%.2f = %v, want %v", c.q, got, c.want)
 		}
 	}
-	// Ranks in the +Inf bucket give the highest finite bound.
-	if got, _ := quantile(0.99, counts{bounds: []float64{1, 5}, buckets: []float64{10, 20}}, 100); got != 5 {
-		t.Errorf("q0.99 beyond the last bucket = %v, want 5", got)
+	// Ranks in the +Inf bucket (as Envoy's and client_golang's expositions
+	// end) give the highest finite bound, never +Inf (which JSON cannot carry).
+	for _, q := range []float64{0.99, 1} {
+		if got, ok := quantile(q, counts{bounds: []float64{1, 5, inf}, buckets: []float64{10, 20, 100}}); !ok || got != 5 {
+			t.Errorf("q%.2f beyond the last bucket = %v, %v, want 5", q, got, ok)
+		}
 	}
 }
 

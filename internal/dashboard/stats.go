@@ -88,10 +88,10 @@ func (a *agg) stats(window time.Duration) Stats {
 	default:
 		s.Health = healthHealthy
 	}
-	if p, ok := quantile(0.5, a.hist, a.requests); ok {
+	if p, ok := quantile(0.5, a.hist); ok {
 		s.P50 = &p
 	}
-	if p, ok := quantile(0.99, a.hist, a.requests); ok {
+	if p, ok := quantile(0.99, a.hist); ok {
 		s.P99 = &p
 	}
 	if a.known > 0 {
@@ -102,23 +102,29 @@ func (a *agg) stats(window time.Duration) Stats {
 }
 
 // quantile estimates the q-quantile of a histogram as Prometheus's
-// histogram_quantile does: linear interpolation inside the bucket the rank
-// falls in; a rank in the +Inf bucket gives the highest finite bound.
-func quantile(q float64, h counts, total float64) (float64, bool) {
-	if len(h.buckets) == 0 || total <= 0 {
+// histogram_quantile does: the rank is q times the histogram's own count (its
+// last, +Inf, bucket), interpolated linearly inside the bucket it falls in; a
+// rank in the +Inf bucket gives the highest finite bound.
+func quantile(q float64, h counts) (float64, bool) {
+	n := len(h.buckets)
+	if n == 0 || h.buckets[n-1] <= 0 {
 		return 0, false
 	}
-	rank := q * total
+	rank := q * h.buckets[n-1]
 	lower, below := 0.0, 0.0
 	for i, ub := range h.bounds {
 		c := h.buckets[i]
-		if c >= rank {
-			if c == below {
-				return ub, true
-			}
-			return lower + (ub-lower)*(rank-below)/(c-below), true
+		if c < rank {
+			lower, below = ub, c
+			continue
 		}
-		lower, below = ub, c
+		switch {
+		case math.IsInf(ub, 1):
+			return lower, i > 0
+		case c == below:
+			return ub, true
+		}
+		return lower + (ub-lower)*(rank-below)/(c-below), true
 	}
-	return h.bounds[len(h.bounds)-1], !math.IsInf(h.bounds[len(h.bounds)-1], 0)
+	return lower, true // unreachable: the last bucket holds the whole count
 }
