@@ -211,23 +211,6 @@ func (d *Dashboard) View(window time.Duration) View {
 		}
 		return id
 	}
-	addTo := func(m map[string]*agg, id string, k key, c counts) {
-		a := m[id]
-		if a == nil {
-			a = &agg{}
-			m[id] = a
-		}
-		a.add(k, c)
-	}
-	addEdge := func(from, to string, k key, c counts) {
-		e := [2]string{from, to}
-		a := edgeAgg[e]
-		if a == nil {
-			a = &agg{}
-			edgeAgg[e] = a
-		}
-		a.add(k, c)
-	}
 	for _, kc := range chosen {
 		k, c := kc.k, kc.c
 		src := workloadNode(k.srcWorkload, k.srcNamespace, k.srcApp, k.srcVersion)
@@ -240,16 +223,16 @@ func (d *Dashboard) View(window time.Duration) View {
 		}
 		if k.dstService != "" && k.dstService != "unknown" {
 			svc := serviceNode(k.dstService, k.dstServiceNS)
-			addEdge(src, svc, k, c)
-			addTo(nodeAgg, svc, k, c)
+			aggOf(edgeAgg, [2]string{src, svc}).add(k, c)
+			aggOf(nodeAgg, svc).add(k, c)
 			if dst != "" {
-				addEdge(svc, dst, k, c)
+				aggOf(edgeAgg, [2]string{svc, dst}).add(k, c)
 			}
 		} else if dst != "" {
-			addEdge(src, dst, k, c)
+			aggOf(edgeAgg, [2]string{src, dst}).add(k, c)
 		}
 		if dst != "" {
-			addTo(nodeAgg, dst, k, c)
+			aggOf(nodeAgg, dst).add(k, c)
 		}
 	}
 	// Workloads with a proxy and services with endpoints are nodes even when idle.
@@ -279,8 +262,9 @@ func (d *Dashboard) View(window time.Duration) View {
 	}
 	slices.SortFunc(v.Graph.Edges, func(a, b Edge) int { return cmp.Or(cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To)) })
 
-	v.Services = d.serviceViews(services, nodeAgg, span, hist)
-	v.Workloads = workloadViews(nodes, nodeAgg, proxies, span, hist)
+	intervals := stepsOf(hist)
+	v.Services = d.serviceViews(services, nodeAgg, span, intervals)
+	v.Workloads = workloadViews(nodes, nodeAgg, proxies, span, intervals)
 	v.Failures = failures(chosen, span)
 	v.Config = d.configView(services)
 	for _, p := range proxies {
@@ -312,6 +296,16 @@ func (d *Dashboard) View(window time.Duration) View {
 type keyCounts struct {
 	k key
 	c counts
+}
+
+// aggOf returns m's agg for id, adding an empty one first.
+func aggOf[K comparable](m map[K]*agg, id K) *agg {
+	a := m[id]
+	if a == nil {
+		a = &agg{}
+		m[id] = a
+	}
+	return a
 }
 
 // diff returns last - first for every key with requests in between.
@@ -355,22 +349,40 @@ func choose(delta map[key]counts) []keyCounts {
 	return out
 }
 
-// seriesFor computes a node's signals for each interval of the history.
-func seriesFor(hist []sample, match func(key) bool) []Point {
-	out := []Point{}
+// step is one scrape interval of the history: its end, its length and the
+// reports counted in it.
+type step struct {
+	at     time.Time
+	span   time.Duration
+	chosen []keyCounts
+}
+
+// stepsOf splits the history into its intervals, choosing each one's reports
+// once for every series of the view.
+func stepsOf(hist []sample) []step {
+	var out []step
 	for i := 1; i < len(hist); i++ {
-		a := &agg{}
-		for _, kc := range choose(diff(hist[i-1].totals, hist[i].totals)) {
-			if match(kc.k) {
-				a.add(kc.k, kc.c)
-			}
-		}
-		out = append(out, Point{T: hist[i].at.UnixMilli(), Stats: a.stats(hist[i].at.Sub(hist[i-1].at))})
+		out = append(out, step{at: hist[i].at, span: hist[i].at.Sub(hist[i-1].at), chosen: choose(diff(hist[i-1].totals, hist[i].totals))})
 	}
 	return out
 }
 
-func (d *Dashboard) serviceViews(services []*registry.Service, nodeAgg map[string]*agg, span time.Duration, hist []sample) []ServiceView {
+// seriesFor computes a node's signals for each interval of the history.
+func seriesFor(steps []step, match func(key) bool) []Point {
+	out := []Point{}
+	for _, s := range steps {
+		a := &agg{}
+		for _, kc := range s.chosen {
+			if match(kc.k) {
+				a.add(kc.k, kc.c)
+			}
+		}
+		out = append(out, Point{T: s.at.UnixMilli(), Stats: a.stats(s.span)})
+	}
+	return out
+}
+
+func (d *Dashboard) serviceViews(services []*registry.Service, nodeAgg map[string]*agg, span time.Duration, steps []step) []ServiceView {
 	out := []ServiceView{}
 	for _, s := range services {
 		sv := ServiceView{Host: s.Hostname, Namespace: s.Namespace, MeshExternal: s.MeshExternal, Endpoints: len(s.Endpoints)}
@@ -388,14 +400,14 @@ func (d *Dashboard) serviceViews(services []*registry.Service, nodeAgg map[strin
 		}
 		sv.Stats = a.stats(span)
 		host := s.Hostname
-		sv.Series = seriesFor(hist, func(k key) bool { return k.dstService == host })
+		sv.Series = seriesFor(steps, func(k key) bool { return k.dstService == host })
 		out = append(out, sv)
 	}
 	slices.SortFunc(out, func(a, b ServiceView) int { return cmp.Compare(a.Host, b.Host) })
 	return out
 }
 
-func workloadViews(nodes map[string]*Node, nodeAgg map[string]*agg, proxies []Proxy, span time.Duration, hist []sample) []WorkloadView {
+func workloadViews(nodes map[string]*Node, nodeAgg map[string]*agg, proxies []Proxy, span time.Duration, steps []step) []WorkloadView {
 	out := []WorkloadView{}
 	for _, n := range nodes {
 		if n.Kind != "workload" {
@@ -418,7 +430,7 @@ func workloadViews(nodes map[string]*Node, nodeAgg map[string]*agg, proxies []Pr
 		}
 		wv.Stats = a.stats(span)
 		name, ns := n.Name, n.Namespace
-		wv.Series = seriesFor(hist, func(k key) bool { return k.dstWorkload == name && k.dstNamespace == ns })
+		wv.Series = seriesFor(steps, func(k key) bool { return k.dstWorkload == name && k.dstNamespace == ns })
 		out = append(out, wv)
 	}
 	slices.SortFunc(out, func(a, b WorkloadView) int {
