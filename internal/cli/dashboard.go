@@ -76,14 +76,18 @@ func dashboardProxies(sz server.Syncz) []dashboard.Proxy {
 	return out
 }
 
-// runBeside runs main, with beside running until main returns.
+// runBeside runs main, with beside running until main returns, and returns
+// main's error (or beside's).
 func runBeside(ctx context.Context, main, beside func(context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = beside(ctx) }()
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- beside(ctx) }()
 	err := main(ctx)
 	cancel()
-	<-done
+	if berr := <-done; err == nil {
+		err = berr
+	}
 	return err
 }
 

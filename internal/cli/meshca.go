@@ -83,16 +83,7 @@ func (m *meshCA) run(ctx context.Context) error {
 // runBeside runs the CA directory watcher while run runs, and returns
 // run's error (or the watcher's).
 func (m *meshCA) runBeside(ctx context.Context, run func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- m.run(ctx) }()
-	err := run(ctx)
-	cancel()
-	if werr := <-done; err == nil {
-		err = werr
-	}
-	return err
+	return runBeside(ctx, run, m.run)
 }
 
 // xdsTLS is the TLS config of an xDS port that also serves the CA: a serving
