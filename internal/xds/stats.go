@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"maps"
 	"slices"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -39,14 +40,8 @@ func (g *gen) statsFilter(outbound bool) *hcmv3.HttpFilter {
 		cfg.Metrics = []*stats.MetricConfig{{Drop: true}}
 	} else {
 		for _, o := range spec.Overrides {
-			mc := &stats.MetricConfig{Name: o.Metric, Drop: o.Drop, TagsToRemove: slices.Clone(o.Remove)}
-			if len(o.Upsert) > 0 {
-				mc.Dimensions = map[string]string{}
-				for k, v := range o.Upsert {
-					mc.Dimensions[k] = v
-				}
-			}
-			cfg.Metrics = append(cfg.Metrics, mc)
+			cfg.Metrics = append(cfg.Metrics, &stats.MetricConfig{Name: o.Metric, Drop: o.Drop,
+				TagsToRemove: slices.Clone(o.Remove), Dimensions: maps.Clone(o.Upsert)})
 		}
 	}
 	return &hcmv3.HttpFilter{Name: filterIstioStats, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(cfg)}}
