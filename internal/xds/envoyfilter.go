@@ -25,9 +25,10 @@ import (
 // routes and inbound clusters, SIDECAR_OUTBOUND for the rest of a sidecar,
 // GATEWAY for a router). r is not modified: what is patched is a copy,
 // encoded afresh, so the shared outbound part of other sidecars stays as it
-// is. No patch reaches load assignments or SDS secrets, and RDS route
-// configurations and clusters only through patches of their classes: a type
-// no patch reaches is r's, neither copied nor encoded again.
+// is. No patch reaches load assignments or SDS secrets, RDS route
+// configurations only through route patches of their context, clusters
+// only through CLUSTER patches: a type no patch reaches is r's, neither
+// copied nor encoded again.
 func applyEnvoyFilters(snap *model.Snapshot, proxy *model.Proxy, patches model.EnvoyPatches, r Resources) Resources {
 	g := newGen(snap, proxy)
 	pt := &patcher{g: g, patches: patches, router: proxy.Type == model.Router}
@@ -51,16 +52,15 @@ func applyEnvoyFilters(snap *model.Snapshot, proxy *model.Proxy, patches model.E
 	for _, l := range listeners {
 		g.listeners[l.GetName()] = l
 	}
-	if len(patches[networking.EnvoyFilter_ROUTE_CONFIGURATION])+len(patches[networking.EnvoyFilter_VIRTUAL_HOST])+
-		len(patches[networking.EnvoyFilter_HTTP_ROUTE]) == 0 {
-		kept = append(kept, resourcev3.RouteType)
+	rdsCtx := networking.EnvoyFilter_SIDECAR_OUTBOUND
+	if pt.router {
+		rdsCtx = networking.EnvoyFilter_GATEWAY
+	}
+	if !patchesIn(rdsCtx, patches, networking.EnvoyFilter_ROUTE_CONFIGURATION, networking.EnvoyFilter_VIRTUAL_HOST, networking.EnvoyFilter_HTTP_ROUTE) {
+		kept = append(kept, resourcev3.RouteType) // e.g. only a sidecar's inline inbound routes are patched
 	} else {
-		ctx := networking.EnvoyFilter_SIDECAR_OUTBOUND
-		if pt.router {
-			ctx = networking.EnvoyFilter_GATEWAY
-		}
 		for _, rc := range cloneAll[*routev3.RouteConfiguration](r.Routes) {
-			pt.patchRouteConfiguration(ctx, rc, pt.rdsPorts(rc.GetName()))
+			pt.patchRouteConfiguration(rdsCtx, rc, pt.rdsPorts(rc.GetName()))
 			g.routes[rc.GetName()] = rc
 		}
 	}
@@ -76,6 +76,16 @@ func applyEnvoyFilters(snap *model.Snapshot, proxy *model.Proxy, patches model.E
 		out.setType(typ, byType[typ], r.Wire[typ], r.Versions[typ])
 	}
 	return out
+}
+
+// patchesIn reports whether a patch of one of the classes applies in ctx.
+func patchesIn(ctx networking.EnvoyFilter_PatchContext, patches model.EnvoyPatches, classes ...networking.EnvoyFilter_ApplyTo) bool {
+	for _, c := range classes {
+		if slices.ContainsFunc(patches[c], func(p *model.EnvoyPatch) bool { return contextMatch(ctx, p) }) {
+			return true
+		}
+	}
+	return false
 }
 
 func cloneAll[T proto.Message](rs []types.Resource) []T {
