@@ -1,89 +1,13 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/tls"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
-
-// startTLSBackend serves HTTPS with cert on loopback, answering "<name>
-// <path>"; it is the TLS backend a PASSTHROUGH server forwards to.
-func startTLSBackend(t *testing.T, name string, cert tls.Certificate) int {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Connection", "close") // every request on a new connection (a new handshake)
-		fmt.Fprintf(w, "%s %s sni=%s", name, r.URL.Path, r.TLS.ServerName)
-	})}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close(); wg.Wait() })
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startNamedTCPEcho answers each connection with "<name>\n", then echoes lines.
-func startNamedTCPEcho(t *testing.T, name string) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				fmt.Fprintf(c, "%s\n", name)
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// tcpHello connects to addr, reads the backend's name line, and checks one
-// echoed line.
-func tcpHello(addr string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(c)
-	name, err := br.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	fmt.Fprint(c, "ping\n")
-	if echo, err := br.ReadString('\n'); err != nil || echo != "ping\n" {
-		return "", fmt.Errorf("echo %q: %v", echo, err)
-	}
-	return strings.TrimSpace(name), nil
-}
 
 // TestGatewayPassthroughAndTCPEndToEnd drives the L4 servers of an Istio
 // Gateway through the gateway `bowline up` runs: a TLS PASSTHROUGH server

@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,29 +19,6 @@ import (
 // select `istio: ingressgateway` in istio-system are enforced by the
 // gateway itself, its JWKS is fetched from the issuer, and a VirtualService
 // routes on the verified `groups` claim.
-
-// startNamedBackend answers every request with "<name> <request URI>".
-func startNamedBackend(t *testing.T, name string) int {
-	t.Helper()
-	return startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s %s", name, r.URL.RequestURI())
-	}))
-}
-
-// startHandler serves h on a loopback port until the test ends.
-func startHandler(t *testing.T, h http.Handler) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: h}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close(); wg.Wait() })
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // startGateway runs an ingress gateway (a router labelled istio:
 // ingressgateway in istio-system, as `bowline up` starts it) serving the

@@ -1,90 +1,16 @@
 package e2e
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
-	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-// testCA is a throwaway certificate authority for gateway credentials.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T, cn string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pool: pool}
-}
-
-// issued is a leaf certificate with its key, PEM and as tls.Certificate.
-type issued struct {
-	certPEM, keyPEM []byte
-	leaf            *x509.Certificate
-	tls             tls.Certificate
-}
-
-var serials = big.NewInt(100)
-
-// issue signs a leaf for dns names (server and client use).
-func (ca *testCA) issue(t *testing.T, cn string, dns ...string) issued {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serials.Add(serials, big.NewInt(1))
-	tmpl := &x509.Certificate{SerialNumber: new(big.Int).Set(serials), Subject: pkix.Name{CommonName: cn}, DNSNames: dns,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := issued{certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})}
-	out.leaf, _ = x509.ParseCertificate(der)
-	if out.tls, err = tls.X509KeyPair(out.certPEM, out.keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // secretYAML is a Secret in istio-system (the gateway's namespace) of type
 // typ with data (base64 encoded here, as kubectl writes it).
@@ -97,48 +23,6 @@ func secretYAML(name, typ string, data map[string][]byte) string {
 		}
 	}
 	return b.String()
-}
-
-// tlsResult is what one HTTPS request through the gateway saw.
-type tlsResult struct {
-	status int
-	body   string
-	header http.Header
-	peer   *x509.Certificate // the gateway's leaf
-	reused bool              // the request went on an existing connection
-}
-
-// httpsClient talks to addr whatever the URL's host, with SNI sni.
-func httpsClient(addr, sni string, cfg *tls.Config) *http.Client {
-	cfg = cfg.Clone()
-	cfg.ServerName = sni
-	return &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport: &http.Transport{Proxy: nil, TLSClientConfig: cfg, ForceAttemptHTTP2: false,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, network, addr)
-			}}}
-}
-
-func httpsGet(c *http.Client, host, path string) (tlsResult, error) {
-	var res tlsResult
-	req, err := http.NewRequest(http.MethodGet, "https://"+host+path, nil)
-	if err != nil {
-		return res, err
-	}
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		GotConn: func(i httptrace.GotConnInfo) { res.reused = i.Reused },
-	}))
-	resp, err := c.Do(req)
-	if err != nil {
-		return res, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	res.status, res.body, res.header = resp.StatusCode, string(b), resp.Header
-	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
-		res.peer = resp.TLS.PeerCertificates[0]
-	}
-	return res, nil
 }
 
 // TestGatewayTLSEndToEnd drives HTTPS through the ingress gateway `bowline

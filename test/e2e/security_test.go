@@ -163,43 +163,10 @@ func forged(signed, other string) string {
 // startHTTPBackend answers every request with "backend <method> <request URI>".
 func startHTTPBackend(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("content-type", "text/plain")
 		fmt.Fprintf(w, "backend %s %s", r.Method, r.URL.RequestURI())
-	})}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close(); wg.Wait() })
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startTCPEcho echoes every connection's bytes back.
-func startTCPEcho(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	return ln.Addr().(*net.TCPAddr).Port
+	}))
 }
 
 // syncWriter collects output written from other goroutines (access logs,
