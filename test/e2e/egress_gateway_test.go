@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,24 +13,6 @@ import (
 	"github.com/bowline-mesh/bowline/internal/proxy"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
 )
-
-// startEgressGateway runs Istio's istio-egressgateway (a router labelled
-// istio: egressgateway in istio-system) serving Gateway port 80 on listen.
-func startEgressGateway(t *testing.T, cp *meshCP, listen int) *sidecar {
-	t.Helper()
-	const sa = "istio-egressgateway-service-account"
-	tokenFile := filepath.Join(cp.dir, sa+".token")
-	if err := os.WriteFile(tokenFile, []byte(cp.tokens.Mint("istio-system", sa)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	gw := &sidecar{log: &syncWriter{}}
-	gw.p = proxy.New(sidecarConfig(cp.xds, cp.root, tokenFile, xdsclient.NodeInfo{Type: "router", Namespace: "istio-system",
-		Workload: "istio-egressgateway", ServiceAccount: sa,
-		Labels: map[string]string{"istio": "egressgateway", "app": "istio-egressgateway"}, IPs: []string{"127.0.0.1"},
-		GatewayPorts: map[uint32]uint32{80: uint32(listen)}}, gw.log))
-	gw.run(t, "egressgateway", 15*time.Second)
-	return gw
-}
 
 // TestEgressGatewayTLSOriginationEndToEnd follows Istio's "Egress Gateways
 // with TLS Origination" task on loopback: an app's plain HTTP request to an
@@ -110,7 +91,7 @@ spec:
       tls: {mode: SIMPLE, credentialName: external-ca, sni: external.example.com}
 `, unusedHTTP, external, egressListen))
 	cp := startSecureDiscovery(t, dir)
-	gw := startEgressGateway(t, cp, egressListen)
+	gw := startGateway(t, cp, "egressgateway", egressListen)
 	httpProxy := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	sc := &sidecar{log: &syncWriter{}}
 	sc.p = proxy.New(sidecarConfig(cp.xds, cp.root, cp.tokenFile(t, "sleep"), xdsclient.NodeInfo{Type: "sidecar", Namespace: "default",

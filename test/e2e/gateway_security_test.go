@@ -20,22 +20,24 @@ import (
 // gateway itself, its JWKS is fetched from the issuer, and a VirtualService
 // routes on the verified `groups` claim.
 
-// startGateway runs an ingress gateway (a router labelled istio:
-// ingressgateway in istio-system, as `bowline up` starts it) serving the
-// Gateway port 80 on listen.
-func startGateway(t *testing.T, cp *meshCP, listen int) *sidecar {
+// startGateway runs Istio's istio-<name> gateway (a router labelled istio:
+// <name> in istio-system, as `bowline up` starts istio-ingressgateway)
+// serving the Gateway port 80 on listen; name is ingressgateway or
+// egressgateway.
+func startGateway(t *testing.T, cp *meshCP, name string, listen int) *sidecar {
 	t.Helper()
-	const sa = "istio-ingressgateway-service-account"
+	workload := "istio-" + name
+	sa := workload + "-service-account"
 	tokenFile := filepath.Join(cp.dir, sa+".token")
 	if err := os.WriteFile(tokenFile, []byte(cp.tokens.Mint("istio-system", sa)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	gw := &sidecar{log: &syncWriter{}}
 	gw.p = proxy.New(sidecarConfig(cp.xds, cp.root, tokenFile, xdsclient.NodeInfo{Type: "router", Namespace: "istio-system",
-		Workload: "istio-ingressgateway", ServiceAccount: sa,
-		Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}, IPs: []string{"127.0.0.1"},
+		Workload: workload, ServiceAccount: sa,
+		Labels: map[string]string{"istio": name, "app": workload}, IPs: []string{"127.0.0.1"},
 		GatewayPorts: map[uint32]uint32{80: uint32(listen)}}, gw.log))
-	gw.run(t, "ingressgateway", 15*time.Second)
+	gw.run(t, name, 15*time.Second)
 	return gw
 }
 
@@ -103,7 +105,7 @@ spec:
     - destination: {host: httpbin.default.svc.cluster.local, port: {number: 8000}, subset: v1}
 `, v1, v2))
 	listen := freePort(t)
-	gw := startGateway(t, startSecureDiscovery(t, dir), listen)
+	gw := startGateway(t, startSecureDiscovery(t, dir), "ingressgateway", listen)
 	get := func(path, token string) rawResponse {
 		return sendRaw(t, listen, rawRequest{path: path, host: "httpbin.example.com", token: token})
 	}
