@@ -164,8 +164,6 @@ type issued struct {
 	tls             tls.Certificate
 }
 
-var serials = big.NewInt(100)
-
 // issue signs a leaf for dns names (server and client use).
 func (ca *testCA) issue(t *testing.T, cn string, dns ...string) issued {
 	t.Helper()
@@ -173,8 +171,13 @@ func (ca *testCA) issue(t *testing.T, cn string, dns ...string) issued {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serials.Add(serials, big.NewInt(1))
-	tmpl := &x509.Certificate{SerialNumber: new(big.Int).Set(serials), Subject: pkix.Name{CommonName: cn}, DNSNames: dns,
+	// A random 128-bit serial: unique across CAs and tests, so a test can
+	// tell which leaf a peer presented by its serial.
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: dns,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
