@@ -151,14 +151,7 @@ spec:
 	tcpAddr := fmt.Sprintf("127.0.0.1:%d", tcpPort)
 	t.Run("TCP: weighted destinations", func(t *testing.T) {
 		waitUntil(t, "the TCP server serving", func() bool { _, err := tcpHello(tcpAddr); return err == nil })
-		seen := map[string]int{}
-		for range 40 {
-			name, err := tcpHello(tcpAddr)
-			if err != nil {
-				t.Fatalf("TCP through the gateway: %v", err)
-			}
-			seen[name]++
-		}
+		seen := tcpSpread(t, tcpAddr, 40)
 		if seen["tcp-a"] == 0 || seen["tcp-b"] == 0 || len(seen) != 2 {
 			t.Errorf("40 connections with weights 50/50 reached %v, want both tcp-a and tcp-b", seen)
 		}

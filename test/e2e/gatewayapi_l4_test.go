@@ -125,14 +125,7 @@ spec:
 	t.Run("TCPRoute: weighted backends", func(t *testing.T) {
 		tcpAddr := fmt.Sprintf("127.0.0.1:%d", tcpPort)
 		waitUntil(t, "the TCP listener serving", func() bool { _, err := tcpHello(tcpAddr); return err == nil })
-		seen := map[string]int{}
-		for range 40 {
-			name, err := tcpHello(tcpAddr)
-			if err != nil {
-				t.Fatalf("TCP through the gateway: %v", err)
-			}
-			seen[name]++
-		}
+		seen := tcpSpread(t, tcpAddr, 40)
 		if seen["tcp-a"] == 0 || seen["tcp-b"] == 0 || len(seen) != 2 {
 			t.Errorf("40 connections with weights 1/1 reached %v, want both tcp-a and tcp-b", seen)
 		}

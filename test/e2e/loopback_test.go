@@ -131,6 +131,21 @@ func tcpHello(addr string) (string, error) {
 	return strings.TrimSpace(name), nil
 }
 
+// tcpSpread makes n tcpHello connections to addr and counts the backends
+// that answered.
+func tcpSpread(t *testing.T, addr string, n int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for range n {
+		name, err := tcpHello(addr)
+		if err != nil {
+			t.Fatalf("TCP to %s: %v", addr, err)
+		}
+		seen[name]++
+	}
+	return seen
+}
+
 // testCA is a throwaway certificate authority for gateway credentials.
 type testCA struct {
 	cert *x509.Certificate
