@@ -49,71 +49,115 @@ func (c *customMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (c *customMetrics) counter(name, help string, labels []string) *prometheus.CounterVec {
-	sig := name + "|" + strings.Join(labels, ",")
+// counter returns the vector of a metric with the tags names; sig is
+// name and names as one string (metricPlan.sig).
+func (c *customMetrics) counter(sig, name, help string, names []string) *prometheus.CounterVec {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.counters[sig]
 	if v == nil {
-		v = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		v = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, names)
 		c.counters[sig] = v
 	}
 	return v
 }
 
-func (c *customMetrics) histogram(name, help string, buckets []float64, labels []string) *prometheus.HistogramVec {
-	sig := name + "|" + strings.Join(labels, ",")
+// histogram is counter for a histogram metric.
+func (c *customMetrics) histogram(sig, name, help string, buckets []float64, names []string) *prometheus.HistogramVec {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.hists[sig]
 	if v == nil {
-		v = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+		v = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, names)
 		c.hists[sig] = v
 	}
 	return v
 }
 
-// overriddenLabels are the tag names and values of a request's series under
-// an override: the standard tags less those removed or replaced, then the
-// dimensions (sorted by name) with their CEL values; a dimension that does
-// not evaluate to a string is "unknown", as Istio's stats filter reports it.
-func overriddenLabels(k labelKey, o *xdsconfig.MetricOverride, vars func() map[string]any) (names, values []string) {
-	replaced := func(n string) bool {
-		return slices.Contains(o.Remove, n) || slices.ContainsFunc(o.Dimensions, func(d xdsconfig.MetricDimension) bool { return d.Name == n })
-	}
-	for i, n := range requestLabels {
-		if !replaced(n) {
-			names, values = append(names, n), append(values, k[i])
+// httpStats are the HTTP metrics in the order of a statsPlan.
+var httpStats = [...]string{statRequests, statDuration, statReqSize, statRespSize}
+
+// statsPlan is how an istio.stats config records each HTTP metric
+// (httpStats order), derived once per config (IstioStats.Memo).
+type statsPlan [len(httpStats)]metricPlan
+
+// metricPlan is one metric's part of a statsPlan: dropped, the standard
+// series (names nil), or its own vector whose tags are the standard ones
+// at keep (those neither removed nor replaced), then the dimensions (sorted
+// by name).
+type metricPlan struct {
+	drop  bool
+	keep  []int
+	dims  []xdsconfig.MetricDimension
+	names []string
+	sig   string // "istio_"+metric and names, the customMetrics key
+}
+
+func planStats(st *xdsconfig.IstioStats) *statsPlan {
+	var p statsPlan
+	for i, metric := range httpStats {
+		o := st.For(metric)
+		switch {
+		case o != nil && o.Drop:
+			p[i].drop = true
+		case o == nil || (len(o.Remove) == 0 && len(o.Dimensions) == 0):
+		default:
+			mp := &p[i]
+			for j, n := range requestLabels {
+				if !slices.Contains(o.Remove, n) && !slices.ContainsFunc(o.Dimensions, func(d xdsconfig.MetricDimension) bool { return d.Name == n }) {
+					mp.keep = append(mp.keep, j)
+					mp.names = append(mp.names, n)
+				}
+			}
+			for _, d := range o.Dimensions {
+				mp.names = append(mp.names, d.Name)
+			}
+			mp.dims = o.Dimensions
+			mp.sig = "istio_" + metric + "|" + strings.Join(mp.names, ",")
 		}
 	}
-	var in map[string]any
-	for _, d := range o.Dimensions {
-		if in == nil {
-			in = vars()
+	return &p
+}
+
+// values are the tag values of a request's series under mp: the kept
+// standard ones, then the dimensions with their CEL values; a dimension
+// that does not evaluate to a string is "unknown", as Istio's stats filter
+// reports it. *in is vars(), made on first use and shared by the metrics.
+func (mp *metricPlan) values(k *labelKey, in *map[string]any, vars func() map[string]any) []string {
+	out := make([]string, 0, len(mp.names))
+	for _, j := range mp.keep {
+		out = append(out, k[j])
+	}
+	for _, d := range mp.dims {
+		if *in == nil {
+			*in = vars()
 		}
 		v := "unknown"
-		if out, _, err := d.Program.Eval(in); err == nil {
-			if s, ok := out.Value().(string); ok {
+		if res, _, err := d.Program.Eval(*in); err == nil {
+			if s, ok := res.Value().(string); ok {
 				v = s
 			}
 		}
-		names, values = append(names, d.Name), append(values, v)
+		out = append(out, v)
 	}
-	return names, values
+	return out
 }
 
 // observeOverridden records a request under its HCM's istio.stats config:
 // a dropped metric is not recorded, an untouched one goes to the standard
 // series, one with changed tags to its own vector.
 func (m *metrics) observeOverridden(r *record, st *xdsconfig.IstioStats, vars func() map[string]any) {
+	plan := st.Memo(func() any { return planStats(st) }).(*statsPlan)
 	k := m.labels(r)
 	lv := k[:]
-	for _, metric := range []string{statRequests, statDuration, statReqSize, statRespSize} {
-		o := st.For(metric)
-		if o != nil && o.Drop {
+	var in map[string]any
+	for i := range plan {
+		mp := &plan[i]
+		if mp.drop {
 			continue
 		}
-		if o == nil || (len(o.Remove) == 0 && len(o.Dimensions) == 0) {
+		metric := httpStats[i]
+		if mp.names == nil {
 			// The standard series, made only for the metrics recorded
 			// (a dropped one must not appear at zero).
 			switch metric {
@@ -128,17 +172,18 @@ func (m *metrics) observeOverridden(r *record, st *xdsconfig.IstioStats, vars fu
 			}
 			continue
 		}
-		names, values := overriddenLabels(k, o, vars)
+		values := mp.values(&k, &in, vars)
+		name := "istio_" + metric
 		switch metric {
 		case statRequests:
-			m.custom.counter("istio_"+metric, helpRequests, names).WithLabelValues(values...).Inc()
+			m.custom.counter(mp.sig, name, helpRequests, mp.names).WithLabelValues(values...).Inc()
 		case statDuration:
-			m.custom.histogram("istio_"+metric, helpDuration, durationBuckets, names).WithLabelValues(values...).
+			m.custom.histogram(mp.sig, name, helpDuration, durationBuckets, mp.names).WithLabelValues(values...).
 				Observe(float64(r.duration.Microseconds()) / 1000)
 		case statReqSize:
-			m.custom.histogram("istio_"+metric, helpReqSize, bytesBuckets, names).WithLabelValues(values...).Observe(float64(r.bytesIn))
+			m.custom.histogram(mp.sig, name, helpReqSize, bytesBuckets, mp.names).WithLabelValues(values...).Observe(float64(r.bytesIn))
 		case statRespSize:
-			m.custom.histogram("istio_"+metric, helpRespSize, bytesBuckets, names).WithLabelValues(values...).Observe(float64(r.bytesOut))
+			m.custom.histogram(mp.sig, name, helpRespSize, bytesBuckets, mp.names).WithLabelValues(values...).Observe(float64(r.bytesOut))
 		}
 	}
 }

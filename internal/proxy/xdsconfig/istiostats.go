@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -22,6 +23,17 @@ type IstioStats struct {
 	// Metrics holds the override of each metric that has one, by Istio's
 	// name without the istio_ prefix (requests_total, ...).
 	Metrics map[string]*MetricOverride
+
+	// memo is what its user derives from the config once (Memo).
+	memoOnce sync.Once
+	memo     any
+}
+
+// Memo returns build's result, calling build only on the first call: the
+// proxy derives its recording plan from the config once, not per request.
+func (s *IstioStats) Memo(build func() any) any {
+	s.memoOnce.Do(func() { s.memo = build() })
+	return s.memo
 }
 
 // MetricOverride is what istio.stats says of one metric.
