@@ -227,15 +227,12 @@ func fractionPerMillion(f *typev3.FractionalPercent) uint32 {
 	if f == nil {
 		return 1_000_000
 	}
-	n := f.GetNumerator()
+	n := uint64(f.GetNumerator()) // no uint32 overflow: 429497/HUNDRED is all, not a wrapped share
 	switch f.GetDenominator() {
 	case typev3.FractionalPercent_HUNDRED:
 		n *= 10_000
 	case typev3.FractionalPercent_TEN_THOUSAND:
 		n *= 100
 	}
-	if n > 1_000_000 {
-		n = 1_000_000
-	}
-	return n
+	return uint32(min(n, 1_000_000))
 }

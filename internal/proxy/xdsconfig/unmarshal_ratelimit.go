@@ -211,16 +211,15 @@ func runtimeFraction(f *corev3.RuntimeFractionalPercent, path string) (uint32, e
 	return perMillion(f.GetDefaultValue(), path+".default_value")
 }
 
+// perMillion is fractionPerMillion of a checked fraction, 0 when unset.
 func perMillion(p *typev3.FractionalPercent, path string) (uint32, error) {
 	if p == nil {
 		return 0, nil
 	}
-	scale := map[typev3.FractionalPercent_DenominatorType]uint64{typev3.FractionalPercent_HUNDRED: 10_000,
-		typev3.FractionalPercent_TEN_THOUSAND: 100, typev3.FractionalPercent_MILLION: 1}[p.GetDenominator()]
-	if scale == 0 {
+	if _, ok := typev3.FractionalPercent_DenominatorType_name[int32(p.GetDenominator())]; !ok {
 		return 0, fmt.Errorf("field %s.denominator: %v unsupported", path, p.GetDenominator())
 	}
-	return uint32(min(uint64(p.GetNumerator())*scale, 1_000_000)), nil
+	return fractionPerMillion(p), nil
 }
 
 // unmarshalRateLimits checks the rate_limits of a route action, virtual
