@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,18 @@ func BenchmarkLogAccessFilter(b *testing.B) {
 				x.p.logAccess(x)
 			}
 		})
+	}
+}
+
+// TestFormatHostname: %HOSTNAME% is the machine's name.
+func TestFormatHostname(t *testing.T) {
+	parts, err := telemetry.ParseLogFormat("host=%HOSTNAME%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.Hostname()
+	x, _ := filterExchange(t)
+	if got := string(renderParts(nil, parts, x)); got != "host="+want {
+		t.Errorf("rendered %q, want %q", got, "host="+want)
 	}
 }

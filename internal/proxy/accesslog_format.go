@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
@@ -73,11 +74,17 @@ func formatValue(p *xdsconfig.FormatPart, x *exchange) string {
 			return x.route.Name
 		}
 	case "HOSTNAME":
-		h, _ := os.Hostname()
-		return h
+		return hostname()
 	}
 	return ""
 }
+
+// hostname is the machine's name (%HOSTNAME%), read once: os.Hostname
+// reads a file, which a per-request log line should not.
+var hostname = sync.OnceValue(func() string {
+	h, _ := os.Hostname()
+	return h
+})
 
 // pseudoOrHeader reads a request or response header by lower-case name,
 // with HTTP/2's pseudo-headers of the request (:method, :path, :authority,
