@@ -117,7 +117,7 @@ func (q rateLimitRequest) RemoteAddress() string {
 	return ""
 }
 
-func (q rateLimitRequest) SourceCluster() string { return q.x.p.cfg.Node.Node().GetCluster() }
+func (q rateLimitRequest) SourceCluster() string { return q.x.p.nodeCluster }
 
 func (q rateLimitRequest) DestinationCluster() string {
 	if q.x.route != nil && q.x.route.Action != nil && len(q.x.route.Action.Clusters) > 0 {

@@ -146,6 +146,8 @@ type Proxy struct {
 	stopping atomic.Bool
 	// peerMeta is the x-bowline-peer-metadata value sent to mesh peers.
 	peerMeta string
+	// nodeCluster is the node's cluster (rate limits' source_cluster).
+	nodeCluster string
 
 	// exchanges and copyBufs recycle per-request state and body copy buffers.
 	exchanges sync.Pool
@@ -196,6 +198,7 @@ func New(cfg Config) *Proxy {
 		alog:    newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
 	}
 	p.peerMeta = encodePeerMetadata(cfg.Node)
+	p.nodeCluster = cfg.Node.Node().GetCluster()
 	p.rateLimits = newRateLimits(p)
 	p.tracers = newTracers(p)
 	p.authzPool = extauthz.NewPool(&clusterDialer{p: p})
