@@ -12,6 +12,7 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/bowline-mesh/bowline/internal/config/validation"
 	"github.com/bowline-mesh/bowline/internal/model"
 )
 
@@ -128,14 +129,14 @@ func sanMatchers(sans []string) []*tlsv3.SubjectAltNameMatcher {
 
 // serverTLSParams maps minProtocolVersion, maxProtocolVersion and
 // cipherSuites; nil when none is set. Unknown cipher suites were warned
-// about by validation and are passed on for the proxy to skip.
+// about by validation and are left out, as istiod leaves them out.
 func serverTLSParams(t *networking.ServerTLSSettings) *tlsv3.TlsParameters {
 	if t.GetMinProtocolVersion() == networking.ServerTLSSettings_TLS_AUTO && t.GetMaxProtocolVersion() == networking.ServerTLSSettings_TLS_AUTO &&
 		len(t.GetCipherSuites()) == 0 {
 		return nil
 	}
 	return &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsProtocol(t.GetMinProtocolVersion()),
-		TlsMaximumProtocolVersion: tlsProtocol(t.GetMaxProtocolVersion()), CipherSuites: t.GetCipherSuites()}
+		TlsMaximumProtocolVersion: tlsProtocol(t.GetMaxProtocolVersion()), CipherSuites: validation.FilterCipherSuites(t.GetCipherSuites())}
 }
 
 func tlsProtocol(v networking.ServerTLSSettings_TLSProtocol) tlsv3.TlsParameters_TlsProtocol {

@@ -127,6 +127,19 @@ var cipherSuites = map[string]bool{
 	"DES-CBC3-SHA": true,
 }
 
+// FilterCipherSuites keeps the suites Envoy accepts (validation warned
+// about the others), as istiod filters a Gateway's cipherSuites before
+// sending them, so an unknown name costs a warning, not the listener.
+func FilterCipherSuites(suites []string) []string {
+	var out []string
+	for _, s := range suites {
+		if isValidCipherSuite(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // isValidCipherSuite accepts a suite or an equal-preference group "[A|B]".
 func isValidCipherSuite(s string) bool {
 	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
