@@ -75,6 +75,14 @@ func TestNACKText(t *testing.T) {
 			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "ROOTCA"}}}})}}},
 			`cluster "c": field transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].name: "ROOTCA" is a trust bundle, not a certificate`},
+		{"unknown cipher suite", &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+				TlsParams: &tlsv3.TlsParameters{CipherSuites: []string{"ECDHE-RSA-AES128-GCM-SHA256", "NOT-A-CIPHER"}}}})}}},
+			`cluster "c": field transport_socket.typed_config.common_tls_context.tls_params.cipher_suites: unknown cipher suite "NOT-A-CIPHER"`},
+		{"only PSK cipher suites", &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+				TlsParams: &tlsv3.TlsParameters{CipherSuites: []string{"PSK-AES128-CBC-SHA"}}}})}}},
+			`cluster "c": field transport_socket.typed_config.common_tls_context.tls_params.cipher_suites: none of ["PSK-AES128-CBC-SHA"] can be offered (PSK suites are not implemented)`},
 		{"listener chain match without inspector", &listenerv3.Listener{Name: "l", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 1}}}},
 			FilterChains: []*listenerv3.FilterChain{{FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},

@@ -112,7 +112,9 @@ func commonTLS(out *TLSContext, c *tlsv3.CommonTlsContext, path string) error {
 		if out.MinVersion != 0 && out.MaxVersion != 0 && out.MinVersion > out.MaxVersion {
 			return fmt.Errorf("field %s.tls_params: tls_minimum_protocol_version is above tls_maximum_protocol_version", path)
 		}
-		out.CipherSuites = cipherSuiteIDs(tp.GetCipherSuites())
+		if out.CipherSuites, err = cipherSuiteIDs(tp.GetCipherSuites(), path+".tls_params.cipher_suites"); err != nil {
+			return err
+		}
 	}
 	certs, sds := c.GetTlsCertificates(), c.GetTlsCertificateSdsSecretConfigs()
 	switch {
@@ -309,16 +311,27 @@ var cipherSuiteByName = map[string]uint16{
 }
 
 // cipherSuiteIDs converts cipher suite names (and "[A|B]" equal-preference
-// groups, flattened) to Go IDs, skipping names Go does not implement (the
-// PSK suites); nil for none.
-func cipherSuiteIDs(names []string) []uint16 {
+// groups, flattened) to Go IDs, skipping the PSK suites, which Envoy knows
+// and Go does not implement; nil for none. A name Envoy would not know is an
+// error, as is a list left with no suite the proxy can offer (Go's defaults
+// would be used in its place).
+func cipherSuiteIDs(names []string, path string) ([]uint16, error) {
 	var out []uint16
 	for _, n := range names {
 		for _, c := range strings.Split(strings.Trim(n, "[]"), "|") {
-			if id, ok := cipherSuiteByName[c]; ok && !slices.Contains(out, id) {
-				out = append(out, id)
+			id, ok := cipherSuiteByName[c]
+			switch {
+			case ok:
+				if !slices.Contains(out, id) {
+					out = append(out, id)
+				}
+			case !strings.Contains(c, "PSK-"):
+				return nil, fmt.Errorf("field %s: unknown cipher suite %q", path, c)
 			}
 		}
 	}
-	return out
+	if len(names) > 0 && len(out) == 0 {
+		return nil, fmt.Errorf("field %s: none of %q can be offered (PSK suites are not implemented)", path, names)
+	}
+	return out, nil
 }
