@@ -26,10 +26,12 @@ type DirWatcher struct {
 	log      *slog.Logger
 	trigger  chan struct{}
 	loaded   chan struct{}
+	last     [sha256.Size]byte // the directory's content as last loaded
 }
 
 // NewDirWatcher watches c's directory every interval (DefaultWatchInterval
-// when zero or negative). It starts nothing.
+// when zero or negative). It starts nothing, but takes the directory's
+// fingerprint now, so an edit made before Run starts is still seen.
 func NewDirWatcher(c *CA, interval time.Duration) (*DirWatcher, error) {
 	if c.cfg.Dir == "" {
 		return nil, errors.New("watch: the CA has no directory")
@@ -37,7 +39,11 @@ func NewDirWatcher(c *CA, interval time.Duration) (*DirWatcher, error) {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
-	return &DirWatcher{ca: c, interval: interval, log: c.log, trigger: make(chan struct{}, 1), loaded: make(chan struct{}, 1)}, nil
+	last, err := fingerprint(c.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return &DirWatcher{ca: c, interval: interval, log: c.log, trigger: make(chan struct{}, 1), loaded: make(chan struct{}, 1), last: last}, nil
 }
 
 // Trigger asks Run to reload now, even if no file changed (for SIGHUP).
@@ -58,10 +64,7 @@ func (w *DirWatcher) Reloaded() <-chan struct{} { return w.loaded }
 // content of any cacerts file changed since the last successful load, or
 // when triggered. It returns nil when ctx ends.
 func (w *DirWatcher) Run(ctx context.Context) error {
-	last, err := fingerprint(w.ca.cfg.Dir)
-	if err != nil {
-		return err
-	}
+	last := w.last
 	var lastErr string
 	t := time.NewTicker(w.interval)
 	defer t.Stop()

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -101,14 +103,23 @@ func (cp *controlPlane) pushFor(t *testing.T, id string, res map[resource.Type][
 	}
 }
 
+// freePort finds a free port below the kernel's ephemeral range (10000 to
+// 20000), so that no outgoing connection of a concurrently running test
+// takes it before the proxy under test binds it from its listener config.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	start := rand.IntN(10000)
+	for i := range 10000 {
+		p := 10000 + (start+i)%10000
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port between 10000 and 20000")
+	return 0
 }
 
 // backend is a real upstream HTTP server that names itself in its answers.
@@ -245,8 +256,9 @@ func startProxy(t *testing.T, cpAddr string, sotw bool) *runningProxy {
 // startProxyAs runs a proxy with node id and access log format.
 func startProxyAs(t *testing.T, cpAddr string, sotw bool, id, accessLog string, opts ...func(*proxy.Config)) *runningProxy {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf, logs := &syncBuffer{}, &syncBuffer{}
 	cfg := proxy.Config{
+		Logger:          slog.New(slog.NewTextHandler(logs, nil)),
 		Discovery:       cpAddr,
 		InsecureXDS:     true,
 		Node:            xdsclient.NodeInfo{ID: id, Namespace: "default", Workload: "test", Labels: map[string]string{"app": "test", "version": "v1"}, IPs: []string{"127.0.0.1"}},
@@ -275,8 +287,21 @@ func startProxyAs(t *testing.T, cpAddr string, sotw bool, id, accessLog string, 
 		})
 	}
 	t.Cleanup(rp.stop)
-	waitFor(t, "proxy ready", p.Ready)
+	waitReady(t, p, logs)
 	return rp
+}
+
+// waitReady waits for p to have its configuration and identity, and fails
+// with the proxy's own log (a NACK says why) if it does not within a minute.
+func waitReady(t *testing.T, p *proxy.Proxy, logs *syncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !p.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy not ready after a minute; its log:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

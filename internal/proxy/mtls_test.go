@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -103,9 +104,9 @@ func (m *meshCA) agent(t *testing.T, sa string, ttl time.Duration) *identity.Age
 // startMeshProxy runs a proxy with node id and identity (nil for none).
 func startMeshProxy(t *testing.T, cpAddr, id, workload string, ident proxy.CertSource) *runningProxy {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf, logs := &syncBuffer{}, &syncBuffer{}
 	p := proxy.New(proxy.Config{
-		Discovery: cpAddr, InsecureXDS: true,
+		Discovery: cpAddr, InsecureXDS: true, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		Node: xdsclient.NodeInfo{ID: id, Namespace: "default", Workload: workload, ServiceAccount: workload,
 			Labels: map[string]string{"app": workload, "version": "v1"}, IPs: []string{"127.0.0.1"}},
 		AdminAddress: "127.0.0.1:0", AccessLog: "json", AccessLogWriter: buf, DrainDuration: time.Second,
@@ -125,7 +126,7 @@ func startMeshProxy(t *testing.T, cpAddr, id, workload string, ident proxy.CertS
 		})
 	}
 	t.Cleanup(rp.stop)
-	waitFor(t, "proxy ready", p.Ready)
+	waitReady(t, p, logs)
 	return rp
 }
 

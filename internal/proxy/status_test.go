@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -38,8 +39,9 @@ func startPodSidecar(t *testing.T, probes map[string]proxy.AppProbe, app *proxy.
 	})
 	cp.push(t, resources([]types.Resource{listenerOf(t, "tcp", "127.0.0.1", lp, true, tcpFilter(t, "app"))}, nil, []types.Resource{static}, nil))
 	s := &podSidecar{status: hostPort(freePort(t)), health: hostPort(freePort(t)), stats: hostPort(freePort(t)), done: make(chan error, 1)}
+	logs := &syncBuffer{}
 	s.p = proxy.New(proxy.Config{
-		Discovery: cp.addr, InsecureXDS: true, XDSBackoffBase: 50 * time.Millisecond, DrainDuration: time.Second,
+		Discovery: cp.addr, InsecureXDS: true, Logger: slog.New(slog.NewTextHandler(logs, nil)), XDSBackoffBase: 50 * time.Millisecond, DrainDuration: time.Second,
 		Node:          xdsclient.NodeInfo{ID: nodeID, Namespace: "default", Workload: "web", IPs: []string{"127.0.0.1"}},
 		AccessLog:     "off",
 		StatusAddress: s.status, HealthAddress: s.health, StatsAddress: s.stats,
@@ -58,7 +60,7 @@ func startPodSidecar(t *testing.T, probes map[string]proxy.AppProbe, app *proxy.
 			}
 		})
 	})
-	waitFor(t, "proxy ready", s.p.Ready)
+	waitReady(t, s.p, logs)
 	return s
 }
 

@@ -101,12 +101,22 @@ func startUp(t *testing.T, bowline, dir string, extra ...string) *meshUp {
 		t.Fatal(err)
 	}
 	go func() { m.done <- cmd.Wait(); pw.Close() }()
+	// Ready prints its lines one by one (serving, ingress, dashboard, state);
+	// the test may read any of them, so it waits for the last.
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
+		ingress := ""
 		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "ingress: "); ok {
-				ready <- rest
+			line := sc.Text()
+			if rest, ok := strings.CutPrefix(line, "ingress: "); ok {
+				ingress = rest
+			}
+			if strings.HasPrefix(line, "state: ") && ingress != "" {
+				select {
+				case ready <- ingress:
+				default:
+				}
 			}
 		}
 	}()
