@@ -3,6 +3,7 @@ package dashboard
 import (
 	"cmp"
 	"fmt"
+	"github.com/bowline-mesh/bowline/internal/telemetry"
 	"slices"
 	"strings"
 	"time"
@@ -238,7 +239,7 @@ func (d *Dashboard) View(window time.Duration) View {
 	// Workloads with a proxy and services with endpoints are nodes even when idle.
 	for _, p := range proxies {
 		if p.Workload != "" {
-			workloadNode(p.Workload, p.Namespace, canonical(p.Labels, p.Workload), p.Labels["version"])
+			workloadNode(p.Workload, p.Namespace, telemetry.CanonicalService(p.Labels, p.Workload), p.Labels["version"])
 		}
 	}
 	for _, n := range nodes {
@@ -582,16 +583,6 @@ func known(s string) string {
 		return ""
 	}
 	return s
-}
-
-// canonical is Istio's canonical service of a workload's labels.
-func canonical(labels map[string]string, workload string) string {
-	for _, k := range []string{"service.istio.io/canonical-name", "app.kubernetes.io/name", "app"} {
-		if v := labels[k]; v != "" {
-			return v
-		}
-	}
-	return workload
 }
 
 // shortHost is NAME.NAMESPACE of a Kubernetes-form host, else the host.

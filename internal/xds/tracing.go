@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"github.com/bowline-mesh/bowline/internal/telemetry"
 	"net/url"
 	"sort"
 	"strings"
@@ -14,7 +15,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	telemetry "istio.io/api/telemetry/v1alpha1"
+	telemetryv1alpha1 "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/bowline-mesh/bowline/internal/model"
 )
@@ -127,13 +128,8 @@ func (g *gen) tracingProvider(p *model.ExtensionProvider) *tracev3.Tracing_Http 
 
 // canonicalService is Istio's canonical service name of p's workload.
 func canonicalService(p *model.Proxy) string {
-	for _, k := range []string{"service.istio.io/canonical-name", "app.kubernetes.io/name", "app"} {
-		if v := p.Labels[k]; v != "" {
-			return v
-		}
-	}
-	if p.WorkloadName != "" {
-		return p.WorkloadName
+	if c := telemetry.CanonicalService(p.Labels, p.WorkloadName); c != "" {
+		return c
 	}
 	return "unknown"
 }
@@ -144,7 +140,7 @@ func serviceCluster(p *model.Proxy) string { return canonicalService(p) + "." + 
 
 // tracingTags are Istio's service tags (istio.canonical_service, ...) and
 // the Telemetry custom tags, sorted by tag name.
-func (g *gen) tracingTags(custom map[string]*telemetry.Tracing_CustomTag) []*tracingtypev3.CustomTag {
+func (g *gen) tracingTags(custom map[string]*telemetryv1alpha1.Tracing_CustomTag) []*tracingtypev3.CustomTag {
 	lit := func(tag, v string) *tracingtypev3.CustomTag {
 		return &tracingtypev3.CustomTag{Tag: tag, Type: &tracingtypev3.CustomTag_Literal_{Literal: &tracingtypev3.CustomTag_Literal{Value: v}}}
 	}
@@ -160,12 +156,12 @@ func (g *gen) tracingTags(custom map[string]*telemetry.Tracing_CustomTag) []*tra
 	for name, ct := range custom {
 		t := &tracingtypev3.CustomTag{Tag: name}
 		switch v := ct.GetType().(type) {
-		case *telemetry.Tracing_CustomTag_Literal:
+		case *telemetryv1alpha1.Tracing_CustomTag_Literal:
 			t.Type = &tracingtypev3.CustomTag_Literal_{Literal: &tracingtypev3.CustomTag_Literal{Value: v.Literal.GetValue()}}
-		case *telemetry.Tracing_CustomTag_Header:
+		case *telemetryv1alpha1.Tracing_CustomTag_Header:
 			t.Type = &tracingtypev3.CustomTag_RequestHeader{RequestHeader: &tracingtypev3.CustomTag_Header{
 				Name: v.Header.GetName(), DefaultValue: v.Header.GetDefaultValue()}}
-		case *telemetry.Tracing_CustomTag_Environment:
+		case *telemetryv1alpha1.Tracing_CustomTag_Environment:
 			t.Type = &tracingtypev3.CustomTag_Environment_{Environment: &tracingtypev3.CustomTag_Environment{
 				Name: v.Environment.GetName(), DefaultValue: v.Environment.GetDefaultValue()}}
 		default:

@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/bowline-mesh/bowline/internal/telemetry"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,7 +90,7 @@ func Pod(cfg Config, pod *corev1.Pod, owner Owner) (*corev1.Pod, error) {
 
 	// Labels and annotations (Istio's template).
 	setDefault(out.Labels, label.SecurityTlsMode.Name, "istio")
-	setDefault(out.Labels, label.ServiceCanonicalName.Name, canonicalName(out.Labels, owner.Name))
+	setDefault(out.Labels, label.ServiceCanonicalName.Name, telemetry.DefaultCanonicalName(out.Labels, owner.Name))
 	setDefault(out.Labels, label.ServiceCanonicalRevision.Name,
 		first(out.Labels["app.kubernetes.io/version"], out.Labels["version"], "latest"))
 	out.Annotations[label.IoIstioRev.Name] = cfg.revision()
@@ -227,17 +228,6 @@ func appContainerNames(pod *corev1.Pod) []string {
 		}
 	}
 	return out
-}
-
-// canonicalName is Istio's service.istio.io/canonical-name default:
-// app.kubernetes.io/name, app, else the workload name (at most 63
-// characters, no leading/trailing "-_.").
-func canonicalName(labels map[string]string, workload string) string {
-	n := first(labels["app.kubernetes.io/name"], labels["app"], workload)
-	if len(n) > 63 {
-		n = n[:63]
-	}
-	return strings.Trim(n, "-_.")
 }
 
 func setDefault(m map[string]string, k, v string) {

@@ -2,6 +2,7 @@ package xdsclient
 
 import (
 	"fmt"
+	"github.com/bowline-mesh/bowline/internal/telemetry"
 	"sort"
 	"strings"
 
@@ -119,10 +120,5 @@ func portMap(m map[uint32]uint32) string {
 // app, else the workload name. The node's cluster is "CANONICAL.NAMESPACE",
 // as istio-agent names it, and the reporting service of spans.
 func (n NodeInfo) CanonicalService() string {
-	for _, k := range []string{"service.istio.io/canonical-name", "app.kubernetes.io/name", "app"} {
-		if v := n.Labels[k]; v != "" {
-			return v
-		}
-	}
-	return n.Workload
+	return telemetry.CanonicalService(n.Labels, n.Workload)
 }
