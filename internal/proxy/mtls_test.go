@@ -5,7 +5,6 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -104,30 +103,11 @@ func (m *meshCA) agent(t *testing.T, sa string, ttl time.Duration) *identity.Age
 // startMeshProxy runs a proxy with node id and identity (nil for none).
 func startMeshProxy(t *testing.T, cpAddr, id, workload string, ident proxy.CertSource) *runningProxy {
 	t.Helper()
-	buf, logs := &syncBuffer{}, &syncBuffer{}
-	p := proxy.New(proxy.Config{
-		Discovery: cpAddr, InsecureXDS: true, Logger: slog.New(slog.NewTextHandler(logs, nil)),
-		Node: xdsclient.NodeInfo{ID: id, Namespace: "default", Workload: workload, ServiceAccount: workload,
-			Labels: map[string]string{"app": workload, "version": "v1"}, IPs: []string{"127.0.0.1"}},
-		AdminAddress: "127.0.0.1:0", AccessLog: "json", AccessLogWriter: buf, DrainDuration: time.Second,
-		XDSBackoffBase: 50 * time.Millisecond, Identity: ident,
+	return startProxyAs(t, cpAddr, false, id, "json", func(c *proxy.Config) {
+		c.Node = xdsclient.NodeInfo{ID: id, Namespace: "default", Workload: workload, ServiceAccount: workload,
+			Labels: map[string]string{"app": workload, "version": "v1"}, IPs: []string{"127.0.0.1"}}
+		c.Identity = ident
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	rp := &runningProxy{p: p, log: buf}
-	var once sync.Once
-	rp.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("proxy run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(rp.stop)
-	waitReady(t, p, logs)
-	return rp
 }
 
 func sds(name string) *tlsv3.SdsSecretConfig {
