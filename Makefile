@@ -11,7 +11,7 @@ HUB     ?= docker.io/bowline-mesh
 TAG     ?= $(VERSION)
 KUBE    := hack/kube
 
-.PHONY: help build up test race lint e2e bench bench-short samples fuzz helm-check images kube-bins kube-up kube-down kube-load
+.PHONY: help build up test race lint tools e2e bench bench-short samples fuzz helm-check images kube-bins kube-up kube-down kube-load
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ up: build samples ## build, then run Bookinfo on this machine (bowline up); INGR
 samples: ## build the Bookinfo sample apps
 	$(MAKE) -C samples/bookinfo build
 
-test: lint helm-check ## the README's test command: lint, the Helm chart check, then as root make kube-up and go test -race ./... against that cluster
+test: lint helm-check tools ## the README's test command: lint, the Helm chart check, the e2e tools, then as root make kube-up and go test -race ./... against that cluster
 	@if [ "$$(id -u)" = 0 ]; then \
 		line=$$($(MAKE) -s --no-print-directory kube-up | tail -1); \
 		case "$$line" in "export KUBECONFIG="*) ;; *) echo "make test: make kube-up failed (see above)" >&2; exit 1;; esac; \
@@ -49,7 +49,10 @@ lint: ## gofmt, go vet and staticcheck (built from its module, pinned)
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-e2e: ## end-to-end tests only (real processes on loopback; netns tests need root)
+tools: ## build (once, cached in ~/.cache/bowline) the real Jaeger and Prometheus the e2e tests run, from their Go modules
+	$(GO) test -count=1 -timeout 30m -run '^TestBuildTools$$' ./test/e2e
+
+e2e: tools ## end-to-end tests only (real processes on loopback; netns tests need root)
 	$(GO) test -race -count=1 ./test/e2e/...
 
 images: build ## image tarballs in bin/images: $(HUB)/bowline:$(TAG) and the Bookinfo apps under Istio's image names

@@ -493,5 +493,28 @@ func (u *Up) snapshotState() *State {
 }
 
 func (u *Up) writeState() error {
+	if err := writePrometheusTargets(u.cfg.StateDir, prometheusTargets(u.scrapeTargets())); err != nil {
+		return err
+	}
 	return WriteState(u.cfg.StateDir, u.snapshotState())
+}
+
+// scrapeTargets lists the ingress gateway and every replica's sidecar, sorted.
+func (u *Up) scrapeTargets() []scrapeTarget {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var ts []scrapeTarget
+	if u.ingress != nil {
+		ts = append(ts, scrapeTarget{name: "istio-ingressgateway", namespace: "istio-system", admin: u.ingress.admin, labels: ingressLabels})
+	}
+	for _, r := range u.replicas {
+		ts = append(ts, scrapeTarget{name: r.state.Name, namespace: r.state.Namespace, admin: r.state.Admin, labels: r.work.Labels})
+	}
+	sort.Slice(ts, func(i, j int) bool {
+		if ts[i].namespace != ts[j].namespace {
+			return ts[i].namespace < ts[j].namespace
+		}
+		return ts[i].name < ts[j].name
+	})
+	return ts
 }

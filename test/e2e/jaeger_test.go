@@ -11,77 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// Jaeger is built from its Go module (the release's cmd/jaeger, Jaeger v2
-// on the OpenTelemetry collector) into ~/.cache/bowline, once per machine.
-const (
-	jaegerModule  = "github.com/jaegertracing/jaeger"
-	jaegerVersion = "v1.76.0"
-)
-
-var (
-	jaegerOnce sync.Once
-	jaegerBin  string
-	jaegerErr  error
-)
-
-// jaegerBinary returns the Jaeger binary, building it first if it is not in
-// the cache. The module has replace directives, so it is built as the main
-// module from its downloaded source rather than with go install.
-func jaegerBinary(t *testing.T) string {
-	t.Helper()
-	jaegerOnce.Do(func() {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			jaegerErr = err
-			return
-		}
-		dir := filepath.Join(home, ".cache", "bowline", "jaeger", jaegerVersion)
-		bin := filepath.Join(dir, "jaeger")
-		if _, err := os.Stat(bin); err == nil {
-			jaegerBin = bin
-			return
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			jaegerErr = err
-			return
-		}
-		env := append(os.Environ(), "GOFLAGS=", "GOWORK=off")
-		dl := exec.Command("go", "mod", "download", "-json", jaegerModule+"@"+jaegerVersion)
-		dl.Dir, dl.Env = dir, env
-		out, err := dl.Output()
-		if err != nil {
-			jaegerErr = fmt.Errorf("download %s@%s: %v", jaegerModule, jaegerVersion, err)
-			return
-		}
-		var mod struct{ Dir string }
-		if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-			jaegerErr = fmt.Errorf("download %s: no module directory in %s", jaegerModule, out)
-			return
-		}
-		t.Logf("building Jaeger %s into %s (once per machine)", jaegerVersion, dir)
-		tmp := bin + ".tmp"
-		build := exec.Command("go", "build", "-trimpath", "-o", tmp, "./cmd/jaeger")
-		build.Dir, build.Env = mod.Dir, env
-		if out, err := build.CombinedOutput(); err != nil {
-			jaegerErr = fmt.Errorf("build jaeger: %v\n%s", err, out)
-			return
-		}
-		if err := os.Rename(tmp, bin); err != nil {
-			jaegerErr = err
-			return
-		}
-		jaegerBin = bin
-	})
-	if jaegerErr != nil {
-		t.Fatal(jaegerErr)
-	}
-	return jaegerBin
-}
+// jaegerTool is Jaeger v2 (the release's cmd/jaeger, on the OpenTelemetry
+// collector), built from its Go module.
+var jaegerTool = &goTool{name: "jaeger", module: "github.com/jaegertracing/jaeger", version: "v1.76.0", pkg: "./cmd/jaeger"}
 
 // jaeger is a running Jaeger with in-memory storage, every listener on loopback.
 type jaeger struct {
@@ -90,7 +26,7 @@ type jaeger struct {
 
 func startJaeger(t *testing.T) *jaeger {
 	t.Helper()
-	bin := jaegerBinary(t)
+	bin := jaegerTool.binary(t)
 	j := &jaeger{otlpGRPC: freePort(t), otlpHTTP: freePort(t), zipkin: freePort(t), query: freePort(t)}
 	cfg := fmt.Sprintf(`service:
   extensions: [jaeger_storage, jaeger_query]

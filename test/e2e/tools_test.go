@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// goTool is a real component the tests run (Jaeger, Prometheus), built from
+// its Go module into ~/.cache/bowline/NAME/VERSION once per machine. The
+// module is built as the main module from its downloaded source (so its own
+// go.mod, replace directives included, decides the dependencies), not with
+// go install.
+type goTool struct {
+	name, module, version string
+	// pkg is the main package inside the module ("./cmd/jaeger").
+	pkg string
+	// tags are build tags (Prometheus: remove_all_sd leaves out the cloud
+	// service discoveries the tests never use).
+	tags string
+
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// binary returns the tool's binary, building it first if it is not cached.
+func (g *goTool) binary(t *testing.T) string {
+	t.Helper()
+	g.once.Do(func() { g.bin, g.err = g.build(t) })
+	if g.err != nil {
+		t.Fatal(g.err)
+	}
+	return g.bin
+}
+
+func (g *goTool) build(t *testing.T) (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(home, ".cache", "bowline", g.name, g.version)
+	bin := filepath.Join(dir, g.name)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	env := append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+	dl := exec.Command("go", "mod", "download", "-json", g.module+"@"+g.version)
+	dl.Dir, dl.Env = dir, env
+	out, err := dl.Output()
+	if err != nil {
+		return "", fmt.Errorf("download %s@%s: %v", g.module, g.version, err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return "", fmt.Errorf("download %s: no module directory in %s", g.module, out)
+	}
+	t.Logf("building %s %s into %s (once per machine)", g.name, g.version, dir)
+	tmp := bin + ".tmp"
+	args := []string{"build", "-trimpath", "-o", tmp}
+	if g.tags != "" {
+		args = append(args, "-tags", g.tags)
+	}
+	build := exec.Command("go", append(args, g.pkg)...)
+	build.Dir, build.Env = mod.Dir, env
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", g.name, err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
+
+// TestBuildTools builds every goTool into its cache. `make tools` (and so
+// `make test`) runs it alone first, with a timeout of its own, so that a
+// machine without the cache spends its build minutes outside the e2e
+// package's test timeout.
+func TestBuildTools(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds Jaeger and Prometheus from their modules")
+	}
+	for _, g := range []*goTool{jaegerTool, prometheusTool} {
+		t.Logf("%s %s: %s", g.name, g.version, g.binary(t))
+	}
+}
