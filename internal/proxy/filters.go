@@ -93,7 +93,7 @@ func newHTTPFilter(f xdsconfig.HTTPFilter, env *filterEnv) httpFilter {
 	case *xdsconfig.LocalRateLimit: // filters_ratelimit.go
 		return localRateLimitFilter{name: f.Name, cfg: c, rl: env.rateLimits()}
 	case *xdsconfig.RateLimitFilter:
-		return globalRateLimitFilter{cfg: c, rl: env.rateLimits()}
+		return newGlobalRateLimitFilter(c, env.rateLimits())
 	}
 	return nil
 }

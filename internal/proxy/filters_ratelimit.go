@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/ratelimit"
@@ -43,8 +45,12 @@ func newRateLimits(p *Proxy) *rateLimits {
 	return &rateLimits{p: p, limiters: ratelimit.NewLimiters(nil), conns: map[[2]string]*grpc.ClientConn{}}
 }
 
-// conn returns the connection to the rate limit service of cluster: each
-// dial picks a host of the cluster in the config in force (plaintext).
+// conn returns the connection to the rate limit service of cluster, made
+// when a filter naming it is built (not per request). Each dial picks a
+// host of the cluster in the config in force and speaks the cluster's
+// transport socket: plaintext, TLS or mTLS (ISTIO_MUTUAL to a meshed
+// service), as Envoy's envoy_grpc does. The reconnect backoff stays short
+// (at most a second), so a service that comes back is used again soon.
 func (rl *rateLimits) conn(cluster, authority string) (*grpc.ClientConn, error) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
@@ -52,29 +58,47 @@ func (rl *rateLimits) conn(cluster, authority string) (*grpc.ClientConn, error) 
 	if c := rl.conns[k]; c != nil {
 		return c, nil
 	}
-	dial := func(ctx context.Context, _ string) (net.Conn, error) {
-		s := rl.p.snap.Load()
-		if s == nil {
-			return nil, errors.New("no config")
-		}
-		c := s.clusters[cluster]
-		if c == nil {
-			return nil, fmt.Errorf("cluster %q not found", cluster)
-		}
-		h := c.pick(nil, "", false)
-		if h == nil {
-			return nil, fmt.Errorf("cluster %q has no healthy host", cluster)
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", h.addr)
-	}
-	c, err := grpc.NewClient("passthrough:///"+authority, grpc.WithContextDialer(dial),
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(authority))
+	bo := grpcbackoff.DefaultConfig
+	bo.BaseDelay, bo.MaxDelay = 50*time.Millisecond, time.Second
+	c, err := grpc.NewClient("passthrough:///"+authority,
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return rl.p.dialGRPC(ctx, cluster) }),
+		// The dialer does the cluster's TLS; gRPC speaks HTTP/2 on that connection.
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(authority),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: time.Second}))
 	if err != nil {
 		return nil, fmt.Errorf("rate limit service %s: %w", cluster, err)
 	}
 	rl.conns[k] = c
 	return c, nil
+}
+
+// dialGRPC connects to a host of the cluster name of the config in force
+// for a gRPC client, with the cluster's transport socket. A TLS context
+// without alpn_protocols offers h2, as Envoy's HTTP/2 connections do (gRPC
+// servers refuse TLS without ALPN).
+func (p *Proxy) dialGRPC(ctx context.Context, name string) (net.Conn, error) {
+	if p == nil {
+		return nil, errors.New("no config")
+	}
+	s := p.snap.Load()
+	if s == nil {
+		return nil, errors.New("no config")
+	}
+	c := s.clusters[name]
+	if c == nil {
+		return nil, fmt.Errorf("cluster %q not found", name)
+	}
+	h := c.pick(nil, "", false)
+	if h == nil {
+		return nil, fmt.Errorf("cluster %q has no healthy host", name)
+	}
+	pl := c.poolFor(h)
+	if pl.tls != nil && len(pl.tls.NextProtos) == 0 {
+		tc := pl.tls.Clone()
+		tc.NextProtos = []string{"h2"}
+		pl = &pool{tls: tc}
+	}
+	return c.dialConn(ctx, pl, "tcp", h.addr)
 }
 
 // close closes the service connections (when the proxy stops).
@@ -85,6 +109,14 @@ func (rl *rateLimits) close() {
 		_ = c.Close()
 		delete(rl.conns, k)
 	}
+}
+
+// localLimiter is the limiter of cfg installed with the snapshot, or nil.
+func (s *snapshot) localLimiter(cfg *xdsconfig.LocalRateLimit) *ratelimit.Local {
+	if s == nil {
+		return nil
+	}
+	return s.localRL[cfg]
 }
 
 // rateLimitRequest is what descriptor actions read of an exchange.
@@ -170,7 +202,11 @@ func (f localRateLimitFilter) decode(x *exchange) bool {
 		policies = x.routeRateLimits()
 	}
 	descs := ratelimit.Descriptors(policies, cfg.Stage, rateLimitRequest{x})
-	dec := f.rl.limiters.For(cfg).Allow(f.rl.limiters.Now(), descs)
+	l := x.snap.localLimiter(cfg)
+	if l == nil {
+		l = f.rl.limiters.For(cfg) // a chain built without a snapshot (tests)
+	}
+	dec := l.Allow(f.rl.limiters.Now(), descs)
 	if cfg.XRateLimitHeaders && dec.Bucketed {
 		setXRateLimit(x.w.Header(), dec.Limit, dec.Remaining, dec.Reset.Seconds())
 	}
@@ -194,7 +230,16 @@ func (localRateLimitFilter) encode(*exchange, http.Header) {}
 // descriptors go to the rate limit service, whose OVER_LIMIT answers 429.
 type globalRateLimitFilter struct {
 	cfg *xdsconfig.RateLimitFilter
-	rl  *rateLimits
+	// conn is the service's connection (or connErr why there is none),
+	// looked up once when the filter is built.
+	conn    *grpc.ClientConn
+	connErr error
+}
+
+func newGlobalRateLimitFilter(cfg *xdsconfig.RateLimitFilter, rl *rateLimits) globalRateLimitFilter {
+	f := globalRateLimitFilter{cfg: cfg}
+	f.conn, f.connErr = rl.conn(cfg.Cluster, cfg.Authority)
+	return f
 }
 
 func (f globalRateLimitFilter) decode(x *exchange) bool {
@@ -232,13 +277,12 @@ func (f globalRateLimitFilter) decode(x *exchange) bool {
 }
 
 func (f globalRateLimitFilter) check(x *exchange, descs []ratelimit.Descriptor) (ratelimit.Verdict, error) {
-	conn, err := f.rl.conn(f.cfg.Cluster, f.cfg.Authority)
-	if err != nil {
-		return ratelimit.Verdict{}, err
+	if f.connErr != nil {
+		return ratelimit.Verdict{}, f.connErr
 	}
 	ctx, cancel := context.WithTimeout(x.r.Context(), f.cfg.Timeout)
 	defer cancel()
-	return ratelimit.Check(ctx, conn, f.cfg.Domain, descs)
+	return ratelimit.Check(ctx, f.conn, f.cfg.Domain, descs)
 }
 
 func (globalRateLimitFilter) encode(*exchange, http.Header) {}

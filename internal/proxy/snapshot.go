@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/jwtauthn"
+	"github.com/bowline-mesh/bowline/internal/proxy/ratelimit"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsclient"
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
@@ -29,6 +30,9 @@ type snapshot struct {
 	// secrets are the SDS secrets fetched over ADS (a gateway's
 	// credentials), read at each handshake (tls.go).
 	secrets map[string]*xdsconfig.Secret
+	// localRL are the local rate limiters of the snapshot's local_ratelimit
+	// configs (listener-level and per-route), read without a lock per request.
+	localRL map[*xdsconfig.LocalRateLimit]*ratelimit.Local
 }
 
 // listenerFor returns the listener that owns addr, falling back to the
@@ -121,7 +125,36 @@ func buildSnapshot(st *xdsclient.State, prev *snapshot, version int64, env *filt
 		}
 		s.clusters[name] = c
 	}
+	if env != nil && env.rl != nil {
+		s.localRL = env.rl.limiters.Install(localRateLimitConfigs(s))
+	}
 	return s
+}
+
+// localRateLimitConfigs are the local_ratelimit configs of s: those of its
+// HCM filters and the per-route ones of its route tables.
+func localRateLimitConfigs(s *snapshot) []*xdsconfig.LocalRateLimit {
+	var out []*xdsconfig.LocalRateLimit
+	for h := range s.chains {
+		for _, f := range h.Filters {
+			if c, ok := f.Config.(*xdsconfig.LocalRateLimit); ok {
+				out = append(out, c)
+			}
+		}
+	}
+	for _, rt := range s.routes {
+		for i := range rt.cfg.VirtualHosts {
+			vh := &rt.cfg.VirtualHosts[i]
+			for j := range vh.Routes {
+				for _, v := range vh.Routes[j].PerFilter {
+					if c, ok := v.(*xdsconfig.LocalRateLimit); ok {
+						out = append(out, c)
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 // routeTable is a route configuration indexed for virtual-host lookup.

@@ -89,7 +89,9 @@ func (l *Local) Allow(now time.Time, descs []Descriptor) Decision {
 
 // Limiters keeps the local limiters of the configs in force, by config
 // content (xdsconfig.LocalRateLimit.Key): a config update that leaves a
-// rate limit as it was keeps its buckets.
+// rate limit as it was keeps its buckets. Install is called once per config
+// snapshot and returns the limiters by config, so requests look theirs up
+// in an immutable map instead of taking a lock shared by every request.
 type Limiters struct {
 	now func() time.Time
 	mu  sync.Mutex
@@ -107,10 +109,15 @@ func NewLimiters(now func() time.Time) *Limiters {
 // Now is the limiters' clock.
 func (ls *Limiters) Now() time.Time { return ls.now() }
 
-// For returns the limiter of cfg, made on first use.
+// For returns the limiter of cfg, made on first use (for a config that
+// came with no snapshot, whose Install did not see it).
 func (ls *Limiters) For(cfg *xdsconfig.LocalRateLimit) *Local {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	return ls.forLocked(cfg)
+}
+
+func (ls *Limiters) forLocked(cfg *xdsconfig.LocalRateLimit) *Local {
 	l, ok := ls.m[cfg.Key]
 	if !ok {
 		l = NewLocal(cfg, ls.now())
@@ -119,13 +126,31 @@ func (ls *Limiters) For(cfg *xdsconfig.LocalRateLimit) *Local {
 	return l
 }
 
-// Retain drops the limiters whose keys keep does not report.
-func (ls *Limiters) Retain(keep func(key string) bool) {
+// Install makes cfgs, the local rate limit configs of a new config
+// snapshot, the ones in force: a config whose content had a limiter keeps
+// it (and its tokens), the others get full buckets, and the limiters of
+// configs that are gone are dropped. Requests still running on an older
+// snapshot keep the limiters they hold. It returns each config's limiter.
+func (ls *Limiters) Install(cfgs []*xdsconfig.LocalRateLimit) map[*xdsconfig.LocalRateLimit]*Local {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	out := make(map[*xdsconfig.LocalRateLimit]*Local, len(cfgs))
+	keep := make(map[string]bool, len(cfgs))
+	for _, c := range cfgs {
+		out[c] = ls.forLocked(c)
+		keep[c.Key] = true
+	}
 	for k := range ls.m {
-		if !keep(k) {
+		if !keep[k] {
 			delete(ls.m, k)
 		}
 	}
+	return out
+}
+
+// Len is the number of limiters kept.
+func (ls *Limiters) Len() int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return len(ls.m)
 }

@@ -123,3 +123,49 @@ func TestDescriptors(t *testing.T) {
 		t.Errorf("stage 1: got %s, want %s", got, want)
 	}
 }
+
+// TestInstall: each config snapshot's Install keeps the limiters (and
+// tokens) of configs whose content stayed, gives new content full buckets
+// and drops the limiters of configs no longer in force, so limiters do not
+// pile up over config pushes.
+func TestInstall(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(0, 0)}
+	bucket := func(n uint32) *xdsconfig.TokenBucket {
+		return &xdsconfig.TokenBucket{MaxTokens: n, TokensPerFill: n, FillInterval: time.Hour}
+	}
+	a := &xdsconfig.LocalRateLimit{Key: "a", Bucket: bucket(2)}
+	b := &xdsconfig.LocalRateLimit{Key: "b", Bucket: bucket(5)}
+	ls := NewLimiters(clk.now)
+	first := ls.Install([]*xdsconfig.LocalRateLimit{a, b})
+	if dec := first[a].Allow(clk.now(), nil); dec.Remaining != 1 {
+		t.Fatalf("a: %+v, want 1 left", dec)
+	}
+	// The next snapshot has a's content again (a new config value) and c.
+	a2 := &xdsconfig.LocalRateLimit{Key: "a", Bucket: bucket(2)}
+	c := &xdsconfig.LocalRateLimit{Key: "c", Bucket: bucket(3)}
+	second := ls.Install([]*xdsconfig.LocalRateLimit{a2, c})
+	if second[a2] != first[a] {
+		t.Error("a config of unchanged content lost its limiter")
+	}
+	if dec := second[a2].Allow(clk.now(), nil); dec.Remaining != 0 {
+		t.Errorf("a after the push: %+v, want its last token taken", dec)
+	}
+	if ls.Len() != 2 {
+		t.Errorf("%d limiters kept, want 2 (b dropped)", ls.Len())
+	}
+	// b comes back: full buckets, not the state it had.
+	third := ls.Install([]*xdsconfig.LocalRateLimit{b})
+	if third[b] == first[b] {
+		t.Error("b came back with the limiter it had before it was dropped")
+	}
+	if ls.Len() != 1 {
+		t.Errorf("%d limiters kept, want 1", ls.Len())
+	}
+	for i := range 1000 { // many pushes of changing content keep one limiter
+		k := &xdsconfig.LocalRateLimit{Key: fmt.Sprint("gen", i), Bucket: bucket(1)}
+		ls.Install([]*xdsconfig.LocalRateLimit{k})
+	}
+	if ls.Len() != 1 {
+		t.Errorf("after 1000 pushes %d limiters kept, want 1", ls.Len())
+	}
+}
