@@ -70,6 +70,9 @@ type cluster struct {
 
 	active  atomic.Int64
 	retries atomic.Int64
+	// started counts recent requests for a retry budget with an interval
+	// (retrybudget.go), else nil.
+	started *requestWindow
 	rqTotal atomic.Int64
 	// overflows counts requests and connections refused by the circuit
 	// breaker (Envoy's upstream_rq_pending_overflow).
@@ -93,6 +96,7 @@ type cluster struct {
 func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs, trustDomain string) *cluster {
 	c := &cluster{cfg: cfg, name: cfg.Name, pools: map[*xdsconfig.TLSContext]*pool{}, bufs: bufs, trustDomain: trustDomain,
 		now: func() int64 { return time.Now().UnixNano() }}
+	c.started = newRetryWindow(cfg.Limits)
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	if cfg.SourceAddress.IsValid() {
 		c.dialer.LocalAddr = &net.TCPAddr{IP: cfg.SourceAddress.AsSlice()}

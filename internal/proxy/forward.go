@@ -186,11 +186,12 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 			}
 			break
 		}
-		// A retry holds a slot of the circuit breaker's max_retries from its
-		// backoff until its attempt ends, as Envoy's retries are "active".
+		// A retry holds a slot of the circuit breaker's max_retries (or of
+		// its retry_budget, retrybudget.go) from its backoff until its
+		// attempt ends, as Envoy's retries are "active".
 		// The slot is taken in one step, so concurrent requests cannot all
 		// pass the check and overshoot the limit.
-		if c.retries.Add(1) > int64(c.cfg.Limits.MaxRetries) {
+		if c.retries.Add(1) > c.retryLimit() {
 			c.retries.Add(-1)
 			break // retry budget exhausted
 		}
@@ -349,6 +350,7 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, c *cluster, h *hos
 	h.active.Add(1)
 	h.total.Add(1)
 	c.rqTotal.Add(1)
+	c.noteStarted()
 	var resp *http.Response
 	err := errH1Busy
 	_, upgrade := hdr["Upgrade"]

@@ -22,11 +22,14 @@ import (
 // subset: each section comes from the most specific place that sets it
 // (subset port level > subset > top port level > top), as Istio merges them.
 type policy struct {
-	lb       *networking.LoadBalancerSettings
-	pool     *networking.ConnectionPoolSettings
-	outlier  *networking.OutlierDetection
-	tls      *networking.ClientTLSSettings
-	explicit bool // some DestinationRule applies
+	lb      *networking.LoadBalancerSettings
+	pool    *networking.ConnectionPoolSettings
+	outlier *networking.OutlierDetection
+	tls     *networking.ClientTLSSettings
+	// retryBudget is the subset's, else the top level's (port-level
+	// settings have none).
+	retryBudget *networking.TrafficPolicy_RetryBudget
+	explicit    bool // some DestinationRule applies
 }
 
 func effectivePolicy(port uint32, top, subset *networking.TrafficPolicy) policy {
@@ -37,6 +40,9 @@ func effectivePolicy(port uint32, top, subset *networking.TrafficPolicy) policy 
 		}
 		p.explicit = true
 		p.override(tp)
+		if rb := tp.GetRetryBudget(); rb != nil {
+			p.retryBudget = rb
+		}
 		for _, pl := range tp.GetPortLevelSettings() {
 			if pl.GetPort().GetNumber() == port {
 				p.override(pl)
@@ -79,6 +85,7 @@ func (p *policy) override(s policySettings) {
 
 func (g *gen) applyPolicy(c *clusterv3.Cluster, svc *registry.Service, port registry.Port, subset string, p policy) {
 	g.applyLB(c, p.lb)
+	applyRetryBudget(c.CircuitBreakers.Thresholds[0], p.retryBudget)
 	opts := &httpv3.HttpProtocolOptions{}
 	needOpts := false
 	if pool := p.pool; pool != nil {
@@ -149,6 +156,30 @@ func (g *gen) applyPolicy(c *clusterv3.Cluster, svc *registry.Service, port regi
 	}
 	if !g.grpc {
 		g.applyUpstreamTLS(c, svc, port, subset, p.tls)
+	}
+}
+
+// applyRetryBudget sets a DestinationRule retryBudget as Istio maps it onto
+// the circuit breaker: budget_percent (Istio's default 20%),
+// min_retry_concurrency (default 3; 0 means the default) and
+// budget_interval as given. With a budget, Envoy bounds concurrent retries by
+// it instead of max_retries.
+func applyRetryBudget(th *clusterv3.CircuitBreakers_Thresholds, rb *networking.TrafficPolicy_RetryBudget) {
+	if rb == nil {
+		return
+	}
+	pct := 20.0
+	if rb.GetPercent() != nil {
+		pct = rb.GetPercent().GetValue()
+	}
+	minConc := uint32(3)
+	if rb.GetMinRetryConcurrency() > 0 {
+		minConc = rb.GetMinRetryConcurrency()
+	}
+	th.RetryBudget = &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
+		BudgetPercent:       &typev3.Percent{Value: pct},
+		MinRetryConcurrency: u32(minConc),
+		BudgetInterval:      rb.GetBudgetInterval(),
 	}
 }
 

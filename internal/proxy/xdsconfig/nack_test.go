@@ -17,6 +17,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -69,6 +70,10 @@ func TestNACKText(t *testing.T) {
 					HashPolicy: []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_FilterState_{
 						FilterState: &routev3.RouteAction_HashPolicy_FilterState{Key: "k"}}}}}}}}}}},
 			`route configuration "r": field virtual_hosts[0].routes[0].route.hash_policy[0].filter_state: unsupported`},
+		{"retry budget percent", &clusterv3.Cluster{Name: "c", CircuitBreakers: &clusterv3.CircuitBreakers{
+			Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
+				BudgetPercent: &typev3.Percent{Value: 150}}}}}},
+			`cluster "c": field circuit_breakers.thresholds[0].retry_budget.budget_percent: 150 must be between 0 and 100`},
 		{"cluster transport socket", &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls"}},
 			`cluster "c": field transport_socket.typed_config: missing`},
 		{"cluster sds credential", &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls",

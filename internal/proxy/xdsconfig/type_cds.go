@@ -141,6 +141,21 @@ type Limits struct {
 	MaxRequests uint32
 	// MaxRetries bounds outstanding retries.
 	MaxRetries uint32
+	// RetryBudget, when set, bounds outstanding retries instead of MaxRetries.
+	RetryBudget *RetryBudget
+}
+
+// RetryBudget is a circuit breaker's retry_budget: outstanding retries are
+// at most Percent of the cluster's active requests (with Interval: of the
+// requests started in the last Interval, finished or not), and never fewer
+// than MinConcurrency.
+type RetryBudget struct {
+	// Percent is budget_percent (Envoy's default 20).
+	Percent float64
+	// MinConcurrency is min_retry_concurrency (default 3).
+	MinConcurrency uint32
+	// Interval is budget_interval; 0 counts only active requests.
+	Interval time.Duration
 }
 
 // ConnLimits are an upstream connection's idle timeout (default 1h),

@@ -2,6 +2,7 @@ package xdsconfig
 
 import (
 	"fmt"
+	"math"
 	"math/big"
 	"net/netip"
 	"time"
@@ -122,13 +123,20 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		}
 		p := fmt.Sprintf("circuit_breakers.thresholds[%d]", i)
 		if err := checkFields(t, p, "priority", "max_connections", "max_pending_requests", "max_requests",
-			"max_retries", "track_remaining"); err != nil {
+			"max_retries", "track_remaining", "retry_budget"); err != nil {
 			return nil, err
 		}
 		setLimit(&out.Limits.MaxConnections, t.GetMaxConnections())
 		setLimit(&out.Limits.MaxPending, t.GetMaxPendingRequests())
 		setLimit(&out.Limits.MaxRequests, t.GetMaxRequests())
 		setLimit(&out.Limits.MaxRetries, t.GetMaxRetries())
+		if rb := t.GetRetryBudget(); rb != nil {
+			b, err := unmarshalRetryBudget(rb, p+".retry_budget")
+			if err != nil {
+				return nil, err
+			}
+			out.Limits.RetryBudget = b
+		}
 	}
 	if od := c.GetOutlierDetection(); od != nil {
 		if err := checkFields(od, "outlier_detection", "consecutive_5xx", "consecutive_gateway_failure",
@@ -283,6 +291,29 @@ func unmarshalBindConfig(b *corev3.BindConfig) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("field %s.source_address.port_value: must be 0 (a fixed source port would allow one connection at a time)", p)
 	}
 	return a, nil
+}
+
+// unmarshalRetryBudget checks a circuit breaker's retry_budget, with
+// Envoy's defaults for what it leaves out.
+func unmarshalRetryBudget(rb *clusterv3.CircuitBreakers_Thresholds_RetryBudget, path string) (*RetryBudget, error) {
+	if err := checkFields(rb, path, "budget_percent", "budget_interval", "min_retry_concurrency"); err != nil {
+		return nil, err
+	}
+	out := &RetryBudget{Percent: 20, MinConcurrency: 3}
+	if p := rb.GetBudgetPercent(); p != nil {
+		if v := p.GetValue(); v < 0 || v > 100 || math.IsNaN(v) {
+			return nil, fmt.Errorf("field %s.budget_percent: %v must be between 0 and 100", path, v)
+		}
+		out.Percent = p.GetValue()
+	}
+	setLimit(&out.MinConcurrency, rb.GetMinRetryConcurrency())
+	if d := rb.GetBudgetInterval(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return nil, fmt.Errorf("field %s.budget_interval: must be a non-negative duration", path)
+		}
+		out.Interval = d.AsDuration()
+	}
+	return out, nil
 }
 
 func setLimit(dst *uint32, v *wrapperspb.UInt32Value) {
