@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -219,6 +220,19 @@ func (p *Proxy) forward(x *exchange, wc *xdsconfig.WeightedCluster, c *cluster) 
 			return false
 		}
 	}
+	if res.resp == nil && downstreamBodyBroken(r, replay, counted) {
+		// Envoy's codec answers a body that breaks its framing with 400 and
+		// closes the connection; the upstream attempt it cut short is no
+		// upstream failure.
+		rec.flags |= flagDPE
+		rec.details = "http1.codec_error"
+		if r.ProtoMajor == 2 {
+			rec.details = "http2.violation.of.messaging.rule"
+		}
+		x.w.Header().Set("Connection", "close")
+		x.localReply(http.StatusBadRequest, "Bad Request")
+		return false
+	}
 	if res.resp == nil {
 		rec.flags |= res.flag
 		rec.transportFailure = transportFailureReason(res.err)
@@ -289,14 +303,34 @@ func hashKey(x *exchange, hps []xdsconfig.HashPolicy) (key string, ok bool, setC
 }
 
 type countingReader struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	err error // what reading r ended with
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
+	if err != nil {
+		c.err = err
+	}
 	return n, err
+}
+
+// downstreamBodyBroken reports whether reading the downstream request body
+// failed on its framing (an invalid chunk size, say), not by the client
+// going away (an early EOF, a network error or a cancelled request).
+func downstreamBodyBroken(r *http.Request, replay *replayBody, counted *countingReader) bool {
+	var err error
+	switch {
+	case replay != nil:
+		err = replay.srcErr()
+	case counted != nil:
+		err = counted.err
+	}
+	var ne net.Error
+	return err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) &&
+		!errors.As(err, &ne) && r.Context().Err() == nil
 }
 
 // backoff is Envoy's retry back-off: full jitter, uniformly random in

@@ -282,3 +282,87 @@ func getOK(t *testing.T, addr string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestH2Malformed: through a proxy listener, a request with a
+// connection-specific header field or TE other than trailers is reset with
+// PROTOCOL_ERROR (RFC 9113 8.2.2) and never reaches the backend, while the
+// connection keeps serving; a SETTINGS frame repeating a setting is
+// processed in order (the last value wins), not a reason to hang up.
+func TestH2Malformed(t *testing.T) {
+	h := newHostileEnv(t)
+	c := dialTCP(t, h.plain)
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	send := func(stream uint32, path string, extra ...hpack.HeaderField) {
+		hb.Reset()
+		for _, f := range append([]hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"},
+			{Name: ":authority", Value: "echo.prod"}, {Name: ":path", Value: path}}, extra...) {
+			_ = enc.WriteField(f)
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65535}); err != nil {
+		t.Fatal(err)
+	}
+	malformed := map[uint32]string{
+		1: "connection", 3: "keep-alive", 5: "proxy-connection", 7: "transfer-encoding", 9: "upgrade", 11: "te",
+	}
+	send(1, "/m1", hpack.HeaderField{Name: "connection", Value: "keep-alive"})
+	send(3, "/m3", hpack.HeaderField{Name: "keep-alive", Value: "timeout=5"})
+	send(5, "/m5", hpack.HeaderField{Name: "proxy-connection", Value: "keep-alive"})
+	send(7, "/m7", hpack.HeaderField{Name: "transfer-encoding", Value: "chunked"})
+	send(9, "/m9", hpack.HeaderField{Name: "upgrade", Value: "websocket"})
+	send(11, "/m11", hpack.HeaderField{Name: "te", Value: "trailers, deflate"})
+	send(13, "/good", hpack.HeaderField{Name: "te", Value: "trailers"})
+
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	reset := map[uint32]http2.ErrCode{}
+	status, ended := "", false
+	var body []byte
+	for !ended || len(reset) < len(malformed) {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("read frame (resets %v, status %q): %v", reset, status, err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v: %s", f.ErrCode, f.DebugData())
+		case *http2.RSTStreamFrame:
+			reset[f.StreamID] = f.ErrCode
+		case *http2.MetaHeadersFrame:
+			if f.StreamID != 13 {
+				t.Fatalf("stream %d (%s) answered %s, want a reset", f.StreamID, malformed[f.StreamID], f.PseudoValue("status"))
+			}
+			status, ended = f.PseudoValue("status"), f.StreamEnded()
+		case *http2.DataFrame:
+			if f.StreamID == 13 {
+				body, ended = append(body, f.Data()...), f.StreamEnded()
+			}
+		}
+	}
+	for id, name := range malformed {
+		if reset[id] != http2.ErrCodeProtocol {
+			t.Errorf("stream %d with %s: reset %v, want PROTOCOL_ERROR", id, name, reset[id])
+		}
+	}
+	if status != "200" || !strings.HasPrefix(string(body), "GET /good") {
+		t.Errorf("good request answered %s %q", status, body)
+	}
+	for _, s := range h.h1.requests() {
+		if !strings.HasPrefix(s, "GET /good") {
+			t.Errorf("backend served %q", s)
+		}
+	}
+}

@@ -16,25 +16,16 @@ import (
 // the proxy serves).
 const h2specVersion = "v2.2.1+incompatible"
 
-// h2specKnownFailures are the h2spec cases Go's HTTP/2 server (net/http's
-// bundled x/net/http2, which the proxy's listeners use) answers otherwise
-// than RFC 7540 asks. They are inside the server, before any proxy code
-// runs; the proxy-owned codec of issue 14 is what closes them. The test
-// fails when the set changes either way, so a fix or a regression is seen.
+// h2specKnownFailures are the h2spec cases the proxy answers otherwise than
+// RFC 7540 asks, by design. (Go's HTTP/2 server hangs up on repeated
+// SETTINGS and answers connection-specific headers and TE with 400: the
+// proxy's h2filter.go closes those three.) The test fails when the set
+// changes either way, so a fix or a regression is seen.
 var h2specKnownFailures = []string{
 	// The listener serves HTTP/1.1 and h2c on one port (Envoy's codec_type
 	// AUTO): a preface that is not HTTP/2's is read as HTTP/1.1 and
 	// answered 400, not a closed connection.
 	"http2/3.5: Sends invalid connection preface",
-	// Go's framer refuses a SETTINGS frame that repeats a setting
-	// (PROTOCOL_ERROR, connection closed); RFC 7540 6.5.3 says the values
-	// are processed in order.
-	"http2/6.5.3: Sends multiple values of SETTINGS_INITIAL_WINDOW_SIZE",
-	// Go's server answers a request carrying a connection-specific header,
-	// or TE other than trailers, with 400 instead of a PROTOCOL_ERROR
-	// stream reset; the request never reaches the proxy or the upstream.
-	"http2/8.1.2.2: Sends a HEADERS frame that contains the TE header field with any value other than \"trailers\"",
-	"http2/8.1.2.2: Sends a HEADERS frame that contains the connection-specific header field",
 }
 
 // TestH2Spec runs h2spec's HTTP/2 conformance suite against a proxy

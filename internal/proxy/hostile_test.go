@@ -262,3 +262,51 @@ func normalizingHCM(t *testing.T, rds string) *listenerv3.Filter {
 	return &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager",
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, hcm)}}
 }
+
+// TestBadTransferCoding: an obfuscated Transfer-Encoding is refused before
+// any byte reaches the backend (501 for a coding other than one "chunked",
+// as Envoy answers; 400 for a control character around it), and a chunked
+// body with an invalid chunk size is 400 (Envoy's codec error, flag DPE),
+// not an upstream failure; the connection is closed either way, so what
+// follows never runs as a request.
+func TestBadTransferCoding(t *testing.T) {
+	h := newHostileEnv(t)
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: echo.prod\r\n\r\n"
+	cases := []struct {
+		name, te, chunk string
+		want            int
+		reachesBackend  bool // the head was sound: it was forwarded before the body broke
+	}{
+		{"xchunked", "xchunked", "0", 501, false},
+		{"chunked, identity", "chunked, identity", "0", 501, false},
+		{"gzip, chunked", "gzip, chunked", "0", 501, false},
+		{"chunked with a parameter", "chunked;q=1", "0", 501, false},
+		{"vertical tab before chunked", "\x0bchunked", "0", 400, false},
+		{"vertical tab after chunked", "chunked\x0b", "0", 400, false},
+		{"chunk size 0x5", "chunked", "0x5", 400, true},
+		{"negative chunk size", "chunked", "-1", 400, true},
+		{"chunk size over 64 bits", "chunked", "fffffffffffffffff", 400, true},
+		{"space inside the chunk size", "chunked", "5 5", 400, true},
+		{"NUL before the chunk size", "chunked", "\x005", 400, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(h.h1.requests())
+			raw := "POST /a HTTP/1.1\r\nHost: echo.prod\r\nTransfer-Encoding: " + tc.te + "\r\n\r\n" +
+				tc.chunk + "\r\nhello\r\n0\r\n\r\n" + smuggled
+			resps, bodies, closed := rawExchange(t, h.plain, raw, 2)
+			if len(resps) != 1 || resps[0].StatusCode != tc.want || !closed {
+				t.Fatalf("got %d responses %q (closed %v), want one %d and the connection closed", len(resps), bodies, closed, tc.want)
+			}
+			served := h.h1.requests()[before:]
+			for _, s := range served {
+				if strings.Contains(s, "/smuggled") {
+					t.Fatalf("backend served %q", s)
+				}
+			}
+			if !tc.reachesBackend && len(served) != 0 {
+				t.Fatalf("backend served %v", served)
+			}
+		})
+	}
+}

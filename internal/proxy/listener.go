@@ -6,12 +6,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
@@ -67,13 +70,42 @@ type taggedConn struct {
 	net.Conn
 	info *connInfo
 	r    *bufio.Reader // bytes already buffered by a CONNECT hijack, or nil
+	// preface is how much of the HTTP/2 client preface the connection's
+	// first bytes matched, -1 once they did not; after the whole preface,
+	// h2 filters the client's frames (h2filter.go).
+	preface int
+	h2      *h2filter
+}
+
+func (c *taggedConn) src() io.Reader {
+	if c.r != nil {
+		return c.r
+	}
+	return c.Conn
 }
 
 func (c *taggedConn) Read(b []byte) (n int, err error) {
-	if c.r != nil {
-		n, err = c.r.Read(b)
-	} else {
-		n, err = c.Conn.Read(b)
+	if c.h2 != nil {
+		return c.h2.Read(b)
+	}
+	n, err = c.src().Read(b)
+	if c.preface >= 0 && n > 0 {
+		rest := http2.ClientPreface[c.preface:]
+		m := 0
+		for m < n && m < len(rest) && b[m] == rest[m] {
+			m++
+		}
+		switch {
+		case m == len(rest):
+			// The preface is complete: what follows it are frames.
+			c.h2 = newH2Filter(c.src(), b[m:n])
+			c.h2.err, err = err, nil // returned after the frames
+			n = m
+		case m == n:
+			c.preface += n
+		default:
+			c.preface = -1
+		}
 	}
 	c.info.guard.scan(b[:n])
 	return n, err
@@ -110,7 +142,9 @@ func (p *Proxy) startListener(b *boundListener) {
 	// server bounds concurrent streams (250) and the handlers of reset
 	// streams (CVE-2023-44487) and closes connections flooding CONTINUATION
 	// frames (CVE-2023-45288): h2_test.go asserts both.
-	b.srv.HTTP2 = &http.HTTP2Config{MaxReadFrameSize: 16 << 10}
+	// h2filter (h2filter.go) follows the client's frames with the same
+	// frame size and HPACK table size.
+	b.srv.HTTP2 = &http.HTTP2Config{MaxReadFrameSize: h2MaxFrame, MaxDecoderHeaderTableSize: h2DecoderTableSize}
 	b.srv.Protocols = new(http.Protocols)
 	b.srv.Protocols.SetHTTP1(true)
 	b.srv.Protocols.SetUnencryptedHTTP2(true)

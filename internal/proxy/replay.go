@@ -67,6 +67,13 @@ func (b *replayBody) complete() ([]byte, bool) {
 	return b.buf, !b.overflow && b.err == io.EOF
 }
 
+// srcErr is the error reading the source ended with (io.EOF at its end).
+func (b *replayBody) srcErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
 func (b *replayBody) total() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
