@@ -109,27 +109,7 @@ func TestBookinfo(t *testing.T) {
 	b := binary(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if out, err := c.Run(ctx, "get", "namespace", "istio-system", "--ignore-not-found", "-o", "name"); err == nil && strings.TrimSpace(out) != "" {
-		t.Logf("istio-system exists (an earlier run was interrupted): uninstalling first\n%s", uninstall(t, b))
-	}
-	out, code := b.run(ctx, "install", "-y", "--timeout", "3m")
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpState(t, c)
-		}
-		uninstall(t, b)
-	})
-	if code != 0 {
-		t.Fatalf("bowline install -y: exit %d\n%s", code, out)
-	}
-
-	ns := c.Namespace(t)
-	dumpOnFailure(t, c, ns)
-	kubectl(ctx, t, c, "", "label", "namespace", ns, "istio-injection=enabled")
-	kubectl(ctx, t, c, "", "apply", "-n", ns, "-f", filepath.Join(samples(t), "platform", "kube", "bookinfo.yaml"))
-	if out, err := c.Run(ctx, "wait", "-n", ns, "--for=condition=Available", "deployment", "--all", "--timeout=180s"); err != nil {
-		t.Fatalf("Bookinfo's Deployments not available: %v\n%s", err, out)
-	}
+	ns := deployBookinfo(ctx, t, c, b)
 
 	t.Run("EveryPodHasTheSidecar", func(t *testing.T) {
 		out := kubectl(ctx, t, c, "", "get", "pods", "-n", ns, "-o",
@@ -146,8 +126,7 @@ func TestBookinfo(t *testing.T) {
 		}
 	})
 
-	kubectl(ctx, t, c, "", "apply", "-n", ns, "-f", filepath.Join(samples(t), "networking", "bookinfo-gateway.yaml"))
-	gwf := c.Forward(t, "istio-system", "svc/istio-ingressgateway", 80)
+	gwf := bookinfoGateway(ctx, t, c, ns)
 
 	t.Run("ProductpageThroughTheGatewayShowsAllReviewsVersions", func(t *testing.T) {
 		seen := map[string]bool{}
@@ -283,6 +262,43 @@ spec:
 			return ""
 		})
 	})
+}
+
+// deployBookinfo installs Bowline (uninstalling it when the test ends) and
+// deploys Istio's bookinfo.yaml unchanged in a new namespace labelled
+// istio-injection=enabled, waiting until every Deployment is Available; it
+// returns the namespace.
+func deployBookinfo(ctx context.Context, t *testing.T, c *kubecluster.Cluster, b *bowline) string {
+	t.Helper()
+	if out, err := c.Run(ctx, "get", "namespace", "istio-system", "--ignore-not-found", "-o", "name"); err == nil && strings.TrimSpace(out) != "" {
+		t.Logf("istio-system exists (an earlier run was interrupted): uninstalling first\n%s", uninstall(t, b))
+	}
+	out, code := b.run(ctx, "install", "-y", "--timeout", "3m")
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpState(t, c)
+		}
+		uninstall(t, b)
+	})
+	if code != 0 {
+		t.Fatalf("bowline install -y: exit %d\n%s", code, out)
+	}
+	ns := c.Namespace(t)
+	dumpOnFailure(t, c, ns)
+	kubectl(ctx, t, c, "", "label", "namespace", ns, "istio-injection=enabled")
+	kubectl(ctx, t, c, "", "apply", "-n", ns, "-f", filepath.Join(samples(t), "platform", "kube", "bookinfo.yaml"))
+	if out, err := c.Run(ctx, "wait", "-n", ns, "--for=condition=Available", "deployment", "--all", "--timeout=180s"); err != nil {
+		t.Fatalf("Bookinfo's Deployments not available: %v\n%s", err, out)
+	}
+	return ns
+}
+
+// bookinfoGateway applies Istio's bookinfo-gateway.yaml in ns and returns a
+// port-forward to the ingress gateway's Service port 80.
+func bookinfoGateway(ctx context.Context, t *testing.T, c *kubecluster.Cluster, ns string) *kubecluster.Forward {
+	t.Helper()
+	kubectl(ctx, t, c, "", "apply", "-n", ns, "-f", filepath.Join(samples(t), "networking", "bookinfo-gateway.yaml"))
+	return c.Forward(t, "istio-system", "svc/istio-ingressgateway", 80)
 }
 
 // dumpOnFailure logs the namespace's pods and their sidecars' logs when t fails.
