@@ -49,6 +49,7 @@ The debug address serves:
   /debug/syncz       what each proxy was sent and acknowledged (bowline proxy-status reads it)
   /debug/configz     the configuration in force and its problems
   /debug/registryz   services, endpoints and registered workloads
+  /debug/describez   ?kind=pod|workload|service&name=&namespace=: what applies to it (bowline x describe)
   /metrics           Prometheus metrics (pilot_xds_pushes, pilot_xds, ...)
   /ready             200 once the first configuration is loaded
 and the workload registration API used by 'bowline up' and VMs:

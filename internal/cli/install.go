@@ -289,7 +289,7 @@ Exit status 1 when a check fails.`,
 		},
 	}
 	pre.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-	cmd.AddCommand(pre)
+	cmd.AddCommand(pre, newDescribeCommand(s))
 	return cmd
 }
 

@@ -65,24 +65,13 @@ bowline discovery on its default debug address.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			if !cmd.Flags().Changed("debug-address") {
-				st, err := loc.find()
-				if k.explicit() {
-					err = errNoUp
-				}
-				switch {
-				case err == nil:
-					debugAddr = st.ControlPlane.Debug
-				case errors.Is(err, errNoUp) && k.available():
-					fw, err := k.forwardDiscovery(ctx)
-					if err != nil {
-						return err
-					}
-					defer fw.Close()
-					debugAddr = fw.Addr
-				case errors.Is(err, errNoUp):
-					// No bowline up, no cluster: a `bowline discovery` on its default address.
-				default:
+				addr, done, err := findDiscovery(ctx, &loc, &k)
+				if err != nil {
 					return err
+				}
+				defer done()
+				if addr != "" {
+					debugAddr = addr
 				}
 			}
 			sz, err := fetchSyncz(ctx, debugAddr)
@@ -100,6 +89,30 @@ bowline discovery on its default debug address.`,
 	k.flags(cmd)
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	return cmd
+}
+
+// findDiscovery finds the debug address of the control plane a debugging
+// command talks to when --debug-address is not given: the bowline up of loc,
+// else a port-forward to the istiod of k's cluster (close it with done),
+// else "" (a bowline discovery on its default address).
+func findDiscovery(ctx context.Context, loc *upLocator, k *kubeTarget) (addr string, done func(), err error) {
+	st, err := loc.find()
+	if k.explicit() {
+		err = errNoUp
+	}
+	switch {
+	case err == nil:
+		return st.ControlPlane.Debug, func() {}, nil
+	case errors.Is(err, errNoUp) && k.available():
+		fw, err := k.forwardDiscovery(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		return fw.Addr, func() { fw.Close() }, nil
+	case errors.Is(err, errNoUp):
+		return "", func() {}, nil
+	}
+	return "", nil, err
 }
 
 func fetchSyncz(ctx context.Context, addr string) (*server.Syncz, error) {

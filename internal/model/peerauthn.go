@@ -51,6 +51,10 @@ type PeerAuthn struct {
 	// Ports maps workload ports (the port the sidecar receives mesh traffic
 	// on, BOWLINE_INBOUND's PORT) to their mode, from portLevelMtls.
 	Ports map[uint32]MTLSMode
+	// From names the policies that decided it, "namespace/name" with their
+	// level (mesh, namespace, workload), the most general first; empty when
+	// none applies (Istio's PERMISSIVE default).
+	From []string
 }
 
 // ModeFor is the mode of an inbound port.
@@ -109,9 +113,10 @@ func (s *Snapshot) PeerAuthnFor(p *Proxy) PeerAuthn {
 		}
 	}
 	out := PeerAuthn{Mode: MTLSPermissive}
-	for _, pa := range []*PeerAuthentication{mesh, ns, wl} {
+	for i, pa := range []*PeerAuthentication{mesh, ns, wl} {
 		if pa != nil {
 			out.Mode = mode(pa.Spec.GetMtls().GetMode(), out.Mode)
+			out.From = append(out.From, pa.Namespace+"/"+pa.Name+" ("+[...]string{"mesh", "namespace", "workload"}[i]+")")
 		}
 	}
 	if wl != nil && len(wl.Spec.GetPortLevelMtls()) > 0 {

@@ -261,6 +261,10 @@ type Gateway struct {
 // Ref returns "namespace/name", the form VirtualService.gateways resolve to.
 func (g *Gateway) Ref() string { return g.Namespace + "/" + g.Name }
 
+// Gateways returns every Gateway (Istio's and those translated from the
+// Gateway API), sorted by namespace and name.
+func (s *Snapshot) Gateways() []*Gateway { return s.gateways }
+
 // GatewaysFor returns the Gateways whose selector matches the router p's labels.
 func (s *Snapshot) GatewaysFor(p *Proxy) []*Gateway {
 	if p.Type != Router {

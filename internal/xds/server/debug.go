@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/describe"
+	"github.com/bowline-mesh/bowline/internal/model"
 	"github.com/bowline-mesh/bowline/internal/registry"
 )
 
@@ -82,6 +85,7 @@ func (s *Server) debugHandler() http.Handler {
 	mux.HandleFunc("GET /debug/syncz", s.syncz)
 	mux.HandleFunc("GET /debug/configz", s.configz)
 	mux.HandleFunc("GET /debug/registryz", s.registryz)
+	mux.HandleFunc("GET /debug/describez", s.describez)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /ready", s.readyz)
 	mux.HandleFunc("POST /v1/workloads", s.register)
@@ -151,6 +155,34 @@ func (s *Server) registryz(w http.ResponseWriter, _ *http.Request) {
 			Resolution: svc.Resolution.String(), Ports: svc.Ports, Endpoints: svc.Endpoints})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"services": svcs, "workloads": s.registry.Workloads()})
+}
+
+// describez serves `bowline x describe`: the description of the pod,
+// workload or service of ?kind=&name=&namespace= in the mesh in force, as
+// text.
+func (s *Server) describez(w http.ResponseWriter, r *http.Request) {
+	m, ok := s.currentMesh().(interface{ Model() *model.Snapshot })
+	if !ok {
+		http.Error(w, "no mesh model built yet", http.StatusServiceUnavailable)
+		return
+	}
+	q := r.URL.Query()
+	t := describe.Target{Kind: q.Get("kind"), Name: q.Get("name"), Namespace: q.Get("namespace")}
+	if t.Name == "" {
+		http.Error(w, "name: required", http.StatusBadRequest)
+		return
+	}
+	var b strings.Builder
+	if err := describe.Describe(&b, m.Model(), s.registry.Workloads(), t); err != nil {
+		code := http.StatusBadRequest
+		if errors.Is(err, describe.ErrNotFound) {
+			code = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, b.String())
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {

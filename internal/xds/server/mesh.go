@@ -52,8 +52,11 @@ type modelMesh struct {
 	cache *xds.Cache
 }
 
-func (m modelMesh) Version() string    { return m.snap.Version() }
-func (m modelMesh) Problems() []string { return m.snap.Problems() }
+func (m modelMesh) Version() string { return m.snap.Version() }
+
+// Model is the snapshot the mesh was generated from (for /debug/describez).
+func (m modelMesh) Model() *model.Snapshot { return m.snap }
+func (m modelMesh) Problems() []string     { return m.snap.Problems() }
 
 func (m modelMesh) Generate(p *model.Proxy) Resources {
 	r := xds.GenerateCached(m.snap, p, m.cache)
