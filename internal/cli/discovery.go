@@ -32,8 +32,11 @@ func newDiscoveryCommand(s streams) *cobra.Command {
 		Long: `discovery is Bowline's control plane (Istio's istiod): it watches a directory of
 Istio configuration, builds the mesh from it and from registered workloads, and
 serves Envoy xDS v3 (ADS, state of the world and delta) to Bowline proxies, Envoy
-and proxyless gRPC clients. Changes are debounced and pushed only to the proxies
-whose configuration changed; a file with errors keeps its last good version.
+and proxyless gRPC clients. Changes are pushed only to the proxies whose
+configuration changed: an isolated change at once, the changes that follow it
+within --debounce merged and pushed after that quiet period (at most --debounce-max
+later; --debounce-trailing waits before every push, as istiod does). A file with
+errors keeps its last good version.
 Mesh-wide settings (Istio's MeshConfig) come from the ConfigMap istio in the root
 namespace (data.mesh) in the directory, or from --mesh-config.
 
@@ -154,6 +157,7 @@ and the workload registration API used by 'bowline up' and VMs:
 	f.StringVar(&cfg.MeshConfigFile, "mesh-config", "", "MeshConfig YAML file, watched (istiod's --meshConfig); replaces the ConfigMap istio of --config-dir")
 	f.DurationVar(&cfg.Debounce, "debounce", server.DefaultDebounce, "quiet period after a change before pushing")
 	f.DurationVar(&cfg.DebounceMax, "debounce-max", server.DefaultDebounceMax, "longest a burst of changes may delay a push")
+	f.BoolVar(&cfg.DebounceTrailing, "debounce-trailing", false, "wait the quiet period before every push, as istiod does (default: an isolated change, the first after a quiet period, is pushed at once; the changes following it are debounced)")
 	f.StringVar(&cfg.DebugAddress, "debug-address", server.DefaultDebugAddress, "HOST:PORT for /debug, /metrics, /ready and the registration API")
 	f.StringVar(&cfg.ID, "id", "", "name of this control plane in proxy-status (default discovery-HOSTNAME)")
 	f.StringVar(&kc.webhookAddress, "webhook-address", kube.DefaultWebhookAddress, "on Kubernetes: HOST:PORT of the validation webhook (HTTPS, path /validate)")

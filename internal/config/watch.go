@@ -69,7 +69,10 @@ type DirSourceConfig struct {
 	Validate Validator
 	// Options are passed to Parse.
 	Options ParseOptions
-	// Debounce coalesces bursts of file events; 100ms when zero.
+	// Debounce coalesces bursts of file events: a reload waits until no
+	// event came for this long (100ms when zero). A file already read and
+	// replaced by a rename (written elsewhere and moved into place) is
+	// complete when its event arrives and is read at once.
 	Debounce time.Duration
 	// Logger receives reload notes; slog.Default() when nil.
 	Logger *slog.Logger
@@ -298,6 +301,22 @@ func (d *DirSource) Run(ctx context.Context) error {
 	}
 	var timer *time.Timer
 	var fire <-chan time.Time
+	// gone holds the files removed or renamed away since the last reload:
+	// one created again under that name is being written, not moved in.
+	gone := map[string]bool{}
+	reload := func() {
+		if timer != nil {
+			timer.Stop()
+		}
+		fire = nil
+		clear(gone)
+		snap, err := d.Reload()
+		if err != nil {
+			d.log.Warn("config reload failed, keeping current version", slog.String("dir", d.dir), slog.String("error", err.Error()))
+			return
+		}
+		d.log.Info("config reloaded", slog.Uint64("version", snap.Version), slog.Int("objects", len(snap.Objects)), slog.Int("problems", len(snap.Problems)))
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -309,9 +328,16 @@ func (d *DirSource) Run(ctx context.Context) error {
 			if !ok {
 				return errors.New("watch: event channel closed")
 			}
+			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+				gone[ev.Name] = true
+			}
 			if ev.Has(fsnotify.Create) {
 				if info, err := os.Stat(ev.Name); err == nil && info.IsDir() {
 					_ = d.watchTree(w) // a new subdirectory
+				}
+				if d.movedIn(ev.Name, gone) {
+					reload()
+					continue
 				}
 			}
 			if timer == nil {
@@ -326,15 +352,25 @@ func (d *DirSource) Run(ctx context.Context) error {
 			}
 			d.log.Warn("config watch error", slog.String("dir", d.dir), slog.String("error", err.Error()))
 		case <-fire:
-			fire = nil
-			snap, err := d.Reload()
-			if err != nil {
-				d.log.Warn("config reload failed, keeping current version", slog.String("dir", d.dir), slog.String("error", err.Error()))
-				continue
-			}
-			d.log.Info("config reloaded", slog.Uint64("version", snap.Version), slog.Int("objects", len(snap.Objects)), slog.Int("problems", len(snap.Problems)))
+			reload()
 		}
 	}
+}
+
+// movedIn reports whether a create event for path means a complete file
+// was moved into place, so it can be read at once instead of after the
+// quiet period: path is a file already read, not removed or renamed away
+// since (opening a file that exists to write it raises no create event;
+// renaming another file over it, as editors that save atomically do,
+// does). Every other event may come from a write in
+// progress — a file truncated and not yet rewritten reads as fewer
+// objects — and waits for quiet.
+func (d *DirSource) movedIn(path string, gone map[string]bool) bool {
+	if _, ok := d.parsed[path]; !ok || gone[path] {
+		return false
+	}
+	info, err := os.Lstat(path)
+	return err == nil && info.Mode().IsRegular()
 }
 
 // watchTree adds the directory and every subdirectory to w.

@@ -28,7 +28,7 @@ spec:
 // waitFor polls the store until cond holds; it fails the test after a deadline.
 func waitFor(t *testing.T, s *Store, what string, cond func(*Snapshot) bool) *Snapshot {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if snap := s.Current(); cond(snap) {
 			return snap
@@ -106,6 +106,75 @@ func TestDirSourceKeepsLastGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, store, "removed file", func(s *Snapshot) bool { return len(s.Objects) == 1 })
+}
+
+// TestDirSourceReadsMovedInFileAtOnce: a file already read and replaced
+// by a rename is complete, so it is read without the quiet period (here
+// an hour: only the leading edge can apply it).
+func TestDirSourceReadsMovedInFileAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "reviews.yaml")
+	if err := os.WriteFile(file, []byte(vsWithWeight("100")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := NewStore()
+	src := NewDirSource(DirSourceConfig{Dir: dir, Debounce: time.Hour}, store)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := src.Run(ctx); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+	waitFor(t, store, "first load", func(s *Snapshot) bool { return weightOf(s) == 100 })
+	tmp := filepath.Join(dir, ".reviews.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(vsWithWeight("70")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, store, "the moved-in file read before the quiet period", func(s *Snapshot) bool { return weightOf(s) == 70 })
+}
+
+// TestMovedIn: only a known regular file that was not removed or renamed
+// away since the last read counts as moved into place.
+func TestMovedIn(t *testing.T) {
+	dir := t.TempDir()
+	known, fresh, link := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml"), filepath.Join(dir, "c.yaml")
+	for _, f := range []string{known, fresh} {
+		if err := os.WriteFile(f, []byte(vsWithWeight("100")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(known, link); err != nil {
+		t.Fatal(err)
+	}
+	src := NewDirSource(DirSourceConfig{Dir: dir}, NewStore())
+	src.parsed[known], src.parsed[link] = parsedFile{}, parsedFile{}
+	tests := []struct {
+		name string
+		path string
+		gone map[string]bool
+		want bool
+	}{
+		{"known file replaced", known, nil, true},
+		{"known file removed and created again", known, map[string]bool{known: true}, false},
+		{"file never read (a new file being written)", fresh, nil, false},
+		{"symlink (a ConfigMap mount)", link, nil, false},
+		{"known file gone", filepath.Join(dir, "missing.yaml"), nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := src.movedIn(tt.path, tt.gone); got != tt.want {
+				t.Errorf("movedIn(%s) = %v, want %v", filepath.Base(tt.path), got, tt.want)
+			}
+		})
+	}
 }
 
 func TestStoreSubscribe(t *testing.T) {

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"errors"
+	"sync"
+	"unicode/utf8"
 	"unique"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -18,11 +21,16 @@ import (
 // a small per-stream header per resource plus a reference to the shared
 // bytes; proto.Marshal would copy every resource into a buffer per stream,
 // which for hundreds of streams is most of a push's CPU and memory.
-type codec struct{ base encoding.CodecV2 }
+type codec struct {
+	base  encoding.CodecV2
+	names *nameTable
+}
 
 var _ encoding.CodecV2 = codec{}
 
-func newCodec() codec { return codec{base: encoding.GetCodecV2(protocodec.Name)} }
+func newCodec() codec {
+	return codec{base: encoding.GetCodecV2(protocodec.Name), names: &nameTable{m: map[string]string{}}}
+}
 
 // Name is "proto": the wire format is unchanged.
 func (c codec) Name() string { return c.base.Name() }
@@ -31,18 +39,125 @@ func (c codec) Name() string { return c.base.Name() }
 // requests are interned: every proxy subscribes to the same EDS and RDS
 // names, and go-control-plane keeps each stream's last request and
 // subscription, so hundreds of proxies would otherwise hold hundreds of
-// copies of every cluster name.
+// copies of every cluster name. A state-of-the-world ACK repeats every
+// name the stream subscribes to (a thousand load assignments): its names
+// are looked up in the table straight from the wire, so a name seen
+// before costs a lookup, not a string, a UTF-8 check and garbage.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*discovery.DiscoveryRequest); ok {
+		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		defer buf.Free()
+		return c.unmarshalRequest(buf.ReadOnlyData(), r)
+	}
 	if err := c.base.Unmarshal(data, v); err != nil {
 		return err
 	}
-	switch r := v.(type) {
-	case *discovery.DiscoveryRequest:
-		intern(r.ResourceNames)
-	case *discovery.DeltaDiscoveryRequest:
+	if r, ok := v.(*discovery.DeltaDiscoveryRequest); ok {
 		intern(r.ResourceNamesSubscribe)
 	}
 	return nil
+}
+
+// resourceNamesField is DiscoveryRequest.resource_names.
+const resourceNamesField = 3
+
+// unmarshalRequest decodes b into r: resource_names through the name
+// table, every other field with proto.Unmarshal.
+func (c codec) unmarshalRequest(b []byte, r *discovery.DiscoveryRequest) error {
+	var (
+		raw  [][]byte
+		rest []byte // the other fields, when some field was taken out
+		from = 0    // start of the bytes not yet copied to rest
+	)
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 {
+			return c.base.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, r) // the proto codec's error
+		}
+		if num == resourceNamesField && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b[off+n:])
+			if m < 0 {
+				return c.base.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, r)
+			}
+			rest = append(rest, b[from:off]...)
+			raw = append(raw, v)
+			off += n + m
+			from = off
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
+		if m < 0 {
+			return c.base.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, r)
+		}
+		off += n + m
+	}
+	if raw == nil {
+		rest = b
+	} else {
+		rest = append(rest, b[from:]...)
+	}
+	if err := proto.Unmarshal(rest, r); err != nil {
+		return err
+	}
+	if raw == nil {
+		return nil
+	}
+	names, err := c.names.lookup(raw)
+	if err != nil {
+		return err
+	}
+	r.ResourceNames = names
+	return nil
+}
+
+// nameTable interns resource names. It is safe for concurrent use.
+type nameTable struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+// maxNames bounds the table: past it, it starts again empty (names in use
+// stay with their subscriptions; new requests intern them again).
+const maxNames = 1 << 20
+
+// lookup returns the names raw holds, each the table's copy.
+func (t *nameTable) lookup(raw [][]byte) ([]string, error) {
+	out := make([]string, len(raw))
+	missing := false
+	t.mu.RLock()
+	for i, b := range raw {
+		s, ok := t.m[string(b)] // no allocation: the conversion is only the key
+		if !ok {
+			missing = true
+			continue
+		}
+		out[i] = s
+	}
+	t.mu.RUnlock()
+	if !missing {
+		return out, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, b := range raw {
+		if out[i] != "" || len(b) == 0 {
+			continue
+		}
+		if s, ok := t.m[string(b)]; ok {
+			out[i] = s
+			continue
+		}
+		if !utf8.Valid(b) {
+			return nil, errors.New("proto: field envoy.service.discovery.v3.DiscoveryRequest.resource_names contains invalid UTF-8")
+		}
+		if len(t.m) >= maxNames {
+			clear(t.m)
+		}
+		s := string(b)
+		t.m[s] = s
+		out[i] = s
+	}
+	return out, nil
 }
 
 func intern(names []string) {

@@ -5,10 +5,17 @@ import (
 	"time"
 )
 
-// debouncer merges bursts of change events the way Istio's discovery
-// server does: a push starts once no event arrived for quiet, or once
-// max has passed since the first event of the burst, whichever is first.
-// Pushes never overlap: events during a push start the next burst.
+// debouncer merges bursts of change events: a push starts once no event
+// arrived for quiet, or once max has passed since the first event of the
+// burst, whichever is first (Istio's PILOT_DEBOUNCE_AFTER and
+// PILOT_DEBOUNCE_MAX). Pushes never overlap: events during a push start the
+// next burst.
+//
+// Unlike Istio, an isolated change is pushed at once when leading is set:
+// the first event after a quiet period (none since the last push ended,
+// quiet ago or more) starts its push without waiting, and the events that
+// follow it form a burst debounced as above. A burst thus costs at most one
+// more push, and a single change has no debounce delay.
 //
 // Settled events come from a source that already waited for quiet (the
 // config directory watcher debounces file events with the same period):
@@ -17,7 +24,9 @@ import (
 // unsettled event.
 type debouncer struct {
 	quiet, max time.Duration
-	now        func() time.Time
+	// leading pushes an isolated change at once (see above).
+	leading bool
+	now     func() time.Time
 	// after is time.After, injectable for tests.
 	after func(time.Duration) <-chan time.Time
 }
@@ -28,6 +37,9 @@ type burst struct {
 	settled int       // how many of events were settled
 	first   time.Time // when the first event arrived
 	last    time.Time // when the last unsettled event arrived (zero if none)
+	// leading: the burst's first event came after a quiet period, so it
+	// is pushed without waiting.
+	leading bool
 }
 
 // run calls push for each burst of events on in until ctx ends.
@@ -35,44 +47,49 @@ func (d *debouncer) run(ctx context.Context, in, settled <-chan struct{}, push f
 	var (
 		b     burst
 		timer <-chan time.Time
+		// pushed is when the last push ended (zero before the first).
+		pushed time.Time
 	)
+	add := func(isSettled bool) {
+		now := d.now()
+		if b.events == 0 {
+			b.first = now
+			b.leading = d.leading && (pushed.IsZero() || now.Sub(pushed) >= d.quiet)
+		}
+		b.events++
+		if isSettled {
+			b.settled++
+		} else {
+			b.last = now
+		}
+		timer = d.after(d.wait(now, b))
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-in:
-			now := d.now()
-			if b.events == 0 {
-				b.first = now
-			}
-			b.events++
-			b.last = now
-			timer = d.after(d.wait(now, b))
+			add(false)
 		case <-settled:
-			now := d.now()
-			if b.events == 0 {
-				b.first = now
-			}
-			b.events++
-			b.settled++
-			timer = d.after(d.wait(now, b))
+			add(true)
 		case <-timer:
 			now := d.now()
-			if now.Sub(b.last) < d.quiet && now.Sub(b.first) < d.max {
-				timer = d.after(d.wait(now, b))
+			if w := d.wait(now, b); w > 0 {
+				timer = d.after(w)
 				continue
 			}
 			timer = nil
 			done := b
 			b = burst{}
 			push(done)
+			pushed = d.now()
 		}
 	}
 }
 
 // wait returns how long to wait from now until the burst may be pushed.
 func (d *debouncer) wait(now time.Time, b burst) time.Duration {
-	if b.settled == b.events {
+	if b.settled == b.events || b.leading {
 		return 0
 	}
 	w := b.last.Add(d.quiet).Sub(now)

@@ -67,6 +67,11 @@ type Config struct {
 	Debounce time.Duration
 	// DebounceMax bounds how long a stream of changes can delay a push.
 	DebounceMax time.Duration
+	// DebounceTrailing waits the quiet period before every push, as istiod
+	// does; when false (the default) an isolated change, the first after a
+	// quiet period, is pushed at once and only the changes that follow it
+	// are debounced.
+	DebounceTrailing bool
 	// Domain is the cluster domain (for generators that need it; recorded in /debug/configz).
 	Domain string
 	// RootNamespace is the mesh config root namespace (recorded in /debug/configz).
@@ -356,7 +361,7 @@ func (s *Server) loop(ctx context.Context) {
 		s.registry.SetConfig(s.store.Current().Objects)
 		signal(events)
 	}
-	d := &debouncer{quiet: s.cfg.Debounce, max: s.cfg.DebounceMax, now: s.cfg.Now, after: time.After}
+	d := &debouncer{quiet: s.cfg.Debounce, max: s.cfg.DebounceMax, leading: !s.cfg.DebounceTrailing, now: s.cfg.Now, after: time.After}
 	d.run(ctx, events, settledEvents, func(b burst) { s.rebuild(ctx, b) })
 }
 

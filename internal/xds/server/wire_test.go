@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"testing"
 
@@ -77,19 +78,24 @@ func TestWireCacheWatches(t *testing.T) {
 	if r == nil || len(r.Resources) != 1 {
 		t.Fatalf("eds by name: %v", r)
 	}
-	sub.SetReturnedResources(map[string]string{"b": "v1"})
+	// The response updated the stream's returned map in place (b at its
+	// own version), as the server would set it on sending.
 	acked := &discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, VersionInfo: "v1", ResourceNames: []string{"b"}}
 	parked := watch(acked, sub)
 	if got(parked) != nil {
 		t.Fatal("same version and names answered again")
 	}
-	sub.SetResourceSubscription([]string{"a", "b"})
+	// Another stream of the node that has b and now asks for a too gets a only.
+	sub2 := stream.NewSotwSubscription([]string{"b"}, false)
+	sub2.SetReturnedResources(maps.Clone(sub.ReturnedResources()))
+	sub2.SetResourceSubscription([]string{"a", "b"})
 	more := &discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, VersionInfo: "v1", ResourceNames: []string{"a", "b"}}
-	if r := got(watch(more, sub)); r == nil || len(r.Resources) != 2 {
+	if r := got(watch(more, sub2)); r == nil || len(r.Resources) != 1 {
 		t.Fatalf("new name: %v", r)
 	}
 
-	// A new version answers parked watches; an unchanged version does not.
+	// A new version answers parked watches whose resources changed; an
+	// unchanged version does not, nor one whose change they do not hold.
 	if err := c.set(context.Background(), "n1", wireSnap(t, "v1", "a", "b")); err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +105,18 @@ func TestWireCacheWatches(t *testing.T) {
 	if err := c.set(context.Background(), "n1", wireSnap(t, "v2", "a", "b", "c")); err != nil {
 		t.Fatal(err)
 	}
-	if r := got(parked); r == nil || r.VersionInfo != "v2" || len(r.Resources) != 1 {
-		t.Fatalf("parked watch after v2: %v", r)
+	if got(parked) != nil {
+		t.Fatal("answered for a version where b did not change")
+	}
+	v3 := wireSnap(t, "v3", "a", "b", "c")
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: "b", Endpoints: []*endpointv3.LocalityLbEndpoints{{LoadBalancingWeight: wrapperspb.UInt32(3)}}}
+	es := []types.Resource{&endpointv3.ClusterLoadAssignment{ClusterName: "a"}, cla, &endpointv3.ClusterLoadAssignment{ClusterName: "c"}}
+	v3.types[resourcev3.EndpointType] = newWireType(es, encodeAll(resourcev3.EndpointType, es), "v3")
+	if err := c.set(context.Background(), "n1", v3); err != nil {
+		t.Fatal(err)
+	}
+	if r := got(parked); r == nil || r.VersionInfo != "v3" || len(r.Resources) != 1 {
+		t.Fatalf("parked watch after b changed: %v", r)
 	}
 	c.clear("n1")
 	if _, ok := c.nodes["n1"]; ok {
