@@ -65,7 +65,7 @@ const resourceNamesField = 3
 // table, every other field with proto.Unmarshal.
 func (c codec) unmarshalRequest(b []byte, r *discovery.DiscoveryRequest) error {
 	var (
-		raw  [][]byte
+		raw  = make([][]byte, 0, countNames(b))
 		rest []byte // the other fields, when some field was taken out
 		from = 0    // start of the bytes not yet copied to rest
 	)
@@ -91,7 +91,7 @@ func (c codec) unmarshalRequest(b []byte, r *discovery.DiscoveryRequest) error {
 		}
 		off += n + m
 	}
-	if raw == nil {
+	if len(raw) == 0 {
 		rest = b
 	} else {
 		rest = append(rest, b[from:]...)
@@ -99,7 +99,7 @@ func (c codec) unmarshalRequest(b []byte, r *discovery.DiscoveryRequest) error {
 	if err := proto.Unmarshal(rest, r); err != nil {
 		return err
 	}
-	if raw == nil {
+	if len(raw) == 0 {
 		return nil
 	}
 	names, err := c.names.lookup(raw)
@@ -108,6 +108,28 @@ func (c codec) unmarshalRequest(b []byte, r *discovery.DiscoveryRequest) error {
 	}
 	r.ResourceNames = names
 	return nil
+}
+
+// countNames counts the resource_names fields of an encoded
+// DiscoveryRequest (what it cannot parse, unmarshalRequest reports).
+func countNames(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return n
+		}
+		b = b[l:]
+		l = protowire.ConsumeFieldValue(num, typ, b)
+		if l < 0 {
+			return n
+		}
+		b = b[l:]
+		if num == resourceNamesField && typ == protowire.BytesType {
+			n++
+		}
+	}
+	return n
 }
 
 // nameTable interns resource names. It is safe for concurrent use.
