@@ -29,6 +29,12 @@ const (
 	meshGateway = "mesh"
 )
 
+// GeneratedFrom reports whether the Istio Gateway named istioName (in the
+// same namespace) was generated from the Gateway API Gateway gateway.
+func GeneratedFrom(istioName, gateway string) bool {
+	return strings.HasPrefix(istioName, gateway+generatedSuffix)
+}
+
 // IngressSelector are the labels of the gateway proxy that serves every
 // Gateway of class istio in local mode (the one ingress gateway `bowline
 // up` runs).

@@ -36,14 +36,18 @@ type TracingConfig struct {
 
 // telemetryLevels returns the Telemetry resources that apply to p, from the
 // least specific to the most: the mesh default (root namespace, no
-// selector), the namespace default (no selector), then those whose selector
-// matches p's labels. Resources with targetRefs (gateway and waypoint
-// attachment) are not applied.
+// selector), the namespace default (no selector), then the workload level:
+// those whose selector matches p's labels in p's namespace, or whose
+// targetRefs attach to p (a Gateway API Gateway or GatewayClass p serves,
+// targetRefsAttach), as in Istio.
 func (s *Snapshot) telemetryLevels(p *Proxy) []*telemetry.Telemetry {
 	var root, ns, wl []*telemetry.Telemetry
 	for _, t := range s.telemetries {
 		spec := t.Spec
-		if spec.GetTargetRef() != nil || len(spec.GetTargetRefs()) > 0 {
+		if refs := policyTargets(spec.GetTargetRef(), spec.GetTargetRefs()); len(refs) > 0 {
+			if s.targetRefsAttach(p, t.Namespace, refs) {
+				wl = append(wl, spec)
+			}
 			continue
 		}
 		sel := spec.GetSelector().GetMatchLabels()
