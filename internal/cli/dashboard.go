@@ -109,8 +109,9 @@ proxies' Istio metrics; no Prometheus, Grafana or Kiali is needed.
 
 dashboard prints its URL: the bowline up running in this directory (./.bowline), else
 the only bowline up on this machine, else a bowline discovery on its default debug
-address. On Kubernetes, forward the port first:
-  kubectl -n istio-system port-forward deploy/istiod 15014`,
+address. On Kubernetes (the installed discovery's debug address is the pod's
+loopback port 8080), forward the port first:
+  kubectl -n istio-system port-forward deploy/istiod 15014:8080`,
 		Example: `  # The dashboard of the bowline up running on this machine
   bowline dashboard
 

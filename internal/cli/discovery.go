@@ -54,11 +54,17 @@ The debug address serves:
   /debug/registryz   services, endpoints and registered workloads
   /debug/describez   ?kind=pod|workload|service&name=&namespace=: what applies to it (bowline x describe)
   /metrics           Prometheus metrics (pilot_xds_pushes, pilot_xds, ...)
-  /ready             200 once the first configuration is loaded
+  /ready             200 once the first configuration is loaded (on Kubernetes: and the cluster read)
 and the workload registration API used by 'bowline up' and VMs:
   POST   /v1/workloads                              {"name","namespace","address","ports","labels","serviceAccount","healthy"}
   DELETE /v1/workloads/{namespace}/{name}
-  PUT    /v1/workloads/{namespace}/{name}/health    {"healthy": true}`,
+  PUT    /v1/workloads/{namespace}/{name}/health    {"healthy": true}
+Keep it on loopback: the registration API is not authenticated.
+
+--monitoring-address serves only /metrics, /version and /ready (istiod's port 15014;
+the installed Deployment listens there on the pod's address and the kubelet probes
+/ready on it), and --plaintext-xds-address serves xDS without TLS beside the TLS port
+(istiod's 15010; no client certificate, no CA there, and secrets are never sent).`,
 		Example: `  # Serve the config in ./mesh with xDS over mTLS and the CA on the xDS port; the CA
   # lives in ./cacerts (created on first start) and a token for default/web is written
   # to ./web.token (mode 0600) for that workload's proxy (--ca-token-file)
@@ -73,6 +79,11 @@ and the workload registration API used by 'bowline up' and VMs:
   # Mesh-wide settings (tracing providers, access log, outbound policy) from a MeshConfig
   # file instead of the ConfigMap istio in ./mesh
   bowline discovery --config-dir ./mesh --insecure-xds --mesh-config ./mesh.yaml
+
+  # As installed on Kubernetes: xDS and the CA over mTLS on 15012, plaintext xDS on 15010,
+  # metrics and readiness on 15014 at the pod's address, debug on the pod's loopback 8080
+  bowline discovery --kubeconfig ~/.kube/config --ca-dir ./cacerts --xds-address 0.0.0.0:15012 \
+    --plaintext-xds-address 0.0.0.0:15010 --monitoring-address 0.0.0.0:15014 --debug-address 127.0.0.1:8080
 
   # Listen on all interfaces, push at most every 500ms
   bowline discovery --config-dir ./mesh --insecure-xds --xds-address 0.0.0.0:15010 --debounce 500ms
@@ -159,6 +170,8 @@ and the workload registration API used by 'bowline up' and VMs:
 	f.DurationVar(&cfg.DebounceMax, "debounce-max", server.DefaultDebounceMax, "longest a burst of changes may delay a push")
 	f.BoolVar(&cfg.DebounceTrailing, "debounce-trailing", false, "wait the quiet period before every push, as istiod does (default: an isolated change, the first after a quiet period, is pushed at once; the changes following it are debounced)")
 	f.StringVar(&cfg.DebugAddress, "debug-address", server.DefaultDebugAddress, "HOST:PORT for /debug, /metrics, /ready and the registration API")
+	f.StringVar(&cfg.PlaintextXDSAddress, "plaintext-xds-address", "", "also serve xDS in plaintext on HOST:PORT (istiod's 15010): no client certificate, no CA, and no secrets (SDS requests are dropped)")
+	f.StringVar(&cfg.MonitoringAddress, "monitoring-address", "", "serve only /metrics, /version and /ready on HOST:PORT (istiod's monitoring port 15014), safe to expose beyond loopback")
 	f.StringVar(&cfg.ID, "id", "", "name of this control plane in proxy-status (default discovery-HOSTNAME)")
 	f.StringVar(&kc.webhookAddress, "webhook-address", kube.DefaultWebhookAddress, "on Kubernetes: HOST:PORT of the validation webhook (HTTPS, path /validate)")
 	f.StringArrayVar(&kc.webhookConfigs, "webhook-config", []string{"istio-validator-istio-system"}, "on Kubernetes: ValidatingWebhookConfiguration whose caBundle discovery keeps set to its root (repeatable)")

@@ -79,6 +79,7 @@ func (d *discoveryKube) setup(ctx context.Context, cfg *server.Config, sec *disc
 	if err != nil {
 		return err
 	}
+	cfg.ReadyGate = d.synced // /ready (the kubelet's probe) waits for the informers too
 	if len(sec.tokens) > 0 {
 		return errors.New("--bootstrap-token is for local mode: on Kubernetes workloads authenticate with service account tokens")
 	}

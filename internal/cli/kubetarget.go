@@ -17,7 +17,7 @@ import (
 // Ports the debugging commands reach inside pods through a port-forward
 // (both are bound to the pod's loopback, as Istio binds them).
 const (
-	discoveryDebugPort = 15014 // bowline discovery --debug-address in the installed Deployment
+	discoveryDebugPort = 8080 // bowline discovery --debug-address in the installed Deployment (istiod's debug port)
 	proxyAdminPort     = 15000 // the proxy's admin endpoint, sidecar and gateway
 )
 
@@ -27,11 +27,22 @@ const (
 type kubeTarget struct {
 	kubeconfig     string
 	istioNamespace string
+	namespace      string
 }
 
 func (k *kubeTarget) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&k.kubeconfig, "kubeconfig", "", "read the cluster of this kubeconfig (default when no bowline up runs: $KUBECONFIG, else ~/.kube/config, if present)")
 	cmd.Flags().StringVarP(&k.istioNamespace, "istio-namespace", "i", manifest.DefaultNamespace, "namespace of the control plane in the cluster")
+	cmd.Flags().StringVarP(&k.namespace, "namespace", "n", "", "on a cluster: namespace of a pod named without .NAMESPACE (default: the kubeconfig context's namespace, else default, as istioctl)")
+}
+
+// podNamespace is the namespace of a pod named without one: --namespace,
+// else the kubeconfig context's, else "default".
+func (k *kubeTarget) podNamespace() (string, error) {
+	if k.namespace != "" {
+		return k.namespace, nil
+	}
+	return kube.UserNamespace(k.kubeconfig)
 }
 
 // explicit reports whether --kubeconfig was given.
@@ -68,7 +79,7 @@ func (k *kubeTarget) forwardDiscovery(ctx context.Context) (*kube.Forward, error
 
 // forwardProxy port-forwards to the admin port of the proxy named as
 // istioctl names it: [pod/|deployment/]NAME[.NAMESPACE] (namespace default
-// "default"); a bare NAME is a pod, else a Deployment of that name.
+// podNamespace); a bare NAME is a pod, else a Deployment of that name.
 func (k *kubeTarget) forwardProxy(ctx context.Context, arg string) (*kube.Forward, error) {
 	kind, name, ok := strings.Cut(arg, "/")
 	if !ok {
@@ -81,7 +92,10 @@ func (k *kubeTarget) forwardProxy(ctx context.Context, arg string) (*kube.Forwar
 	}
 	name, ns, _ := strings.Cut(name, ".")
 	if ns == "" {
-		ns = "default"
+		var err error
+		if ns, err = k.podNamespace(); err != nil {
+			return nil, err
+		}
 	}
 	cfg, kc, err := k.clients()
 	if err != nil {

@@ -36,8 +36,9 @@ replica of the running bowline up (reviews-v1-0.default), a Workload with one
 replica (reviews-v1), or istio-ingressgateway. The run is found as proxy-status
 finds it (--dir, else the one in this directory, else the only one on the
 machine). Without a bowline up (or with --kubeconfig) the proxy is a pod of the
-cluster (NAME.NAMESPACE, namespace default "default"; deployment/NAME picks a
-ready pod of the Deployment), reached by a port-forward to its admin port 15000.
+cluster (NAME.NAMESPACE; without .NAMESPACE, --namespace, else the kubeconfig
+context's namespace, else default, as istioctl; deployment/NAME picks a ready pod
+of the Deployment), reached by a port-forward to its admin port 15000.
 --admin HOST:PORT talks to any proxy's admin endpoint directly.`,
 		Example: `  # The clusters, listeners and routes of the productpage sidecar
   bowline proxy-config cluster productpage-v1
@@ -46,6 +47,7 @@ ready pod of the Deployment), reached by a port-forward to its admin port 15000.
 
   # The routes of the ingress gateway bowline install put on a cluster
   bowline proxy-config route deployment/istio-ingressgateway.istio-system
+  bowline proxy-config route deployment/istio-ingressgateway -n istio-system
 
   # Everything, as Envoy's config dump
   bowline proxy-config all reviews-v2 -o json`,

@@ -40,14 +40,16 @@ connected proxy, like istioctl proxy-status. For CDS, LDS, EDS and RDS it shows:
   STALE     a version was sent and not acknowledged yet
   NACK      the proxy rejected the last version sent (its error is in the detail view)
   NOT SENT  nothing of that type was sent (the proxy did not ask, or there is none)
-Given a PROXY-ID (or a unique part of one) it prints that proxy's versions, nonces and NACK errors.
+Given a PROXY-ID (or a unique part of one) it prints that proxy's versions, nonces and NACK errors;
+on a cluster a pod named without .NAMESPACE is looked up in --namespace, else in the
+kubeconfig context's namespace (as istioctl), before matching parts of ids.
 
 Without --debug-address it asks the control plane of the bowline up running in this
 directory (./.bowline), else of the only bowline up running on this machine (each run
 registers its state directory in $XDG_RUNTIME_DIR/bowline/up, or
 /tmp/bowline-UID/up, and holds a lock on it while it runs), else the control
 plane of the cluster of --kubeconfig, $KUBECONFIG or ~/.kube/config (a
-port-forward to a ready istiod pod's debug port 15014, as istioctl does), else a
+port-forward to a ready istiod pod's debug port 8080, as istioctl does), else a
 bowline discovery on its default debug address.`,
 		Example: `  # All proxies of the bowline up running on this machine
   bowline proxy-status
@@ -58,12 +60,16 @@ bowline discovery on its default debug address.`,
   # The control plane installed on a cluster (bowline install)
   bowline proxy-status --kubeconfig ~/.kube/config
 
+  # One pod of the context's namespace in detail (kubectl config set-context --current --namespace bookinfo)
+  bowline proxy-status productpage-v1-6d8f9c7b5-x2x7q
+
   # Another control plane, and one proxy in detail
   bowline proxy-status --debug-address 127.0.0.1:25014 reviews-v1.default`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
+			podNS := ""
 			if !cmd.Flags().Changed("debug-address") {
 				addr, done, err := findDiscovery(ctx, &loc, &k)
 				if err != nil {
@@ -73,13 +79,20 @@ bowline discovery on its default debug address.`,
 				if addr != "" {
 					debugAddr = addr
 				}
+				if len(args) == 1 && !strings.Contains(args[0], ".") && onCluster(&loc, &k) {
+					// A pod named as istioctl names it: POD in the
+					// context's namespace (or --namespace).
+					if podNS, err = k.podNamespace(); err != nil {
+						return err
+					}
+				}
 			}
 			sz, err := fetchSyncz(ctx, debugAddr)
 			if err != nil {
 				return err
 			}
 			if len(args) == 1 {
-				return writeProxyDetail(s.out, sz, args[0])
+				return writeProxyDetail(s.out, sz, qualifyProxy(sz, args[0], podNS))
 			}
 			return writeProxyStatus(s.out, sz)
 		},
@@ -95,6 +108,16 @@ bowline discovery on its default debug address.`,
 // command talks to when --debug-address is not given: the bowline up of loc,
 // else a port-forward to the istiod of k's cluster (close it with done),
 // else "" (a bowline discovery on its default address).
+// onCluster reports whether findDiscovery reaches the control plane of a
+// cluster (no bowline up, or --kubeconfig given, and a kubeconfig found).
+func onCluster(loc *upLocator, k *kubeTarget) bool {
+	if k.explicit() {
+		return true
+	}
+	_, err := loc.find()
+	return errors.Is(err, errNoUp) && k.available()
+}
+
 func findDiscovery(ctx context.Context, loc *upLocator, k *kubeTarget) (addr string, done func(), err error) {
 	st, err := loc.find()
 	if k.explicit() {
@@ -176,6 +199,20 @@ func writeProxyStatus(w io.Writer, sz *server.Syncz) error {
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
+}
+
+// qualifyProxy returns query+"."+ns when a proxy has exactly that id (a pod
+// named without its namespace, in namespace ns), else query.
+func qualifyProxy(sz *server.Syncz, query, ns string) string {
+	if ns == "" {
+		return query
+	}
+	for _, p := range sz.Proxies {
+		if p.ID == query+"."+ns {
+			return p.ID
+		}
+	}
+	return query
 }
 
 func writeProxyDetail(w io.Writer, sz *server.Syncz, query string) error {

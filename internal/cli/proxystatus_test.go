@@ -67,3 +67,19 @@ func TestProxyStatusUnreachable(t *testing.T) {
 		t.Fatalf("exit %d stderr %q", code, errOut)
 	}
 }
+
+func TestQualifyProxy(t *testing.T) {
+	sz := &server.Syncz{Proxies: []server.ProxyStatus{{ID: "productpage-v1-abc.bookinfo"}, {ID: "productpage-v1-abc.other"}, {ID: "details-v1-x.bookinfo"}}}
+	for _, tc := range []struct{ name, query, ns, want string }{
+		{"pod in the context's namespace", "productpage-v1-abc", "bookinfo", "productpage-v1-abc.bookinfo"},
+		{"pod in another namespace", "productpage-v1-abc", "other", "productpage-v1-abc.other"},
+		{"no such pod there: matched as a part", "details", "bookinfo", "details"},
+		{"no namespace (not a cluster)", "productpage-v1-abc", "", "productpage-v1-abc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := qualifyProxy(sz, tc.query, tc.ns); got != tc.want {
+				t.Errorf("qualifyProxy(%q, %q) = %q, want %q", tc.query, tc.ns, got, tc.want)
+			}
+		})
+	}
+}

@@ -50,6 +50,20 @@ func UserKubeconfig(explicit string) (*rest.Config, error) {
 	return cfg, nil
 }
 
+// UserNamespace returns the namespace of the kubeconfig's current context
+// the way kubectl finds it ($KUBECONFIG, else ~/.kube/config, or explicit
+// when not empty), "default" when the context names none: what istioctl
+// and kubectl use for a name given without a namespace.
+func UserNamespace(explicit string) (string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = explicit
+	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).Namespace()
+	if err != nil {
+		return "", fmt.Errorf("kubeconfig: %w", err)
+	}
+	return ns, nil
+}
+
 // Clients are the typed clients discovery uses.
 type Clients struct {
 	Config *rest.Config

@@ -190,6 +190,10 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not ready: no configuration loaded yet", http.StatusServiceUnavailable)
 		return
 	}
+	if s.cfg.ReadyGate != nil && !s.cfg.ReadyGate() {
+		http.Error(w, "not ready: a configuration source has not synced yet", http.StatusServiceUnavailable)
+		return
+	}
 	fmt.Fprintln(w, "ready")
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,17 @@ type Config struct {
 	XDSAddress string
 	// DebugAddress serves /debug/*, /metrics, /ready and the registration API.
 	DebugAddress string
+	// PlaintextXDSAddress, when set, also serves ADS in plaintext there
+	// (istiod's 15010) beside the TLS port: no client certificate, no CA,
+	// and never secrets (SDS requests are dropped, see plaintext.go).
+	PlaintextXDSAddress string
+	// MonitoringAddress, when set, serves only /metrics, /version and /ready
+	// there (istiod's 15014 monitoring port): nothing that changes state, so
+	// it can listen on the pod's address while DebugAddress stays on loopback.
+	MonitoringAddress string
+	// ReadyGate, when set, must also hold for /ready to answer 200 (on
+	// Kubernetes: the cluster's informers have synced).
+	ReadyGate func() bool
 	// Insecure serves xDS in plaintext.
 	Insecure bool
 	// TLS serves xDS over TLS when Insecure is false (required then). ADS
@@ -112,6 +124,8 @@ type Server struct {
 	listened     chan struct{}
 	xdsAddr      net.Addr
 	dbgAddr      net.Addr
+	plainAddr    net.Addr // nil unless PlaintextXDSAddress is set
+	monAddr      net.Addr // nil unless MonitoringAddress is set
 }
 
 // New checks cfg and builds a Server. It starts nothing.
@@ -208,7 +222,19 @@ func (s *Server) Run(ctx context.Context) error {
 		xl.Close()
 		return fmt.Errorf("listen debug: %w", err)
 	}
+	extra, err := s.listenExtra()
+	if err != nil {
+		xl.Close()
+		dl.Close()
+		return err
+	}
 	s.xdsAddr, s.dbgAddr = xl.Addr(), dl.Addr()
+	if extra.plain != nil {
+		s.plainAddr = extra.plain.Addr()
+	}
+	if extra.mon != nil {
+		s.monAddr = extra.mon.Addr()
+	}
 	close(s.listened)
 	s.log.Info("xds serving", slog.String(attrAddress, s.xdsAddr.String()))
 	s.log.Info("debug serving", slog.String(attrAddress, s.dbgAddr.String()))
@@ -217,7 +243,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	cb := &callbacks{log: s.log, tracker: s.tracker, pusher: s.pusher, metrics: s.metrics, now: s.cfg.Now}
 	s.xds = serverv3.NewServer(ctx, s.cache, cb)
-	opts := []grpc.ServerOption{
+	base := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(100000),
 		grpc.ForceServerCodecV2(newCodec()), // responses reference the shared encoded resources
@@ -225,6 +251,7 @@ func (s *Server) Run(ctx context.Context) error {
 		// buffer: at fleet scale 32 KiB per connection adds up.
 		grpc.SharedWriteBuffer(true),
 	}
+	opts := slices.Clone(base)
 	if !s.cfg.Insecure { // tls.go
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)), grpc.StreamInterceptor(requireClientCert))
 	}
@@ -234,13 +261,23 @@ func (s *Server) Run(ctx context.Context) error {
 		if err := s.cfg.Register(gs); err != nil {
 			xl.Close()
 			dl.Close()
+			extra.close()
 			return fmt.Errorf("register services: %w", err)
 		}
 	}
 	hs := &http.Server{Handler: s.debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+	var plainGS *grpc.Server
+	if extra.plain != nil {
+		plainGS = grpc.NewServer(append(base, grpc.StreamInterceptor(withoutSecrets))...) // plaintext.go
+		discoverygrpc.RegisterAggregatedDiscoveryServiceServer(plainGS, s.xds)
+	}
+	var monHS *http.Server
+	if extra.mon != nil {
+		monHS = &http.Server{Handler: s.monitoringHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 6)
 	run := func(f func() error) {
 		wg.Add(1)
 		go func() {
@@ -267,20 +304,50 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if plainGS != nil {
+		s.log.Info("plaintext xds serving", slog.String(attrAddress, extra.plain.Addr().String()))
+		run(func() error {
+			if err := plainGS.Serve(extra.plain); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("serve plaintext xds: %w", err)
+			}
+			return nil
+		})
+	}
+	if monHS != nil {
+		s.log.Info("monitoring serving", slog.String(attrAddress, extra.mon.Addr().String()))
+		run(func() error {
+			if err := monHS.Serve(extra.mon); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve monitoring: %w", err)
+			}
+			return nil
+		})
+	}
 
 	<-ctx.Done()
 	s.log.Info("shutting down")
 	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
+	go func() {
+		gs.GracefulStop()
+		if plainGS != nil {
+			plainGS.GracefulStop()
+		}
+		close(stopped)
+	}()
 	select {
 	case <-stopped:
 	case <-time.After(shutdownGrace):
 		gs.Stop()
+		if plainGS != nil {
+			plainGS.Stop()
+		}
 		<-stopped
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
 	_ = hs.Shutdown(sctx)
+	if monHS != nil {
+		_ = monHS.Shutdown(sctx)
+	}
 	wg.Wait()
 	close(errs)
 	return <-errs
@@ -292,6 +359,18 @@ func (s *Server) Addresses(ctx context.Context) (xds, debug net.Addr, ok bool) {
 	select {
 	case <-s.listened:
 		return s.xdsAddr, s.dbgAddr, true
+	case <-ctx.Done():
+		return nil, nil, false
+	}
+}
+
+// OptionalAddresses returns the plaintext xDS and monitoring listen
+// addresses once Run has opened them (nil when not configured), or
+// ok=false if ctx ends first.
+func (s *Server) OptionalAddresses(ctx context.Context) (plaintextXDS, monitoring net.Addr, ok bool) {
+	select {
+	case <-s.listened:
+		return s.plainAddr, s.monAddr, true
 	case <-ctx.Done():
 		return nil, nil, false
 	}

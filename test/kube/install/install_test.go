@@ -154,6 +154,9 @@ func TestInstall(t *testing.T) {
 		})
 	})
 
+	t.Run("DiscoveryPortsAsIstiod", func(t *testing.T) { testDiscoveryPorts(ctx, t, c) })
+	t.Run("NamespaceFromKubeconfigContext", func(t *testing.T) { testNamespaceFromContext(ctx, t, c, b) })
+
 	ns := c.Namespace(t)
 	gwAdmin := c.PortForward(t, "istio-system", "deploy/istio-ingressgateway", 15000)
 	t.Run("BookinfoSamplesInGatewayConfig", func(t *testing.T) {
