@@ -36,6 +36,11 @@ type node struct {
 	versions map[string]string // per type, last set in the cache
 	snap     *wireSnapshot     // last set in the cache
 	setAt    time.Time         // when the last snapshot was set
+	// configVersion is the config store version of the last mesh the
+	// node's snapshot was generated from (or found unchanged by);
+	// ackedConfig is the newest configVersion the node was seen to have
+	// taken in whole (distribution).
+	configVersion, ackedConfig uint64
 }
 
 // pusher generates per distinct proxy and sets changed snapshots in the
@@ -46,9 +51,11 @@ type pusher struct {
 	metrics *metrics
 	now     func() time.Time
 
-	mu    sync.Mutex
-	mesh  Mesh
-	nodes map[string]*node
+	mu   sync.Mutex
+	mesh Mesh
+	// configVersion is the config store version mesh was built from.
+	configVersion uint64
+	nodes         map[string]*node
 	// memo holds what mesh generated, by proxy key: proxies that differ
 	// only in ID share one generation, within a push and on connect.
 	memo map[string]*generated
@@ -84,6 +91,7 @@ func (p *pusher) connect(proxy *model.Proxy) {
 	}
 	if g, ok := p.generateMemo(p.mesh, n); ok {
 		p.set(context.Background(), proxy.ID, n, g)
+		n.configVersion = p.configVersion
 	}
 }
 
@@ -119,12 +127,13 @@ type pushResult struct {
 	changed int // proxies whose resources changed
 }
 
-// push makes mesh current and sets a new snapshot for every connected
-// proxy whose generated resources differ from what it has.
-func (p *pusher) push(ctx context.Context, mesh Mesh) pushResult {
+// push makes mesh, built from config store version configVersion,
+// current and sets a new snapshot for every connected proxy whose generated
+// resources differ from what it has.
+func (p *pusher) push(ctx context.Context, mesh Mesh, configVersion uint64) pushResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.mesh = mesh
+	p.mesh, p.configVersion = mesh, configVersion
 	clear(p.memo)
 	ids := make([]string, 0, len(p.nodes))
 	for id := range p.nodes {
@@ -141,9 +150,41 @@ func (p *pusher) push(ctx context.Context, mesh Mesh) pushResult {
 		if p.set(ctx, id, n, g) {
 			res.changed++
 		}
+		n.configVersion = configVersion
 	}
 	p.pruneTypes()
 	return res
+}
+
+// unchanged records that the mesh built from configVersion is the one in
+// force (its resources are the same), so every node has that version.
+func (p *pusher) unchanged(configVersion uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.configVersion = configVersion
+	for _, n := range p.nodes {
+		if n.snap != nil {
+			n.configVersion = configVersion
+		}
+	}
+}
+
+// distribution returns, per connected node id, the newest config store
+// version it has taken in whole: its snapshot settled in the cache (every
+// response followed by the stream's next request) and not rejected
+// (rejected reports a NACK the node has not since recovered from). A node
+// that is not settled keeps the version it was last seen settled at.
+func (p *pusher) distribution(rejected func(id string) bool) map[string]uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]uint64, len(p.nodes))
+	for id, n := range p.nodes {
+		if n.snap != nil && n.configVersion > n.ackedConfig && p.cache.settled(id) && !rejected(id) {
+			n.ackedConfig = n.configVersion
+		}
+		out[id] = n.ackedConfig
+	}
+	return out
 }
 
 // pruneTypes drops interned types no node holds. The caller holds p.mu.

@@ -376,6 +376,16 @@ func (s *Server) OptionalAddresses(ctx context.Context) (plaintextXDS, monitorin
 	}
 }
 
+// Distribution returns, for every connected proxy id, the newest config
+// store version (config.Snapshot.Version) whose configuration the proxy has
+// taken in whole: every response of the push acknowledged (none rejected),
+// or nothing to send it. 0 means none yet. Status writers compare it with
+// the version an object changed at to say whether the object reached the
+// proxy, as istiod's distribution tracking did.
+func (s *Server) Distribution() map[string]uint64 {
+	return s.pusher.distribution(s.tracker.rejected)
+}
+
 // Registry returns the service registry the server reads.
 func (s *Server) Registry() Registry { return s.registry }
 
@@ -462,11 +472,12 @@ func (s *Server) rebuild(ctx context.Context, b burst) {
 	s.setProblemMetrics(cfg.Problems)
 	if prev != nil && prev.Version() == mesh.Version() {
 		s.log.Debug("mesh unchanged, no push", slog.String(attrVersion, mesh.Version()), slog.Int(attrEvents, b.events))
+		s.pusher.unchanged(cfg.Version)
 		s.setMeshInputsAt(start)
 		s.ready.Store(true)
 		return
 	}
-	res := s.pusher.push(ctx, mesh)
+	res := s.pusher.push(ctx, mesh, cfg.Version)
 	s.setMeshInputsAt(start)
 	end := s.cfg.Now()
 	s.metrics.convergence.Observe(end.Sub(b.first).Seconds())

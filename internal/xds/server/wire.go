@@ -48,6 +48,17 @@ type wireNode struct {
 	snap         *wireSnapshot // nil until set
 	watches      map[*sotwWatch]struct{}
 	deltaWatches map[*deltaWatch]struct{}
+	// inflight holds the subscriptions answered and not yet followed by
+	// the stream's next request of the type (its ACK or NACK): while it is
+	// not empty the node has not taken in everything it was sent.
+	inflight map[inflightKey]struct{}
+}
+
+// inflightKey is one stream's subscription to a type: the ADS servers
+// multiplex a stream's responses on one channel.
+type inflightKey struct {
+	out     any // the stream's response channel
+	typeURL string
 }
 
 type sotwWatch struct {
@@ -116,16 +127,29 @@ func (c *wireCache) set(_ context.Context, node string, ws *wireSnapshot) error 
 		}
 		if r := response(w.req, w.sub, t); r != nil {
 			delete(n.watches, w)
+			n.inflight[inflightKey{w.out, w.req.GetTypeUrl()}] = struct{}{}
 			w.out <- r
 		}
 	}
 	for w := range n.deltaWatches {
 		if r := deltaResponse(w.req, w.sub, ws.types[w.req.GetTypeUrl()]); r != nil {
 			delete(n.deltaWatches, w)
+			n.inflight[inflightKey{w.out, w.req.GetTypeUrl()}] = struct{}{}
 			w.out <- r
 		}
 	}
 	return nil
+}
+
+// settled reports whether the node has a snapshot and every response it
+// was sent has been followed by the stream's next request of that type:
+// nothing the node was given is still on its way or unanswered. (Whether
+// that request accepted the response is the tracker's to say.)
+func (c *wireCache) settled(node string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[node]
+	return ok && n.snap != nil && len(n.inflight) == 0
 }
 
 // clear forgets a node.
@@ -138,7 +162,7 @@ func (c *wireCache) clear(node string) {
 func (c *wireCache) node(id string) *wireNode {
 	n, ok := c.nodes[id]
 	if !ok {
-		n = &wireNode{watches: map[*sotwWatch]struct{}{}, deltaWatches: map[*deltaWatch]struct{}{}}
+		n = &wireNode{watches: map[*sotwWatch]struct{}{}, deltaWatches: map[*deltaWatch]struct{}{}, inflight: map[inflightKey]struct{}{}}
 		c.nodes[id] = n
 	}
 	return n
@@ -153,14 +177,17 @@ func (c *wireCache) CreateWatch(req *discovery.DiscoveryRequest, sub cachev3.Sub
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.node(id)
+	key := inflightKey{out, req.GetTypeUrl()}
+	delete(n.inflight, key) // this request follows the last response of its type
 	var t *wireType
 	if n.snap != nil {
 		t = n.snap.types[req.GetTypeUrl()]
 	}
 	if t != nil && (req.GetVersionInfo() != t.version || lacksResources(sub, t)) {
 		if r := response(req, sub, t); r != nil {
+			n.inflight[key] = struct{}{}
 			out <- r
-			return func() {}, nil
+			return c.forgetInflight(id, key), nil
 		}
 	}
 	w := &sotwWatch{req: req, sub: sub, out: out}
@@ -170,8 +197,21 @@ func (c *wireCache) CreateWatch(req *discovery.DiscoveryRequest, sub cachev3.Sub
 		defer c.mu.Unlock()
 		if n, ok := c.nodes[id]; ok {
 			delete(n.watches, w)
+			delete(n.inflight, key)
 		}
 	}, nil
+}
+
+// forgetInflight returns the cancel of an answered watch: the stream's next
+// request of the type, or its end, resolves what was in flight.
+func (c *wireCache) forgetInflight(id string, key inflightKey) func() {
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n, ok := c.nodes[id]; ok {
+			delete(n.inflight, key)
+		}
+	}
 }
 
 // CreateDeltaWatch answers req with what the stream lacks or has that is
@@ -182,10 +222,13 @@ func (c *wireCache) CreateDeltaWatch(req *discovery.DeltaDiscoveryRequest, sub c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.node(id)
+	key := inflightKey{out, req.GetTypeUrl()}
+	delete(n.inflight, key) // this request follows the last response of its type
 	if n.snap != nil {
 		if r := deltaResponse(req, sub, n.snap.types[req.GetTypeUrl()]); r != nil {
+			n.inflight[key] = struct{}{}
 			out <- r
-			return func() {}, nil
+			return c.forgetInflight(id, key), nil
 		}
 	}
 	w := &deltaWatch{req: req, sub: sub, out: out}
@@ -195,6 +238,7 @@ func (c *wireCache) CreateDeltaWatch(req *discovery.DeltaDiscoveryRequest, sub c
 		defer c.mu.Unlock()
 		if n, ok := c.nodes[id]; ok {
 			delete(n.deltaWatches, w)
+			delete(n.inflight, key)
 		}
 	}, nil
 }
