@@ -201,14 +201,15 @@ func writeProxyStatus(w io.Writer, sz *server.Syncz) error {
 	return tw.Flush()
 }
 
-// qualifyProxy returns query+"."+ns when a proxy has exactly that id (a pod
-// named without its namespace, in namespace ns), else query.
+// qualifyProxy returns the id of the proxy named query+"."+ns (a pod named
+// without its namespace, in namespace ns: its id or, for a node id
+// TYPE~IP~POD.NS~DOMAIN, the name proxy-status shows), else query.
 func qualifyProxy(sz *server.Syncz, query, ns string) string {
 	if ns == "" {
 		return query
 	}
 	for _, p := range sz.Proxies {
-		if p.ID == query+"."+ns {
+		if p.ID == query+"."+ns || proxyName(p.ID) == query+"."+ns {
 			return p.ID
 		}
 	}

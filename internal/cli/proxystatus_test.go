@@ -69,12 +69,14 @@ func TestProxyStatusUnreachable(t *testing.T) {
 }
 
 func TestQualifyProxy(t *testing.T) {
-	sz := &server.Syncz{Proxies: []server.ProxyStatus{{ID: "productpage-v1-abc.bookinfo"}, {ID: "productpage-v1-abc.other"}, {ID: "details-v1-x.bookinfo"}}}
+	sz := &server.Syncz{Proxies: []server.ProxyStatus{{ID: "productpage-v1-abc.bookinfo"}, {ID: "productpage-v1-abc.other"}, {ID: "details-v1-x.bookinfo"},
+		{ID: "router~10.244.0.68~istio-ingressgateway-bf4f6.istio-system~istio-system.svc.cluster.local"}}}
 	for _, tc := range []struct{ name, query, ns, want string }{
 		{"pod in the context's namespace", "productpage-v1-abc", "bookinfo", "productpage-v1-abc.bookinfo"},
 		{"pod in another namespace", "productpage-v1-abc", "other", "productpage-v1-abc.other"},
 		{"no such pod there: matched as a part", "details", "bookinfo", "details"},
 		{"no namespace (not a cluster)", "productpage-v1-abc", "", "productpage-v1-abc"},
+		{"a node id TYPE~IP~POD.NS~DOMAIN", "istio-ingressgateway-bf4f6", "istio-system", "router~10.244.0.68~istio-ingressgateway-bf4f6.istio-system~istio-system.svc.cluster.local"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := qualifyProxy(sz, tc.query, tc.ns); got != tc.want {

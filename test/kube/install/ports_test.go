@@ -108,7 +108,7 @@ func testNamespaceFromContext(ctx context.Context, t *testing.T, c *kubecluster.
 	if out, code := inSystem.run(ctx, "proxy-config", "cluster", pod); code != 0 || !strings.Contains(out, "SERVICE FQDN") {
 		t.Errorf("proxy-config cluster %s (context namespace istio-system): exit %d\n%s", pod, code, out)
 	}
-	if out, code := inSystem.run(ctx, "proxy-status", pod); code != 0 || !strings.Contains(out, "Proxy:      "+pod+".istio-system") {
+	if out, code := inSystem.run(ctx, "proxy-status", pod); code != 0 || !strings.Contains(out, "~"+pod+".istio-system~") || !strings.Contains(out, "Type:       router") {
 		t.Errorf("proxy-status %s (context namespace istio-system): exit %d, want the detail of %s.istio-system:\n%s", pod, code, pod, out)
 	}
 	// The admin kubeconfig's context has no namespace: default, where no
