@@ -17,7 +17,7 @@ import (
 // Ports the debugging commands reach inside pods through a port-forward
 // (both are bound to the pod's loopback, as Istio binds them).
 const (
-	discoveryDebugPort = 8080 // bowline discovery --debug-address in the installed Deployment (istiod's debug port)
+	discoveryDebugPort = 8080  // bowline discovery --debug-address in the installed Deployment (istiod's debug port)
 	proxyAdminPort     = 15000 // the proxy's admin endpoint, sidecar and gateway
 )
 

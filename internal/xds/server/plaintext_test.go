@@ -29,8 +29,8 @@ type secretGenerator struct{}
 type secretMesh struct{}
 
 func (secretGenerator) Build(*config.Snapshot, *registry.View) Mesh { return secretMesh{} }
-func (secretMesh) Version() string                                 { return "1" }
-func (secretMesh) Problems() []string                              { return nil }
+func (secretMesh) Version() string                                  { return "1" }
+func (secretMesh) Problems() []string                               { return nil }
 func (secretMesh) Generate(*model.Proxy) Resources {
 	return Resources{ByType: map[string][]types.Resource{
 		resourcev3.ClusterType: {&clusterv3.Cluster{Name: "outbound|80||a.example.com"}},
