@@ -18,6 +18,7 @@ func TestAnalyzeGolden(t *testing.T) {
 		{name: "analyze_broken_yaml", args: []string{"-f", "testdata/analyze/broken.yaml", "-o", "yaml", "--output-threshold", "Error"}, code: 79},
 		{name: "analyze_dir", args: []string{"-f", "testdata/analyze", "-n", "default"}, code: 79},
 		{name: "analyze_list", args: []string{"-L"}, code: 0},
+		{name: "analyze_envoyfilter_unapplied", args: []string{"-f", "testdata/envoyfilter-unapplied.yaml"}, code: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errOut, code := run(t, "", append([]string{"analyze"}, tc.args...)...)

@@ -86,7 +86,8 @@ func newEnvoyFilter(o *config.Object, spec *networking.EnvoyFilter) (*EnvoyFilte
 		switch p.Operation {
 		case networking.EnvoyFilter_Patch_INSERT_BEFORE, networking.EnvoyFilter_Patch_INSERT_AFTER, networking.EnvoyFilter_Patch_INSERT_FIRST:
 			switch p.ApplyTo {
-			case networking.EnvoyFilter_HTTP_FILTER, networking.EnvoyFilter_NETWORK_FILTER, networking.EnvoyFilter_HTTP_ROUTE:
+			case networking.EnvoyFilter_HTTP_FILTER, networking.EnvoyFilter_NETWORK_FILTER, networking.EnvoyFilter_HTTP_ROUTE,
+				networking.EnvoyFilter_LISTENER_FILTER:
 			default:
 				p.Operation = networking.EnvoyFilter_Patch_ADD
 			}

@@ -43,6 +43,7 @@ func (pt *patcher) patchListener(ctx networking.EnvoyFilter_PatchContext, l *lis
 			mergePatch(p.Operation, l, p.Value)
 		}
 	}
+	pt.patchListenerFilters(ctx, l)
 	removed := map[*listenerv3.FilterChain]bool{}
 	for _, fc := range l.GetFilterChains() {
 		if !pt.patchFilterChain(ctx, l, fc) {
@@ -59,6 +60,60 @@ func (pt *patcher) patchListener(ctx networking.EnvoyFilter_PatchContext, l *lis
 	}
 	l.FilterChains = slices.DeleteFunc(l.FilterChains, func(fc *listenerv3.FilterChain) bool { return removed[fc] })
 	return true
+}
+
+// patchListenerFilters applies the LISTENER_FILTER patches to l's
+// listener_filters as Istio does: ADD appends, INSERT_FIRST prepends,
+// INSERT_BEFORE and INSERT_AFTER place the filter at the one the match's
+// listenerFilter names (without one: first and last); REPLACE, REMOVE and
+// MERGE act on the filters the listenerFilter names and need one.
+func (pt *patcher) patchListenerFilters(ctx networking.EnvoyFilter_PatchContext, l *listenerv3.Listener) {
+	for _, p := range pt.patches[networking.EnvoyFilter_LISTENER_FILTER] {
+		if !contextMatch(ctx, p) || !pt.listenerMatch(l, p) {
+			continue
+		}
+		name := p.Match.GetListener().GetListenerFilter()
+		named := func(f *listenerv3.ListenerFilter) bool { return f.GetName() == name }
+		switch p.Operation {
+		case networking.EnvoyFilter_Patch_ADD:
+			l.ListenerFilters = append(l.ListenerFilters, clonePatch[*listenerv3.ListenerFilter](p))
+		case networking.EnvoyFilter_Patch_INSERT_FIRST:
+			l.ListenerFilters = slices.Insert(l.ListenerFilters, 0, clonePatch[*listenerv3.ListenerFilter](p))
+		case networking.EnvoyFilter_Patch_INSERT_BEFORE:
+			if name == "" {
+				l.ListenerFilters = slices.Insert(l.ListenerFilters, 0, clonePatch[*listenerv3.ListenerFilter](p))
+				continue
+			}
+			l.ListenerFilters, _ = insertBefore(l.ListenerFilters, clonePatch[*listenerv3.ListenerFilter](p), named)
+		case networking.EnvoyFilter_Patch_INSERT_AFTER:
+			if name == "" {
+				l.ListenerFilters = append(l.ListenerFilters, clonePatch[*listenerv3.ListenerFilter](p))
+				continue
+			}
+			l.ListenerFilters, _ = insertAfter(l.ListenerFilters, clonePatch[*listenerv3.ListenerFilter](p), named)
+		case networking.EnvoyFilter_Patch_REPLACE:
+			if name != "" {
+				l.ListenerFilters = replaceFirst(l.ListenerFilters, clonePatch[*listenerv3.ListenerFilter](p), named)
+			}
+		case networking.EnvoyFilter_Patch_REMOVE:
+			if name != "" {
+				l.ListenerFilters = slices.DeleteFunc(l.ListenerFilters, named)
+			}
+		case networking.EnvoyFilter_Patch_MERGE, networking.EnvoyFilter_Patch_MERGE_AND_REPLACE_LIST:
+			if name == "" {
+				continue
+			}
+			v := p.Value.(*listenerv3.ListenerFilter)
+			for _, f := range l.ListenerFilters {
+				if !named(f) || f.GetTypedConfig() == nil {
+					continue // Istio merges only typed configs
+				}
+				if v.GetTypedConfig() != nil {
+					f.ConfigType = &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mergeAny(p.Operation, f.GetTypedConfig(), v.GetTypedConfig())}
+				}
+			}
+		}
+	}
 }
 
 // listenerMatch is Istio's: the name if given, and the port if given

@@ -34,6 +34,7 @@ func TestEnvoyFilterGolden(t *testing.T) {
 		{"global-ratelimit-gateway", router},
 		{"http-filters", sidecar},
 		{"listeners", sidecar},
+		{"listener-filters", sidecar},
 		{"routes", sidecar},
 		{"clusters", sidecar},
 		{"order", sidecar},

@@ -43,14 +43,16 @@ func (envoyFilterExtensionAnalyzer) Analyze(c *Context) {
 			}
 			path := fmt.Sprintf("spec.configPatches[%d].patch.value", i)
 			for _, e := range envoypatch.Extensions(v) {
-				if e.TypeURL == "" && e.Kind != envoypatch.ListenerFilter {
-					continue // a MERGE naming a filter without a config
+				at := path
+				if e.Path != "" {
+					at += "." + e.Path
 				}
-				if !supports(e.Kind, e.Name, e.TypeURL) {
-					at := path
-					if e.Path != "" {
-						at += "." + e.Path
-					}
+				switch {
+				case e.Discovered: // Bowline serves no ECDS
+					c.Report(UnsupportedEnvoyExtension, o, path, e.Kind, e.Name, "extension config discovery", at)
+				case e.TypeURL == "" && e.Kind != envoypatch.ListenerFilter:
+					// a MERGE naming a filter without a config
+				case !supports(e.Kind, e.Name, e.TypeURL):
 					c.Report(UnsupportedEnvoyExtension, o, path, e.Kind, e.Name, e.TypeURL, at)
 				}
 			}

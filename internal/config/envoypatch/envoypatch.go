@@ -22,11 +22,13 @@ import (
 
 // NewMessage returns an empty message of the type a patch value has for
 // applyTo, or an error for the applyTo values Bowline does not patch
-// (LISTENER_FILTER, EXTENSION_CONFIG, BOOTSTRAP, ...).
+// (EXTENSION_CONFIG, BOOTSTRAP, ...).
 func NewMessage(applyTo networking.EnvoyFilter_ApplyTo) (proto.Message, error) {
 	switch applyTo {
 	case networking.EnvoyFilter_LISTENER:
 		return &listenerv3.Listener{}, nil
+	case networking.EnvoyFilter_LISTENER_FILTER:
+		return &listenerv3.ListenerFilter{}, nil
 	case networking.EnvoyFilter_FILTER_CHAIN:
 		return &listenerv3.FilterChain{}, nil
 	case networking.EnvoyFilter_NETWORK_FILTER:

@@ -36,6 +36,15 @@ type Extension struct {
 	// Path is where it sits in the value, e.g. "typed_config" or
 	// "filters[0].typed_config".
 	Path string
+	// Discovered: the config is not in the value but to be fetched by
+	// extension config discovery (config_discovery, Istio's
+	// EXTENSION_CONFIG); TypeURL is then empty.
+	Discovered bool
+}
+
+// discovered is the extension of a filter configured by config_discovery.
+func discovered(kind Kind, name, path string) Extension {
+	return Extension{Kind: kind, Name: name, Path: path, Discovered: true}
 }
 
 // Extensions lists the extensions a patch value (from Value) configures,
@@ -56,8 +65,7 @@ func walkExtensions(m proto.Message, path string, out *[]Extension) {
 	switch v := m.(type) {
 	case *listenerv3.Listener:
 		for i, lf := range v.GetListenerFilters() {
-			*out = append(*out, Extension{Kind: ListenerFilter, Name: lf.GetName(), TypeURL: TypeURL(lf.GetTypedConfig()),
-				Path: join(fmt.Sprintf("listener_filters[%d].typed_config", i))})
+			walkExtensions(lf, join(fmt.Sprintf("listener_filters[%d]", i)), out)
 		}
 		for i, fc := range v.GetFilterChains() {
 			walkExtensions(fc, join(fmt.Sprintf("filter_chains[%d]", i)), out)
@@ -65,6 +73,12 @@ func walkExtensions(m proto.Message, path string, out *[]Extension) {
 		if fc := v.GetDefaultFilterChain(); fc != nil {
 			walkExtensions(fc, join("default_filter_chain"), out)
 		}
+	case *listenerv3.ListenerFilter:
+		if v.GetConfigDiscovery() != nil {
+			*out = append(*out, discovered(ListenerFilter, v.GetName(), join("config_discovery")))
+			break
+		}
+		*out = append(*out, Extension{Kind: ListenerFilter, Name: v.GetName(), TypeURL: TypeURL(v.GetTypedConfig()), Path: join("typed_config")})
 	case *listenerv3.FilterChain:
 		for i, f := range v.GetFilters() {
 			walkExtensions(f, join(fmt.Sprintf("filters[%d]", i)), out)
@@ -83,6 +97,10 @@ func walkExtensions(m proto.Message, path string, out *[]Extension) {
 			}
 		}
 	case *hcmv3.HttpFilter:
+		if v.GetConfigDiscovery() != nil {
+			*out = append(*out, discovered(HTTPFilter, v.GetName(), join("config_discovery")))
+			break
+		}
 		*out = append(*out, Extension{Kind: HTTPFilter, Name: v.GetName(), TypeURL: TypeURL(v.GetTypedConfig()), Path: join("typed_config")})
 	case *routev3.RouteConfiguration:
 		perFilter(v.GetTypedPerFilterConfig(), path, out)

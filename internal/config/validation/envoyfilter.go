@@ -107,7 +107,7 @@ func envoyFilterCheckPatch(r *fieldErrors, path string, cp *networking.EnvoyFilt
 	hasObject := match.GetObjectTypes() != nil
 	switch applyTo {
 	case networking.EnvoyFilter_LISTENER, networking.EnvoyFilter_FILTER_CHAIN,
-		networking.EnvoyFilter_NETWORK_FILTER, networking.EnvoyFilter_HTTP_FILTER:
+		networking.EnvoyFilter_NETWORK_FILTER, networking.EnvoyFilter_HTTP_FILTER, networking.EnvoyFilter_LISTENER_FILTER:
 		if hasObject && match.GetListener() == nil && !waypoint {
 			r.errorf(path+".match", "applyTo %s needs a listener match", applyTo)
 			return
@@ -130,14 +130,25 @@ func envoyFilterCheckPatch(r *fieldErrors, path string, cp *networking.EnvoyFilt
 			r.warnf(path+".match.cluster.portNumber", "port %d is above 65535 and never matches", p)
 		}
 	case networking.EnvoyFilter_BOOTSTRAP:
-		r.warnf(path+".applyTo", "BOOTSTRAP is deprecated")
+		r.warnf(path+".applyTo", "BOOTSTRAP is deprecated in Istio and not applied by Bowline: its proxy takes no Envoy bootstrap "+
+			"(it is configured over xDS and by its command line), so the patch has no effect")
+		return
+	case networking.EnvoyFilter_EXTENSION_CONFIG:
+		r.warnf(path+".applyTo", "EXTENSION_CONFIG is not applied by Bowline: it serves no extension config discovery (ECDS), "+
+			"so the patch has no effect, and a filter whose config_discovery names this config is refused (NACK) by the proxies it reaches")
+		return
 	}
 
 	// Combinations Istio documents as ignored.
 	switch {
 	case op == networking.EnvoyFilter_Patch_REPLACE && applyTo != networking.EnvoyFilter_HTTP_FILTER &&
-		applyTo != networking.EnvoyFilter_NETWORK_FILTER && applyTo != networking.EnvoyFilter_VIRTUAL_HOST:
-		r.warnf(path+".patch.operation", "REPLACE only applies to HTTP_FILTER, NETWORK_FILTER and VIRTUAL_HOST; with %s it has no effect", applyTo)
+		applyTo != networking.EnvoyFilter_NETWORK_FILTER && applyTo != networking.EnvoyFilter_VIRTUAL_HOST &&
+		applyTo != networking.EnvoyFilter_LISTENER_FILTER:
+		r.warnf(path+".patch.operation", "REPLACE only applies to HTTP_FILTER, NETWORK_FILTER, LISTENER_FILTER and VIRTUAL_HOST; with %s it has no effect", applyTo)
+	case applyTo == networking.EnvoyFilter_LISTENER_FILTER && match.GetListener().GetListenerFilter() == "" &&
+		(op == networking.EnvoyFilter_Patch_REPLACE || op == networking.EnvoyFilter_Patch_REMOVE ||
+			op == networking.EnvoyFilter_Patch_MERGE || op == networking.EnvoyFilter_Patch_MERGE_AND_REPLACE_LIST):
+		r.warnf(path+".match.listener.listenerFilter", "%s of a LISTENER_FILTER needs the listener filter's name here; without it the patch has no effect", op)
 	case applyTo == networking.EnvoyFilter_ROUTE_CONFIGURATION && op != networking.EnvoyFilter_Patch_MERGE:
 		r.warnf(path+".patch.operation", "only MERGE applies to ROUTE_CONFIGURATION; %s has no effect", op)
 	}

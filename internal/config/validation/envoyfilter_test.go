@@ -158,7 +158,7 @@ func TestEnvoyFilterProblems(t *testing.T) {
       filterClass: AUTHZ
       value: {}
 `), want: []string{
-			"ef.yaml:11: warning: EnvoyFilter foo/filter: spec.configPatches[0].patch.operation: REPLACE only applies to HTTP_FILTER, NETWORK_FILTER and VIRTUAL_HOST; with CLUSTER it has no effect",
+			"ef.yaml:11: warning: EnvoyFilter foo/filter: spec.configPatches[0].patch.operation: REPLACE only applies to HTTP_FILTER, NETWORK_FILTER, LISTENER_FILTER and VIRTUAL_HOST; with CLUSTER it has no effect",
 			"ef.yaml:15: warning: EnvoyFilter foo/filter: spec.configPatches[1].patch.operation: only MERGE applies to ROUTE_CONFIGURATION; ADD has no effect",
 			"ef.yaml:20: warning: EnvoyFilter foo/filter: spec.configPatches[2].patch.filterClass: only used with operation ADD; ignored with INSERT_FIRST",
 		}},
@@ -198,13 +198,18 @@ func TestEnvoyFilterProblems(t *testing.T) {
   - applyTo: LISTENER_FILTER
     patch:
       operation: ADD
+      value: {nmae: envoy.filters.listener.tls_inspector}
+  - applyTo: EXTENSION_CONFIG
+    patch:
+      operation: ADD
       value: {}
 `), want: []string{
 			`ef.yaml:12: EnvoyFilter foo/filter: spec.configPatches[0].patch.value: not a valid envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter: invalid value for uint32 field maxTokens: "ten"`,
 			`ef.yaml:21: EnvoyFilter foo/filter: spec.configPatches[1].patch.value: not a valid envoy.config.cluster.v3.Cluster: unknown field "no_such_field"`,
 			`ef.yaml:26: EnvoyFilter foo/filter: spec.configPatches[2].patch.value: TypedStruct type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit: not a valid envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit: unknown field "stat_prefx"`,
 			`ef.yaml:36: EnvoyFilter foo/filter: spec.configPatches[3].patch.value: not a valid envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter: unable to resolve "type.googleapis.com/example.Mystery": "not found"`,
-			"ef.yaml:40: warning: EnvoyFilter foo/filter: spec.configPatches[4].applyTo: applyTo LISTENER_FILTER is not supported by Bowline: the patch has no effect",
+			`ef.yaml:43: EnvoyFilter foo/filter: spec.configPatches[4].patch.value: not a valid envoy.config.listener.v3.ListenerFilter: unknown field "nmae"`,
+			"ef.yaml:44: warning: EnvoyFilter foo/filter: spec.configPatches[5].applyTo: EXTENSION_CONFIG is not applied by Bowline: it serves no extension config discovery (ECDS), so the patch has no effect, and a filter whose config_discovery names this config is refused (NACK) by the proxies it reaches",
 		}},
 		{name: "selector and targetRefs", doc: efDoc(`
   workloadSelector:
