@@ -112,6 +112,9 @@ the installed Deployment listens there on the pod's address and the kubelet prob
 			if noCA {
 				gen.WithoutCA()
 			}
+			if kc.enabled() {
+				gen.WithGatewayDeployments()
+			}
 			cfg.Generator = gen
 			caSrv, mca, err := sec.setup(&cfg)
 			if err != nil {
@@ -178,6 +181,7 @@ the installed Deployment listens there on the pod's address and the kubelet prob
 	f.StringArrayVar(&kc.injectorConfigs, "injector-webhook-config", []string{"istio-sidecar-injector"}, "on Kubernetes: MutatingWebhookConfiguration of the sidecar injector (path /inject) whose caBundle discovery keeps set to its root (repeatable)")
 	f.StringVar(&kc.injector.Image, "injector-image", kc.injector.Image, "on Kubernetes: bowline image the injector gives pods (sidecar and init container)")
 	f.StringVar((*string)(&kc.injector.ImagePullPolicy), "injector-image-pull-policy", "", "on Kubernetes: imagePullPolicy of the injected containers (default: Kubernetes' default)")
+	f.StringVar(&kc.gatewayServiceType, "gateway-service-type", string(kube.DefaultGatewayServiceType), "on Kubernetes: type of the Service discovery creates for each Gateway API Gateway of class istio (LoadBalancer, ClusterIP or NodePort)")
 	f.StringVar(&kc.injector.Revision, "revision", "", "on Kubernetes: the control plane revision (istio.io/rev) whose pods the injector serves; empty is the default revision")
 	f.DurationVar(&scrape, "scrape-interval", dashboard.DefaultInterval, "how often the dashboard scrapes the proxies' metrics")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log at DEBUG level")

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/bowline-mesh/bowline/internal/ca"
 	"github.com/bowline-mesh/bowline/internal/config"
@@ -33,6 +34,9 @@ type discoveryKube struct {
 	// injector is the sidecar injector's config (image, revision); its
 	// MeshConfig is the cluster's, read for every pod.
 	injector inject.Config
+	// gatewayServiceType is the type of the Service discovery creates for
+	// each Gateway API Gateway (Istio's default LoadBalancer).
+	gatewayServiceType string
 
 	clients  *kube.Clients
 	ctl      *kube.Controller
@@ -43,6 +47,8 @@ type discoveryKube struct {
 	cfg      *server.Config
 	tmpDir   string // the CA directory this process made, removed on exit
 	mca      *meshCA
+	reg      *registry.Registry
+	trust    string
 }
 
 // enabled reports whether discovery reads a cluster.
@@ -72,9 +78,10 @@ func (d *discoveryKube) setup(ctx context.Context, cfg *server.Config, sec *disc
 	}
 	reg := registry.New(cfg.Logger)
 	cfg.Registry = reg
+	d.reg, d.trust = reg, sec.trustDomain
 	d.root = cfg.RootNamespace
 	d.validate = cfg.Validate
-	d.ctl, err = kube.NewController(kube.ControllerConfig{Kube: d.clients.Kube, Istio: d.clients.Istio, Store: cfg.Store, Registry: reg,
+	d.ctl, err = kube.NewController(kube.ControllerConfig{Kube: d.clients.Kube, Istio: d.clients.Istio, Dynamic: d.clients.Dynamic, Store: cfg.Store, Registry: reg,
 		Validate: cfg.Validate, Domain: cfg.Domain, RootNamespace: cfg.RootNamespace, Logger: cfg.Logger})
 	if err != nil {
 		return err
@@ -146,8 +153,26 @@ func (d *discoveryKube) runBeside(run func(context.Context) error, ready func() 
 			g.Go(func() error { return wh.Run(ctx) })
 			roots := func() []byte { return ca.EncodeCertificates(d.mca.ca.TrustBundle()...) }
 			pub := kube.NewPublisher(d.clients.Kube, roots, kube.WebhookConfigs{Validating: d.webhookConfigs, Mutating: d.injectorConfigs}, d.cfg.Logger)
+			rev := ""
+			if d.injector.Revision != "" && d.injector.Revision != "default" {
+				rev = "-" + d.injector.Revision
+			}
+			gws, err := kube.NewGatewayDeployer(kube.GatewayDeployerConfig{Kube: d.clients.Kube, Dynamic: d.clients.Dynamic, Store: d.cfg.Store,
+				Services: d.reg, Image: d.injector.Image, ImagePullPolicy: d.injector.ImagePullPolicy,
+				Discovery: "istiod" + rev + "." + d.root + ".svc:15012", TrustDomain: d.trust, Domain: d.cfg.Domain,
+				ServiceType: corev1.ServiceType(d.gatewayServiceType), Logger: d.cfg.Logger})
+			if err != nil {
+				return err
+			}
 			leader := kube.NewLeader(d.clients.Kube, d.root, podName(), d.cfg.Logger)
-			g.Go(func() error { return leader.Run(ctx, pub.Run) })
+			g.Go(func() error {
+				return leader.Run(ctx, func(ctx context.Context) error {
+					lg, ctx := errgroup.WithContext(ctx)
+					lg.Go(func() error { return pub.Run(ctx) })
+					lg.Go(func() error { return gws.Run(ctx) })
+					return lg.Wait()
+				})
+			})
 		}
 		return g.Wait()
 	}

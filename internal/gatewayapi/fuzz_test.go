@@ -17,7 +17,7 @@ func FuzzTranslate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res := config.Parse("fuzz.yaml", data, config.ParseOptions{})
 		objs, _ := validation.Objects(res.Objects)
-		out := Translate(objs, registry.Build(objs, nil).Services(), "cluster.local")
+		out := Translate(objs, registry.Build(objs, nil).Services(), Options{Domain: "cluster.local"})
 		for _, st := range out.Status {
 			if st.Kind == "" || st.Name == "" {
 				t.Fatalf("status without an object: %+v", st)

@@ -40,6 +40,27 @@ func GeneratedFrom(istioName, gateway string) bool {
 // up` runs).
 var IngressSelector = map[string]string{"istio": "ingressgateway"}
 
+// GatewayNameLabel is the label of the pods deployed for a Gateway on
+// Kubernetes (value: the Gateway's name), which its generated Istio
+// Gateways select, as Istio's.
+const GatewayNameLabel = "gateway.networking.k8s.io/gateway-name"
+
+// NamespaceScopedAnnotation marks a generated Istio Gateway that selects
+// only the proxies of its own namespace (set when Options.Deployed), as
+// istiod scopes the Gateways it generates.
+const NamespaceScopedAnnotation = "internal.bowline.dev/namespace-scoped"
+
+// Options says how Translate maps Gateways to proxies.
+type Options struct {
+	// Domain is the cluster domain ("cluster.local").
+	Domain string
+	// Deployed says every Gateway has its own gateway deployment (on
+	// Kubernetes, as Istio's automated deployment): its Istio Gateways select
+	// the pods labelled GatewayNameLabel=<name> in its namespace. False is
+	// local mode: the one ingress gateway (IngressSelector) serves them all.
+	Deployed bool
+}
+
 // Output is what Translate produced.
 type Output struct {
 	// Objects are Istio Gateway and VirtualService objects (proto specs),
@@ -74,10 +95,11 @@ type Status struct {
 }
 
 // Translate converts the Gateway API objects among objs into Istio
-// configuration. services resolve backendRefs and GAMMA parents; domain is
-// the cluster domain ("cluster.local"). Objects are assumed validated.
-func Translate(objs []*config.Object, services []*registry.Service, domain string) *Output {
-	t := newTranslator(objs, services, domain)
+// configuration. services resolve backendRefs and GAMMA parents. Objects
+// are assumed validated.
+func Translate(objs []*config.Object, services []*registry.Service, opts Options) *Output {
+	t := newTranslator(objs, services, opts.Domain)
+	t.deployed = opts.Deployed
 	if t.empty {
 		return &Output{}
 	}
@@ -90,6 +112,7 @@ func Translate(objs []*config.Object, services []*registry.Service, domain strin
 
 type translator struct {
 	domain   string
+	deployed bool
 	services []*registry.Service
 	empty    bool
 	out      *Output
@@ -277,6 +300,9 @@ func (t *translator) gateways() {
 		}
 		accepted := cond(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonAccepted), "Resource accepted", gen)
 		programmed := cond(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), "Served by the ingress gateway of bowline up", gen)
+		if t.deployed {
+			programmed.Message = "Served by the gateway deployment " + o.Meta.Name + "-" + string(spec.GatewayClassName)
+		}
 		if !allValid {
 			// True when some listeners are served, False when none is.
 			someValid := slices.ContainsFunc(g.listeners, func(l *listener) bool { return l.valid })
@@ -287,8 +313,8 @@ func (t *translator) gateways() {
 			}
 		}
 		if len(spec.Addresses) > 0 {
-			accepted = cond(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonUnsupportedAddress), "spec.addresses is not supported in local mode", gen)
-			programmed = cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonAddressNotUsable), "spec.addresses is not supported in local mode", gen)
+			accepted = cond(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonUnsupportedAddress), "spec.addresses is not supported", gen)
+			programmed = cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonAddressNotUsable), "spec.addresses is not supported", gen)
 		}
 		g.status.Conditions = []metav1.Condition{accepted, programmed}
 	}
@@ -410,8 +436,15 @@ func (t *translator) emit() {
 					CredentialName: "kubernetes-gateway://" + ns + "/" + string(ref.Name)}
 			}
 			ns, name, _ := strings.Cut(li.istioRef, "/")
-			t.out.Objects = append(t.out.Objects, synthetic(o, config.KindGateway, ns, name,
-				&networking.Gateway{Selector: IngressSelector, Servers: []*networking.Server{srv}}))
+			selector := IngressSelector
+			if t.deployed {
+				selector = map[string]string{GatewayNameLabel: o.Meta.Name}
+			}
+			igw := synthetic(o, config.KindGateway, ns, name, &networking.Gateway{Selector: selector, Servers: []*networking.Server{srv}})
+			if t.deployed {
+				igw.Meta.Annotations[NamespaceScopedAnnotation] = "true"
+			}
+			t.out.Objects = append(t.out.Objects, igw)
 		}
 		g.status.Listeners = nil
 		for _, li := range g.listeners {

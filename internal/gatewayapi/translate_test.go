@@ -72,7 +72,7 @@ func translate(t *testing.T, docs string) *Output {
 	if problems.HasErrors() {
 		t.Fatalf("validate: %v", problems)
 	}
-	return Translate(objs, registry.Build(objs, nil).Services(), "cluster.local")
+	return Translate(objs, registry.Build(objs, nil).Services(), Options{Domain: "cluster.local"})
 }
 
 // conditions renders the status as "Kind ns/name [where] Type=Status/Reason" lines.

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -66,9 +67,10 @@ func UserNamespace(explicit string) (string, error) {
 
 // Clients are the typed clients discovery uses.
 type Clients struct {
-	Config *rest.Config
-	Kube   kubernetes.Interface
-	Istio  istioclient.Interface
+	Config  *rest.Config
+	Kube    kubernetes.Interface
+	Istio   istioclient.Interface
+	Dynamic dynamic.Interface
 }
 
 // NewClients returns clients of the cluster of cfg.
@@ -85,5 +87,9 @@ func NewClients(cfg *rest.Config) (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Clients{Config: cfg, Kube: kc, Istio: ic}, nil
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{Config: cfg, Kube: kc, Istio: ic, Dynamic: dc}, nil
 }

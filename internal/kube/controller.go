@@ -15,9 +15,11 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
@@ -53,6 +55,9 @@ type ControllerConfig struct {
 	// Kube and Istio are the cluster's clients. Required.
 	Kube  kubernetes.Interface
 	Istio istioclient.Interface
+	// Dynamic reads the Gateway API kinds (once their CRDs are served); nil
+	// leaves them unread.
+	Dynamic dynamic.Interface
 	// Store receives the Istio objects, as source SourceName. Required.
 	Store *config.Store
 	// Registry receives Services, their endpoints and pods. Required.
@@ -95,6 +100,9 @@ type Controller struct {
 
 	meshMu  sync.Mutex
 	current *MeshConfig
+
+	gwMu       sync.Mutex
+	gatewayAPI []gatewayAPILister
 }
 
 type listers struct {
@@ -104,6 +112,7 @@ type listers struct {
 	namespaces corelisters.NamespaceLister
 	nodes      corelisters.NodeLister
 	configMaps corelisters.ConfigMapLister
+	secrets    corelisters.SecretLister
 	istio      []istioLister
 }
 
@@ -190,11 +199,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	nsInf := kf.Core().V1().Namespaces()
 	nodeInf := kf.Core().V1().Nodes()
 	cmInf := cmf.Core().V1().ConfigMaps()
+	secretInf := kf.Core().V1().Secrets()
 	c.listers = listers{services: svcInf.Lister(), slices: sliceInf.Lister(), pods: podInf.Lister(),
-		namespaces: nsInf.Lister(), nodes: nodeInf.Lister(), configMaps: cmInf.Lister()}
+		namespaces: nsInf.Lister(), nodes: nodeInf.Lister(), configMaps: cmInf.Lister(), secrets: secretInf.Lister()}
 	var errs []error
 	errs = append(errs, handle(svcInf.Informer(), markNS), handle(sliceInf.Informer(), markNS), handle(podInf.Informer(), markNS),
-		handle(nsInf.Informer(), markAll), handle(nodeInf.Informer(), markAll), handle(cmInf.Informer(), markAll))
+		handle(nsInf.Informer(), markAll), handle(nodeInf.Informer(), markAll), handle(cmInf.Informer(), markAll),
+		handle(secretInf.Informer(), markConfig))
 	for _, k := range istioKinds {
 		inf := k.informer(isf)
 		errs = append(errs, handle(inf, markConfig))
@@ -225,6 +236,14 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		}
 	}
+	gwDone := make(chan struct{})
+	defer func() { cancel(); <-gwDone }()
+	go func() {
+		defer close(gwDone)
+		if err := c.runGatewayAPI(ctx, markConfig); err != nil {
+			c.log.Info("gateway api not read", slog.String(attrError, err.Error()))
+		}
+	}()
 	c.mark(func() { c.dirtyAll, c.dirtyConfig = true, true })
 	c.sync()
 	close(c.synced)
@@ -356,6 +375,34 @@ func (c *Controller) syncConfig(visible map[string]bool) {
 			next[key] = p
 			objs = append(objs, p.objs...)
 			problems = append(problems, p.problems...)
+		}
+	}
+	// reuse returns the parsed object of key when its resourceVersion is rv.
+	reuse := func(key config.Key, rv string, parse func() parsed) {
+		p, ok := c.parsedObjs[key]
+		if !ok || p.resourceVersion != rv {
+			p = parse()
+		}
+		next[key] = p
+		objs = append(objs, p.objs...)
+		problems = append(problems, p.problems...)
+	}
+	secrets, _ := c.listers.secrets.List(labels.Everything())
+	for _, s := range secrets {
+		if !isVisible(visible, s.Namespace) || !credentialSecret(s) {
+			continue
+		}
+		reuse(config.Key{Kind: config.KindSecret, Namespace: s.Namespace, Name: s.Name}, s.ResourceVersion,
+			func() parsed { return parseSecret(s, c.cfg.Validate) })
+	}
+	for _, l := range c.gatewayAPIListers() {
+		for _, item := range l.store.List() {
+			u, ok := item.(*unstructured.Unstructured)
+			if !ok || (u.GetNamespace() != "" && !isVisible(visible, u.GetNamespace())) {
+				continue
+			}
+			reuse(config.Key{Group: config.GroupGatewayAPI, Kind: l.kind, Namespace: u.GetNamespace(), Name: u.GetName()}, u.GetResourceVersion(),
+				func() parsed { return parseGatewayAPIObject(l.kind, u, c.cfg.Validate) })
 		}
 	}
 	c.parsedObjs = next

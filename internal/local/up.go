@@ -288,7 +288,7 @@ func (u *Up) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *config.Sna
 	}
 	// Gateways of class istio are served by the same ingress gateway
 	// (gatewayapi.IngressSelector); their status goes to up.json.
-	gw := gatewayapi.Translate(snap.Objects, registry.Build(snap.Objects, nil).Services(), u.cfg.Domain)
+	gw := gatewayapi.Translate(snap.Objects, registry.Build(snap.Objects, nil).Services(), gatewayapi.Options{Domain: u.cfg.Domain})
 	for _, o := range gw.Objects {
 		if o.GVK.Kind == config.KindGateway {
 			gateways = append(gateways, o)

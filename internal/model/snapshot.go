@@ -50,6 +50,10 @@ type Options struct {
 	// without --ca-dir, up --insecure): nothing is generated that needs one
 	// (Snapshot.NoCA).
 	NoCA bool
+	// GatewayDeployments says every Gateway API Gateway has its own gateway
+	// deployment (Kubernetes; gatewayapi.Options.Deployed); false is local
+	// mode's one ingress gateway.
+	GatewayDeployments bool
 }
 
 // ServiceView is what Build needs from the service registry.
@@ -134,7 +138,7 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 	}
 	// Gateway API objects become Istio Gateways and VirtualServices, as in istiod.
 	translated := sorted
-	if gw := gatewayapi.Translate(sorted, s.services, opts.Domain); len(gw.Objects) > 0 {
+	if gw := gatewayapi.Translate(sorted, s.services, gatewayapi.Options{Domain: opts.Domain, Deployed: opts.GatewayDeployments}); len(gw.Objects) > 0 {
 		translated = append(slices.Clone(sorted), gw.Objects...)
 		config.SortObjects(translated)
 	}
@@ -148,7 +152,8 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 			s.destinationRules = append(s.destinationRules, newDestinationRule(o, spec, opts.Domain))
 		case *networking.Gateway:
 			s.gateways = append(s.gateways, &Gateway{Name: o.Meta.Name, Namespace: o.Meta.Namespace,
-				Selector: spec.GetSelector(), Servers: spec.GetServers()})
+				Selector: spec.GetSelector(), Servers: spec.GetServers(),
+				NamespaceScoped: o.Meta.Annotations[gatewayapi.NamespaceScopedAnnotation] == "true"})
 		case *networking.Sidecar:
 			s.sidecars = append(s.sidecars, newSidecar(o, spec))
 		case *telemetry.Telemetry:
@@ -256,6 +261,9 @@ type Gateway struct {
 	// Selector picks the router proxies that serve this Gateway.
 	Selector map[string]string
 	Servers  []*networking.Server
+	// NamespaceScoped: only routers of Namespace are selected (the Istio
+	// Gateways generated for a deployed Gateway API Gateway).
+	NamespaceScoped bool
 }
 
 // Ref returns "namespace/name", the form VirtualService.gateways resolve to.
@@ -272,7 +280,7 @@ func (s *Snapshot) GatewaysFor(p *Proxy) []*Gateway {
 	}
 	var out []*Gateway
 	for _, g := range s.gateways {
-		if registry.LabelsMatch(g.Selector, p.Labels) {
+		if registry.LabelsMatch(g.Selector, p.Labels) && (!g.NamespaceScoped || g.Namespace == p.Namespace) {
 			out = append(out, g)
 		}
 	}
@@ -281,7 +289,7 @@ func (s *Snapshot) GatewaysFor(p *Proxy) []*Gateway {
 
 func contentHash(objs []*config.Object, services []*registry.Service, opts Options) string {
 	h := sha256.New()
-	writeParts(h, opts.Domain, opts.RootNamespace, strconv.FormatBool(opts.NoCA))
+	writeParts(h, opts.Domain, opts.RootNamespace, strconv.FormatBool(opts.NoCA), strconv.FormatBool(opts.GatewayDeployments))
 	for _, o := range objs {
 		sum := opts.Memo.object(o)
 		h.Write(sum[:])

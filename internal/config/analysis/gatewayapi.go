@@ -34,7 +34,7 @@ func (gatewayAPIStatusAnalyzer) Analyze(c *Context) {
 	if len(objs) == 0 {
 		return
 	}
-	out := gatewayapi.Translate(objs, c.registry.asServices(), c.opts.domain())
+	out := gatewayapi.Translate(objs, c.registry.asServices(), gatewayapi.Options{Domain: c.opts.domain()})
 	for _, st := range out.Status {
 		obj := c.Find(config.GroupGatewayAPI+"/"+st.Kind, st.Namespace, st.Name)
 		if obj == nil {

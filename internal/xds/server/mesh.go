@@ -36,6 +36,14 @@ func (g *MeshGenerator) WithoutCA() *MeshGenerator {
 	return g
 }
 
+// WithGatewayDeployments makes g generate for a cluster where every Gateway
+// API Gateway has its own gateway deployment (model.Options.GatewayDeployments).
+// Call it before the server runs; it returns g.
+func (g *MeshGenerator) WithGatewayDeployments() *MeshGenerator {
+	g.opts.GatewayDeployments = true
+	return g
+}
+
 // ChangeStats counts how the generations so far produced their parts
 // (change-driven generation, ADR 0005).
 func (g *MeshGenerator) ChangeStats() xds.ChangeStats { return g.cache.ChangeStats() }

@@ -4,7 +4,8 @@
 // applies and shows in the gateway's configuration and traffic, the
 // validation webhook refuses an invalid VirtualService with `bowline
 // validate`'s message, scaled pods show in the gateway's endpoints, the CA
-// refuses a CSR whose token is another service account's, and `bowline
+// refuses a CSR whose token is another service account's, a Gateway API
+// Gateway gets its own gateway Deployment and Service (gatewayapi_test.go), and `bowline
 // uninstall --purge` leaves nothing behind. It uses the cluster through
 // test/kubecluster (failing, never skipping, in CI) and the bowline binary
 // `make build` wrote to bin/bowline (make kube-up and make test build it,
@@ -107,7 +108,7 @@ func uninstall(t *testing.T, b *bowline) string {
 func TestInstall(t *testing.T) {
 	c := kubecluster.Require(t)
 	b := binary(t, c)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	if out, err := c.Run(ctx, "get", "namespace", "istio-system", "--ignore-not-found", "-o", "name"); err == nil && strings.TrimSpace(out) != "" {
 		t.Logf("istio-system exists (an earlier run was interrupted): uninstalling first\n%s", uninstall(t, b))
@@ -318,6 +319,8 @@ func TestInstall(t *testing.T) {
 			t.Errorf("CSR with a token not for audience istio-ca: %v, want Unauthenticated", err)
 		}
 	})
+
+	t.Run("GatewayAPIDeployment", func(t *testing.T) { testGatewayAPIDeployment(ctx, t, c, ns) })
 
 	// Last: uninstall --purge, and nothing of Bowline is left.
 	t.Run("UninstallPurgeLeavesNothing", func(t *testing.T) {
