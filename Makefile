@@ -11,7 +11,7 @@ HUB     ?= docker.io/bowline-mesh
 TAG     ?= $(VERSION)
 KUBE    := hack/kube
 
-.PHONY: help build up test race lint tools e2e bench bench-short samples fuzz helm-check images kube-bins kube-up kube-down kube-load
+.PHONY: help build up test race lint tools e2e bench bench-short samples fuzz helm-check images kube-bins kube-up kube-down kube-load conformance
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,11 @@ kube-down: ## remove the test cluster and everything it made
 kube-load: ## import an image tarball into the test cluster: make kube-load IMAGE=file.tar
 	@test -n "$(IMAGE)" || { echo "usage: make kube-load IMAGE=file.tar" >&2; exit 2; }
 	$(KUBE)/load.sh $(IMAGE)
+
+conformance: ## (root) the Gateway API conformance suite against Bowline on the test cluster; report in conformance/reports
+	@line=$$($(MAKE) -s --no-print-directory kube-up | tail -1); \
+	case "$$line" in "export KUBECONFIG="*) ;; *) echo "make conformance: make kube-up failed (see above)" >&2; exit 1;; esac; \
+	eval "$$line" && GO=$(GO) $(KUBE)/conformance.sh
 
 fuzz: ## run each fuzz target for 30s
 	$(GO) test ./internal/config -run XXX -fuzz FuzzParse -fuzztime 30s

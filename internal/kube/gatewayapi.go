@@ -35,7 +35,7 @@ var gatewayAPIResources = map[string]string{
 // gatewayAPIPoll is how often the controller looks for the Gateway API
 // CRDs while they are not installed (Istio, too, picks them up when they
 // appear, without a restart).
-const gatewayAPIPoll = 10 * time.Second
+const gatewayAPIPoll = 5 * time.Second
 
 // gatewayAPILister is the cache of one Gateway API kind.
 type gatewayAPILister struct {
@@ -61,53 +61,58 @@ func (c *Controller) gatewayAPIServed() []string {
 	return out
 }
 
-// runGatewayAPI watches the Gateway API kinds once their CRDs are served,
-// looking for them every gatewayAPIPoll until then, and marks the config
-// dirty on every change. It returns when ctx ends.
+// runGatewayAPI watches each Gateway API kind once its CRD is served,
+// looking for new ones every gatewayAPIPoll (Istio, too, picks up CRDs
+// installed after it started), and marks the config dirty on every
+// change. It returns when ctx ends.
 func (c *Controller) runGatewayAPI(ctx context.Context, mark func(any)) error {
 	if c.cfg.Dynamic == nil {
 		return nil
 	}
-	resources := c.gatewayAPIServed()
-	if len(resources) == 0 {
-		c.log.Info("gateway api crds not installed, looking again periodically", slog.String("group", config.GroupGatewayAPI))
-		t := time.NewTicker(gatewayAPIPoll)
-		defer t.Stop()
-		for len(resources) == 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-			}
-			resources = c.gatewayAPIServed()
-		}
-	}
 	f := dynamicinformer.NewDynamicSharedInformerFactory(c.cfg.Dynamic, 0)
-	var ls []gatewayAPILister
-	for _, r := range resources {
-		inf := f.ForResource(schema.GroupVersionResource{Group: config.GroupGatewayAPI, Version: gatewayAPIVersion, Resource: r}).Informer()
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: mark, UpdateFunc: func(_, o any) { mark(o) }, DeleteFunc: mark}); err != nil {
-			return fmt.Errorf("gateway api informers: %w", err)
-		}
-		ls = append(ls, gatewayAPILister{kind: gatewayAPIResources[r], store: inf.GetStore()})
-	}
-	f.Start(ctx.Done())
 	defer f.Shutdown()
-	for gvr, ok := range f.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
+	watched := map[string]bool{}
+	t := time.NewTicker(gatewayAPIPoll)
+	defer t.Stop()
+	for {
+		var added []gatewayAPILister
+		for _, r := range c.gatewayAPIServed() {
+			if watched[r] {
+				continue
 			}
-			return fmt.Errorf("gateway api informers: %s did not sync", gvr.Resource)
+			watched[r] = true
+			inf := f.ForResource(schema.GroupVersionResource{Group: config.GroupGatewayAPI, Version: gatewayAPIVersion, Resource: r}).Informer()
+			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: mark, UpdateFunc: func(_, o any) { mark(o) }, DeleteFunc: mark}); err != nil {
+				return fmt.Errorf("gateway api informers: %w", err)
+			}
+			added = append(added, gatewayAPILister{kind: gatewayAPIResources[r], store: inf.GetStore()})
+		}
+		if len(added) > 0 {
+			f.Start(ctx.Done())
+			for gvr, ok := range f.WaitForCacheSync(ctx.Done()) {
+				if !ok {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("gateway api informers: %s did not sync", gvr.Resource)
+				}
+			}
+			c.gwMu.Lock()
+			c.gatewayAPI = append(c.gatewayAPI, added...)
+			c.gwMu.Unlock()
+			c.log.Info("gateway api caches synced", slog.Int("kinds", len(watched)))
+			mark(nil)
+		}
+		if len(watched) == len(gatewayAPIResources) {
+			<-ctx.Done()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 		}
 	}
-	c.gwMu.Lock()
-	c.gatewayAPI = ls
-	c.gwMu.Unlock()
-	c.log.Info("gateway api caches synced", slog.Int("kinds", len(ls)))
-	mark(nil)
-	<-ctx.Done()
-	return nil
 }
 
 // gatewayAPIListers returns the Gateway API caches (nil before they synced).
