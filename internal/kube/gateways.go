@@ -121,8 +121,8 @@ func NewGatewayDeployer(cfg GatewayDeployerConfig) (*GatewayDeployer, error) {
 }
 
 // Run reconciles until ctx ends: after every change of the config or the
-// services, when a managed Service changes (its address), and every
-// gatewayResync.
+// services, when a managed Deployment or Service changes (readiness, the
+// address, a deletion by hand), and every gatewayResync (status).
 func (g *GatewayDeployer) Run(ctx context.Context) error {
 	g.applied, g.written, g.class = map[string]string{}, map[string]string{}, false
 	wake := make(chan struct{}, 1)
@@ -171,7 +171,7 @@ func (g *GatewayDeployer) Run(ctx context.Context) error {
 		case <-regCh:
 		case <-wake:
 		case <-resync.C:
-			g.applied, g.written = map[string]string{}, map[string]string{}
+			g.written = map[string]string{}
 		}
 		t := time.NewTimer(gatewayBatch)
 		select {
@@ -278,7 +278,9 @@ func (g *GatewayDeployer) deploy(ctx context.Context, o *config.Object, spec *gw
 	key := o.Meta.Namespace + "/" + o.Meta.Name
 	name := deployName(o.Meta.Name, string(spec.GatewayClassName))
 	want := hashOf(o.Meta.Generation, spec.Listeners, spec.GatewayClassName, g.cfg.Image, g.cfg.ImagePullPolicy, g.cfg.Discovery, g.cfg.TrustDomain, g.cfg.ServiceType)
-	if g.applied[key] != want {
+	_, depErr := g.deployments.Deployments(o.Meta.Namespace).Get(name)
+	_, svcErr := g.services.Services(o.Meta.Namespace).Get(name)
+	if g.applied[key] != want || depErr != nil || svcErr != nil { // changed, or deleted by hand
 		if err := g.apply(ctx, o, spec); err != nil {
 			g.log.Info("gateway deployment not applied", slog.String(attrNamespace, o.Meta.Namespace), slog.String(attrName, o.Meta.Name), slog.String(attrError, err.Error()))
 		} else {

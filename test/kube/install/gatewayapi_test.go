@@ -159,7 +159,12 @@ func testGatewayAPIDeployment(ctx context.Context, t *testing.T, c *kubecluster.
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "details.example.com", MinVersion: tls.VersionTLS12}}}
 	poll(t, 2*time.Minute, "GET https://details.example.com/details/0 with the certificateRefs Secret's certificate", func() string {
-		resp, err := client.Get("https://" + secure.Addr + "/details/0")
+		req, err := http.NewRequest(http.MethodGet, "https://"+secure.Addr+"/details/0", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "details.example.com" // the listener's hostname, as SNI
+		resp, err := client.Do(req)
 		if err != nil {
 			secure.Renew()
 			return err.Error()
