@@ -123,8 +123,8 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("the Gateway API CRDs are not established: %v\n%s", err, out)
 	}
 	if *version == "" {
-		out, _ := run(time.Minute, bowline, "version", "--client")
-		*version = strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])
+		out, _ := run(time.Minute, bowline, "version", "--remote=false")
+		*version = strings.TrimPrefix(strings.TrimSpace(strings.SplitN(out, "\n", 2)[0]), "bowline version ")
 	}
 
 	opts := conformance.DefaultOptions(t)
