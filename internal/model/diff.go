@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 
 	"github.com/bowline-mesh/bowline/internal/config"
 
@@ -19,9 +20,9 @@ import (
 // counts as changed: Changes may say more changed than did, never less.
 type Changes struct {
 	// All says a change is not one of the kinds below (any configuration
-	// but a VirtualService or DestinationRule with exact hosts and the kinds
-	// the registry turns into services, a service added, removed or
-	// redefined, other options): everything must be regenerated, and the
+	// but a VirtualService or DestinationRule with exact hosts, a workload
+	// security policy and the kinds the registry turns into services, a
+	// service added, removed or redefined, other options): everything must be regenerated, and the
 	// other fields are empty.
 	All bool
 	// Endpoints maps each service whose definition is unchanged but whose
@@ -40,6 +41,35 @@ type Changes struct {
 	// hosts added, removed or changed: their clusters and load assignments
 	// (subsets) may differ.
 	ClusterHosts map[string]bool
+	// Policies are the attachments of the security policies added, removed
+	// or changed (AuthorizationPolicy, RequestAuthentication, and
+	// PeerAuthentication with a selector; a namespace or mesh
+	// PeerAuthentication decides auto mTLS of outbound clusters and is
+	// All): both versions of a changed one. Only the inbound part of the
+	// sidecars they select may differ (Selects); gateways are generated
+	// in full on every push.
+	Policies []PolicyAttachment
+}
+
+// PolicyAttachment is where a workload security policy applies to
+// sidecars (Snapshot.appliesTo): its namespace (mesh-wide when Mesh, the
+// root namespace), narrowed by Labels; a policy with targetRefs attaches
+// to no sidecar.
+type PolicyAttachment struct {
+	Namespace string
+	Mesh      bool
+	Labels    map[string]string
+	TargetRef bool
+}
+
+// Selects reports whether a policy attached so may apply to p (a superset
+// of Istio's rule for PeerAuthentication with a selector, which applies in
+// its own namespace only).
+func (a PolicyAttachment) Selects(p *Proxy) bool {
+	if a.TargetRef || (!a.Mesh && a.Namespace != p.Namespace) {
+		return false
+	}
+	return len(a.Labels) == 0 || registry.LabelsMatch(a.Labels, p.Labels)
 }
 
 // Diff returns what changed from prev to next. Diff(s, s) changes nothing.
@@ -74,6 +104,15 @@ func Diff(prev, next *Snapshot) Changes {
 			if !ch.addHost(&ch.ClusterHosts, host) || !ch.addHost(&ch.RouteHosts, host) {
 				return all
 			}
+		case *security.AuthorizationPolicy:
+			ch.addPolicy(next, o.Meta.Namespace, spec.GetSelector().GetMatchLabels(), spec.GetTargetRef() != nil || len(spec.GetTargetRefs()) > 0)
+		case *security.RequestAuthentication:
+			ch.addPolicy(next, o.Meta.Namespace, spec.GetSelector().GetMatchLabels(), spec.GetTargetRef() != nil || len(spec.GetTargetRefs()) > 0)
+		case *security.PeerAuthentication:
+			if len(spec.GetSelector().GetMatchLabels()) == 0 {
+				return all // the namespace's (or mesh's) mode: auto mTLS of every cluster to it
+			}
+			ch.addPolicy(next, o.Meta.Namespace, spec.GetSelector().GetMatchLabels(), false)
 		default:
 			return all
 		}
@@ -139,6 +178,11 @@ func (c *Changes) addHost(set *map[string]bool, host string) bool {
 	return true
 }
 
+// addPolicy records a security policy's attachment.
+func (c *Changes) addPolicy(s *Snapshot, ns string, labels map[string]string, targetRef bool) {
+	c.Policies = append(c.Policies, PolicyAttachment{Namespace: ns, Mesh: ns == s.rootNamespace, Labels: labels, TargetRef: targetRef})
+}
+
 // routesTo reports whether an HTTP route of vs has a destination in hosts.
 func routesTo(vs *VirtualService, hosts map[string]bool) bool {
 	if len(hosts) == 0 {
@@ -166,7 +210,7 @@ func registryKind(kind string) bool {
 
 // Empty reports whether nothing changed.
 func (c Changes) Empty() bool {
-	return !c.All && len(c.Endpoints) == 0 && len(c.RouteHosts) == 0 && len(c.ClusterHosts) == 0
+	return !c.All && len(c.Endpoints) == 0 && len(c.RouteHosts) == 0 && len(c.ClusterHosts) == 0 && len(c.Policies) == 0
 }
 
 // pointerDiff returns the elements only in a and those only in b, each in

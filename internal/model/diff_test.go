@@ -49,6 +49,7 @@ func TestDiff(t *testing.T) {
 		routeHosts []string
 		clusters   []string
 		endpoints  []string // addresses of changed services' endpoints
+		policies   []model.PolicyAttachment
 	}{
 		{name: "nothing", objs: base},
 		{name: "same content parsed again", objs: parse(t, diffBase)},
@@ -119,6 +120,32 @@ spec:
   ports: [{number: 80, name: http, protocol: HTTP}, {number: 81, name: http2, protocol: HTTP}]
   endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]
 `), all: true},
+		{name: "authorization policy with a selector", objs: append(slices.Clone(base), parse(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: default}
+spec:
+  selector: {matchLabels: {app: a}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+`)...), policies: []model.PolicyAttachment{{Namespace: "default", Labels: map[string]string{"app": "a"}}}},
+		{name: "mesh-wide request authentication", objs: append(slices.Clone(base), parse(t, `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: istio-system}
+spec:
+  jwtRules: [{issuer: "https://issuer.example.com", jwksUri: "https://issuer.example.com/jwks.json"}]
+`)...), policies: []model.PolicyAttachment{{Namespace: "istio-system", Mesh: true}}},
+		{name: "workload peer authentication", objs: append(slices.Clone(base), parse(t, `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: p, namespace: default}
+spec:
+  selector: {matchLabels: {app: a}}
+  mtls: {mode: STRICT}
+`)...), policies: []model.PolicyAttachment{{Namespace: "default", Labels: map[string]string{"app": "a"}}}},
+		{name: "namespace peer authentication (auto mTLS of clusters)", objs: append(slices.Clone(base), parse(t, `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: DISABLE}}
+`)...), all: true},
 	}
 	prev := model.Build(base, registry.Build(base, nil), model.Options{})
 	for _, tc := range cases {
@@ -139,6 +166,11 @@ spec:
 			}
 			if got := slices.Sorted(maps.Keys(ch.Addresses)); !slices.Equal(got, tc.endpoints) {
 				t.Errorf("Addresses = %v, want %v", got, tc.endpoints)
+			}
+			if !slices.EqualFunc(ch.Policies, tc.policies, func(a, b model.PolicyAttachment) bool {
+				return a.Namespace == b.Namespace && a.Mesh == b.Mesh && a.TargetRef == b.TargetRef && maps.Equal(a.Labels, b.Labels)
+			}) {
+				t.Errorf("Policies = %+v, want %+v", ch.Policies, tc.policies)
 			}
 			if len(tc.endpoints) > 0 && len(ch.Endpoints) != 1 {
 				t.Errorf("Endpoints = %v, want the one service", ch.Endpoints)

@@ -34,6 +34,10 @@ import (
 //   - a DestinationRule with an exact host: that host's clusters and load
 //     assignments (subsets come and go), its virtual hosts and those of the
 //     hosts routing to it (hash policies);
+//   - a security policy (AuthorizationPolicy, RequestAuthentication,
+//     PeerAuthentication with a selector) added, changed or removed: the
+//     inbound parts of the sidecars either version selects; every scope's
+//     outbound part is kept (LDS of the selected workloads only);
 //   - anything else: everything, from the per-service caches.
 //
 // The result equals a full generation (TestChangeDrivenEqualsRegeneration,
@@ -385,14 +389,20 @@ func (c *Cache) inboundPart(snap *model.Snapshot, proxy *model.Proxy) outboundPa
 }
 
 // inboundUnchanged reports whether a proxy's inbound part is the same after
-// ch: inbound listeners and clusters read no VirtualService, and of the
-// services only those with an endpoint at the proxy's IPs (their metadata).
+// ch: inbound listeners and clusters read no VirtualService, of the
+// services only those with an endpoint at the proxy's IPs (their metadata),
+// and of the security policies those that select the proxy.
 func inboundUnchanged(ch model.Changes, proxy *model.Proxy) bool {
 	if ch.All {
 		return false
 	}
 	for _, ip := range proxy.IPs {
 		if ch.Addresses[ip] {
+			return false
+		}
+	}
+	for _, a := range ch.Policies {
+		if a.Selects(proxy) {
 			return false
 		}
 	}

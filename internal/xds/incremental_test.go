@@ -140,6 +140,57 @@ spec:
 `, w)
 }
 
+// changePolicy is security policy kind k (0 AuthorizationPolicy, 1
+// RequestAuthentication, 2 PeerAuthentication with a selector) in
+// namespace ns (istio-system: mesh-wide) selecting app (none: the whole
+// namespace; a PeerAuthentication always selects), variant v.
+func changePolicy(k int, ns, app string, v int) string {
+	sel := ""
+	if app != "" || k == 2 {
+		if app == "" {
+			app = "c0"
+		}
+		sel = fmt.Sprintf("  selector: {matchLabels: {app: %s}}\n", app)
+	}
+	switch k {
+	case 0:
+		return fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: authz, namespace: %s}
+spec:
+%s  action: %s
+  rules:
+  - to: [{operation: {paths: ["/admin/%d"]}}]
+`, ns, sel, []string{"ALLOW", "DENY"}[v%2], v)
+	case 1:
+		return fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: %s}
+spec:
+%s  jwtRules:
+  - issuer: "https://issuer-%d.example.com"
+    jwksUri: "https://issuer.example.com/.well-known/jwks.json"
+`, ns, sel, v)
+	}
+	return fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: peer, namespace: %s}
+spec:
+%s  mtls: {mode: %s}
+  portLevelMtls: {8080: {mode: %s}}
+`, ns, sel, []string{"STRICT", "PERMISSIVE", "DISABLE"}[v%3], []string{"PERMISSIVE", "DISABLE", "STRICT", "UNSET"}[v%4])
+}
+
+// namespacePeerAuthentication is a namespace-wide PeerAuthentication:
+// auto mTLS of every cluster to the namespace follows it (a full push).
+func namespacePeerAuthentication(mode string) string {
+	return fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: %s}}
+`, mode)
+}
+
 const changeSidecar = `apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: default, namespace: other}
@@ -221,7 +272,7 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 	for range steps {
 		i := rnd.IntN(nSvc)
 		var what string
-		switch rnd.IntN(13) {
+		switch rnd.IntN(16) {
 		case 0, 1:
 			w := 10 * rnd.IntN(11)
 			tcp := rnd.IntN(2) == 0
@@ -286,6 +337,23 @@ func runChangeDriven(t *testing.T, seed uint64, steps int) {
 			w := 1 + rnd.IntN(5)
 			m.set("inline", inlineService(w))
 			what = fmt.Sprintf("inline endpoint weight %d", w)
+		case 13, 14: // a security policy: the inbound part of the sidecars it selects
+			k := rnd.IntN(3)
+			key := fmt.Sprintf("policy-%d", k)
+			if _, ok := m.objects[key]; ok && rnd.IntN(3) == 0 {
+				delete(m.objects, key)
+				what = key + " removed"
+				break
+			}
+			ns := []string{"default", "other", "istio-system"}[rnd.IntN(3)]
+			app := []string{"", "c0", "c1", "c2", "nobody"}[rnd.IntN(5)]
+			v := rnd.IntN(6)
+			m.set(key, changePolicy(k, ns, app, v))
+			what = fmt.Sprintf("%s in %s selecting %q variant %d", key, ns, app, v)
+		case 15:
+			mode := []string{"STRICT", "PERMISSIVE", "DISABLE"}[rnd.IntN(3)]
+			m.set("peer-ns", namespacePeerAuthentication(mode))
+			what = "namespace peer authentication " + mode
 		case 10: // a workload at a proxy's IP joins or leaves a service: that proxy's inbound metadata changes
 			w := workload(i, 9)
 			w.Address = "10.7.0.1"
@@ -357,5 +425,79 @@ func TestChangeDrivenHashPolicy(t *testing.T) {
 	}
 	if st := c.ChangeStats(); st.ScopesUpdated != 1 {
 		t.Fatalf("change stats %+v: want the scope updated, not rebuilt", st)
+	}
+}
+
+// TestChangeDrivenSecurityPolicy: a security policy selecting one workload
+// regenerates that sidecar's inbound part only; every scope's outbound
+// part and the other sidecars' inbound parts are carried over, and each
+// proxy's resources equal a full generation.
+func TestChangeDrivenSecurityPolicy(t *testing.T) {
+	m := &changeMesh{t: t, objects: map[string]*config.Object{}, yaml: map[string]string{}, reg: registry.New(nil)}
+	for i := range 3 {
+		m.set(fmt.Sprintf("se-%d", i), changeService(i))
+	}
+	m.reg.SetConfig(m.list())
+	var fleet []*model.Proxy
+	for j := range 2 {
+		ip := fmt.Sprintf("10.7.0.%d", j+1)
+		fleet = append(fleet, &model.Proxy{ID: fmt.Sprintf("sidecar~%s~c%d.default~default.svc.cluster.local", ip, j), Type: model.SidecarProxy,
+			Namespace: "default", WorkloadName: fmt.Sprintf("c%d", j), Labels: map[string]string{"app": fmt.Sprintf("c%d", j)},
+			IPs: []string{ip}, Inbound: []model.PortMapping{{Port: 8080, TargetPort: 18080}}})
+	}
+	c, opts := xds.NewCache(), model.Options{Memo: model.NewMemo()}
+	gen := func() []xds.Resources {
+		t.Helper()
+		c.Rotate()
+		snap := model.Build(m.list(), m.reg.View(), opts)
+		var out []xds.Resources
+		for _, p := range fleet {
+			want, got := xds.Generate(snap, p), xds.GenerateCached(snap, p, c)
+			if d := wireDiff(want, got); d != "" {
+				t.Fatalf("proxy %s: %s", p.ID, d)
+			}
+			out = append(out, got)
+		}
+		return out
+	}
+	const lds = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	before := gen()
+	for _, tc := range []struct{ name, key, yaml string }{
+		{"authorization policy", "policy-0", changePolicy(0, "default", "c0", 1)},
+		{"request authentication", "policy-1", changePolicy(1, "default", "c0", 1)},
+		{"peer authentication with a selector", "policy-2", changePolicy(2, "default", "c0", 1)},
+		{"authorization policy changed", "policy-0", changePolicy(0, "default", "c0", 2)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m.set(tc.key, tc.yaml)
+			m.reg.SetConfig(m.list())
+			st0 := c.ChangeStats()
+			after := gen()
+			st := c.ChangeStats()
+			if after[0].Versions[lds] == before[0].Versions[lds] {
+				t.Errorf("c0's listeners did not change: the policy has no effect, the case tests nothing")
+			}
+			for typ, v := range before[1].Versions {
+				if after[1].Versions[typ] != v {
+					t.Errorf("c1 (not selected): %s version changed", typ)
+				}
+			}
+			if built, kept := st.InboundBuilt-st0.InboundBuilt, st.InboundKept-st0.InboundKept; built != 1 || kept != 1 {
+				t.Errorf("inbound parts built %d, kept %d; want c0's built and c1's kept", built, kept)
+			}
+			if st.ScopesBuilt != st0.ScopesBuilt {
+				t.Errorf("scopes built %d times; want the outbound part carried over", st.ScopesBuilt-st0.ScopesBuilt)
+			}
+			before = after
+		})
+	}
+	// A namespace-wide PeerAuthentication decides auto mTLS to the
+	// namespace's services: everything is generated again.
+	m.set("peer-ns", namespacePeerAuthentication("DISABLE"))
+	m.reg.SetConfig(m.list())
+	st0 := c.ChangeStats()
+	gen()
+	if st := c.ChangeStats(); st.ScopesBuilt == st0.ScopesBuilt {
+		t.Errorf("namespace PeerAuthentication: scope not built again (stats %+v)", st)
 	}
 }
