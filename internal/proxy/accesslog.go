@@ -51,6 +51,9 @@ type record struct {
 	details string
 	// audit marks a request an AUDIT policy matched (access_log_hint).
 	audit bool
+	// tcpStats is the istio.stats network filter of a TCP chain (nil:
+	// standard TCP metrics).
+	tcpStats *xdsconfig.IstioStats
 }
 
 // accessLogger writes one line per record.

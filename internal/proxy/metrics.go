@@ -48,9 +48,23 @@ type requestSeries struct {
 	respSize prometheus.Observer
 }
 
+// tcpSeries are the TCP counters one connection adds to.
 type tcpSeries struct {
-	sent, received, opened, closed prometheus.Counter
+	sent, received, opened, closed counter
 }
+
+// counter is what a connection does with a TCP metric: a Prometheus
+// counter, or nothing for a dropped one.
+type counter interface {
+	Inc()
+	Add(float64)
+}
+
+// noCounter is a dropped metric.
+type noCounter struct{}
+
+func (noCounter) Inc()        {}
+func (noCounter) Add(float64) {}
 
 // metrics holds the Istio standard metrics of one proxy in its own registry.
 type metrics struct {
@@ -82,6 +96,10 @@ const (
 	helpRespSize = "Response body sizes in bytes."
 )
 
+// helpTCP are the TCP metrics' help texts, in tcpStats order.
+var helpTCP = [...]string{"Bytes sent to the downstream on TCP connections.", "Bytes received from the downstream on TCP connections.",
+	"TCP connections opened.", "TCP connections closed."}
+
 var (
 	durationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
 	bytesBuckets    = prometheus.ExponentialBuckets(1, 10, 9)
@@ -101,14 +119,14 @@ func newMetrics(self Identity) *metrics {
 			Help: helpReqSize, Buckets: bytesBuckets}, requestLabels),
 		respSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_response_bytes",
 			Help: helpRespSize, Buckets: bytesBuckets}, requestLabels),
-		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_sent_bytes_total",
-			Help: "Bytes sent to the downstream on TCP connections."}, tcpLabels),
-		tcpRecv: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_received_bytes_total",
-			Help: "Bytes received from the downstream on TCP connections."}, tcpLabels),
-		tcpOpen: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_connections_opened_total",
-			Help: "TCP connections opened."}, tcpLabels),
-		tcpClose: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_connections_closed_total",
-			Help: "TCP connections closed."}, tcpLabels),
+		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_" + statTCPSent,
+			Help: helpTCP[0]}, tcpLabels),
+		tcpRecv: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_" + statTCPReceived,
+			Help: helpTCP[1]}, tcpLabels),
+		tcpOpen: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_" + statTCPOpened,
+			Help: helpTCP[2]}, tcpLabels),
+		tcpClose: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_" + statTCPClosed,
+			Help: helpTCP[3]}, tcpLabels),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.reqSize, m.respSize, m.tcpSent, m.tcpRecv, m.tcpOpen, m.tcpClose, m.custom)
 	return m
@@ -271,12 +289,19 @@ func orDash(s string) string {
 	return s
 }
 
-func (m *metrics) tcp(r *record) *tcpSeries {
+// tcpKey is the TCP label tuple of a connection (tcpLabels order, in the
+// first 17 places).
+func (m *metrics) tcpKey(r *record) labelKey {
 	k := m.key(r, "tcp", "", "")
 	// Drop response_code and grpc_response_status positions for TCP.
 	var tk labelKey
 	copy(tk[:15], k[:15])
 	tk[15], tk[16] = k[17], k[18]
+	return tk
+}
+
+func (m *metrics) tcp(r *record) *tcpSeries {
+	tk := m.tcpKey(r)
 	s, ok := m.tcpCache.Load(tk)
 	if !ok {
 		lv := tk[:17]

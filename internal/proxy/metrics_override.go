@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -10,12 +12,16 @@ import (
 	"github.com/bowline-mesh/bowline/internal/proxy/xdsconfig"
 )
 
-// Istio's names of the HTTP metrics, as istio.stats overrides name them.
+// Istio's names of the HTTP and TCP metrics, as istio.stats overrides name them.
 const (
-	statRequests = "requests_total"
-	statDuration = "request_duration_milliseconds"
-	statReqSize  = "request_bytes"
-	statRespSize = "response_bytes"
+	statRequests    = "requests_total"
+	statDuration    = "request_duration_milliseconds"
+	statReqSize     = "request_bytes"
+	statRespSize    = "response_bytes"
+	statTCPSent     = "tcp_sent_bytes_total"
+	statTCPReceived = "tcp_received_bytes_total"
+	statTCPOpened   = "tcp_connections_opened_total"
+	statTCPClosed   = "tcp_connections_closed_total"
 )
 
 // customMetrics records the standard HTTP metrics of HCMs whose istio.stats
@@ -96,27 +102,96 @@ type metricPlan struct {
 func planStats(st *xdsconfig.IstioStats) *statsPlan {
 	var p statsPlan
 	for i, metric := range httpStats {
-		o := st.For(metric)
-		switch {
-		case o != nil && o.Drop:
-			p[i].drop = true
-		case o == nil || (len(o.Remove) == 0 && len(o.Dimensions) == 0):
-		default:
-			mp := &p[i]
-			for j, n := range requestLabels {
-				if !slices.Contains(o.Remove, n) && !slices.ContainsFunc(o.Dimensions, func(d xdsconfig.MetricDimension) bool { return d.Name == n }) {
-					mp.keep = append(mp.keep, j)
-					mp.names = append(mp.names, n)
-				}
-			}
-			for _, d := range o.Dimensions {
-				mp.names = append(mp.names, d.Name)
-			}
-			mp.dims = o.Dimensions
-			mp.sig = "istio_" + metric + "|" + strings.Join(mp.names, ",")
-		}
+		p[i] = planMetric(st.For(metric), metric, requestLabels)
 	}
 	return &p
+}
+
+// planMetric is how metric, whose standard tags are labels, is recorded
+// under override o (nil: the standard series).
+func planMetric(o *xdsconfig.MetricOverride, metric string, labels []string) metricPlan {
+	var mp metricPlan
+	switch {
+	case o != nil && o.Drop:
+		mp.drop = true
+	case o == nil || (len(o.Remove) == 0 && len(o.Dimensions) == 0):
+	default:
+		for j, n := range labels {
+			if !slices.Contains(o.Remove, n) && !slices.ContainsFunc(o.Dimensions, func(d xdsconfig.MetricDimension) bool { return d.Name == n }) {
+				mp.keep = append(mp.keep, j)
+				mp.names = append(mp.names, n)
+			}
+		}
+		for _, d := range o.Dimensions {
+			mp.names = append(mp.names, d.Name)
+		}
+		mp.dims = o.Dimensions
+		mp.sig = "istio_" + metric + "|" + strings.Join(mp.names, ",")
+	}
+	return mp
+}
+
+// tcpStats are the TCP metrics in the order of a tcpPlan (and tcpSeries).
+var tcpStats = [...]string{statTCPSent, statTCPReceived, statTCPOpened, statTCPClosed}
+
+// tcpPlan is statsPlan for the TCP metrics of a chain's istio.stats
+// network filter.
+type tcpPlan [len(tcpStats)]metricPlan
+
+func planTCP(st *xdsconfig.IstioStats) *tcpPlan {
+	var p tcpPlan
+	for i, metric := range tcpStats {
+		p[i] = planMetric(st.For(metric), metric, tcpLabels)
+	}
+	return &p
+}
+
+// tcpFor returns the counters of a connection: the standard series, or as
+// its chain's istio.stats filter says (st non-nil; vars gives the CEL
+// attributes of its tag expressions, evaluated once per connection).
+func (m *metrics) tcpFor(r *record, st *xdsconfig.IstioStats, vars func() map[string]any) *tcpSeries {
+	if st == nil {
+		return m.tcp(r)
+	}
+	plan := st.Memo(func() any { return planTCP(st) }).(*tcpPlan)
+	k := m.tcpKey(r)
+	var in map[string]any
+	out := &tcpSeries{}
+	slots := [...]*counter{&out.sent, &out.received, &out.opened, &out.closed}
+	std := [...]*prometheus.CounterVec{m.tcpSent, m.tcpRecv, m.tcpOpen, m.tcpClose}
+	for i := range plan {
+		mp := &plan[i]
+		switch {
+		case mp.drop:
+			*slots[i] = noCounter{}
+		case mp.names == nil:
+			*slots[i] = std[i].WithLabelValues(k[:len(tcpLabels)]...)
+		default:
+			*slots[i] = m.custom.counter(mp.sig, "istio_"+tcpStats[i], helpTCP[i], mp.names).WithLabelValues(mp.values(&k, &in, vars)...)
+		}
+	}
+	return out
+}
+
+// tcpVars are the CEL attributes of a TCP connection for tag expressions:
+// connection.mtls, source.* and destination.* (the downstream's addresses),
+// upstream.address; request.* and response.* are absent.
+func tcpVars(rec *record, down net.Conn) map[string]any {
+	addr := func(a net.Addr) any {
+		ap, err := netip.ParseAddrPort(a.String())
+		if err != nil {
+			return emptyAttrs()
+		}
+		return map[string]any{"address": ap.Addr().String(), "port": int64(ap.Port())}
+	}
+	return map[string]any{
+		"request":     emptyAttrs(),
+		"response":    emptyAttrs(),
+		"connection":  map[string]any{"mtls": rec.peer != nil && rec.peer.principal != ""},
+		"source":      addr(down.RemoteAddr()),
+		"destination": addr(down.LocalAddr()),
+		"upstream":    map[string]any{"address": rec.upstreamHost},
+	}
 }
 
 // values are the tag values of a request's series under mp: the kept

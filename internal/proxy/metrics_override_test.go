@@ -1,6 +1,8 @@
 package proxy_test
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -97,4 +99,58 @@ func TestIstioStatsRejected(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIstioStatsTCPOverrides: the istio.stats network filter before a
+// tcp_proxy (what the Telemetry API's overrides of the TCP metrics become)
+// adds a tag from a CEL expression over the connection's attributes,
+// removes a standard one, and drops a metric, in /stats/prometheus; one
+// before an HCM is NACKed.
+func TestIstioStatsTCPOverrides(t *testing.T) {
+	up := echoServer(t)
+	lp := freePort(t)
+	const cluster = "outbound|3306||db.default.svc.cluster.local"
+	cfg := &stats.PluginConfig{Metrics: []*stats.MetricConfig{
+		{Name: "tcp_connections_opened_total", Dimensions: map[string]string{"dst_port": "string(destination.port)", "peer": "upstream.address"},
+			TagsToRemove: []string{"destination_principal"}},
+		{Name: "tcp_received_bytes_total", Drop: true},
+		// An HTTP metric's override leaves the TCP metrics alone.
+		{Name: "requests_total", Drop: true},
+	}}
+	statsFilter := &listenerv3.Filter{Name: "istio.stats", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, cfg)}}
+	l := listenerOf(t, "tcp", "127.0.0.1", lp, true, tcpFilter(t, cluster))
+	l.FilterChains[0].Filters = append([]*listenerv3.Filter{statsFilter}, l.FilterChains[0].Filters...)
+	e := newEnv(t, resources([]types.Resource{l}, nil, []types.Resource{edsCluster(cluster)},
+		[]types.Resource{claMeta(cluster, istioMeta("db-v1", "default", "db", map[string]any{"app": "db", "version": "v1"}), up)}))
+	c := dialTCP(t, hostPort(lp))
+	if _, err := io.WriteString(c, "ping"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	if got, err := io.ReadAll(c); err != nil || string(got) != "echo:ping" {
+		t.Fatalf("echo %q %v", got, err)
+	}
+	c.Close()
+	e.waitMetric(t, "istio_tcp_connections_closed_total{", `dst_port="`+itoa(lp)+`"`)
+	body := e.admin(t, "/stats/prometheus")
+	opened := metricLines(body, "istio_tcp_connections_opened_total{")
+	if len(opened) != 1 || !strings.Contains(opened[0], `dst_port="`+itoa(lp)+`"`) || !strings.Contains(opened[0], `peer="`+up+`"`) ||
+		strings.Contains(opened[0], "destination_principal=") || !strings.Contains(opened[0], `destination_app="db"`) || !strings.HasSuffix(opened[0], " 1") {
+		t.Errorf("istio_tcp_connections_opened_total: %q; want one series with dst_port and peer, no destination_principal", opened)
+	}
+	if got := metricLines(body, "istio_tcp_received_bytes_total"); len(got) != 0 {
+		t.Errorf("dropped istio_tcp_received_bytes_total is exposed: %q", got)
+	}
+	if got := metricLines(body, "istio_tcp_sent_bytes_total{"); len(got) != 1 || !strings.Contains(got[0], "destination_principal=") || !strings.HasSuffix(got[0], " 9") {
+		t.Errorf("istio_tcp_sent_bytes_total: %q; want the standard series with 9 bytes", got)
+	}
+
+	t.Run("before an HCM", func(t *testing.T) {
+		l := listenerOf(t, "out", "127.0.0.1", 15001, true, hcmFilter(t, "80"))
+		l.FilterChains[0].Filters = append([]*listenerv3.Filter{statsFilter}, l.FilterChains[0].Filters...)
+		_, err := xdsconfig.UnmarshalListener(l)
+		if err == nil || !strings.Contains(err.Error(), "the istio.stats network filter records TCP metrics and precedes a tcp_proxy only") {
+			t.Errorf("NACK %v", err)
+		}
+	})
 }

@@ -20,7 +20,7 @@ import (
 func (p *Proxy) serveTCP(s *snapshot, b *boundListener, conn net.Conn, l *xdsconfig.Listener, tp *xdsconfig.TCPProxy,
 	dst netip.AddrPort) {
 	rec := record{start: time.Now(), protocol: "tcp", inbound: l.Inbound,
-		listener: l.Name, authority: dst.String()}
+		listener: l.Name, authority: dst.String(), tcpStats: tp.Stats}
 	if tc, ok := conn.(*tls.Conn); ok { // mTLS-terminated (listener.go)
 		rec.peer = newPeerInfo(tc.ConnectionState())
 	}
@@ -93,7 +93,7 @@ func (p *Proxy) pipe(down net.Conn, downReader io.Reader, c *cluster, target str
 		}()
 	}
 	defer up.Close()
-	ts := p.metrics.tcp(rec)
+	ts := p.metrics.tcpFor(rec, rec.tcpStats, func() map[string]any { return tcpVars(rec, down) })
 	ts.opened.Inc()
 	defer ts.closed.Inc()
 	if downReader == nil {

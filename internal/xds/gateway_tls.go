@@ -215,7 +215,7 @@ func (g *gen) gatewayServerChains(port, listen uint32, gs gatewayServer) []*list
 		}
 		return []*listenerv3.FilterChain{{
 			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: serverNames(s.GetHosts()), TransportProtocol: "tls"},
-			Filters:          []*listenerv3.Filter{tcpProxyFilter(tp)},
+			Filters:          g.tcpFilters(tp, true),
 			TransportSocket:  downstreamSocket(ctx),
 		}}
 	case "TCP", "MONGO", "REDIS", "MYSQL":
@@ -223,7 +223,7 @@ func (g *gen) gatewayServerChains(port, listen uint32, gs gatewayServer) []*list
 		if tp == nil {
 			return nil
 		}
-		return []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxyFilter(tp)}}}
+		return []*listenerv3.FilterChain{{Filters: g.tcpFilters(tp, true)}}
 	}
 	return nil
 }
@@ -289,7 +289,7 @@ func (g *gen) passthroughChains(port uint32, gs gatewayServer) []*listenerv3.Fil
 				}
 				out = append(out, &listenerv3.FilterChain{
 					FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: serverNames(m.GetSniHosts()), TransportProtocol: "tls"},
-					Filters:          []*listenerv3.Filter{tcpProxyFilter(tp)},
+					Filters:          g.tcpFilters(tp, true),
 				})
 			}
 		}

@@ -81,10 +81,12 @@ func (g *gen) inboundListener(port uint32, http bool) *listenerv3.Listener {
 	}
 	cluster := InboundCluster(port)
 	if !http {
-		l := tcpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, "inbound_"+portName(port), cluster)
-		// Security (authz.go): network RBAC filters go before tcp_proxy.
+		tp := &tcpproxyv3.TcpProxy{StatPrefix: "inbound_" + portName(port), ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}}
+		l := tcpListener(name, addr, port, true, corev3.TrafficDirection_INBOUND, "", "")
+		// Security (authz.go): network RBAC filters go before istio.stats
+		// and tcp_proxy.
 		fc := l.FilterChains[0]
-		fc.Filters = append(g.authzNetworkFilters(g.inboundListen(port)), fc.Filters...)
+		fc.Filters = append(g.authzNetworkFilters(g.inboundListen(port)), g.tcpFilters(tp, false)...)
 		g.applyPeerAuthn(l, port)
 		return l
 	}

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
@@ -206,6 +205,6 @@ func (g *gen) addOutboundTCP(svc *registry.Service, port registry.Port, vss []*m
 		}
 	}
 	l := tcpListener(name, addr, port.Number, false, corev3.TrafficDirection_OUTBOUND, "", "")
-	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: toAny(tp)}
+	l.FilterChains[0].Filters = g.tcpFilters(tp, true)
 	g.listeners[name] = l
 }

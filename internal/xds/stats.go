@@ -4,7 +4,9 @@ import (
 	"maps"
 	"slices"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	stats "istio.io/api/envoy/extensions/stats"
 
 	"github.com/bowline-mesh/bowline/internal/model"
@@ -21,6 +23,27 @@ const filterIstioStats = "istio.stats"
 // metric with its standard tags), which Bowline's proxy records without
 // the filter.
 func (g *gen) statsFilter(outbound bool) *hcmv3.HttpFilter {
+	cfg := g.statsConfig(outbound)
+	if cfg == nil {
+		return nil
+	}
+	return &hcmv3.HttpFilter{Name: filterIstioStats, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(cfg)}}
+}
+
+// tcpFilters are a TCP filter chain's last filters: the istio.stats network
+// filter, when the metrics are not the default, then tcp_proxy. As in
+// istiod the network filter takes the same stats.PluginConfig as the HTTP
+// one; a proxy applies its TCP metrics' part (istio_tcp_*, every metric).
+func (g *gen) tcpFilters(tp *tcpproxyv3.TcpProxy, outbound bool) []*listenerv3.Filter {
+	if cfg := g.statsConfig(outbound); cfg != nil {
+		return []*listenerv3.Filter{{Name: filterIstioStats, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(cfg)}}, tcpProxyFilter(tp)}
+	}
+	return []*listenerv3.Filter{tcpProxyFilter(tp)}
+}
+
+// statsConfig is the istio.stats config of one direction, nil for the
+// default metrics.
+func (g *gen) statsConfig(outbound bool) *stats.PluginConfig {
 	if g.grpc {
 		return nil
 	}
@@ -44,7 +67,7 @@ func (g *gen) statsFilter(outbound bool) *hcmv3.HttpFilter {
 				TagsToRemove: slices.Clone(o.Remove), Dimensions: maps.Clone(o.Upsert)})
 		}
 	}
-	return &hcmv3.HttpFilter{Name: filterIstioStats, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(cfg)}}
+	return cfg
 }
 
 // withStats puts the stats filter, when there is one, before the router

@@ -9,7 +9,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	stats "istio.io/api/envoy/extensions/stats"
 
+	"github.com/bowline-mesh/bowline/internal/config"
 	"github.com/bowline-mesh/bowline/internal/model"
+	"github.com/bowline-mesh/bowline/internal/registry"
 	"github.com/bowline-mesh/bowline/internal/xds"
 )
 
@@ -112,6 +114,93 @@ spec:
 			}
 			if got[outbound] != c.outbound {
 				t.Errorf("outbound istio.stats:\n got %s\nwant %s", got[outbound], c.outbound)
+			}
+		})
+	}
+}
+
+// tcpStats returns, by listener name, the istio.stats network filter's
+// config just before each tcp_proxy ("" when there is none).
+func tcpStats(t *testing.T, r xds.Resources) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, res := range r.Listeners {
+		l := res.(*listenerv3.Listener)
+		for _, fc := range l.GetFilterChains() {
+			fs := fc.GetFilters()
+			if len(fs) == 0 || fs[len(fs)-1].GetName() != "envoy.filters.network.tcp_proxy" {
+				continue
+			}
+			out[l.GetName()] = ""
+			if len(fs) > 1 && fs[len(fs)-2].GetName() == "istio.stats" {
+				pc := &stats.PluginConfig{}
+				if err := fs[len(fs)-2].GetTypedConfig().UnmarshalTo(pc); err != nil {
+					t.Fatal(err)
+				}
+				b, _ := protojson.Marshal(pc)
+				out[l.GetName()] = strings.ReplaceAll(string(b), " ", "")
+			}
+		}
+	}
+	return out
+}
+
+// TestTelemetryTCPMetrics: overrides of the TCP metrics reach TCP filter
+// chains as istiod sends them, an istio.stats network filter before the
+// tcp_proxy with the direction's stats.PluginConfig; inbound (SERVER) and
+// outbound (CLIENT) each get their own, and default metrics add no filter.
+func TestTelemetryTCPMetrics(t *testing.T) {
+	db := `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.default.svc.cluster.local]
+  addresses: [240.0.0.5]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 3306, name: tcp-mysql, protocol: TCP}]
+  workloadSelector: {labels: {app: db}}
+`
+	telemetry := `---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  metrics:
+  - overrides:
+    - match: {metric: TCP_OPENED_CONNECTIONS, mode: SERVER}
+      tagOverrides:
+        mtls: {value: string(connection.mtls)}
+    - match: {metric: TCP_SENT_BYTES, mode: CLIENT}
+      disabled: true
+`
+	p := &model.Proxy{ID: "sidecar~10.0.0.30~db-v1.default~default.svc.cluster.local", Type: model.SidecarProxy,
+		Namespace: "default", WorkloadName: "db-v1", Labels: map[string]string{"app": "db"},
+		IPs: []string{"10.0.0.30"}, Inbound: []model.PortMapping{{Port: 3306, TargetPort: 13306}}}
+	const inbound, outbound = "inbound|3306", "240.0.0.5_3306"
+	for _, c := range []struct {
+		name, yaml, inbound, outbound string
+	}{
+		{"default metrics", tracingMesh + db, "", ""},
+		{"overrides", tracingMesh + db + telemetry,
+			`{"metrics":[{"dimensions":{"mtls":"string(connection.mtls)"},"name":"tcp_connections_opened_total"}]}`,
+			`{"metrics":[{"name":"tcp_sent_bytes_total","drop":true}]}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := config.Parse("t.yaml", []byte(c.yaml), config.ParseOptions{})
+			if len(res.Problems) > 0 {
+				t.Fatal(res.Problems)
+			}
+			ws := []registry.Workload{{Name: "db-v1", Namespace: "default", Address: "10.0.0.30", Labels: p.Labels,
+				Ports: map[string]uint32{"tcp-mysql": 3306}, Healthy: true}}
+			snap := model.Build(res.Objects, registry.Build(res.Objects, ws), model.Options{})
+			got := tcpStats(t, xds.Generate(snap, p))
+			if v, ok := got[inbound]; !ok || v != c.inbound {
+				t.Errorf("inbound TCP istio.stats (listener there: %v):\n got %s\nwant %s\nlisteners: %v", ok, v, c.inbound, got)
+			}
+			if v, ok := got[outbound]; !ok || v != c.outbound {
+				t.Errorf("outbound TCP istio.stats (listener there: %v):\n got %s\nwant %s\nlisteners: %v", ok, v, c.outbound, got)
 			}
 		})
 	}

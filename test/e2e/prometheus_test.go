@@ -225,7 +225,8 @@ func find(ss []sample, want map[string]string) (sample, bool) {
 // Istio's standard pod scrape job over the targets file `bowline up` writes,
 // scrapes every proxy of a Bookinfo with traffic flowing (HTTP through the
 // ingress gateway, TCP through a gateway TCP server), and answers the PromQL
-// of Istio's docs, its Grafana dashboards and Kiali with Istio's labels.
+// of Istio's docs, its Grafana dashboards and Kiali with Istio's labels,
+// and a Telemetry tag override of a TCP metric.
 func TestBookinfoMetricsInPrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds binaries and Prometheus, runs processes")
@@ -262,6 +263,18 @@ spec:
   tcp:
   - match: [{port: %d}]
     route: [{destination: {host: tcp-echo.default.svc.cluster.local, port: {number: 9000}}}]
+---
+# The Telemetry API's TCP overrides: a tag from a CEL expression on the
+# opened connections the gateway reports.
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  metrics:
+  - overrides:
+    - match: {metric: TCP_OPENED_CONNECTIONS, mode: CLIENT}
+      tagOverrides:
+        listener_port: {value: string(destination.port)}
 `, echo, tcpPort, tcpPort))
 	m := startUp(t, filepath.Join(bins, "bowline"), dir)
 	targets := filepath.Join(dir, ".bowline", "prometheus-targets.json")
@@ -385,6 +398,12 @@ spec:
 					return ok && s.value > 0
 				})
 		}
+		// The Telemetry override's tag, as a user would group by it.
+		prom.until(t, "TCP connections by the override's tag", `sum(istio_tcp_connections_opened_total{reporter="source",source_workload="istio-ingressgateway"}) by (listener_port)`, 60*time.Second,
+			func(ss []sample) bool {
+				s, ok := find(ss, map[string]string{"listener_port": strconv.Itoa(tcpPort)})
+				return ok && s.value >= 2
+			})
 		prom.until(t, "closed TCP connections", `sum(istio_tcp_connections_closed_total{reporter="source",source_workload="istio-ingressgateway",destination_service="tcp-echo.default.svc.cluster.local"})`, 60*time.Second,
 			func(ss []sample) bool { return len(ss) == 1 && ss[0].value >= 1 })
 	})

@@ -259,4 +259,8 @@ type TCPProxy struct {
 	Clusters []WeightedCluster
 	// IdleTimeout closes idle connections; 0 means Envoy's default of one hour.
 	IdleTimeout time.Duration
+	// Stats is the istio.stats network filter before the tcp_proxy: how
+	// the chain's connections are recorded in the TCP metrics (istio_tcp_*);
+	// nil records the standard ones.
+	Stats *IstioStats
 }

@@ -171,7 +171,9 @@ func unmarshalFilterChain(fc *listenerv3.FilterChain, path string) (*FilterChain
 		return nil, fmt.Errorf("field %s.filters: want a network filter (http_connection_manager or tcp_proxy), got none", path)
 	}
 	// Network RBAC and ext_authz filters may precede the terminal filter
-	// (unmarshal_security.go, unmarshal_extauthz.go).
+	// (unmarshal_security.go, unmarshal_extauthz.go), and Istio's istio.stats
+	// network filter a tcp_proxy (istiostats.go).
+	var tcpStats *IstioStats
 	for i, f := range fs[:len(fs)-1] {
 		fpath := fmt.Sprintf("%s.filters[%d]", path, i)
 		switch f.GetTypedConfig().GetTypeUrl() {
@@ -187,8 +189,17 @@ func unmarshalFilterChain(fc *listenerv3.FilterChain, path string) (*FilterChain
 				return nil, err
 			}
 			out.NetworkRBAC = append(out.NetworkRBAC, NetworkAuthz{ExtAuthz: c})
+		case typeIstioStats:
+			if tcpStats != nil {
+				return nil, fmt.Errorf("field %s: a second istio.stats filter in one chain", fpath)
+			}
+			st, err := unmarshalIstioStats(f.GetTypedConfig(), fpath+".typed_config")
+			if err != nil {
+				return nil, err
+			}
+			tcpStats = st
 		default:
-			return nil, fmt.Errorf("field %s: only envoy.filters.network.rbac and envoy.filters.network.ext_authz may precede the last network filter (http_connection_manager or tcp_proxy), got %q", fpath, f.GetName())
+			return nil, fmt.Errorf("field %s: only envoy.filters.network.rbac, envoy.filters.network.ext_authz and istio.stats may precede the last network filter (http_connection_manager or tcp_proxy), got %q", fpath, f.GetName())
 		}
 	}
 	f := fs[len(fs)-1]
@@ -207,6 +218,9 @@ func unmarshalFilterChain(fc *listenerv3.FilterChain, path string) (*FilterChain
 		if err != nil {
 			return nil, err
 		}
+		if tcpStats != nil {
+			return nil, fmt.Errorf("field %s.filters: the istio.stats network filter records TCP metrics and precedes a tcp_proxy only; an HTTP chain takes the istio.stats HTTP filter", path)
+		}
 		out.HTTP = hcm
 	case typeTCPProxy:
 		t := &tcpproxyv3.TcpProxy{}
@@ -217,6 +231,7 @@ func unmarshalFilterChain(fc *listenerv3.FilterChain, path string) (*FilterChain
 		if err != nil {
 			return nil, err
 		}
+		tp.Stats = tcpStats
 		out.TCP = tp
 	default:
 		return nil, fmt.Errorf("field %s.typed_config: network filter type %q unsupported", fpath, tc.GetTypeUrl())
