@@ -85,9 +85,9 @@ func newHTTPFilter(f xdsconfig.HTTPFilter, env *filterEnv) httpFilter {
 	case *xdsconfig.CORSFilter:
 		return corsFilter{}
 	case *xdsconfig.RBACFilter:
-		return env.rbacAuthz(c)
+		return env.rbacAuthz(f.Name, c)
 	case *xdsconfig.JWTAuthnFilter:
-		return env.jwtAuthn(c)
+		return env.jwtAuthn(f.Name, c)
 	case *xdsconfig.ExtAuthzFilter:
 		return env.extAuthz(f.Name, c)
 	case *xdsconfig.LocalRateLimit: // filters_ratelimit.go

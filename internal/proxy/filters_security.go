@@ -173,14 +173,26 @@ func certPrincipal(c *x509.Certificate) string {
 	return c.Subject.String()
 }
 
-// rbacFilter is envoy.filters.http.rbac: one compiled engine.
+// rbacFilter is envoy.filters.http.rbac: one compiled engine. A route's
+// typed_per_filter_config under the filter's name (RBACPerRoute) turns it
+// off there or puts its own engine in its place.
 type rbacFilter struct {
-	e   *authz.Engine
-	sec *securityMetrics
+	name string
+	e    *authz.Engine
+	sec  *securityMetrics
 }
 
 func (f rbacFilter) decode(x *exchange) bool {
-	d := f.e.Evaluate(x.authzRequest())
+	e := f.e
+	if x.route != nil {
+		if pr, ok := x.route.PerFilter[f.name].(*xdsconfig.RBACPerRoute); ok {
+			if pr.Disabled {
+				return false
+			}
+			e = pr.Engine
+		}
+	}
+	d := e.Evaluate(x.authzRequest())
 	prefix := ""
 	if x.hcm != nil {
 		prefix = x.hcm.StatPrefix
@@ -190,8 +202,8 @@ func (f rbacFilter) decode(x *exchange) bool {
 		if d.ShadowAllowed {
 			outcome = "shadow_allowed"
 		}
-		f.sec.count(prefix, f.e.ShadowStatPrefix, outcome)
-		x.setShadowMetadata(f.e.ShadowStatPrefix, d)
+		f.sec.count(prefix, e.ShadowStatPrefix, outcome)
+		x.setShadowMetadata(e.ShadowStatPrefix, d)
 		x.p.log.Debug("rbac shadow decision", slog.String("policy", d.ShadowPolicy), slog.Bool("allowed", d.ShadowAllowed),
 			slog.String("path", x.r.URL.RequestURI()), slog.String("request_id", x.rec.requestID))
 	}
@@ -202,12 +214,12 @@ func (f rbacFilter) decode(x *exchange) bool {
 			slog.String("path", x.r.URL.RequestURI()), slog.String("request_id", x.rec.requestID))
 	}
 	if !d.Allowed {
-		f.sec.count(prefix, f.e.RulesStatPrefix, "denied")
+		f.sec.count(prefix, e.RulesStatPrefix, "denied")
 		x.rec.details = d.ResponseDetails()
 		x.localReply(authz.DeniedStatus, authz.DeniedBody)
 		return true
 	}
-	f.sec.count(prefix, f.e.RulesStatPrefix, "allowed")
+	f.sec.count(prefix, e.RulesStatPrefix, "allowed")
 	return false
 }
 
@@ -240,9 +252,12 @@ func (x *exchange) setShadowMetadata(prefix string, d authz.Decision) {
 	}
 }
 
-// jwtFilter is envoy.filters.http.jwt_authn.
+// jwtFilter is envoy.filters.http.jwt_authn. A route's
+// typed_per_filter_config under the filter's name (PerRouteConfig) turns it
+// off there or names the requirement_map entry to check instead of the rules.
 type jwtFilter struct {
-	f *jwtauthn.Filter
+	name string
+	f    *jwtauthn.Filter
 	// clearRouteCache picks the route again once a token was verified, so
 	// routes can match its claims (xdsconfig.JWTAuthnFilter.ClearRouteCache).
 	clearRouteCache bool
@@ -250,7 +265,22 @@ type jwtFilter struct {
 
 func (f *jwtFilter) decode(x *exchange) bool {
 	res := jwtauthn.Result{Status: jwtauthn.Invalid, Reason: jwtauthn.ReasonBadSignature}
-	if f.f != nil {
+	var pr *xdsconfig.JWTPerRoute
+	if x.route != nil {
+		pr, _ = x.route.PerFilter[f.name].(*xdsconfig.JWTPerRoute)
+	}
+	switch {
+	case pr != nil && pr.Disabled:
+		return false
+	case pr != nil && f.f != nil:
+		var ok bool
+		if res, ok = f.f.VerifyNamed(x.r.Context(), x.r, pr.RequirementName); !ok {
+			// Envoy: a route naming no requirement of the filter is refused.
+			x.rec.details = "jwt_authn_access_denied{wrong_requirement_name}"
+			x.localReply(http.StatusForbidden, "Wrong requirement_name is provided")
+			return true
+		}
+	case f.f != nil:
 		res = f.f.Verify(x.r.Context(), x.r)
 	}
 	switch res.Status {
@@ -303,28 +333,28 @@ func (e *filterEnv) rateLimits() *rateLimits {
 	return e.rl
 }
 
-func (e *filterEnv) rbacAuthz(c *xdsconfig.RBACFilter) httpFilter {
+func (e *filterEnv) rbacAuthz(name string, c *xdsconfig.RBACFilter) httpFilter {
 	if e == nil {
-		return rbacFilter{e: c.Engine}
+		return rbacFilter{name: name, e: c.Engine}
 	}
-	return rbacFilter{e: c.Engine, sec: e.sec}
+	return rbacFilter{name: name, e: c.Engine, sec: e.sec}
 }
 
-func (e *filterEnv) jwtAuthn(c *xdsconfig.JWTAuthnFilter) httpFilter {
+func (e *filterEnv) jwtAuthn(name string, c *xdsconfig.JWTAuthnFilter) httpFilter {
 	if e == nil {
 		f, _ := jwtauthn.New(c.Config, jwtauthn.Options{})
-		return &jwtFilter{f: f, clearRouteCache: c.ClearRouteCache}
+		return &jwtFilter{name: name, f: f, clearRouteCache: c.ClearRouteCache}
 	}
 	if f := e.prevJWT[c]; f != nil {
 		e.curJWT[c] = f
-		return &jwtFilter{f: f, clearRouteCache: c.ClearRouteCache}
+		return &jwtFilter{name: name, f: f, clearRouteCache: c.ClearRouteCache}
 	}
 	// The config was compiled once when it was checked (xdsconfig) and the
 	// fetcher plays no part in compiling, so this does not fail; a nil filter
 	// would fail every request closed (see decode).
 	f, _ := jwtauthn.New(c.Config, jwtauthn.Options{Fetcher: e.fetcher})
 	e.curJWT[c] = f
-	return &jwtFilter{f: f, clearRouteCache: c.ClearRouteCache}
+	return &jwtFilter{name: name, f: f, clearRouteCache: c.ClearRouteCache}
 }
 
 // jwksFetcher fetches remote JWKS through the named cluster of the snapshot

@@ -90,8 +90,11 @@ type Filter struct {
 	providers map[string]*provider
 	names     []string
 	rule      *requirement
-	now       func() time.Time
-	fetcher   Fetcher
+	// named are the requirement_map entries routes select by name
+	// (PerRouteConfig.requirement_name).
+	named   map[string]*requirement
+	now     func() time.Time
+	fetcher Fetcher
 }
 
 type location struct {
@@ -131,7 +134,7 @@ type requirement struct {
 // New compiles an envoy.filters.http.jwt_authn config; the error names the
 // unsupported field (a NACK reason).
 func New(cfg *jwtv3.JwtAuthentication, o Options) (*Filter, error) {
-	if err := onlyFields(cfg, "", "providers", "rules", "bypass_cors_preflight"); err != nil {
+	if err := onlyFields(cfg, "", "providers", "rules", "bypass_cors_preflight", "requirement_map"); err != nil {
 		return nil, err
 	}
 	f := &Filter{providers: map[string]*provider{}, now: o.Now, fetcher: o.Fetcher}
@@ -162,6 +165,16 @@ func New(cfg *jwtv3.JwtAuthentication, o Options) (*Filter, error) {
 			return nil, err
 		}
 		f.rule = req
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.GetRequirementMap())) {
+		req, err := f.compileRequirement(cfg.GetRequirementMap()[name], fmt.Sprintf("requirement_map[%q]", name))
+		if err != nil {
+			return nil, err
+		}
+		if f.named == nil {
+			f.named = map[string]*requirement{}
+		}
+		f.named[name] = req
 	}
 	return f, nil
 }
@@ -309,11 +322,26 @@ type verifiedToken struct {
 // Verify runs the filter's requirement against r (the request is not
 // modified; apply Result). Without rules every request passes as Missing.
 func (f *Filter) Verify(ctx context.Context, r *http.Request) Result {
-	if f.rule == nil {
+	return f.verify(ctx, r, f.rule)
+}
+
+// VerifyNamed runs the requirement_map entry name against r instead of the
+// rules, for a route whose PerRouteConfig names it; ok is false when the
+// filter has no such entry.
+func (f *Filter) VerifyNamed(ctx context.Context, r *http.Request, name string) (res Result, ok bool) {
+	req, ok := f.named[name]
+	if !ok {
+		return Result{}, false
+	}
+	return f.verify(ctx, r, req), true
+}
+
+func (f *Filter) verify(ctx context.Context, r *http.Request, rule *requirement) Result {
+	if rule == nil {
 		return Result{Status: Missing}
 	}
 	st := &state{ctx: ctx, r: r, now: f.now(), verified: map[string]outcome{}}
-	o := f.eval(st, f.rule)
+	o := f.eval(st, rule)
 	switch o.kind {
 	case 'f':
 		return Result{Status: Invalid, Reason: o.reason}

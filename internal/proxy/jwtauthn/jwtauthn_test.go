@@ -542,3 +542,36 @@ func BenchmarkVerifyRS256(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifyNamed: a route's PerRouteConfig requirement_name checks that
+// requirement_map entry instead of the rules (which let a missing token
+// through): here the token is required; an unknown name is reported.
+func TestVerifyNamed(t *testing.T) {
+	rs := newRSA(t, "rsa1", "RS256")
+	prov := `{"issuer":"https://issuer.example.com","audiences":["bookinfo"],"localJwks":{"inlineString":` + mustJSON(jwks(rs)) + `}}`
+	cfg := istioConfig(t, prov)
+	cfg.RequirementMap = map[string]*jwtv3.JwtRequirement{
+		"strict": {RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: "origins-0"}}}
+	f, err := New(cfg, Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "http://svc/x", nil)
+	if res := f.Verify(context.Background(), r); res.Status != Missing {
+		t.Errorf("rules without a token: %v, want Missing (allowed)", res.Status)
+	}
+	if res, ok := f.VerifyNamed(context.Background(), r, "strict"); !ok || res.Status != Invalid || res.Reason != ReasonMissing {
+		t.Errorf("strict without a token: %v %v %q, want Invalid %q", ok, res.Status, res.Reason, ReasonMissing)
+	}
+	r.Header.Set("Authorization", "Bearer "+rs.sign(t, claims(nil)))
+	if res, ok := f.VerifyNamed(context.Background(), r, "strict"); !ok || res.Status != Valid {
+		t.Errorf("strict with a token: %v %v, want Valid", ok, res.Status)
+	}
+	if _, ok := f.VerifyNamed(context.Background(), r, "nope"); ok {
+		t.Error("an unknown requirement name was found")
+	}
+	cfg.RequirementMap["bad"] = &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: "missing"}}
+	if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), `requirement_map["bad"].provider_name`) {
+		t.Errorf("unknown provider in requirement_map: %v", err)
+	}
+}

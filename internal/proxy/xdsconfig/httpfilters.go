@@ -82,6 +82,10 @@ func unmarshalPerFilter(name string, a *anypb.Any, path string) (any, error) {
 		return unmarshalExtAuthzPerRoute(a, path)
 	case typeLocalRateLimit: // unmarshal_ratelimit.go
 		return unmarshalLocalRateLimitAny(a, path)
+	case typeRBACPerRoute: // unmarshal_security.go
+		return unmarshalRBACPerRoute(a, path)
+	case typeJWTPerRoute:
+		return unmarshalJWTPerRoute(a, path)
 	}
 	return nil, fmt.Errorf("field %s: per-filter config for %q (%s) %w", path, name, a.GetTypeUrl(), errUnsupported)
 }

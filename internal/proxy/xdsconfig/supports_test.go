@@ -24,6 +24,8 @@ func TestSupports(t *testing.T) {
 		{envoypatch.ListenerFilter, "envoy.filters.listener.proxy_protocol", "", false},
 		{envoypatch.PerFilterConfig, "envoy.filters.http.local_ratelimit", typeLocalRateLimit, true},
 		{envoypatch.PerFilterConfig, "envoy.filters.http.fault", typeFault, true},
+		{envoypatch.PerFilterConfig, "envoy.filters.http.rbac", typeRBACPerRoute, true},
+		{envoypatch.PerFilterConfig, "envoy.filters.http.jwt_authn", typeJWTPerRoute, true},
 		{envoypatch.PerFilterConfig, "envoy.filters.http.ratelimit",
 			"type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute", false},
 	} {

@@ -25,3 +25,20 @@ type JWTAuthnFilter struct {
 	// is chosen again after a token was verified (claims routing).
 	ClearRouteCache bool
 }
+
+// RBACPerRoute is a checked envoy.extensions.filters.http.rbac.v3.RBACPerRoute
+// of a route or virtual host: every RBAC filter of that name is off there
+// (Disabled, when the per-route config has no rbac), or evaluates Engine
+// instead of its own.
+type RBACPerRoute struct {
+	Disabled bool
+	Engine   *authz.Engine
+}
+
+// JWTPerRoute is a checked envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig:
+// the filter is off on the route (Disabled), or checks the filter's
+// requirement_map entry RequirementName instead of its rules.
+type JWTPerRoute struct {
+	Disabled        bool
+	RequirementName string
+}

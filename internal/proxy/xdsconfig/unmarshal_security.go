@@ -20,6 +20,9 @@ const (
 	typeRBACHTTP    = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 	typeRBACNetwork = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
 	typeJWTAuthn    = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
+
+	typeRBACPerRoute = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
+	typeJWTPerRoute  = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig"
 )
 
 // unmarshalRBACHTTP compiles an http rbac filter; the engine's error names
@@ -34,6 +37,44 @@ func unmarshalRBACHTTP(a *anypb.Any, path string) (*RBACFilter, error) {
 		return nil, nestField(path, err)
 	}
 	return &RBACFilter{Engine: e}, nil
+}
+
+// unmarshalRBACPerRoute compiles a route's RBACPerRoute; without rbac it
+// turns the filter off there, as in Envoy.
+func unmarshalRBACPerRoute(a *anypb.Any, path string) (*RBACPerRoute, error) {
+	c := &rbachttpv3.RBACPerRoute{}
+	if err := a.UnmarshalTo(c); err != nil {
+		return nil, fmt.Errorf("field %s: %w", path, err)
+	}
+	if c.GetRbac() == nil {
+		return &RBACPerRoute{Disabled: true}, nil
+	}
+	e, err := authz.NewHTTP(c.GetRbac())
+	if err != nil {
+		return nil, nestField(path+".rbac", err)
+	}
+	return &RBACPerRoute{Engine: e}, nil
+}
+
+// unmarshalJWTPerRoute checks a route's jwt_authn PerRouteConfig.
+func unmarshalJWTPerRoute(a *anypb.Any, path string) (*JWTPerRoute, error) {
+	c := &jwtv3.PerRouteConfig{}
+	if err := a.UnmarshalTo(c); err != nil {
+		return nil, fmt.Errorf("field %s: %w", path, err)
+	}
+	switch o := c.GetRequirementSpecifier().(type) {
+	case *jwtv3.PerRouteConfig_Disabled:
+		if !o.Disabled {
+			return nil, fmt.Errorf("field %s.disabled: must be true when set", path)
+		}
+		return &JWTPerRoute{Disabled: true}, nil
+	case *jwtv3.PerRouteConfig_RequirementName:
+		if o.RequirementName == "" {
+			return nil, fmt.Errorf("field %s.requirement_name: empty", path)
+		}
+		return &JWTPerRoute{RequirementName: o.RequirementName}, nil
+	}
+	return nil, fmt.Errorf("field %s: one of disabled and requirement_name is required", path)
 }
 
 // unmarshalJWTAuthn checks a jwt_authn filter by compiling it.
