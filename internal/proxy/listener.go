@@ -25,9 +25,12 @@ import (
 type boundListener struct {
 	addr netip.AddrPort
 	name string
-	ln   net.Listener
-	cl   *chanListener
-	srv  *http.Server
+	// inbound: the listener carries traffic to the local workload (a
+	// graceful drain of a sidecar drains only these).
+	inbound bool
+	ln      net.Listener
+	cl      *chanListener
+	srv     *http.Server
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // TCP-proxied connections, closed at the end of a drain
@@ -117,7 +120,7 @@ func (p *Proxy) listen(l *xdsconfig.Listener) (*boundListener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &boundListener{addr: l.Address, name: l.Name, ln: ln, conns: map[net.Conn]struct{}{}}, nil
+	return &boundListener{addr: l.Address, name: l.Name, inbound: l.Inbound, ln: ln, conns: map[net.Conn]struct{}{}}, nil
 }
 
 func (p *Proxy) startListener(b *boundListener) {
@@ -148,6 +151,9 @@ func (p *Proxy) startListener(b *boundListener) {
 	b.srv.Protocols = new(http.Protocols)
 	b.srv.Protocols.SetHTTP1(true)
 	b.srv.Protocols.SetUnencryptedHTTP2(true)
+	if p.drainsGracefully(b) {
+		b.srv.SetKeepAlivesEnabled(false)
+	}
 	p.log.Info("listener up", slog.String("listener", b.name), slog.String("address", b.ln.Addr().String()))
 	p.draining.Add(2)
 	go func() {

@@ -144,6 +144,9 @@ type Proxy struct {
 	adminAddr atomic.Pointer[string]
 	// stopping is set when shutdown begins: /healthz/ready fails from then.
 	stopping atomic.Bool
+	// gracefulDrain is set by Drain (drain.go): /healthz/ready fails and the
+	// drained listeners close each HTTP connection after its response.
+	gracefulDrain atomic.Bool
 	// peerMeta is the x-bowline-peer-metadata value sent to mesh peers.
 	peerMeta string
 	// nodeCluster is the node's cluster (rate limits' source_cluster).

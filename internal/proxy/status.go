@@ -55,6 +55,16 @@ func (p *Proxy) statusServers() []statusServer {
 		mux.HandleFunc("/healthz/ready", p.healthzReady)
 		mux.HandleFunc("/stats/prometheus", p.mergedStats)
 		mux.HandleFunc("/app-health/", p.appHealth)
+		// POST /drain starts the graceful drain (drain.go), as pilot-agent's
+		// /drain that Istio's native sidecar preStop hook calls.
+		mux.Handle("/drain", localOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost {
+				http.Error(w, "use POST", http.StatusMethodNotAllowed)
+				return
+			}
+			p.Drain()
+			_, _ = io.WriteString(w, "OK\n")
+		})))
 		mux.Handle("/quitquitquit", localOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodPost {
 				http.Error(w, "use POST", http.StatusMethodNotAllowed)
@@ -97,7 +107,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 // not shutting down.
 func (p *Proxy) healthzReady(w http.ResponseWriter, _ *http.Request) {
 	switch {
-	case p.stopping.Load():
+	case p.stopping.Load(), p.gracefulDrain.Load():
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 	case !p.Ready():
 		http.Error(w, "not ready: waiting for configuration and workload certificate", http.StatusServiceUnavailable)
