@@ -81,6 +81,7 @@ sidecar and gateway — on one machine, on plain hosts, or on Kubernetes.`,
 		newManifestCommand(s),
 		newXCommand(s),
 		newWaitCommand(s),
+		newRequestCommand(s),
 		newDashboardCommand(s),
 	)
 	return root
