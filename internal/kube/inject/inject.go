@@ -120,6 +120,13 @@ func Pod(cfg Config, pod *corev1.Pod, owner Owner) (*corev1.Pod, error) {
 	if s.native {
 		always := corev1.ContainerRestartPolicyAlways
 		proxy.RestartPolicy = &always
+		if s.statusPort != 0 {
+			// As Istio's template: the pod's termination starts the
+			// graceful drain; the sidecar's SIGTERM comes once the app
+			// containers have exited.
+			proxy.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+				Command: []string{"bowline", "request", fmt.Sprintf("--debug-port=%d", s.statusPort), "POST", "drain"}}}}
+		}
 		// iptables first, then the proxy, then the app's own init
 		// containers, which are then already in the mesh.
 		out.Spec.InitContainers = append(append(inits, *proxy), out.Spec.InitContainers...)
