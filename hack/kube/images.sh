@@ -69,8 +69,10 @@ done
 	"${iptables_files[@]}" -- /usr/local/bin/bowline
 echo "images.sh: $out/bowline.tar  $HUB/bowline:$TAG (with iptables ${#iptables_files[@]} files)" >&2
 # The apps listen on all of the pod's interfaces (BIND_ADDR, default
-# 127.0.0.1 for `bowline up`) on Istio's port 9080.
-listen=(BIND_ADDR=0.0.0.0 PORT=9080)
+# 127.0.0.1 for `bowline up`) on Istio's port 9080, and keep serving for 5s
+# after SIGTERM (SHUTDOWN_DELAY), while the removal of their endpoint reaches
+# the callers: Kubernetes sends SIGTERM as it starts that removal.
+listen=(BIND_ADDR=0.0.0.0 PORT=9080 SHUTDOWN_DELAY=5s)
 image bookinfo-details-v1.tar "$BOOKINFO_HUB/examples-bookinfo-details-v1:$BOOKINFO_TAG" "$apps/details" "${listen[@]}"
 image bookinfo-ratings-v1.tar "$BOOKINFO_HUB/examples-bookinfo-ratings-v1:$BOOKINFO_TAG" "$apps/ratings" "${listen[@]}"
 image bookinfo-productpage-v1.tar "$BOOKINFO_HUB/examples-bookinfo-productpage-v1:$BOOKINFO_TAG" "$apps/productpage" "${listen[@]}"

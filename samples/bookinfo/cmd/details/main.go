@@ -36,5 +36,9 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 		booksEndpoint: googleBooksURL(getenv("DO_NOT_ENCRYPT") == "true"),
 		client:        upstream.NewClient(nil),
 	}
-	return serve.New(serve.Addr(getenv), newHandler(cfg), log).Run(ctx)
+	srv, err := serve.FromEnv(getenv, newHandler(cfg), log)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
 }

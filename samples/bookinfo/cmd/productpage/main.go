@@ -28,7 +28,11 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("service", "productpage"))
 	cfg := configFromEnv(os.Getenv)
 	cfg.client = upstream.NewClient(nil)
-	if err := serve.New(serve.Addr(os.Getenv), newHandler(cfg), log).Run(ctx); err != nil {
+	srv, err := serve.FromEnv(os.Getenv, newHandler(cfg), log)
+	if err == nil {
+		err = srv.Run(ctx)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "productpage:", err)
 		os.Exit(1)
 	}

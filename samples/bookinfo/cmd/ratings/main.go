@@ -22,7 +22,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("service", "ratings"))
-	if err := serve.New(serve.Addr(os.Getenv), newHandler(newStore()), log).Run(ctx); err != nil {
+	srv, err := serve.FromEnv(os.Getenv, newHandler(newStore()), log)
+	if err == nil {
+		err = srv.Run(ctx)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ratings:", err)
 		os.Exit(1)
 	}

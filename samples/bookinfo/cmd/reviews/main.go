@@ -36,7 +36,11 @@ func main() {
 		slog.String("star_color", cfg.starColor),
 		slog.String("ratings", cfg.ratingsURL),
 		slog.String("podname", cfg.podName))
-	if err := serve.New(serve.Addr(os.Getenv), newHandler(cfg), log).Run(ctx); err != nil {
+	srv, err := serve.FromEnv(os.Getenv, newHandler(cfg), log)
+	if err == nil {
+		err = srv.Run(ctx)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "reviews:", err)
 		os.Exit(1)
 	}

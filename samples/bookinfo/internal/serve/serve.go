@@ -1,6 +1,8 @@
 // Package serve owns how a Bookinfo service listens: the address from
 // $BIND_ADDR and $PORT, an access log line per request, and a graceful stop
-// when the context ends.
+// when the context ends (after $SHUTDOWN_DELAY of serving on, as a
+// Kubernetes workload keeps serving while its endpoint's removal reaches
+// the callers).
 //
 // It imports only the standard library and none of Bowline's packages.
 package serve
@@ -29,6 +31,7 @@ const (
 	attrStatus   = "status"
 	attrDuration = "duration"
 	attrRequest  = "request_id"
+	attrDelay    = "delay"
 )
 
 // Addr returns host:port from $BIND_ADDR (default 127.0.0.1) and $PORT
@@ -49,11 +52,35 @@ type Server struct {
 	addr string
 	h    http.Handler
 	log  *slog.Logger
+	// delay is how long the server keeps serving once its context ends
+	// (new connections too, each answer with "Connection: close") before
+	// it stops accepting.
+	delay time.Duration
+	// after is time.After, injectable for tests.
+	after func(time.Duration) <-chan time.Time
 }
 
 // New returns a server for h on addr; it starts nothing.
 func New(addr string, h http.Handler, log *slog.Logger) *Server {
-	return &Server{addr: addr, h: h, log: log}
+	return &Server{addr: addr, h: h, log: log, after: time.After}
+}
+
+// FromEnv returns a server for h on Addr(getenv) that keeps serving for
+// $SHUTDOWN_DELAY (a Go duration, default 0) once its context ends. On
+// Kubernetes a pod's SIGTERM and the removal of its endpoint happen at the
+// same time, and the removal takes a moment to reach every caller (kube-proxy,
+// a mesh's proxies): a server that stops accepting at once fails the
+// requests sent in that moment. The Bookinfo images set 5s.
+func FromEnv(getenv func(string) string, h http.Handler, log *slog.Logger) (*Server, error) {
+	s := New(Addr(getenv), h, log)
+	if v := getenv("SHUTDOWN_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("SHUTDOWN_DELAY=%q: want a duration like 5s", v)
+		}
+		s.delay = d
+	}
+	return s, nil
 }
 
 // Run listens and serves until ctx ends, then lets in-flight requests finish
@@ -79,6 +106,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case err := <-errc:
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
+	}
+	if s.delay > 0 {
+		s.log.Info("stopping after the shutdown delay", slog.Duration(attrDelay, s.delay))
+		srv.SetKeepAlivesEnabled(false)
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+		case <-s.after(s.delay):
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
