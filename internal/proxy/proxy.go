@@ -40,6 +40,13 @@ type Config struct {
 	// DrainDuration bounds how long in-flight requests may finish on shutdown
 	// and on listener removal.
 	DrainDuration time.Duration
+	// TerminationDrain makes the end of Run's context drain as Istio's
+	// sidecar does on SIGTERM: the graceful drain (drain.go) for
+	// DrainDuration with every listener still serving (the app, stopping
+	// beside it, may still call out), then the shutdown. Skipped when Drain
+	// already ran (the native sidecar's preStop hook; its SIGTERM comes once
+	// the app has exited) and cut short by Quit (/quitquitquit).
+	TerminationDrain bool
 	// Logger receives the proxy's logs.
 	Logger *slog.Logger
 	// LogLevel, when set, is changed by the admin /logging endpoint.
@@ -356,6 +363,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
+		if p.cfg.TerminationDrain && !p.Draining() {
+			p.Drain()
+			p.log.Info("terminating after the drain duration", slog.Duration("drain_duration", p.cfg.DrainDuration))
+			t := time.NewTimer(p.cfg.DrainDuration)
+			select {
+			case <-t.C:
+			case <-p.quit:
+			case err = <-errc:
+			}
+			t.Stop()
+		}
 	case <-p.quit:
 	case err = <-errc:
 	}

@@ -50,6 +50,7 @@ func proxyContainer(cfg Config, s *settings, pod *corev1.Pod, owner Owner) *core
 		fmt.Sprintf("--health-port=%d", HealthPort),
 		fmt.Sprintf("--stats-port=%d", StatsPort),
 		"--drain-duration=" + s.proxy.GetTerminationDrainDuration().AsDuration().String(),
+		"--termination-drain",
 	}
 	for _, p := range inboundPorts(pod) {
 		args = append(args, fmt.Sprintf("--inbound=%d=%d", p, p))
