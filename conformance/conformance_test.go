@@ -84,13 +84,11 @@ func TestConformance(t *testing.T) {
 	if _, err := os.Stat(bowline); err != nil {
 		t.Fatalf("no %s: make build (make conformance runs it)", bowline)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	run := func(timeout time.Duration, name string, args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Dir = os.TempDir()
+		cmd.Dir = filepath.Join(repo(), "conformance") // go list reads this module; no ./.bowline here
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -116,6 +114,13 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("go list -m sigs.k8s.io/gateway-api: %v\n%s", err, gwapi)
 	}
 	crds := filepath.Join(strings.TrimSpace(gwapi), "config", "crd", "standard")
+	if out, _ := run(time.Minute, "kubectl", "get", "crd", "gateways.gateway.networking.k8s.io", "--ignore-not-found", "-o", "name"); strings.TrimSpace(out) == "" && !*keep {
+		t.Cleanup(func() { // runs before the uninstall (cleanups run last-registered first)
+			if out, err := run(2*time.Minute, "kubectl", "delete", "-f", crds, "--ignore-not-found", "--wait=false"); err != nil {
+				t.Errorf("delete the Gateway API CRDs: %v\n%s", err, out)
+			}
+		})
+	}
 	if out, err := run(2*time.Minute, "kubectl", "apply", "--server-side", "--force-conflicts", "-f", crds); err != nil {
 		t.Fatalf("kubectl apply the Gateway API CRDs: %v\n%s", err, out)
 	}
@@ -129,7 +134,7 @@ func TestConformance(t *testing.T) {
 
 	opts := conformance.DefaultOptions(t)
 	lb := newLoopbackLB(t, opts.Clientset, opts.RestConfig)
-	lbCtx, lbStop := context.WithCancel(ctx)
+	lbCtx, lbStop := context.WithCancel(context.Background())
 	lbDone := make(chan struct{})
 	go func() { defer close(lbDone); lb.run(lbCtx) }()
 	t.Cleanup(func() { lbStop(); <-lbDone })

@@ -2,6 +2,7 @@ package gatewayapi
 
 import (
 	"cmp"
+	"crypto/tls"
 	"fmt"
 	"slices"
 	"strings"
@@ -121,6 +122,8 @@ type translator struct {
 	gwObjs    []*config.Object
 	routeObjs []*config.Object // HTTPRoute and GRPCRoute, in precedence order
 	grants    []*config.Object
+	// secrets: the Secrets among the objects, by namespace/name (certificateRefs).
+	secrets map[string]*config.Secret
 	// ours: class names whose controller is ControllerName.
 	ours map[string]bool
 	// gws: Gateways of our classes, by namespace/name.
@@ -149,8 +152,13 @@ type listener struct {
 }
 
 func newTranslator(objs []*config.Object, services []*registry.Service, domain string) *translator {
-	t := &translator{domain: domain, services: services, out: &Output{}, ours: map[string]bool{}, gws: map[string]*gateway{}, empty: true}
+	t := &translator{domain: domain, services: services, out: &Output{}, ours: map[string]bool{}, gws: map[string]*gateway{}, empty: true,
+		secrets: map[string]*config.Secret{}}
 	for _, o := range objs {
+		if sec := config.SecretOf(o); sec != nil {
+			t.secrets[o.Meta.Namespace+"/"+o.Meta.Name] = sec
+			continue
+		}
 		if !o.IsGatewayAPI() {
 			continue
 		}
@@ -349,7 +357,7 @@ func listenerKinds(l gwv1.Listener) ([]gwv1.RouteGroupKind, string) {
 
 // listenerTLS checks an HTTPS listener's certificate references: each
 // names a Secret that exists in the Gateway's namespace or one a
-// ReferenceGrant opens.
+// ReferenceGrant opens, and holds a certificate and its key.
 func (t *translator) listenerTLS(gw *config.Object, l gwv1.Listener) (ok bool, reason, msg string) {
 	if l.TLS == nil {
 		return true, string(gwv1.ListenerReasonResolvedRefs), ""
@@ -371,6 +379,17 @@ func (t *translator) listenerTLS(gw *config.Object, l gwv1.Listener) (ok bool, r
 			if !t.granted(gw.Meta.Namespace, config.KindGateway, ns, "", "Secret", string(ref.Name)) {
 				return false, string(gwv1.ListenerReasonRefNotPermitted), fmt.Sprintf("no ReferenceGrant in namespace %s allows Gateways of %s to use Secret %s", ns, gw.Meta.Namespace, ref.Name)
 			}
+		}
+		sec := t.secrets[ns+"/"+string(ref.Name)]
+		if sec == nil {
+			return false, string(gwv1.ListenerReasonInvalidCertificateRef), fmt.Sprintf("Secret %s/%s not found", ns, ref.Name)
+		}
+		cert, key, err := sec.Certificate()
+		if err == nil {
+			_, err = tls.X509KeyPair(cert, key)
+		}
+		if err != nil {
+			return false, string(gwv1.ListenerReasonInvalidCertificateRef), fmt.Sprintf("Secret %s/%s holds no valid certificate and key: %v", ns, ref.Name, err)
 		}
 	}
 	return true, string(gwv1.ListenerReasonResolvedRefs), ""

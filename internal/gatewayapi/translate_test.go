@@ -1,9 +1,17 @@
 package gatewayapi
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	networking "istio.io/api/networking/v1alpha3"
@@ -314,6 +322,47 @@ spec:
 	} {
 		if !strings.Contains(st, w) {
 			t.Errorf("missing %q in\n%s", w, st)
+		}
+	}
+}
+
+func TestCertificateRefs(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"a.example.com"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := func(typ string, b []byte) string {
+		return base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}))
+	}
+	secret := func(name, crt, key string) string {
+		return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: default}\ntype: kubernetes.io/tls\ndata: {tls.crt: %q, tls.key: %q}\n---\n", name, crt, key)
+	}
+	listener := func(name, secret string) string {
+		return fmt.Sprintf("  - {name: %s, port: 443, protocol: HTTPS, hostname: %s.example.com, tls: {mode: Terminate, certificateRefs: [{name: %s}]}}\n", name, name, secret)
+	}
+	docs := secret("good", b64("CERTIFICATE", der), b64("EC PRIVATE KEY", kder)) +
+		secret("malformed", base64.StdEncoding.EncodeToString([]byte("not a certificate")), base64.StdEncoding.EncodeToString([]byte("not a key"))) +
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: tls, namespace: default}\nspec:\n  gatewayClassName: istio\n  listeners:\n" +
+		listener("a", "good") + listener("b", "missing") + listener("c", "malformed")
+	got := strings.Join(conditions(translate(t, docs)), "\n")
+	for _, want := range []string{
+		"Gateway default/tls listener a (0) ResolvedRefs=True/ResolvedRefs",
+		"Gateway default/tls listener b (0) ResolvedRefs=False/InvalidCertificateRef",
+		"Gateway default/tls listener b (0) Programmed=False/Invalid",
+		"Gateway default/tls listener c (0) ResolvedRefs=False/InvalidCertificateRef",
+		"Gateway default/tls Accepted=True/ListenersNotValid",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
 		}
 	}
 }
