@@ -102,22 +102,29 @@ func endpointsOnly(old, svc *registry.Service) bool {
 // svc, dr, whether the proxy is proxyless gRPC and the namespace mTLS mode
 // of svc (the Cache key, clusterKey).
 func (g *gen) addServiceClusters(svc *registry.Service, dr *model.MergedDestinationRule) {
+	from := ""
+	if dr != nil && len(dr.Rules) > 0 {
+		from = configPath(kindDestinationRule, dr.Rules[0].Namespace, dr.Rules[0].Name)
+	}
 	for _, port := range svc.Ports {
 		var top *networking.TrafficPolicy
 		if dr != nil {
 			top = dr.TrafficPolicy
 		}
-		g.addCluster(svc, port, "", nil, effectivePolicy(port.Number, top, nil))
+		g.addCluster(svc, port, "", nil, effectivePolicy(port.Number, top, nil), from)
 		if dr == nil {
 			continue
 		}
 		for _, sub := range dr.Subsets {
-			g.addCluster(svc, port, sub.GetName(), sub.GetLabels(), effectivePolicy(port.Number, top, sub.GetTrafficPolicy()))
+			g.addCluster(svc, port, sub.GetName(), sub.GetLabels(), effectivePolicy(port.Number, top, sub.GetTrafficPolicy()), from)
 		}
 	}
 }
 
-func (g *gen) addCluster(svc *registry.Service, port registry.Port, subset string, labels map[string]string, pol policy) {
+// addCluster adds the outbound cluster of svc's port (and subset, selecting
+// labels) under pol; from is the configPath of the DestinationRule behind
+// pol, "" for none.
+func (g *gen) addCluster(svc *registry.Service, port registry.Port, subset string, labels map[string]string, pol policy, from string) {
 	name := OutboundCluster(port.Number, subset, svc.Hostname)
 	c := &clusterv3.Cluster{
 		Name:           name,
@@ -125,8 +132,11 @@ func (g *gen) addCluster(svc *registry.Service, port registry.Port, subset strin
 		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
 	}
 	if !g.grpc { // Istio's telemetry metadata: the client reports destination_service* from it (inbound.go)
-		c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-			metadataIstio: {Fields: map[string]*structpb.Value{"services": g.serviceMetadata([]*registry.Service{svc})}}}}
+		md := map[string]*structpb.Value{"services": g.serviceMetadata([]*registry.Service{svc})}
+		if from != "" {
+			md[metadataConfig] = structpb.NewStringValue(from)
+		}
+		c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{metadataIstio: {Fields: md}}}
 	}
 	eps := selectEndpoints(svc.Endpoints, labels)
 	switch {

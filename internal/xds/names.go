@@ -30,6 +30,10 @@ const (
 	httpOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 	// metadataIstio is the filter_metadata namespace of endpoint metadata.
 	metadataIstio = "istio"
+	// metadataConfig is the key under metadataIstio naming the Istio object
+	// a cluster or route was made from (configPath), as istiod writes it and
+	// istioctl proxy-config shows it.
+	metadataConfig = "config"
 )
 
 // ClusterName returns Istio's cluster name "direction|port|subset|host".
@@ -88,3 +92,16 @@ func splitHostPort(s string) (string, uint32, bool) {
 }
 
 func wrapperspbFalse() *wrapperspb.BoolValue { return wrapperspb.Bool(false) }
+
+// Istio object kinds as configPath names them.
+const (
+	kindDestinationRule = "destination-rule"
+	kindVirtualService  = "virtual-service"
+)
+
+// configPath is istiod's name of the Istio networking object a resource came
+// from: /apis/networking.istio.io/v1alpha3/namespaces/NS/KIND/NAME (istiod
+// writes its internal version, v1alpha3, whatever version was applied).
+func configPath(kind, namespace, name string) string {
+	return "/apis/networking.istio.io/v1alpha3/namespaces/" + namespace + "/" + kind + "/" + name
+}

@@ -6,10 +6,12 @@ import (
 	"slices"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -47,6 +49,10 @@ func (g *gen) vsRoutes(vs *model.VirtualService, sc routeScope) []*routev3.Route
 				gatewaySemantics(rt)
 			}
 			rt.Decorator = &routev3.Decorator{Operation: routeOperation(rt, vs.Name, sc.port)}
+			if !g.grpc {
+				rt.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{metadataIstio: {Fields: map[string]*structpb.Value{
+					metadataConfig: structpb.NewStringValue(configPath(kindVirtualService, vs.Namespace, vs.Name))}}}}
+			}
 			out = append(out, rt)
 			if isCatchAll(m) {
 				catchAll = true
