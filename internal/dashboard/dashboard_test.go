@@ -19,10 +19,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeProxy serves /stats/prometheus with counters the test sets.
+// fakeProxy serves /stats/prometheus with counters the test sets, and
+// /debug/failures with recent failures when it has some.
 type fakeProxy struct {
-	mu   sync.Mutex
-	body string
+	mu       sync.Mutex
+	body     string
+	failures string
 }
 
 func (f *fakeProxy) set(body string) {
@@ -32,12 +34,16 @@ func (f *fakeProxy) set(body string) {
 }
 
 func (f *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.URL.Path == "/debug/failures" && f.failures != "" {
+		fmt.Fprint(w, f.failures)
+		return
+	}
 	if r.URL.Path != "/stats/prometheus" {
 		http.NotFound(w, r)
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	fmt.Fprint(w, f.body)
 }
@@ -81,6 +87,12 @@ func TestViewFromScrapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	const svc = "back.default.svc.cluster.local"
+	// The front's proxy lists its last failures; the back's has none to
+	// list (an older proxy answers 404).
+	front.mu.Lock()
+	front.failures = `[{"time":"1970-01-01T00:16:45Z","protocol":"HTTP/1.1","method":"GET","authority":"back:9080","path":"/b","code":503,"flags":"UH","upstreamCluster":"outbound|9080||back.default.svc.cluster.local","durationMs":0.2,"requestId":"r2"},
+		{"time":"1970-01-01T00:16:41Z","protocol":"HTTP/1.1","method":"GET","authority":"back:9080","path":"/a","code":404,"flags":"-","durationMs":1.5,"requestId":"r1"}]`
+	front.mu.Unlock()
 	scrape := func(frontBody, backBody string) {
 		front.set(header + frontBody)
 		back.set(header + backBody)
@@ -136,6 +148,13 @@ func TestViewFromScrapes(t *testing.T) {
 	}
 	if !strings.Contains(v.Failures[0].Meaning, "no healthy upstream") {
 		t.Errorf("UH means %q", v.Failures[0].Meaning)
+	}
+
+	// Recent failures: the proxies' own records, newest first, each named
+	// by its proxy and its flags explained.
+	if len(v.Recent) != 2 || v.Recent[0].RequestID != "r2" || v.Recent[0].Proxy != "front-v1.default" || v.Recent[0].Code != 503 ||
+		!strings.Contains(v.Recent[0].Meaning, "no healthy upstream") || v.Recent[1].Path != "/a" || v.Recent[1].Meaning != "" {
+		t.Errorf("recent failures: %+v", v.Recent)
 	}
 
 	// Sync state per workload: the worst of its proxy's types.

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -89,6 +90,9 @@ type sample struct {
 
 // target is one proxy's metrics endpoint and what was last read from it.
 type target struct {
+	// name is the proxy's name; recent its last /debug/failures answer.
+	name     string
+	recent   []RecentFailure
 	prev     map[key]counts
 	seen     time.Time
 	lastErr  string
@@ -115,9 +119,10 @@ func newCollector(client *http.Client, retention time.Duration) *collector {
 // round scrapes every proxy with a stats address concurrently and records a sample at now.
 func (c *collector) round(ctx context.Context, proxies []Proxy, now time.Time) {
 	type result struct {
-		id   string
-		vals map[key]counts
-		err  error
+		id, name string
+		vals     map[key]counts
+		recent   []RecentFailure
+		err      error
 	}
 	results := make(chan result, len(proxies))
 	var wg sync.WaitGroup
@@ -129,7 +134,11 @@ func (c *collector) round(ctx context.Context, proxies []Proxy, now time.Time) {
 		go func() {
 			defer wg.Done()
 			vals, err := c.scrape(ctx, p.StatsAddress)
-			results <- result{p.ID, vals, err}
+			var recent []RecentFailure
+			if err == nil {
+				recent = c.failures(ctx, p.StatsAddress) // best effort: an older proxy has none
+			}
+			results <- result{id: p.ID, name: p.Name, vals: vals, recent: recent, err: err}
 		}()
 	}
 	wg.Wait()
@@ -149,6 +158,7 @@ func (c *collector) round(ctx context.Context, proxies []Proxy, now time.Time) {
 			continue
 		}
 		t.lastErr, t.lastOK = "", now
+		t.name, t.recent = r.name, r.recent
 		for k, cur := range r.vals {
 			d := cur.sub(t.prev[k])
 			if d.requests == 0 {
@@ -189,6 +199,51 @@ func (c *collector) scrapeStatus(id string) (lastErr string, scraped bool) {
 		return "", false
 	}
 	return t.lastErr, !t.lastOK.IsZero()
+}
+
+// maxRecent is how many recent failed requests the view lists.
+const maxRecent = 30
+
+// recentFailures returns the failed requests the proxies last reported,
+// newest first, each named by its proxy.
+func (c *collector) recentFailures() []RecentFailure {
+	c.mu.Lock()
+	var out []RecentFailure
+	for _, t := range c.targets {
+		for _, f := range t.recent {
+			f.Proxy = t.name
+			out = append(out, f)
+		}
+	}
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b RecentFailure) int { return b.Time.Compare(a.Time) })
+	if len(out) > maxRecent {
+		out = out[:maxRecent]
+	}
+	return out
+}
+
+// failures reads a proxy's recent failed requests (GET /debug/failures on
+// its stats address, the access log records of its last failures); nil
+// when it cannot.
+func (c *collector) failures(ctx context.Context, addr string) []RecentFailure {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/failures", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	var out []RecentFailure
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return nil
+	}
+	return out
 }
 
 // history returns the samples recorded so far, oldest first.

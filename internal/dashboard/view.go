@@ -32,6 +32,8 @@ type View struct {
 	Workloads []WorkloadView `json:"workloads"`
 	// Failures are the failed requests of the window by flag, code and edge.
 	Failures []Failure `json:"failures"`
+	// Recent are the last failed requests the proxies recorded, newest first.
+	Recent []RecentFailure `json:"recent"`
 	// Config is the configuration in force with its problems.
 	Config ConfigView `json:"config"`
 	// Proxies are the connected proxies with their sync and scrape state.
@@ -120,6 +122,26 @@ type Failure struct {
 	Reporter    string  `json:"reporter"`
 	Requests    float64 `json:"requests"`
 	Rate        float64 `json:"rate"`
+}
+
+// RecentFailure is one failed request or connection as a proxy's access
+// log recorded it (its /debug/failures), with the proxy's name.
+type RecentFailure struct {
+	Proxy           string    `json:"proxy"`
+	Time            time.Time `json:"time"`
+	Inbound         bool      `json:"inbound"`
+	Protocol        string    `json:"protocol"`
+	Method          string    `json:"method,omitempty"`
+	Authority       string    `json:"authority"`
+	Path            string    `json:"path,omitempty"`
+	Code            int       `json:"code"`
+	Flags           string    `json:"flags"`
+	Meaning         string    `json:"meaning,omitempty"`
+	Details         string    `json:"details,omitempty"`
+	UpstreamCluster string    `json:"upstreamCluster,omitempty"`
+	UpstreamHost    string    `json:"upstreamHost,omitempty"`
+	DurationMS      float64   `json:"durationMs"`
+	RequestID       string    `json:"requestId,omitempty"`
 }
 
 // ConfigView is the configuration in force.
@@ -267,6 +289,15 @@ func (d *Dashboard) View(window time.Duration) View {
 	v.Services = d.serviceViews(services, nodeAgg, span, intervals)
 	v.Workloads = workloadViews(nodes, nodeAgg, proxies, span, intervals)
 	v.Failures = failures(chosen, span)
+	v.Recent = d.col.recentFailures()
+	for i := range v.Recent {
+		if f := v.Recent[i].Flags; f != "-" {
+			v.Recent[i].Meaning = explainFlags(f)
+		}
+	}
+	if v.Recent == nil {
+		v.Recent = []RecentFailure{}
+	}
 	v.Config = d.configView(services)
 	for _, p := range proxies {
 		pv := ProxyView{Proxy: p}

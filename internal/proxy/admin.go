@@ -25,9 +25,10 @@ func (p *Proxy) serveAdmin(ctx context.Context, ln net.Listener) error {
 		_, _ = w.Write([]byte("LIVE\n"))
 	})
 	mux.Handle("/stats/prometheus", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/config_dump", p.configDump) // admin_dump.go
-	mux.HandleFunc("/stats", p.statsText)        // admin_stats.go
-	mux.HandleFunc("/certs", p.certsHandler)     // identity.go
+	mux.HandleFunc("/debug/failures", p.serveFailures) // failures.go
+	mux.HandleFunc("/config_dump", p.configDump)       // admin_dump.go
+	mux.HandleFunc("/stats", p.statsText)              // admin_stats.go
+	mux.HandleFunc("/certs", p.certsHandler)           // identity.go
 	mux.HandleFunc("/clusters", func(w http.ResponseWriter, _ *http.Request) {
 		s := p.snap.Load()
 		var b strings.Builder

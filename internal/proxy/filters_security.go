@@ -433,6 +433,7 @@ func (p *Proxy) allowConnection(ctx context.Context, chain *xdsconfig.FilterChai
 		rec := record{start: time.Now(), protocol: "tcp", inbound: l.Inbound, listener: l.Name,
 			authority: info.dst.String(), details: details, flags: f}
 		p.alog.log(&rec)
+		p.failures.add(&rec)
 		return false
 	}
 	for _, nf := range chain.NetworkRBAC {

@@ -38,6 +38,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			st = x.hcm.Stats
 		}
 		p.metrics.observeRequest(rec, st, x)
+		p.failures.add(rec)
 		reset := x.reset
 		*x = exchange{}
 		p.exchanges.Put(x)

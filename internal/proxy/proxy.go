@@ -134,6 +134,8 @@ type Proxy struct {
 	ready   atomic.Bool
 	metrics *metrics
 	alog    *accessLogger
+	// failures keeps the recent failed requests (/debug/failures).
+	failures failureLog
 	// secMetrics counts RBAC decisions (filters_security.go).
 	secMetrics *securityMetrics
 	// agent is the workload identity agent (identity.go), nil without a CA;

@@ -54,6 +54,7 @@ func (p *Proxy) statusServers() []statusServer {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz/ready", p.healthzReady)
 		mux.HandleFunc("/stats/prometheus", p.mergedStats)
+		mux.HandleFunc("/debug/failures", p.serveFailures)
 		mux.HandleFunc("/app-health/", p.appHealth)
 		// POST /drain starts the graceful drain (drain.go), as pilot-agent's
 		// /drain that Istio's native sidecar preStop hook calls.
@@ -83,6 +84,7 @@ func (p *Proxy) statusServers() []statusServer {
 	if p.cfg.StatsAddress != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/stats/prometheus", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/debug/failures", p.serveFailures)
 		out = append(out, statusServer{p.cfg.StatsAddress, mux})
 	}
 	return out

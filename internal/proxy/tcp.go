@@ -27,6 +27,7 @@ func (p *Proxy) serveTCP(s *snapshot, b *boundListener, conn net.Conn, l *xdscon
 	defer func() {
 		rec.duration = time.Since(rec.start)
 		p.alog.log(&rec)
+		p.failures.add(&rec)
 	}()
 	b.mu.Lock()
 	b.conns[conn] = struct{}{}

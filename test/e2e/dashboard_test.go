@@ -248,6 +248,18 @@ spec:
 		}
 		return false, fmt.Sprintf("%q", b.rows("#failures-table"))
 	})
+	// And one by one, as reviews-v2's proxy recorded them.
+	b.until("jason's aborted ratings call in the recent failures", 60*time.Second, func() (bool, string) {
+		for _, r := range b.rows("#recent-table") {
+			// Time, Proxy, Direction, Request, Code, Flags, Upstream cluster, Duration, Request id
+			if len(r) == 9 && strings.HasPrefix(r[1], "reviews-v2") && r[2] == "outbound" && strings.HasPrefix(r[3], "GET ratings") &&
+				strings.Contains(r[3], "/ratings/") && r[4] == "500" && strings.HasPrefix(r[5], "FI") && strings.Contains(r[5], "fault injected") &&
+				msText.MatchString(r[7]) && r[8] != "" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%q", b.rows("#recent-table"))
+	})
 
 	// Every proxy has what it was sent.
 	proxies := b.rows("#proxies-table")
