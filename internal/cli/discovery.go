@@ -45,7 +45,10 @@ istiod: Services and EndpointSlices become NAME.NS.svc.cluster.local with their
 pods' labels, service accounts, localities and readiness; pods are selected by
 ServiceEntry workloadSelectors; Istio's CRDs are read through informers and
 validated like files; the istio ConfigMap's discoverySelectors limit the
-namespaces read.
+namespaces read. The elected leader writes Istio's status on those objects:
+observedGeneration and the Reconciled condition, True once every connected
+proxy has the object's current generation ("2/2 proxies up to date."), and
+with --enable-analysis the analyzers' messages (status.validationMessages).
 
 The debug address serves:
   /                  the dashboard: service graph, golden signals, failures, config, sync (bowline dashboard)
@@ -137,7 +140,7 @@ the installed Deployment listens there on the pod's address and the kubelet prob
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			runServer := kc.runBeside(func(ctx context.Context) error { return runBeside(ctx, srv.Run, dash.Run) }, srv.Ready)
+			runServer := kc.runBeside(func(ctx context.Context) error { return runBeside(ctx, srv.Run, dash.Run) }, srv)
 			if mca == nil {
 				return runServer(ctx)
 			}
@@ -183,6 +186,8 @@ the installed Deployment listens there on the pod's address and the kubelet prob
 	f.StringVar((*string)(&kc.injector.ImagePullPolicy), "injector-image-pull-policy", "", "on Kubernetes: imagePullPolicy of the injected containers (default: Kubernetes' default)")
 	f.StringVar(&kc.gatewayServiceType, "gateway-service-type", string(kube.DefaultGatewayServiceType), "on Kubernetes: type of the Service discovery creates for each Gateway API Gateway of class istio (LoadBalancer, ClusterIP or NodePort)")
 	f.StringVar(&kc.injector.Revision, "revision", "", "on Kubernetes: the control plane revision (istio.io/rev) whose pods the injector serves; empty is the default revision")
+	f.BoolVar(&kc.writeStatus, "write-status", true, "on Kubernetes: the leader writes Istio's status on the cluster's Istio objects: observedGeneration and the Reconciled condition (\"N/M proxies up to date.\")")
+	f.BoolVar(&kc.enableAnalysis, "enable-analysis", false, "on Kubernetes: also run Istio's analyzers in the control plane and write their messages to status.validationMessages (istiod's PILOT_ENABLE_ANALYSIS)")
 	f.DurationVar(&scrape, "scrape-interval", dashboard.DefaultInterval, "how often the dashboard scrapes the proxies' metrics")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log at DEBUG level")
 	return cmd

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/bowline-mesh/bowline/internal/ca"
 	"github.com/bowline-mesh/bowline/internal/config"
+	"github.com/bowline-mesh/bowline/internal/config/analysis"
 	"github.com/bowline-mesh/bowline/internal/kube"
 	"github.com/bowline-mesh/bowline/internal/kube/inject"
 	"github.com/bowline-mesh/bowline/internal/registry"
@@ -37,6 +39,10 @@ type discoveryKube struct {
 	// gatewayServiceType is the type of the Service discovery creates for
 	// each Gateway API Gateway (Istio's default LoadBalancer).
 	gatewayServiceType string
+	// writeStatus writes Istio's status (observedGeneration, Reconciled) on
+	// the cluster's Istio objects; enableAnalysis adds the analysis
+	// messages (status.validationMessages).
+	writeStatus, enableAnalysis bool
 
 	clients  *kube.Clients
 	ctl      *kube.Controller
@@ -133,9 +139,16 @@ func (d *discoveryKube) cleanup() {
 	}
 }
 
-// runBeside returns run extended with the cluster's components; ready
-// says whether the server has built its first mesh.
-func (d *discoveryKube) runBeside(run func(context.Context) error, ready func() bool) func(context.Context) error {
+// xdsState is what the cluster's components read of the xDS server.
+type xdsState interface {
+	// Ready says whether the server has built its first mesh.
+	Ready() bool
+	// Distribution says which config version each connected proxy has.
+	Distribution() map[string]uint64
+}
+
+// runBeside returns run extended with the cluster's components.
+func (d *discoveryKube) runBeside(run func(context.Context) error, srv xdsState) func(context.Context) error {
 	if d.ctl == nil {
 		return run
 	}
@@ -149,33 +162,87 @@ func (d *discoveryKube) runBeside(run func(context.Context) error, ready func() 
 			injector := &inject.Webhook{Config: d.injector, Logger: d.cfg.Logger,
 				Mesh: func() *meshv1alpha1.MeshConfig { return d.ctl.MeshConfig().Config }}
 			wh := kube.NewWebhookServer(d.webhookAddress, serving.GetCertificate,
-				kube.WebhookMux(kube.NewValidationHandler(d.validate, d.cfg.Logger), injector, func() bool { return d.synced() && ready() }), d.cfg.Logger)
+				kube.WebhookMux(kube.NewValidationHandler(d.validate, d.cfg.Logger), injector, func() bool { return d.synced() && srv.Ready() }), d.cfg.Logger)
 			g.Go(func() error { return wh.Run(ctx) })
-			roots := func() []byte { return ca.EncodeCertificates(d.mca.ca.TrustBundle()...) }
-			pub := kube.NewPublisher(d.clients.Kube, roots, kube.WebhookConfigs{Validating: d.webhookConfigs, Mutating: d.injectorConfigs}, d.cfg.Logger)
-			rev := ""
-			if d.injector.Revision != "" && d.injector.Revision != "default" {
-				rev = "-" + d.injector.Revision
-			}
-			gws, err := kube.NewGatewayDeployer(kube.GatewayDeployerConfig{Kube: d.clients.Kube, Dynamic: d.clients.Dynamic, Store: d.cfg.Store,
-				Services: d.reg, Image: d.injector.Image, ImagePullPolicy: d.injector.ImagePullPolicy,
-				Discovery: "istiod" + rev + "." + d.root + ".svc:15012", TrustDomain: d.trust, Domain: d.cfg.Domain,
-				ServiceType: corev1.ServiceType(d.gatewayServiceType), Logger: d.cfg.Logger})
-			if err != nil {
-				return err
-			}
+		}
+		writers, err := d.writers(srv)
+		if err != nil {
+			return err
+		}
+		if len(writers) > 0 {
 			leader := kube.NewLeader(d.clients.Kube, d.root, podName(), d.cfg.Logger)
 			g.Go(func() error {
-				return leader.Run(ctx, func(ctx context.Context) error {
-					lg, ctx := errgroup.WithContext(ctx)
-					lg.Go(func() error { return pub.Run(ctx) })
-					lg.Go(func() error { return gws.Run(ctx) })
-					return lg.Wait()
-				})
+				return leader.Run(ctx, func(ctx context.Context) error { return runAll(ctx, writers...) })
 			})
 		}
 		return g.Wait()
 	}
+}
+
+// writers are what the leader runs: with a CA the root publisher and the
+// Gateway API deployer, and the status writer.
+func (d *discoveryKube) writers(srv xdsState) ([]func(context.Context) error, error) {
+	var out []func(context.Context) error
+	if d.mca != nil {
+		roots := func() []byte { return ca.EncodeCertificates(d.mca.ca.TrustBundle()...) }
+		pub := kube.NewPublisher(d.clients.Kube, roots, kube.WebhookConfigs{Validating: d.webhookConfigs, Mutating: d.injectorConfigs}, d.cfg.Logger)
+		rev := ""
+		if d.injector.Revision != "" && d.injector.Revision != "default" {
+			rev = "-" + d.injector.Revision
+		}
+		gws, err := kube.NewGatewayDeployer(kube.GatewayDeployerConfig{Kube: d.clients.Kube, Dynamic: d.clients.Dynamic, Store: d.cfg.Store,
+			Services: d.reg, Image: d.injector.Image, ImagePullPolicy: d.injector.ImagePullPolicy,
+			Discovery: "istiod" + rev + "." + d.root + ".svc:15012", TrustDomain: d.trust, Domain: d.cfg.Domain,
+			ServiceType: corev1.ServiceType(d.gatewayServiceType), Logger: d.cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pub.Run, gws.Run)
+	}
+	if d.writeStatus {
+		sc := kube.StatusConfig{Client: d.clients.Dynamic, Store: d.cfg.Store, Distribution: srv.Distribution, Logger: d.cfg.Logger}
+		if d.enableAnalysis {
+			sc.Analyze = d.analyze
+		}
+		out = append(out, kube.NewStatusWriter(sc).Run)
+	}
+	return out, nil
+}
+
+// analyze runs Istio's analyzers over the configuration in force and the
+// cluster's services, as istiod's in-cluster analysis does, and returns the
+// messages by object.
+func (d *discoveryKube) analyze(snap *config.Snapshot) map[config.Key][]kube.ValidationMessage {
+	var live []analysis.Service
+	for _, s := range d.cfg.Registry.View().Services() {
+		ports := make([]uint32, len(s.Ports))
+		for i, p := range s.Ports {
+			ports[i] = p.Number
+		}
+		live = append(live, analysis.Service{Host: s.Hostname, Namespace: s.Namespace, Ports: ports, ExportTo: s.ExportTo})
+	}
+	msgs := analysis.Analyze(analysis.Input{Objects: snap.Objects, Services: live},
+		analysis.Options{Domain: d.cfg.Domain, RootNamespace: d.root, NoCA: d.mca == nil})
+	out := map[config.Key][]kube.ValidationMessage{}
+	for _, o := range snap.Objects {
+		byName := o.Key()
+		for _, m := range msgs {
+			if m.Kind == o.GVK.Kind && m.Namespace == o.Meta.Namespace && m.Name == o.Meta.Name {
+				out[byName] = append(out[byName], kube.ValidationMessage{Code: m.Type.Code, Level: strings.ToUpper(m.Type.Level.String()),
+					DocumentationURL: m.Type.DocumentationURL()})
+			}
+		}
+	}
+	return out
+}
+
+// runAll runs tasks until ctx ends or one fails.
+func runAll(ctx context.Context, tasks ...func(context.Context) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, t := range tasks {
+		g.Go(func() error { return t(ctx) })
+	}
+	return g.Wait()
 }
 
 // synced reports whether the controller has published the cluster's state once.

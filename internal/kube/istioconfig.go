@@ -19,49 +19,51 @@ import (
 // holds the same objects).
 type istioKind struct {
 	group, version, kind string
-	informer             func(istioinformers.SharedInformerFactory) cache.SharedIndexInformer
+	// resource is the kind's plural, the resource of its API path.
+	resource string
+	informer func(istioinformers.SharedInformerFactory) cache.SharedIndexInformer
 }
 
 // istioKinds are every Istio kind internal/config reads (config.Schemas
 // without Bowline's own Workload, which exists only in files).
 var istioKinds = []istioKind{
-	{config.GroupNetworking, "v1", config.KindVirtualService, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupNetworking, "v1", config.KindVirtualService, "virtualservices", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1().VirtualServices().Informer()
 	}},
-	{config.GroupNetworking, "v1", config.KindDestinationRule, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupNetworking, "v1", config.KindDestinationRule, "destinationrules", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1().DestinationRules().Informer()
 	}},
-	{config.GroupNetworking, "v1", config.KindGateway, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupNetworking, "v1", config.KindGateway, "gateways", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1().Gateways().Informer()
 	}},
-	{config.GroupNetworking, "v1", config.KindServiceEntry, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupNetworking, "v1", config.KindServiceEntry, "serviceentries", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1().ServiceEntries().Informer()
 	}},
-	{config.GroupNetworking, "v1", config.KindSidecar, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupNetworking, "v1", config.KindSidecar, "sidecars", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1().Sidecars().Informer()
 	}},
-	{config.GroupNetworking, "v1", config.KindWorkloadEntry, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupNetworking, "v1", config.KindWorkloadEntry, "workloadentries", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1().WorkloadEntries().Informer()
 	}},
-	{config.GroupNetworking, "v1", config.KindWorkloadGroup, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupNetworking, "v1", config.KindWorkloadGroup, "workloadgroups", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1().WorkloadGroups().Informer()
 	}},
-	{config.GroupNetworking, "v1alpha3", config.KindEnvoyFilter, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupNetworking, "v1alpha3", config.KindEnvoyFilter, "envoyfilters", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1alpha3().EnvoyFilters().Informer()
 	}},
-	{config.GroupNetworking, "v1beta1", config.KindProxyConfig, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupNetworking, "v1beta1", config.KindProxyConfig, "proxyconfigs", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1beta1().ProxyConfigs().Informer()
 	}},
-	{config.GroupSecurity, "v1", config.KindPeerAuthentication, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupSecurity, "v1", config.KindPeerAuthentication, "peerauthentications", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Security().V1().PeerAuthentications().Informer()
 	}},
-	{config.GroupSecurity, "v1", config.KindAuthorizationPolicy, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupSecurity, "v1", config.KindAuthorizationPolicy, "authorizationpolicies", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Security().V1().AuthorizationPolicies().Informer()
 	}},
-	{config.GroupSecurity, "v1", config.KindRequestAuthentication, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupSecurity, "v1", config.KindRequestAuthentication, "requestauthentications", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Security().V1().RequestAuthentications().Informer()
 	}},
-	{config.GroupTelemetry, "v1", config.KindTelemetry, func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
+	{config.GroupTelemetry, "v1", config.KindTelemetry, "telemetries", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Telemetry().V1().Telemetries().Informer()
 	}},
 }

@@ -27,6 +27,21 @@ type Input struct {
 	// Sources holds the bytes of each file read, by the name in Source.File,
 	// so skipped Kubernetes Services can be read. May be nil.
 	Sources map[string][]byte
+	// Services are services a live registry holds besides the input's own
+	// (a cluster's Services, as Istio's in-cluster analysis reads them).
+	Services []Service
+}
+
+// Service is a service of a live registry, for the destination checks.
+type Service struct {
+	// Host is the complete host name (reviews.bookinfo.svc.cluster.local).
+	Host string
+	// Namespace is the service's namespace.
+	Namespace string
+	// Ports are its port numbers.
+	Ports []uint32
+	// ExportTo limits visibility ("." / "*" / namespaces; empty means "*").
+	ExportTo []string
 }
 
 // Options tune the analysis.

@@ -58,6 +58,9 @@ func buildRegistry(c *Context) *registry {
 	for _, o := range c.Objects(config.KindWorkload) {
 		r.add(o.Meta.Name, o.Meta.Namespace, nil, false, nil)
 	}
+	for _, s := range c.in.Services {
+		r.add(s.Host, s.Namespace, s.Ports, true, s.ExportTo)
+	}
 	for _, s := range c.in.Skipped {
 		isService := s.Kind == "Service" && s.APIVersion == "v1"
 		if !isService && s.Kind != config.KindWorkload {
