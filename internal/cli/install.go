@@ -28,7 +28,7 @@ type manifestOptions struct {
 }
 
 func (o *manifestOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringArrayVar(&o.sets, "set", nil, "override a value: hub=REGISTRY, tag=TAG, trustDomain=TD, gatewayServiceType=TYPE (repeatable)")
+	cmd.Flags().StringArrayVar(&o.sets, "set", nil, "override a value: hub=REGISTRY, tag=TAG, trustDomain=TD, gatewayServiceType=TYPE, writeStatus=false, enableAnalysis=true (repeatable)")
 	cmd.Flags().StringVarP(&o.revision, "revision", "r", "", "control plane revision: names get a -REVISION suffix and the istio.io/rev label")
 }
 
@@ -80,6 +80,10 @@ place (server-side apply).`,
 
   # Install an image from another registry
   bowline install -y --set hub=registry.example.com/mesh --set tag=v0.3.0
+
+  # Also write Istio's analysis messages to the status of Istio objects
+  # (kubectl get vs reviews -o jsonpath='{.status.validationMessages}')
+  bowline install -y --set enableAnalysis=true
 
   # See what would be applied
   bowline manifest generate | less`,

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -39,7 +40,8 @@ type Options struct {
 	// Version is bowline's version: the default image tag (the chart's appVersion).
 	Version string
 	// Set overrides values.yaml keys (hub, tag, revision, trustDomain,
-	// gatewayServiceType), like `helm --set` and `istioctl --set`.
+	// gatewayServiceType, writeStatus, enableAnalysis), like `helm --set`
+	// and `istioctl --set`.
 	Set map[string]string
 }
 
@@ -55,8 +57,17 @@ func (o Options) Values() (map[string]any, error) {
 		return nil, fmt.Errorf("values.yaml: %w", err)
 	}
 	for _, k := range slices.Sorted(maps.Keys(o.Set)) {
-		if _, ok := vals[k]; !ok {
+		def, ok := vals[k]
+		if !ok {
 			return nil, fmt.Errorf("--set %s: unknown value (known: %s)", k, strings.Join(slices.Sorted(maps.Keys(vals)), ", "))
+		}
+		if _, isBool := def.(bool); isBool { // as helm --set reads true and false
+			b, err := strconv.ParseBool(o.Set[k])
+			if err != nil {
+				return nil, fmt.Errorf("--set %s=%s: want true or false", k, o.Set[k])
+			}
+			vals[k] = b
+			continue
 		}
 		vals[k] = o.Set[k]
 	}

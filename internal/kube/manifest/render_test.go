@@ -56,8 +56,45 @@ func TestSetValues(t *testing.T) {
 			t.Errorf("revision canary renders %q", unwanted)
 		}
 	}
-	if _, err := Templates(Options{Set: map[string]string{"hubb": "x"}}); err == nil || err.Error() != "--set hubb: unknown value (known: gatewayServiceType, hub, revision, tag, trustDomain)" {
+	if _, err := Templates(Options{Set: map[string]string{"hubb": "x"}}); err == nil || err.Error() != "--set hubb: unknown value (known: enableAnalysis, gatewayServiceType, hub, revision, tag, trustDomain, writeStatus)" {
 		t.Errorf("unknown key: %v", err)
+	}
+}
+
+func TestStatusValues(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		set           map[string]string
+		want, unwant  []string
+		wantErrString string
+	}{
+		{name: "defaults: status written, no analysis", unwant: []string{"--write-status=false", "--enable-analysis"}},
+		{name: "analysis on", set: map[string]string{"enableAnalysis": "true"}, want: []string{"- --enable-analysis\n"}},
+		{name: "status off", set: map[string]string{"writeStatus": "false"}, want: []string{"- --write-status=false\n"}, unwant: []string{"--enable-analysis"}},
+		{name: "not a boolean", set: map[string]string{"enableAnalysis": "yes please"}, wantErrString: "--set enableAnalysis=yes please: want true or false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := Templates(Options{Version: "v1", Set: tc.set})
+			if tc.wantErrString != "" {
+				if err == nil || err.Error() != tc.wantErrString {
+					t.Fatalf("error %v, want %q", err, tc.wantErrString)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("no %q in the discovery Deployment", w)
+				}
+			}
+			for _, u := range tc.unwant {
+				if strings.Contains(string(out), u) {
+					t.Errorf("%q rendered", u)
+				}
+			}
+		})
 	}
 }
 

@@ -115,7 +115,7 @@ func TestInstall(t *testing.T) {
 	}
 
 	start := time.Now()
-	out, code := b.run(ctx, "install", "-y", "--timeout", "3m")
+	out, code := b.run(ctx, "install", "-y", "--timeout", "3m", "--set", "enableAnalysis=true")
 	t.Logf("bowline install -y (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
 	uninstalled := false
 	t.Cleanup(func() {
@@ -223,6 +223,8 @@ func TestInstall(t *testing.T) {
 			t.Errorf("GET / through the gateway = %d %v, want 404 (bookinfo-gateway.yaml routes only productpage's paths)", code, err)
 		}
 	})
+
+	t.Run("StatusReconciledAndAnalysis", func(t *testing.T) { testStatus(ctx, t, c, ns) })
 
 	t.Run("WebhookRefusesInvalidVirtualService", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "reviews-broken.yaml")
