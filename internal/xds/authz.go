@@ -80,7 +80,7 @@ func (g *gen) newAuthzSets(forTCP bool) []authzBuilt {
 		{security.AuthorizationPolicy_ALLOW, rbacv3.RBAC_ALLOW},
 	} {
 		if ps := byAction[step.action]; len(ps) > 0 {
-			out = append(out, buildRBAC(ps, step.rbac, forTCP, false))
+			out = append(out, buildRBAC(ps, step.rbac, forTCP, false, g.trustDomains()))
 		}
 	}
 	return out
@@ -112,7 +112,7 @@ func (g *gen) customSets(policies []*model.AuthorizationPolicy, forTCP bool) []a
 	slices.Sort(names)
 	var out []authzBuilt
 	for _, n := range names {
-		b := buildRBAC(byProvider[n], rbacv3.RBAC_DENY, forTCP, true)
+		b := buildRBAC(byProvider[n], rbacv3.RBAC_DENY, forTCP, true, g.trustDomains())
 		if b.rules == nil {
 			continue
 		}
@@ -198,7 +198,7 @@ func shadowPrefix(shadow *rbacv3.RBAC) string {
 // no rules yields one policy that never matches (so an ALLOW {} denies all).
 // A rule that cannot be generated (an HTTP-only field of an ALLOW rule on a
 // TCP chain) is left out, which makes the ALLOW narrower.
-func buildRBAC(policies []*model.AuthorizationPolicy, action rbacv3.RBAC_Action, forTCP, custom bool) authzBuilt {
+func buildRBAC(policies []*model.AuthorizationPolicy, action rbacv3.RBAC_Action, forTCP, custom bool, tds trustDomains) authzBuilt {
 	var out authzBuilt
 	for _, p := range policies {
 		set := &out.rules
@@ -224,7 +224,7 @@ func buildRBAC(policies []*model.AuthorizationPolicy, action rbacv3.RBAC_Action,
 			if r == nil {
 				continue
 			}
-			pol, err := rulePolicy(p.Namespace, r, forTCP, action)
+			pol, err := rulePolicy(p.Namespace, r, forTCP, action, tds)
 			if err != nil {
 				continue // see above: the rule is dropped
 			}

@@ -45,11 +45,15 @@ type keyRule struct {
 // ANDed, each field an OR of its values and an AND-NOT of its notValues;
 // when-conditions are appended to every principal (source/request
 // attributes) or permission (destination/connection attributes).
-func rulePolicy(policyNS string, r *security.Rule, forTCP bool, action rbacv3.RBAC_Action) (*rbacv3.Policy, error) {
+// Principals are read with the mesh's trust domains and aliases (tds).
+func rulePolicy(policyNS string, r *security.Rule, forTCP bool, action rbacv3.RBAC_Action, tds trustDomains) (*rbacv3.Policy, error) {
 	var basePerm, basePrin []keyRule
 	for _, w := range r.GetWhen() {
 		k := w.GetKey()
 		kr := keyRule{key: k, values: w.GetValues(), notValues: w.GetNotValues()}
+		if k == "source.principal" {
+			kr.values, kr.notValues = tds.principals(kr.values), tds.principals(kr.notValues)
+		}
 		switch {
 		case k == "destination.ip":
 			kr.perm = permDestIP
@@ -99,8 +103,9 @@ func rulePolicy(policyNS string, r *security.Rule, forTCP bool, action rbacv3.RB
 			s := f.GetSource()
 			list := []keyRule{
 				{key: "source.serviceAccounts", values: s.GetServiceAccounts(), notValues: s.GetNotServiceAccounts(), prin: prinServiceAccount(policyNS)},
-				{key: "source.trustDomains", values: s.GetTrustDomains(), notValues: s.GetNotTrustDomains(), prin: prinTrustDomain},
-				{key: "source.principals", values: s.GetPrincipals(), notValues: s.GetNotPrincipals(), prin: prinPrincipal},
+				{key: "source.trustDomains", values: tds.trustDomainValues(s.GetTrustDomains()),
+					notValues: tds.trustDomainValues(s.GetNotTrustDomains()), prin: prinTrustDomain},
+				{key: "source.principals", values: tds.principals(s.GetPrincipals()), notValues: tds.principals(s.GetNotPrincipals()), prin: prinPrincipal},
 				{key: "source.requestPrincipals", values: s.GetRequestPrincipals(), notValues: s.GetNotRequestPrincipals(), multi: prinRequestPrincipals},
 				{key: "source.namespaces", values: s.GetNamespaces(), notValues: s.GetNotNamespaces(), prin: prinNamespace},
 				{key: "source.remoteIpBlocks", values: s.GetRemoteIpBlocks(), notValues: s.GetNotRemoteIpBlocks(), prin: prinRemoteIP},

@@ -35,6 +35,7 @@ func TestAuthzGolden(t *testing.T) {
 		{"jwt", []string{svcs, "authz/jwt.yaml"}, sidecar},
 		{"tcp", []string{svcs, "authz/tcp.yaml"}, &withTCP},
 		{"gateway", []string{svcs, "authz/gateway.yaml"}, router},
+		{"trust-domain-aliases", []string{svcs, "authz/trust-domain-aliases.yaml"}, sidecar},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
