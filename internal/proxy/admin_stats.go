@@ -57,6 +57,8 @@ func (p *Proxy) statsText(w http.ResponseWriter, r *http.Request) {
 			add(pre+"membership_total", total)
 			add(pre+"membership_healthy", healthy)
 			add(pre+"outlier_detection.ejections_active", ejected)
+			add(pre+"outlier_detection.ejections_enforced_success_rate", c.srEjections.Load())
+			add(pre+"lb_healthy_panic", c.panics.Load())
 		}
 	}
 	sort.Strings(lines)

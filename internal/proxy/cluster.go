@@ -36,6 +36,9 @@ type host struct {
 	failures  atomic.Int64
 	consec5xx atomic.Uint32
 	consecGW  atomic.Uint32
+	// Requests and successes (not 5xx) in the current outlier detection
+	// interval, for success-rate ejection (outlier.go).
+	srTotal, srOK atomic.Int64
 	// isEjected is read on the request path; outlier is the rest of the
 	// outlier detection state, guarded by the cluster's odMu (outlier.go).
 	isEjected atomic.Bool
@@ -87,10 +90,16 @@ type cluster struct {
 	// Outlier detection (outlier.go): odMu guards the hosts' outlier state
 	// and nEjected; now is the clock (tests inject one); stopSweep ends the
 	// interval sweep.
-	odMu      sync.Mutex
-	nEjected  int
-	now       func() int64
-	stopSweep chan struct{}
+	odMu     sync.Mutex
+	nEjected int
+	// healthy counts the hosts that are neither EDS-unhealthy nor ejected,
+	// for the panic threshold; set with nEjected.
+	healthy atomic.Int64
+	// panics counts picks made in panic mode (Envoy's lb_healthy_panic);
+	// srEjections counts success-rate ejections.
+	panics, srEjections atomic.Int64
+	now                 func() int64
+	stopSweep           chan struct{}
 }
 
 func newCluster(cfg *xdsconfig.Cluster, clientTLS func(*xdsconfig.TLSContext) *tls.Config, bufs *h1Bufs, trustDomain string) *cluster {
@@ -261,12 +270,7 @@ func (c *cluster) setEndpoints(cla *xdsconfig.ClusterLoadAssignment) {
 			hs.hosts = append(hs.hosts, h)
 		}
 	}
-	c.nEjected = 0
-	for _, h := range hs.hosts {
-		if h.ejected() {
-			c.nEjected++
-		}
-	}
+	c.countLocked(hs)
 	switch c.cfg.LB {
 	case xdsconfig.LBRingHash:
 		hs.ring = buildRing(hs.hosts, c.cfg.RingMin, c.cfg.RingMax)
@@ -300,10 +304,16 @@ func (c *cluster) pick(avoid *host, hashKey string, hasHash bool) *host {
 	if hs == nil || len(hs.hosts) == 0 {
 		return nil
 	}
-	ok := func(h *host) bool {
-		return h.health.Routable() && !h.ejected()
-	}
 	n := len(hs.hosts)
+	// Panic mode (healthy_panic_threshold): with too few healthy hosts,
+	// Envoy balances over all of them rather than overload the few.
+	panicking := c.cfg.PanicThreshold > 0 && float64(c.healthy.Load())*100 < c.cfg.PanicThreshold*float64(n)
+	if panicking {
+		c.panics.Add(1)
+	}
+	ok := func(h *host) bool {
+		return panicking || (h.health.Routable() && !h.ejected())
+	}
 	if n == 1 {
 		if h := hs.hosts[0]; ok(h) {
 			return h
@@ -410,6 +420,12 @@ func (c *cluster) report(h *host, code int, connectFailed bool) {
 	od := c.cfg.Outlier
 	is5xx := code >= 500 || connectFailed
 	gw := connectFailed || code == 502 || code == 503 || code == 504
+	if od != nil && od.SuccessRate != nil {
+		h.srTotal.Add(1)
+		if !is5xx {
+			h.srOK.Add(1)
+		}
+	}
 	if !is5xx {
 		h.consec5xx.Store(0)
 		h.consecGW.Store(0)

@@ -115,3 +115,172 @@ func TestOutlierMaxEjectionPercent(t *testing.T) {
 		t.Errorf("after an EDS update: b, c ejected = %v %v, count %d; want both and 2", nhs[1].ejected(), nhs[2].ejected(), c.nEjected)
 	}
 }
+
+// srCluster is a cluster of n hosts with success-rate ejection only.
+func srCluster(t *testing.T, n int, sr xdsconfig.SuccessRateEjection) *cluster {
+	t.Helper()
+	od := &xdsconfig.OutlierDetection{Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second,
+		MaxEjectionTime: 300 * time.Second, MaxEjectionPercent: 100, SuccessRate: &sr}
+	c := newCluster(&xdsconfig.Cluster{Name: "c", ConnectTimeout: time.Second, Outlier: od,
+		Limits: xdsconfig.Limits{MaxConnections: 1024}}, nil, newH1Bufs(), "cluster.local")
+	t.Cleanup(c.close)
+	c.now = func() int64 { return 0 }
+	var eps []xdsconfig.Endpoint
+	for i := range n {
+		eps = append(eps, xdsconfig.Endpoint{Address: string(rune('a'+i)) + ":80", Weight: 1})
+	}
+	c.setEndpoints(&xdsconfig.ClusterLoadAssignment{ClusterName: "c", Endpoints: eps})
+	return c
+}
+
+// serve reports total attempts for h of which failed were 5xx.
+func serve(c *cluster, h *host, total, failed int) {
+	for i := range total {
+		code := 200
+		if i < failed {
+			code = 503
+		}
+		c.report(h, code, false)
+	}
+}
+
+// TestOutlierSuccessRate: at the sweep, a host whose success rate is below
+// mean - 1.9 stdev of the hosts with enough requests is ejected; too few
+// such hosts, or too few requests, and nobody is; every interval starts
+// its counts afresh.
+func TestOutlierSuccessRate(t *testing.T) {
+	defaults := xdsconfig.SuccessRateEjection{Enforcing: 100, MinimumHosts: 5, RequestVolume: 100, StdevFactor: 1900}
+	t.Run("the outlier goes", func(t *testing.T) {
+		c := srCluster(t, 5, defaults)
+		hs := c.hosts.Load().hosts
+		for _, h := range hs[:4] {
+			serve(c, h, 100, 0)
+		}
+		// Rates 100,100,100,100,50: mean 90, stdev 20, threshold 52.
+		serve(c, hs[4], 100, 50)
+		c.sweep(c.now())
+		for i, h := range hs {
+			if h.ejected() != (i == 4) {
+				t.Errorf("host %s ejected = %v", h.addr, h.ejected())
+			}
+		}
+		if c.srEjections.Load() != 1 {
+			t.Errorf("success-rate ejections %d, want 1", c.srEjections.Load())
+		}
+	})
+	t.Run("within the spread stays", func(t *testing.T) {
+		c := srCluster(t, 5, defaults)
+		hs := c.hosts.Load().hosts
+		// Rates 100,90,100,90,85: mean 93, stdev 6, threshold 81.6.
+		for i, failed := range []int{0, 10, 0, 10, 15} {
+			serve(c, hs[i], 100, failed)
+		}
+		c.sweep(c.now())
+		for _, h := range hs {
+			if h.ejected() {
+				t.Errorf("host %s ejected", h.addr)
+			}
+		}
+	})
+	t.Run("too few hosts with enough requests", func(t *testing.T) {
+		c := srCluster(t, 5, defaults)
+		hs := c.hosts.Load().hosts
+		for _, h := range hs[:3] {
+			serve(c, h, 100, 0)
+		}
+		serve(c, hs[3], 99, 0) // one short of the volume
+		serve(c, hs[4], 100, 100)
+		c.sweep(c.now())
+		if hs[4].ejected() {
+			t.Error("ejected with 4 hosts over the request volume (minimum 5)")
+		}
+		// The next interval starts from zero: 1 more request each is not
+		// the volume either.
+		for _, h := range hs {
+			serve(c, h, 1, 1)
+		}
+		c.sweep(c.now())
+		if hs[4].ejected() {
+			t.Error("counts carried into the next interval")
+		}
+	})
+	t.Run("tuned minimums", func(t *testing.T) {
+		c := srCluster(t, 3, xdsconfig.SuccessRateEjection{Enforcing: 100, MinimumHosts: 3, RequestVolume: 10, StdevFactor: 1000})
+		hs := c.hosts.Load().hosts
+		serve(c, hs[0], 10, 0)
+		serve(c, hs[1], 10, 0)
+		serve(c, hs[2], 10, 5) // mean 83.3, stdev 23.6, threshold 59.8
+		c.sweep(c.now())
+		if !hs[2].ejected() || hs[0].ejected() || hs[1].ejected() {
+			t.Errorf("ejected %v %v %v, want only the third", hs[0].ejected(), hs[1].ejected(), hs[2].ejected())
+		}
+	})
+	t.Run("not enforced", func(t *testing.T) {
+		c := srCluster(t, 5, xdsconfig.SuccessRateEjection{Enforcing: 0, MinimumHosts: 5, RequestVolume: 100, StdevFactor: 1900})
+		hs := c.hosts.Load().hosts
+		for _, h := range hs[:4] {
+			serve(c, h, 100, 0)
+		}
+		serve(c, hs[4], 100, 100)
+		c.sweep(c.now())
+		if hs[4].ejected() {
+			t.Error("ejected with enforcing_success_rate 0")
+		}
+	})
+}
+
+// TestPanicThreshold: with fewer healthy hosts than the threshold, picks
+// spread over all hosts, ejected and EDS-unhealthy ones included (Envoy's
+// panic mode); at 0, only healthy hosts are picked and none is "no
+// healthy upstream".
+func TestPanicThreshold(t *testing.T) {
+	picked := func(c *cluster) map[string]bool {
+		seen := map[string]bool{}
+		for range 200 {
+			if h := c.pick(nil, "", false); h != nil {
+				seen[h.addr] = true
+			}
+		}
+		return seen
+	}
+	for _, tc := range []struct {
+		name      string
+		threshold float64
+		ejected   int // of four hosts
+		unhealthy int // EDS-unhealthy, after the ejected ones
+		want      int // hosts picked
+		panics    bool
+	}{
+		{"half healthy is no panic at 50", 50, 2, 0, 2, false},
+		{"a quarter healthy panics at 50", 50, 2, 1, 4, true},
+		{"all ejected panics at 50", 50, 4, 0, 4, true},
+		{"a quarter healthy at 0", 0, 2, 1, 1, false},
+		{"none healthy at 0", 0, 4, 0, 0, false},
+		{"three quarters healthy panics at 80", 80, 1, 0, 4, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(&xdsconfig.Cluster{Name: "c", ConnectTimeout: time.Second, PanicThreshold: tc.threshold,
+				Outlier: &xdsconfig.OutlierDetection{Interval: time.Hour, BaseEjectionTime: time.Hour, MaxEjectionPercent: 100},
+				Limits:  xdsconfig.Limits{MaxConnections: 1024}}, nil, newH1Bufs(), "cluster.local")
+			t.Cleanup(c.close)
+			var eps []xdsconfig.Endpoint
+			for i := range 4 {
+				ep := xdsconfig.Endpoint{Address: string(rune('a'+i)) + ":80", Weight: 1}
+				if i >= tc.ejected && i < tc.ejected+tc.unhealthy {
+					ep.Health = xdsconfig.HealthUnhealthy
+				}
+				eps = append(eps, ep)
+			}
+			c.setEndpoints(&xdsconfig.ClusterLoadAssignment{ClusterName: "c", Endpoints: eps})
+			for _, h := range c.hosts.Load().hosts[:tc.ejected] {
+				c.eject(h)
+			}
+			if got := picked(c); len(got) != tc.want {
+				t.Errorf("picked %v, want %d hosts", got, tc.want)
+			}
+			if (c.panics.Load() > 0) != tc.panics {
+				t.Errorf("lb_healthy_panic %d", c.panics.Load())
+			}
+		})
+	}
+}

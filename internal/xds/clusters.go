@@ -65,14 +65,20 @@ func (g *gen) buildServiceEndpoints(svc *registry.Service) {
 	dr := g.snap.DestinationRuleFor(g.proxy, svc.Hostname, svc.Namespace)
 	build := func() []*endpointv3.ClusterLoadAssignment {
 		var out []*endpointv3.ClusterLoadAssignment
+		var top *networking.TrafficPolicy
+		if dr != nil {
+			top = dr.TrafficPolicy
+		}
 		for _, port := range svc.Ports {
-			out = append(out, loadAssignment(OutboundCluster(port.Number, "", svc.Hostname), port, svc.Endpoints, true))
+			out = append(out, loadAssignment(OutboundCluster(port.Number, "", svc.Hostname), port,
+				healthyUnless(svc.Endpoints, effectivePolicy(port.Number, top, nil)), true))
 			if dr == nil {
 				continue
 			}
 			for _, sub := range dr.Subsets {
 				name := OutboundCluster(port.Number, sub.GetName(), svc.Hostname)
-				out = append(out, loadAssignment(name, port, selectEndpoints(svc.Endpoints, sub.GetLabels()), true))
+				eps := healthyUnless(selectEndpoints(svc.Endpoints, sub.GetLabels()), effectivePolicy(port.Number, top, sub.GetTrafficPolicy()))
+				out = append(out, loadAssignment(name, port, eps, true))
 			}
 		}
 		return out
@@ -146,7 +152,7 @@ func (g *gen) addCluster(svc *registry.Service, port registry.Port, subset strin
 	case svc.Resolution == registry.ResolutionStatic:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name}
-		g.endpoints[name] = loadAssignment(name, port, eps, true)
+		g.endpoints[name] = loadAssignment(name, port, healthyUnless(eps, pol), true)
 	case svc.Resolution == registry.ResolutionDNSRoundRobin || g.grpc:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
 		c.DnsLookupFamily = clusterv3.Cluster_V4_ONLY

@@ -148,11 +148,18 @@ func (g *gen) applyPolicy(c *clusterv3.Cluster, svc *registry.Service, port regi
 		}
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpOptionsKey: toAny(opts)}
 	}
+	// The panic threshold as istiod sets it: outlierDetection's
+	// minHealthPercent (0 unless given), else 0, because the service's
+	// unhealthy endpoints are sent (PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS) and
+	// Envoy's default 50% would route to them. (With minHealthPercent > 0
+	// they are left out of the load assignment: sendsUnhealthy.)
+	if c.CommonLbConfig == nil {
+		c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{}
+	}
+	c.CommonLbConfig.HealthyPanicThreshold = &typev3.Percent{Value: 0}
 	if od := p.outlier; od != nil {
 		c.OutlierDetection = outlierDetection(od)
-		if od.GetMinHealthPercent() > 0 {
-			c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: float64(od.GetMinHealthPercent())}}
-		}
+		c.CommonLbConfig.HealthyPanicThreshold = &typev3.Percent{Value: float64(od.GetMinHealthPercent())}
 	}
 	if !g.grpc {
 		g.applyUpstreamTLS(c, svc, port, subset, p.tls)
@@ -263,6 +270,27 @@ func (g *gen) applyLB(c *clusterv3.Cluster, lb *networking.LoadBalancerSettings)
 		c.CommonLbConfig.LocalityConfigSpecifier = &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
 			LocalityWeightedLbConfig: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig{}}
 	}
+}
+
+// sendsUnhealthy reports whether a cluster's load assignment carries the
+// unhealthy endpoints (marked UNHEALTHY), as istiod sends them: unless its
+// outlierDetection sets minHealthPercent, whose panic threshold would route
+// to them.
+func sendsUnhealthy(p policy) bool { return p.outlier.GetMinHealthPercent() <= 0 }
+
+// healthyUnless returns eps without the unhealthy endpoints when the policy
+// does not send them.
+func healthyUnless(eps []*registry.Endpoint, p policy) []*registry.Endpoint {
+	if sendsUnhealthy(p) {
+		return eps
+	}
+	var out []*registry.Endpoint
+	for _, e := range eps {
+		if e.Healthy {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func outlierDetection(od *networking.OutlierDetection) *clusterv3.OutlierDetection {

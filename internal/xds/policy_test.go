@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/bowline-mesh/bowline/internal/model"
@@ -85,4 +89,72 @@ func compactJSON(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestPanicThresholdAndUnhealthyEndpoints: as istiod, every service cluster
+// gets healthy_panic_threshold 0 (unhealthy endpoints are sent, marked
+// UNHEALTHY, and Envoy's default 50% would route to them), or
+// outlierDetection's minHealthPercent; with minHealthPercent above 0 the
+// unhealthy endpoints are left out of that cluster's load assignment.
+func TestPanicThresholdAndUnhealthyEndpoints(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", svcs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := append(parse(t, svcs, string(data)), parse(t, "dr.yaml", `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: default}
+spec:
+  host: ratings
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      outlierDetection: {consecutive5xxErrors: 3, minHealthPercent: 40}
+  - name: v2
+    labels: {version: v1}
+    trafficPolicy:
+      outlierDetection: {consecutive5xxErrors: 3}
+`)...)
+	reg := registry.New(nil)
+	reg.SetConfig(objs)
+	if err := reg.Register(registry.Workload{Name: "ratings-v1-down", Namespace: "default", Address: "10.0.0.99",
+		Ports: map[string]uint32{"http": 19080}, Labels: map[string]string{"app": "ratings", "version": "v1"},
+		ServiceAccount: "bookinfo-ratings", Healthy: false}); err != nil {
+		t.Fatal(err)
+	}
+	res := xds.Generate(model.Build(objs, reg.View(), model.Options{}), sidecar)
+	panics := map[string]string{}
+	for _, r := range res.Clusters {
+		c := r.(*clusterv3.Cluster)
+		if t := c.GetCommonLbConfig().GetHealthyPanicThreshold(); t != nil {
+			panics[c.GetName()] = strconv.FormatFloat(t.GetValue(), 'g', -1, 64)
+		}
+	}
+	endpoints := map[string]string{}
+	for _, r := range res.Endpoints {
+		cla := r.(*endpointv3.ClusterLoadAssignment)
+		var eps []string
+		for _, l := range cla.GetEndpoints() {
+			for _, e := range l.GetLbEndpoints() {
+				eps = append(eps, e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()+" "+e.GetHealthStatus().String())
+			}
+		}
+		sort.Strings(eps)
+		endpoints[cla.GetClusterName()] = strings.Join(eps, ", ")
+	}
+	for _, tc := range []struct{ cluster, panic, endpoints string }{
+		{"outbound|9080||ratings.default.svc.cluster.local", "0", "10.0.0.15 HEALTHY, 10.0.0.99 UNHEALTHY"},
+		{"outbound|9080|v1|ratings.default.svc.cluster.local", "40", "10.0.0.15 HEALTHY"},
+		{"outbound|9080|v2|ratings.default.svc.cluster.local", "0", "10.0.0.15 HEALTHY, 10.0.0.99 UNHEALTHY"},
+		{"outbound|9080||reviews.default.svc.cluster.local", "0", ""},
+	} {
+		if got, ok := panics[tc.cluster]; !ok || got != tc.panic {
+			t.Errorf("%s: healthy_panic_threshold %q (set %v), want %s", tc.cluster, got, ok, tc.panic)
+		}
+		if tc.endpoints != "" && endpoints[tc.cluster] != tc.endpoints {
+			t.Errorf("%s: endpoints %q, want %q", tc.cluster, endpoints[tc.cluster], tc.endpoints)
+		}
+	}
 }

@@ -118,6 +118,13 @@ func TestNACKText(t *testing.T) {
 		{"outlier split errors", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			OutlierDetection: &clusterv3.OutlierDetection{SplitExternalLocalOriginErrors: true}},
 			`cluster "c": field outlier_detection.split_external_local_origin_errors: unsupported`},
+		{"panic threshold over 100", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 150}}},
+			`cluster "c": field common_lb_config.healthy_panic_threshold: 150 is not a percentage`},
+		{"zone aware load balancing", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{LocalityConfigSpecifier: &clusterv3.Cluster_CommonLbConfig_ZoneAwareLbConfig_{
+				ZoneAwareLbConfig: &clusterv3.Cluster_CommonLbConfig_ZoneAwareLbConfig{}}}},
+			`cluster "c": field common_lb_config.zone_aware_lb_config: unsupported`},
 		{"maglev table size not prime", &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			LbPolicy: clusterv3.Cluster_MAGLEV, LbConfig: &clusterv3.Cluster_MaglevLbConfig_{MaglevLbConfig: &clusterv3.Cluster_MaglevLbConfig{TableSize: wrapperspb.UInt64(65536)}}},
 			`cluster "c": field maglev_lb_config.table_size: 65536 must be a prime number up to 5000011`},

@@ -68,6 +68,11 @@ type Cluster struct {
 	Limits Limits
 	// Outlier is the outlier detection config, or nil.
 	Outlier *OutlierDetection
+	// PanicThreshold is common_lb_config.healthy_panic_threshold, a
+	// percentage (Envoy's default 50): while fewer of the cluster's hosts
+	// are healthy (not EDS-unhealthy, not ejected), the load balancer uses
+	// all of them. 0 disables panic mode, as istiod sets it.
+	PanicThreshold float64
 	// Protocol is the upstream HTTP protocol.
 	Protocol UpstreamProtocol
 	// Conn is common_http_protocol_options: how long upstream connections
@@ -182,4 +187,24 @@ type OutlierDetection struct {
 	MaxEjectionTime time.Duration
 	// MaxEjectionPercent caps ejected hosts (default 10).
 	MaxEjectionPercent uint32
+	// SuccessRate is success-rate ejection, nil when
+	// enforcing_success_rate is 0 (as istiod sets it).
+	SuccessRate *SuccessRateEjection
+}
+
+// SuccessRateEjection is Envoy's success-rate outlier detection: each
+// interval, among the hosts with at least RequestVolume requests in it, and
+// only when there are at least MinimumHosts of them, a host whose success
+// rate (responses other than 5xx, connect failures counted as failures) is
+// below mean - StdevFactor/1000 * stdev is ejected, with probability
+// Enforcing percent.
+type SuccessRateEjection struct {
+	// Enforcing is enforcing_success_rate (default 100).
+	Enforcing uint32
+	// MinimumHosts is success_rate_minimum_hosts (default 5).
+	MinimumHosts uint32
+	// RequestVolume is success_rate_request_volume (default 100).
+	RequestVolume uint32
+	// StdevFactor is success_rate_stdev_factor (default 1900: 1.9).
+	StdevFactor uint32
 }

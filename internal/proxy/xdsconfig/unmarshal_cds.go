@@ -141,7 +141,8 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if od := c.GetOutlierDetection(); od != nil {
 		if err := checkFields(od, "outlier_detection", "consecutive_5xx", "consecutive_gateway_failure",
 			"interval", "base_ejection_time", "max_ejection_time", "max_ejection_percent", "enforcing_consecutive_5xx",
-			"enforcing_consecutive_gateway_failure", "enforcing_success_rate", "split_external_local_origin_errors",
+			"enforcing_consecutive_gateway_failure", "enforcing_success_rate", "success_rate_minimum_hosts",
+			"success_rate_request_volume", "success_rate_stdev_factor", "split_external_local_origin_errors",
 			"enforcing_consecutive_local_origin_failure", "enforcing_local_origin_success_rate"); err != nil {
 			return nil, err
 		}
@@ -159,8 +160,23 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		if e := od.GetEnforcingConsecutive_5Xx(); e != nil && e.GetValue() == 0 {
 			o.Consecutive5xx = 0
 		}
-		if e := od.GetEnforcingConsecutiveGatewayFailure(); e != nil && e.GetValue() == 0 {
+		switch e := od.GetEnforcingConsecutiveGatewayFailure(); {
+		case e == nil || e.GetValue() == 0:
+			// Envoy enforces gateway failures only when asked
+			// (enforcing_consecutive_gateway_failure defaults to 0).
 			o.ConsecutiveGatewayFailure = 0
+		case od.GetConsecutiveGatewayFailure() == nil:
+			o.ConsecutiveGatewayFailure = 5
+		}
+		if e := od.GetEnforcingSuccessRate(); e == nil || e.GetValue() > 0 {
+			sr := &SuccessRateEjection{Enforcing: 100, MinimumHosts: 5, RequestVolume: 100, StdevFactor: 1900}
+			if e != nil {
+				sr.Enforcing = min(e.GetValue(), 100)
+			}
+			setLimit(&sr.MinimumHosts, od.GetSuccessRateMinimumHosts())
+			setLimit(&sr.RequestVolume, od.GetSuccessRateRequestVolume())
+			setLimit(&sr.StdevFactor, od.GetSuccessRateStdevFactor())
+			o.SuccessRate = sr
 		}
 		if d := od.GetInterval(); d != nil {
 			o.Interval = d.AsDuration()
@@ -175,6 +191,20 @@ func unmarshalCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			return nil, fmt.Errorf("field outlier_detection.interval: must be positive")
 		}
 		out.Outlier = o
+	}
+	out.PanicThreshold = 50
+	if lb := c.GetCommonLbConfig(); lb != nil {
+		// Locality weights are accepted as before: the proxy balances over
+		// all localities by endpoint weight.
+		if err := checkFields(lb, "common_lb_config", "healthy_panic_threshold", "locality_weighted_lb_config"); err != nil {
+			return nil, err
+		}
+		if t := lb.GetHealthyPanicThreshold(); t != nil {
+			if v := t.GetValue(); v < 0 || v > 100 || math.IsNaN(v) {
+				return nil, fmt.Errorf("field common_lb_config.healthy_panic_threshold: %v is not a percentage", v)
+			}
+			out.PanicThreshold = t.GetValue()
+		}
 	}
 	tlsCtx, err := unmarshalTransportSocket(c.GetTransportSocket(), "transport_socket", true)
 	if err != nil {
