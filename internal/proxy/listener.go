@@ -263,7 +263,11 @@ func (p *Proxy) serveInspected(s *snapshot, b *boundListener, conn net.Conn, tar
 			_ = conn.Close()
 			return
 		}
-		tc := tls.Server(c, p.serverTLS(chain.TLS))
+		cfg := s.serverTLS[chain.TLS]
+		if cfg == nil {
+			cfg = p.serverTLS(chain.TLS) // not built with the snapshot (a listener the snapshot does not list)
+		}
+		tc := tls.Server(c, cfg)
 		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()

@@ -449,6 +449,7 @@ func (p *Proxy) apply(st *xdsclient.State) error {
 	prev := p.snap.Load()
 	s := buildSnapshot(st, prev, p.version.Add(1), &filterEnv{rl: p.rateLimits, fetcher: &jwksFetcher{p: p}, sec: p.secMetrics, authzPool: p.authzPool}, p.clientTLS, p.h1bufs, p.trustDomain())
 	s.tracers = p.tracers.forSnapshot(s)
+	s.withServerTLS(prev, p.serverTLS)
 	p.snap.Store(s)
 	for _, b := range opened {
 		p.bound[b.addr] = b

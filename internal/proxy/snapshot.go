@@ -33,6 +33,32 @@ type snapshot struct {
 	// localRL are the local rate limiters of the snapshot's local_ratelimit
 	// configs (listener-level and per-route), read without a lock per request.
 	localRL map[*xdsconfig.LocalRateLimit]*ratelimit.Local
+	// serverTLS is one tls.Config per DownstreamTlsContext, carried into
+	// the next snapshot while the context is unchanged, so its session
+	// ticket keys survive and clients resume their sessions (tls.go).
+	serverTLS map[*xdsconfig.TLSContext]*tls.Config
+}
+
+// withServerTLS fills s.serverTLS for every TLS filter chain of s, reusing
+// prev's configs of the same contexts and building the others with build.
+func (s *snapshot) withServerTLS(prev *snapshot, build func(*xdsconfig.TLSContext) *tls.Config) {
+	s.serverTLS = map[*xdsconfig.TLSContext]*tls.Config{}
+	add := func(fc *xdsconfig.FilterChain) {
+		if fc == nil || fc.TLS == nil || s.serverTLS[fc.TLS] != nil {
+			return
+		}
+		if prev != nil && prev.serverTLS[fc.TLS] != nil {
+			s.serverTLS[fc.TLS] = prev.serverTLS[fc.TLS]
+			return
+		}
+		s.serverTLS[fc.TLS] = build(fc.TLS)
+	}
+	for _, l := range s.listeners {
+		for i := range l.FilterChains {
+			add(&l.FilterChains[i])
+		}
+		add(l.DefaultChain)
+	}
 }
 
 // listenerFor returns the listener that owns addr, falling back to the
