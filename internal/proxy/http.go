@@ -54,10 +54,9 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		x.localReply(http.StatusNotFound, "no listener")
 		return
 	}
-	l := s.listenerFor(info.target)
+	l, fc := info.chainIn(s)
 	var hcm *xdsconfig.HTTPConnectionManager
 	if l != nil {
-		fc := info.chain(l)
 		if fc != nil {
 			hcm = fc.HTTP
 		}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -59,11 +60,36 @@ type connInfo struct {
 	// guard follows the HTTP/1.x framing of the connection's requests
 	// (h1guard.go).
 	guard h1guard
+	// chosen is the listener and filter chain serving the connection's
+	// requests, chosen once per snapshot (requests of a connection run
+	// concurrently over HTTP/2).
+	chosen atomic.Pointer[chosenChain]
+}
+
+// chosenChain is the listener and chain of a connection in one snapshot.
+type chosenChain struct {
+	version int64
+	l       *xdsconfig.Listener
+	fc      *xdsconfig.FilterChain
 }
 
 // chain returns the filter chain of l that serves this connection.
 func (i *connInfo) chain(l *xdsconfig.Listener) *xdsconfig.FilterChain {
 	return l.ChainForConn(i.dst.Port(), i.sni, i.transport, i.alpn)
+}
+
+// chainIn returns the listener and filter chain serving the connection in
+// s: chosen at the connection's first request on s, then reused.
+func (i *connInfo) chainIn(s *snapshot) (*xdsconfig.Listener, *xdsconfig.FilterChain) {
+	if c := i.chosen.Load(); c != nil && c.version == s.version {
+		return c.l, c.fc
+	}
+	c := &chosenChain{version: s.version, l: s.listenerFor(i.target)}
+	if c.l != nil {
+		c.fc = i.chain(c.l)
+	}
+	i.chosen.Store(c)
+	return c.l, c.fc
 }
 
 type connInfoKey struct{}
