@@ -202,6 +202,7 @@ func newProxyCommand(s streams) *cobra.Command {
 	f.StringVar(&cfg.AccessLog, "access-log", "json", "access log format: off, json or text")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", 5*time.Second, "how long in-flight requests may finish on shutdown")
 	f.BoolVar(&cfg.TerminationDrain, "termination-drain", false, "on SIGTERM, drain gracefully and keep every listener serving for --drain-duration before stopping, as Istio's sidecar does (the injector sets it); skipped after POST /drain on the status port")
+	f.DurationVar(&cfg.AccessLogFlushInterval, "access-log-flush-interval", time.Second, "how long access log lines may wait in memory before they are written, in one write (Envoy's file_flush_interval_msec); 0 writes each line as it is logged")
 	f.StringVar(&memLimit, "memory-limit", "", "soft memory limit of the Go runtime (like GOMEMLIMIT), e.g. 64MiB; the GC runs more often near it")
 	f.StringVar(&labelsFile, "labels-file", "", "Kubernetes downward-API file of the pod's labels (key=\"value\" lines); --labels add to and override it")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warning, error, critical or off (Envoy's names, as sidecar.istio.io/logLevel)")

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"strconv"
 	"sync"
@@ -56,35 +57,156 @@ type record struct {
 	tcpStats *xdsconfig.IstioStats
 }
 
-// accessLogger writes one line per record.
+// accessLogger writes one line per record. With a flush interval it is
+// buffered as Envoy's file access logs are (file_flush_interval_msec, 1 s):
+// lines collect in memory and a flusher writes them each interval, or as
+// soon as accessLogFlushSize are waiting, in one write, off the request
+// path; past accessLogMaxPending (a writer that does not keep up) lines are
+// written by the request that logs them. Without an interval every line is
+// written as it is logged.
 type accessLogger struct {
 	format string
-	mu     sync.Mutex
 	w      io.Writer
-	buf    []byte
+	// buffered: lines wait in pending for flush; kick wakes the flusher.
+	buffered bool
+	kick     chan<- struct{}
+
+	mu      sync.Mutex
+	buf     []byte // the line being encoded (unbuffered)
+	pending []byte // lines not written yet (buffered)
+	spare   []byte // the flusher's other buffer
+	wmu     sync.Mutex
 }
+
+// Buffered access log sizes: a flush is due at accessLogFlushSize bytes;
+// pending lines never exceed accessLogMaxPending.
+const (
+	accessLogFlushSize  = 64 << 10
+	accessLogMaxPending = 1 << 20
+)
 
 func newAccessLogger(format string, w io.Writer) *accessLogger {
 	return &accessLogger{format: format, w: w, buf: make([]byte, 0, 512)}
 }
 
+// bufferedAccessLogger is newAccessLogger whose lines a flusher writes
+// (flushAccessLogs); kick asks for a flush before the interval.
+func bufferedAccessLogger(format string, w io.Writer, kick chan<- struct{}) *accessLogger {
+	a := newAccessLogger(format, w)
+	a.buffered, a.kick = true, kick
+	return a
+}
+
+func (a *accessLogger) on() bool { return a != nil && a.format != accessLogOff && a.w != nil }
+
 // write writes one line rendered elsewhere (a custom log_format).
 func (a *accessLogger) write(line []byte) {
-	if a == nil || a.format == accessLogOff || a.w == nil {
+	if !a.on() {
 		return
 	}
 	a.mu.Lock()
+	if a.buffered {
+		a.pending = append(a.pending, line...)
+		a.queued()
+		return
+	}
 	defer a.mu.Unlock()
 	_, _ = a.w.Write(line)
 }
 
+// queued is called with a.mu held after a line went to pending, and
+// unlocks it.
+func (a *accessLogger) queued() {
+	n := len(a.pending)
+	if n < accessLogMaxPending {
+		a.mu.Unlock()
+		if n >= accessLogFlushSize {
+			select {
+			case a.kick <- struct{}{}:
+			default:
+			}
+		}
+		return
+	}
+	// The writer is behind: this request writes what is pending.
+	a.mu.Unlock()
+	a.flush()
+}
+
+// newAccessLogger is the proxy's logger of format to w: buffered when the
+// config sets a flush interval.
+func (p *Proxy) newAccessLogger(format string, w io.Writer) *accessLogger {
+	if p.cfg.AccessLogFlushInterval > 0 {
+		return bufferedAccessLogger(format, w, p.logKick)
+	}
+	return newAccessLogger(format, w)
+}
+
+// flushAccessLogs writes the buffered access logs each flush interval, or
+// when one asks, until ctx ends.
+func (p *Proxy) flushAccessLogs(ctx context.Context) {
+	t := time.NewTicker(p.cfg.AccessLogFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.flushLogs()
+			return
+		case <-t.C:
+		case <-p.logKick:
+		}
+		p.flushLogs()
+	}
+}
+
+// flushLogs writes every buffered access log line.
+func (p *Proxy) flushLogs() {
+	p.alog.flush()
+	for _, a := range p.xdsLogs.all() {
+		a.flush()
+	}
+}
+
+// flush writes the pending lines of a buffered logger, in order.
+func (a *accessLogger) flush() {
+	if !a.on() || !a.buffered {
+		return
+	}
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	a.mu.Lock()
+	b := a.pending
+	if len(b) == 0 {
+		a.mu.Unlock()
+		return
+	}
+	a.pending, a.spare = a.spare[:0], nil
+	a.mu.Unlock()
+	_, _ = a.w.Write(b)
+	if cap(b) <= 2*accessLogMaxPending {
+		a.mu.Lock()
+		a.spare = b[:0]
+		a.mu.Unlock()
+	}
+}
+
 func (a *accessLogger) log(r *record) {
-	if a == nil || a.format == accessLogOff || a.w == nil {
+	if !a.on() {
 		return
 	}
 	a.mu.Lock()
+	if a.buffered {
+		a.pending = a.encode(a.pending, r)
+		a.queued()
+		return
+	}
 	defer a.mu.Unlock()
-	b := a.buf[:0]
+	a.buf = a.encode(a.buf[:0], r)
+	_, _ = a.w.Write(a.buf)
+}
+
+// encode appends r's line to b.
+func (a *accessLogger) encode(b []byte, r *record) []byte {
 	if a.format == accessLogText {
 		// Envoy's default format, abridged.
 		b = append(b, '[')
@@ -158,8 +280,7 @@ func (a *accessLogger) log(r *record) {
 		}
 		b = append(b, "}\n"...)
 	}
-	a.buf = b
-	_, _ = a.w.Write(b)
+	return b
 }
 
 const hexDigits = "0123456789abcdef"

@@ -77,7 +77,7 @@ func (l *xdsLogs) logger(al *xdsconfig.AccessLog) *accessLogger {
 			w = f
 		}
 	}
-	a := newAccessLogger(format, w)
+	a := l.p.newAccessLogger(format, w)
 	l.by[k] = a
 	return a
 }
@@ -129,6 +129,17 @@ func lowerHeaders(h http.Header) map[string]any {
 	out := make(map[string]any, len(h))
 	for k, v := range h {
 		out[strings.ToLower(k)] = strings.Join(v, ",")
+	}
+	return out
+}
+
+// all returns the HCM access loggers made so far.
+func (l *xdsLogs) all() []*accessLogger {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*accessLogger, 0, len(l.by))
+	for _, a := range l.by {
+		out = append(out, a)
 	}
 	return out
 }

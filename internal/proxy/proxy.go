@@ -37,6 +37,11 @@ type Config struct {
 	AccessLog string
 	// AccessLogWriter receives access log lines (stdout in the command).
 	AccessLogWriter io.Writer
+	// AccessLogFlushInterval buffers access log lines and writes them at
+	// this interval (or when 64 KiB wait), off the request path, as Envoy
+	// flushes its access logs (file_flush_interval_msec, 1 s in the
+	// command); 0 writes every line as it is logged.
+	AccessLogFlushInterval time.Duration
 	// DrainDuration bounds how long in-flight requests may finish on shutdown
 	// and on listener removal.
 	DrainDuration time.Duration
@@ -136,6 +141,8 @@ type Proxy struct {
 	alog    *accessLogger
 	// failures keeps the recent failed requests (/debug/failures).
 	failures failureLog
+	// logKick asks the access log flusher for an early flush.
+	logKick chan struct{}
 	// secMetrics counts RBAC decisions (filters_security.go).
 	secMetrics *securityMetrics
 	// agent is the workload identity agent (identity.go), nil without a CA;
@@ -207,8 +214,9 @@ func New(cfg Config) *Proxy {
 		log:     cfg.Logger,
 		bound:   map[netip.AddrPort]*boundListener{},
 		quit:    make(chan struct{}),
-		alog:    newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter),
+		logKick: make(chan struct{}, 1),
 	}
+	p.alog = p.newAccessLogger(cfg.AccessLog, cfg.AccessLogWriter)
 	p.peerMeta = encodePeerMetadata(cfg.Node)
 	p.nodeCluster = cfg.Node.Node().GetCluster()
 	p.rateLimits = newRateLimits(p)
@@ -307,6 +315,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 6)
+	if p.cfg.AccessLogFlushInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.flushAccessLogs(serveCtx)
+		}()
+	}
 	if p.cfg.AdminAddress != "" {
 		ln, err := net.Listen("tcp", p.cfg.AdminAddress)
 		if err != nil {
@@ -385,6 +400,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	cancel()
 	stopServing()
 	wg.Wait()
+	p.flushLogs()
 	p.tracers.shutdown() // flush spans while the clusters still dial
 	p.authzPool.Close()
 	p.mu.Lock()
