@@ -27,7 +27,7 @@ func TestChainChosenPerSnapshot(t *testing.T) {
 		t.Fatalf("chose %p %p, want the 8080 chain of the listener", l, fc)
 	}
 	first := info.chosen.Load()
-	if l, fc = info.chainIn(s1); fc != &l1.FilterChains[1] || info.chosen.Load() != first {
+	if _, fc = info.chainIn(s1); fc != &l1.FilterChains[1] || info.chosen.Load() != first {
 		t.Fatal("second request on the same snapshot chose again")
 	}
 	l2 := listener()
