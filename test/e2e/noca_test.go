@@ -104,7 +104,7 @@ func TestPlaintextWithoutCA(t *testing.T) {
 	xds, debug := fmt.Sprintf("127.0.0.1:%d", xdsPort), fmt.Sprintf("http://127.0.0.1:%d", debugPort)
 	disc := startProc(t, "discovery", nil, bowline, "discovery", "--insecure-xds", "--config-dir", dir,
 		"--xds-address", xds, "--debug-address", strings.TrimPrefix(debug, "http://"), "--debounce", "50ms")
-	waitWithin(t, "discovery ready", 30*time.Second, func() bool { code, _ := httpGet(debug + "/ready"); return code == http.StatusOK })
+	waitWithin(t, "discovery ready", 90*time.Second, func() bool { code, _ := httpGet(debug + "/ready"); return code == http.StatusOK })
 	if n := strings.Count(disc.out.String(), "no CA: workloads get no certificates"); n != 1 {
 		t.Errorf("discovery said %d times that it runs without a CA, want once:\n%s", n, disc.out.String())
 	}
@@ -166,7 +166,7 @@ func TestPlaintextWithoutCA(t *testing.T) {
 		"PeerAuthentication istio-system/default: spec.mtls.mode STRICT needs workload certificates",
 		"DestinationRule default/details: spec.trafficPolicy.tls.mode ISTIO_MUTUAL needs workload certificates",
 	}
-	waitWithin(t, "the problems on /debug/configz", 30*time.Second, func() bool {
+	waitWithin(t, "the problems on /debug/configz", 90*time.Second, func() bool {
 		_, configz := httpGet(debug + "/debug/configz")
 		var cz struct {
 			MeshProblems []string `json:"meshProblems"`

@@ -457,7 +457,7 @@ func runIncremental(t *testing.T, seed uint64, steps int) {
 
 	check := func(step string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for _, c := range clients {
 			for {
 				// The registry takes the config from the server's loop:
@@ -485,7 +485,7 @@ func runIncremental(t *testing.T, seed uint64, steps int) {
 	for step := range steps {
 		i := rnd.IntN(nSvc)
 		var what string
-		switch rnd.IntN(9) {
+		switch rnd.IntN(10) {
 		case 0:
 			w := 10 * rnd.IntN(11)
 			pm.set(fmt.Sprintf("vs-%d", i), virtualService(i, w, rnd.IntN(2) == 0))
@@ -540,6 +540,17 @@ func runIncremental(t *testing.T, seed uint64, steps int) {
 				t.Fatal(err)
 			}
 			what = fmt.Sprintf("endpoint %s healthy %v", id, healthy)
+		case 9:
+			app := fmt.Sprintf("client-%d", rnd.IntN(len(clients)))
+			pm.set("authz", fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  selector: {matchLabels: {app: %s}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+`, app))
+			what = "authorization policy selecting " + app
 		case 8:
 			id := fmt.Sprintf("w-%d-%d", i, 2+rnd.IntN(3))
 			if err := reg.Deregister(id); err != nil {
