@@ -136,7 +136,7 @@ func findService(snap *model.Snapshot, t Target) (*registry.Service, error) {
 		short, rest, _ := strings.Cut(svc.Hostname, ".")
 		hostNS, _, _ := strings.Cut(rest, ".")
 		switch {
-		case svc.Hostname == t.Name && t.Namespace == "":
+		case svc.Hostname == t.Name && t.Namespace == "", svc.Hostname == t.Name+"."+t.Namespace:
 		case t.Namespace != "" && svc.Hostname == t.Name+"."+t.Namespace+".svc."+snap.Domain():
 		case t.Namespace != "" && svc.Namespace == t.Namespace && (svc.Name == t.Name || short == t.Name && hostNS == t.Namespace):
 		case t.Namespace == "" && (svc.Name == t.Name || short == t.Name):

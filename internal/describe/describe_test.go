@@ -83,6 +83,8 @@ func TestDescribe(t *testing.T) {
 		{"workload_reviews_v1", describe.Target{Kind: describe.KindWorkload, Name: "reviews-v1"}},
 		{"service_reviews", describe.Target{Kind: describe.KindService, Name: "reviews"}},
 		{"service_by_hostname", describe.Target{Kind: describe.KindService, Name: "productpage.default.svc.cluster.local"}},
+		// A two-label host as the command line splits it (NAME.NAMESPACE).
+		{"service_external", describe.Target{Kind: describe.KindService, Name: "payments", Namespace: "example"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			var b strings.Builder
@@ -107,7 +109,7 @@ func TestDescribeErrors(t *testing.T) {
 		{"pod in another namespace", describe.Target{Kind: describe.KindPod, Name: "reviews-v2-0", Namespace: "prod"},
 			`pod "reviews-v2-0.prod": not found`, true},
 		{"unknown service", describe.Target{Kind: describe.KindService, Name: "details", Namespace: "default"},
-			`service "details.default": not found; services: legacy.legacy.svc.cluster.local, productpage.default.svc.cluster.local, ratings.default.svc.cluster.local, reviews.default.svc.cluster.local`, true},
+			`service "details.default": not found; services: legacy.legacy.svc.cluster.local, payments.example, productpage.default.svc.cluster.local, ratings.default.svc.cluster.local, reviews.default.svc.cluster.local`, true},
 		{"unknown kind", describe.Target{Kind: "gateway", Name: "x"}, `kind "gateway": want pod, workload or service`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

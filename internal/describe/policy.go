@@ -205,11 +205,18 @@ func (d *describer) service(svc *registry.Service, workloads []registry.Workload
 		for _, port := range svc.Ports {
 			ports = append(ports, fmt.Sprintf("%d", e.PortFor(port)))
 		}
-		health := ""
-		if !e.Healthy {
-			health = ", unhealthy"
+		var notes []string
+		if len(e.Labels) > 0 {
+			notes = append(notes, labels(e.Labels))
 		}
-		d.printf("   Endpoint: %s %s:%s (%s%s)\n", name, e.Address, strings.Join(ports, ","), labels(e.Labels), health)
+		if !e.Healthy {
+			notes = append(notes, "unhealthy")
+		}
+		note := ""
+		if len(notes) > 0 {
+			note = " (" + strings.Join(notes, ", ") + ")"
+		}
+		d.printf("   Endpoint: %s %s:%s%s\n", name, e.Address, strings.Join(ports, ","), note)
 		for _, w := range workloads {
 			if isEndpointOf(e, w) && !slices.ContainsFunc(pods, func(p registry.Workload) bool { return p.Key() == w.Key() }) {
 				pods = append(pods, w)
