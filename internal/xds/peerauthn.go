@@ -85,7 +85,23 @@ func (g *gen) mtlsChains(port uint32, filters []*listenerv3.Filter) ([]*listener
 		TransportSocket:  downstreamTLS(),
 	}
 	plain.FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"}
-	return []*listenerv3.FilterChain{tlsChain, plain}, true
+	chains := []*listenerv3.FilterChain{tlsChain, plain}
+	if isTCPFilters(filters) {
+		// As Istio's PERMISSIVE TCP chains: TLS that does not offer Istio's
+		// ALPN (a client's own TLS, HTTPS from outside the mesh, mTLS of a
+		// client that names no ALPN) is not terminated but passed to the app
+		// as it came. HTTP ports have no such chain (Istio refuses it there).
+		chains = append(chains, &listenerv3.FilterChain{
+			FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},
+			Filters:          filters,
+		})
+	}
+	return chains, true
+}
+
+// isTCPFilters reports a TCP filter chain (its last filter is tcp_proxy).
+func isTCPFilters(filters []*listenerv3.Filter) bool {
+	return len(filters) > 0 && filters[len(filters)-1].GetName() == filterTCPProxy
 }
 
 // tlsInspector is the listener filter PERMISSIVE chains need.
