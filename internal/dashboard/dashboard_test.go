@@ -248,3 +248,55 @@ func TestServeMesh(t *testing.T) {
 		t.Errorf("window=0: %s, want 400", resp.Status)
 	}
 }
+
+// tcpSeries renders the TCP metrics of one connection tuple: sent and
+// received bytes, and opened connections.
+func tcpSeries(reporter, src, dst, svc, security string, sent, received, opened int) string {
+	labels := fmt.Sprintf(`reporter=%q,source_workload=%q,source_workload_namespace="default",source_app="x",source_version="v1",destination_workload=%q,destination_workload_namespace="default",destination_app="db",destination_version="v1",destination_service=%q,destination_service_name="db",destination_service_namespace="default",request_protocol="tcp",response_flags="-",connection_security_policy=%q`,
+		reporter, src, dst, svc, security)
+	return fmt.Sprintf("istio_tcp_sent_bytes_total{%s} %d\nistio_tcp_received_bytes_total{%s} %d\nistio_tcp_connections_opened_total{%s} %d\n",
+		labels, sent, labels, received, labels, opened)
+}
+
+// TestTCPEdges: the TCP metrics make graph edges with bytes and connections
+// per second, the mTLS share from the destination's report, and no error
+// rate (healthy); they add no requests and no failures.
+func TestTCPEdges(t *testing.T) {
+	client, db := &fakeProxy{}, &fakeProxy{}
+	cs, ds := httptest.NewServer(client), httptest.NewServer(db)
+	defer cs.Close()
+	defer ds.Close()
+	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+	proxies := []Proxy{
+		{ID: "sidecar~127.0.0.1~app-v1.default~default.svc.cluster.local", Name: "app-v1.default", Type: "sidecar", Namespace: "default", Workload: "app-v1", StatsAddress: addr(cs)},
+		{ID: "sidecar~127.0.0.1~db-v1.default~default.svc.cluster.local", Name: "db-v1.default", Type: "sidecar", Namespace: "default", Workload: "db-v1", StatsAddress: addr(ds)},
+	}
+	now := time.Unix(1000, 0)
+	d, err := New(Config{Proxies: func() []Proxy { return proxies }, Store: config.NewStore(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const svc = "db.default.svc.cluster.local"
+	const tcpHeader = "# TYPE istio_tcp_sent_bytes_total counter\n# TYPE istio_tcp_received_bytes_total counter\n# TYPE istio_tcp_connections_opened_total counter\n"
+	for _, n := range []int{1, 11} {
+		client.set(tcpHeader + tcpSeries("source", "app-v1", "db-v1", svc, "unknown", 400*n, 100*n, 2*n))
+		db.set(tcpHeader + tcpSeries("destination", "app-v1", "db-v1", svc, "mutual_tls", 100*n, 400*n, 2*n))
+		d.col.round(context.Background(), proxies, now)
+		now = now.Add(10 * time.Second)
+	}
+	v := d.View(time.Minute)
+	edges := map[string]Edge{}
+	for _, e := range v.Graph.Edges {
+		edges[e.FromName+" -> "+e.ToName] = e
+	}
+	for _, name := range []string{"app-v1 -> db.default", "db.default -> db-v1"} {
+		e, ok := edges[name]
+		// 10 s: 5000 bytes both ways, 20 connections, counted from the destination's report.
+		if !ok || e.TCPBytesRate != 500 || e.TCPConnRate != 2 || e.Rate != 0 || e.Health != healthHealthy || e.MTLSPercent == nil || *e.MTLSPercent != 100 {
+			t.Errorf("%s: %+v; want 500 B/s, 2 connections/s, no requests, healthy, 100 %% mTLS (edges %+v)", name, e, v.Graph.Edges)
+		}
+	}
+	if len(v.Failures) != 0 {
+		t.Errorf("TCP traffic made failures: %+v", v.Failures)
+	}
+}

@@ -19,6 +19,9 @@ import (
 const (
 	metricRequests = "istio_requests_total"
 	metricDuration = "istio_request_duration_milliseconds"
+	metricTCPSent  = "istio_tcp_sent_bytes_total"
+	metricTCPRecv  = "istio_tcp_received_bytes_total"
+	metricTCPOpen  = "istio_tcp_connections_opened_total"
 )
 
 // key is one series of istio_requests_total as the dashboard aggregates it
@@ -29,6 +32,8 @@ type key struct {
 	dstWorkload, dstNamespace, dstApp, dstVersion string
 	dstService, dstServiceName, dstServiceNS      string
 	code, flags, security                         string
+	// tcp marks the series of the TCP metrics (no code).
+	tcp bool
 }
 
 // counts are the cumulative counters of one key: requests and the duration
@@ -37,7 +42,12 @@ type counts struct {
 	requests float64
 	bounds   []float64
 	buckets  []float64
+	// bytes (sent and received) and conns (opened) of the TCP metrics.
+	bytes, conns float64
 }
+
+// empty reports whether c counts nothing.
+func (c counts) empty() bool { return c.requests == 0 && c.bytes == 0 && c.conns == 0 }
 
 func (c counts) clone() counts {
 	c.buckets = slices.Clone(c.buckets)
@@ -47,6 +57,8 @@ func (c counts) clone() counts {
 // add adds d's counters (bounds must match, else only requests are added).
 func (c *counts) add(d counts) {
 	c.requests += d.requests
+	c.bytes += d.bytes
+	c.conns += d.conns
 	if len(d.buckets) == 0 {
 		return
 	}
@@ -65,10 +77,10 @@ func (c *counts) add(d counts) {
 // sub returns c - prev, treating a decrease as a counter reset (the proxy
 // restarted): the whole of c is new then.
 func (c counts) sub(prev counts) counts {
-	if c.requests < prev.requests || (len(prev.buckets) > 0 && !slices.Equal(c.bounds, prev.bounds)) {
+	if c.requests < prev.requests || c.bytes < prev.bytes || c.conns < prev.conns || (len(prev.buckets) > 0 && !slices.Equal(c.bounds, prev.bounds)) {
 		return c.clone()
 	}
-	out := counts{requests: c.requests - prev.requests, bounds: c.bounds}
+	out := counts{requests: c.requests - prev.requests, bounds: c.bounds, bytes: c.bytes - prev.bytes, conns: c.conns - prev.conns}
 	if len(c.buckets) > 0 {
 		out.buckets = make([]float64, len(c.buckets))
 		for i := range c.buckets {
@@ -161,7 +173,7 @@ func (c *collector) round(ctx context.Context, proxies []Proxy, now time.Time) {
 		t.name, t.recent = r.name, r.recent
 		for k, cur := range r.vals {
 			d := cur.sub(t.prev[k])
-			if d.requests == 0 {
+			if d.empty() {
 				continue
 			}
 			tot := c.totals[k]
@@ -276,7 +288,8 @@ func (c *collector) scrape(ctx context.Context, addr string) (map[key]counts, er
 	return parseFamilies(fams), nil
 }
 
-// parseFamilies sums istio_requests_total and the duration histogram by key.
+// parseFamilies sums istio_requests_total and the duration histogram by
+// key, and the TCP metrics' bytes and opened connections.
 func parseFamilies(fams map[string]*dto.MetricFamily) map[key]counts {
 	out := map[key]counts{}
 	if f := fams[metricRequests]; f != nil {
@@ -302,6 +315,23 @@ func parseFamilies(fams map[string]*dto.MetricFamily) map[key]counts {
 				buckets = append(buckets, float64(b.GetCumulativeCount()))
 			}
 			c.add(counts{bounds: bounds, buckets: buckets})
+			out[k] = c
+		}
+	}
+	for _, name := range []string{metricTCPSent, metricTCPRecv, metricTCPOpen} {
+		f := fams[name]
+		if f == nil {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			k := keyOf(m.GetLabel())
+			k.tcp = true
+			c := out[k]
+			if name == metricTCPOpen {
+				c.conns += m.GetCounter().GetValue()
+			} else {
+				c.bytes += m.GetCounter().GetValue()
+			}
 			out[k] = c
 		}
 	}

@@ -27,9 +27,24 @@ type agg struct {
 	mtls     float64 // requests over mutual TLS (known from the destination's report)
 	known    float64 // requests whose security policy the reporter knew
 	hist     counts
+	// tcpBytes and tcpConns are the TCP traffic (bytes both ways, opened connections).
+	tcpBytes, tcpConns float64
+	tcpMTLS, tcpKnown  float64 // connections over mutual TLS, and with a known policy
 }
 
 func (a *agg) add(k key, d counts) {
+	if k.tcp {
+		a.tcpBytes += d.bytes
+		a.tcpConns += d.conns
+		switch k.security {
+		case "mutual_tls":
+			a.tcpMTLS += d.conns
+			a.tcpKnown += d.conns
+		case "none":
+			a.tcpKnown += d.conns
+		}
+		return
+	}
 	a.requests += d.requests
 	if isError(k.code) {
 		a.errors += d.requests
@@ -71,11 +86,26 @@ type Stats struct {
 	Health string `json:"health"`
 	// Requests is how many requests the window held.
 	Requests float64 `json:"requests"`
+	// TCPBytesRate is the TCP bytes per second, both ways (istio_tcp_sent_bytes_total
+	// and istio_tcp_received_bytes_total); TCPConnRate the TCP connections opened per second.
+	TCPBytesRate float64 `json:"tcpBytesRate,omitempty"`
+	TCPConnRate  float64 `json:"tcpConnRate,omitempty"`
 }
 
 func (a *agg) stats(window time.Duration) Stats {
 	s := Stats{Requests: a.requests, Health: healthIdle}
-	if a.requests <= 0 || window <= 0 {
+	if window <= 0 {
+		return s
+	}
+	if a.tcpBytes > 0 || a.tcpConns > 0 {
+		// TCP has no error rate: traffic is healthy, as Kiali shows it.
+		s.TCPBytesRate, s.TCPConnRate, s.Health = a.tcpBytes/window.Seconds(), a.tcpConns/window.Seconds(), healthHealthy
+		if a.tcpKnown > 0 && a.requests <= 0 {
+			m := 100 * a.tcpMTLS / a.tcpKnown
+			s.MTLSPercent = &m
+		}
+	}
+	if a.requests <= 0 {
 		return s
 	}
 	s.Rate = a.requests / window.Seconds()

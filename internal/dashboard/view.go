@@ -340,12 +340,12 @@ func aggOf[K comparable](m map[K]*agg, id K) *agg {
 	return a
 }
 
-// diff returns last - first for every key with requests in between.
+// diff returns last - first for every key with requests (or TCP traffic) in between.
 func diff(first, last map[key]counts) map[key]counts {
 	out := map[key]counts{}
 	for k, c := range last {
 		d := c.sub(first[k])
-		if d.requests > 0 {
+		if !d.empty() {
 			out[k] = d
 		}
 	}
@@ -508,7 +508,7 @@ func failures(chosen []keyCounts, span time.Duration) []Failure {
 	sums := map[fk]float64{}
 	for _, kc := range chosen {
 		k := kc.k
-		if !isFailure(k) {
+		if k.tcp || !isFailure(k) { // failed connections are counted by the request metrics' flags
 			continue
 		}
 		src := "unknown"

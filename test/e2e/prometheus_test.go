@@ -276,7 +276,7 @@ spec:
       tagOverrides:
         listener_port: {value: string(destination.port)}
 `, echo, tcpPort, tcpPort))
-	m := startUp(t, filepath.Join(bins, "bowline"), dir)
+	m := startUp(t, filepath.Join(bins, "bowline"), dir, "--scrape-interval", "1s")
 	targets := filepath.Join(dir, ".bowline", "prometheus-targets.json")
 	prom := startPrometheus(t, targets)
 
@@ -406,5 +406,47 @@ spec:
 			})
 		prom.until(t, "closed TCP connections", `sum(istio_tcp_connections_closed_total{reporter="source",source_workload="istio-ingressgateway",destination_service="tcp-echo.default.svc.cluster.local"})`, 60*time.Second,
 			func(ss []sample) bool { return len(ss) == 1 && ss[0].value >= 1 })
+	})
+
+	// The built-in dashboard draws the same TCP traffic as an edge.
+	t.Run("dashboard TCP edge", func(t *testing.T) {
+		dash := ""
+		for line := range strings.SplitSeq(m.stdout.String(), "\n") {
+			if rest, ok := strings.CutPrefix(line, "dashboard: "); ok {
+				dash = rest
+			}
+		}
+		if dash == "" {
+			t.Fatalf("bowline up printed no dashboard line:\n%s", m.stdout.String())
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			var v struct {
+				Graph struct {
+					Edges []struct {
+						FromName, ToName string
+						TCPBytesRate     float64 `json:"tcpBytesRate"`
+						TCPConnRate      float64 `json:"tcpConnRate"`
+					}
+				}
+			}
+			last := ""
+			if resp, err := http.Get(strings.TrimSuffix(dash, "/") + "/dashboard/api/mesh?window=30"); err == nil {
+				_ = json.NewDecoder(resp.Body).Decode(&v)
+				resp.Body.Close()
+			}
+			for _, e := range v.Graph.Edges {
+				if e.FromName == "istio-ingressgateway" && e.ToName == "tcp-echo.default" {
+					if e.TCPBytesRate > 0 && e.TCPConnRate > 0 {
+						return
+					}
+					last = fmt.Sprintf("%+v", e)
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no TCP edge istio-ingressgateway -> tcp-echo.default with traffic after 60s: %s (edges %+v)", last, v.Graph.Edges)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
 	})
 }
