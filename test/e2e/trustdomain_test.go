@@ -50,48 +50,8 @@ spec:
 	sc := startSidecar(t, cp, map[uint32]uint32{uint32(inPort): uint32(backend)})
 	sc.waitConfig(t, "spiffe://cluster.local/ns/default/sa/legacy")
 
-	// Identities of other trust domains, signed by the same root (the same
-	// CA material loaded with another trust domain).
-	client := func(td string) *tls.Config {
-		c, err := ca.New(ca.Config{Dir: caDir, TrustDomain: td})
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		iss, err := c.Sign(ca.SignParams{CSR: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			Identity: ca.Identity{Namespace: "default", ServiceAccount: "legacy"}, TTL: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert := tls.Certificate{PrivateKey: key}
-		for _, x := range iss.Chain {
-			cert.Certificate = append(cert.Certificate, x.Raw)
-		}
-		roots := x509.NewCertPool()
-		for _, r := range meshCA.TrustBundle() {
-			roots.AddCert(r)
-		}
-		// What a sidecar client does: mTLS with Istio's ALPN, verifying the
-		// server's chain (its identity is a SPIFFE URI, not a host name).
-		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"istio", "http/1.1"},
-			MinVersion: tls.VersionTLS13, InsecureSkipVerify: true,
-			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-				leaf, err := x509.ParseCertificate(raw[0])
-				if err != nil {
-					return err
-				}
-				_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-				return err
-			}}
-		return cfg
-	}
+	// Identities of other trust domains, signed by the same root.
+	client := func(td string) *tls.Config { return meshClientTLS(t, caDir, td, "default", "legacy") }
 	call := func(cfg *tls.Config) (int, string) {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", inPort), cfg)
 		if err != nil {
@@ -147,4 +107,48 @@ data:
 			t.Errorf("%s: %d %q, want %d %q", c.name, code, body, c.status, c.body)
 		}
 	}
+}
+
+// meshClientTLS is what a sidecar client presents: an identity
+// spiffe://td/ns/ns/sa/sa signed by the mesh CA of caDir (its material
+// loaded with trust domain td), Istio's ALPN, and the server's chain
+// verified against the mesh roots (its identity is a SPIFFE URI, not a host
+// name).
+func meshClientTLS(t *testing.T, caDir, td, ns, sa string) *tls.Config {
+	t.Helper()
+	c, err := ca.New(ca.Config{Dir: caDir, TrustDomain: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := c.Sign(ca.SignParams{CSR: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+		Identity: ca.Identity{Namespace: ns, ServiceAccount: sa}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{PrivateKey: key}
+	for _, x := range iss.Chain {
+		cert.Certificate = append(cert.Certificate, x.Raw)
+	}
+	roots := x509.NewCertPool()
+	for _, r := range c.TrustBundle() {
+		roots.AddCert(r)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"istio", "http/1.1"},
+		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			leaf, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+			return err
+		}}
 }
