@@ -40,6 +40,8 @@ bowline up Workload or the pods of a Deployment) or service:
     matches, and whether unmatched requests are denied;
   - the Gateways whose VirtualServices route to it, with their servers and routes.
 A service is described as its clients see it, with the policy of each workload behind it.
+A gateway pod (istio-ingressgateway) is described by the Gateways it serves: their servers,
+the VirtualServices bound to each with their routes, and its authorization policies.
 
 The description comes from the control plane's mesh model (GET /debug/describez on its
 debug address), found as bowline proxy-status finds it: the bowline up running here or
@@ -51,6 +53,7 @@ port-forward to istiod), else a bowline discovery on its default debug address.`
   # Every replica of a Workload, and a service
   bowline x describe workload reviews-v2.default
   bowline x describe service reviews
+  bowline x describe pod istio-ingressgateway.istio-system
 
   # A pod on the cluster bowline install installed into
   bowline x describe pod productpage-v1-6b746f74dc-9stvs.default --kubeconfig ~/.kube/config`,

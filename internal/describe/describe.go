@@ -38,14 +38,30 @@ type Target struct {
 	Kind, Name, Namespace string
 }
 
-// Describe writes the description of t to w. workloads are the registry's
-// workloads (registered replicas and Kubernetes pods). An unknown target is
-// an error wrapping ErrNotFound that lists what exists; an ambiguous one an
-// error naming the matches.
-func Describe(w io.Writer, snap *model.Snapshot, workloads []registry.Workload, t Target) error {
+// Inputs are what a description is made from.
+type Inputs struct {
+	// Snap is the mesh model in force.
+	Snap *model.Snapshot
+	// Workloads are the registry's workloads (registered replicas and
+	// Kubernetes pods).
+	Workloads []registry.Workload
+	// Gateways are the connected router proxies (gateways register no
+	// workload; they are described by their Gateways).
+	Gateways []*model.Proxy
+}
+
+// Describe writes the description of t to w. An unknown target is an error
+// wrapping ErrNotFound that lists what exists; an ambiguous one an error
+// naming the matches.
+func Describe(w io.Writer, in Inputs, t Target) error {
+	snap, workloads := in.Snap, in.Workloads
 	d := &describer{w: w, snap: snap}
 	switch t.Kind {
 	case KindPod, KindWorkload:
+		if gw := findGateway(in.Gateways, t); gw != nil {
+			d.gateway(gw)
+			return d.err
+		}
 		pods, err := findPods(workloads, t)
 		if err != nil {
 			return err

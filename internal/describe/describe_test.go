@@ -47,7 +47,7 @@ func replica(ns, workload string, i int, port uint32, labels map[string]string, 
 		Labels: labels, ServiceAccount: sa, Healthy: true}
 }
 
-func mesh(t *testing.T) (*model.Snapshot, []registry.Workload) {
+func mesh(t *testing.T) describe.Inputs {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", "mesh.yaml"))
 	if err != nil {
@@ -67,11 +67,13 @@ func mesh(t *testing.T) (*model.Snapshot, []registry.Workload) {
 		{ID: "pod/legacy/legacy-7c9f-x2x", Name: "legacy-7c9f-x2x", Namespace: "legacy", Address: "10.1.0.7",
 			Labels: map[string]string{"app": "legacy"}, Healthy: true, Pod: true},
 	}
-	return model.Build(res.Objects, registry.Build(res.Objects, ws), model.Options{}), ws
+	gw := &model.Proxy{ID: "router~127.0.0.1~istio-ingressgateway-5d8f.istio-system~istio-system.svc.cluster.local", Type: model.Router,
+		Namespace: "istio-system", WorkloadName: "istio-ingressgateway", Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}}
+	return describe.Inputs{Snap: model.Build(res.Objects, registry.Build(res.Objects, ws), model.Options{}), Workloads: ws, Gateways: []*model.Proxy{gw}}
 }
 
 func TestDescribe(t *testing.T) {
-	snap, ws := mesh(t)
+	in := mesh(t)
 	for _, tc := range []struct {
 		golden string
 		target describe.Target
@@ -85,10 +87,11 @@ func TestDescribe(t *testing.T) {
 		{"service_by_hostname", describe.Target{Kind: describe.KindService, Name: "productpage.default.svc.cluster.local"}},
 		// A two-label host as the command line splits it (NAME.NAMESPACE).
 		{"service_external", describe.Target{Kind: describe.KindService, Name: "payments", Namespace: "example"}},
+		{"pod_ingress_gateway", describe.Target{Kind: describe.KindPod, Name: "istio-ingressgateway-5d8f", Namespace: "istio-system"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			var b strings.Builder
-			if err := describe.Describe(&b, snap, ws, tc.target); err != nil {
+			if err := describe.Describe(&b, in, tc.target); err != nil {
 				t.Fatal(err)
 			}
 			golden(t, tc.golden, b.String())
@@ -97,7 +100,7 @@ func TestDescribe(t *testing.T) {
 }
 
 func TestDescribeErrors(t *testing.T) {
-	snap, ws := mesh(t)
+	in := mesh(t)
 	for _, tc := range []struct {
 		name     string
 		target   describe.Target
@@ -113,7 +116,7 @@ func TestDescribeErrors(t *testing.T) {
 		{"unknown kind", describe.Target{Kind: "gateway", Name: "x"}, `kind "gateway": want pod, workload or service`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := describe.Describe(&strings.Builder{}, snap, ws, tc.target)
+			err := describe.Describe(&strings.Builder{}, in, tc.target)
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}

@@ -79,7 +79,12 @@ func (d *describer) authz(w registry.Workload) {
 		d.printf("AuthorizationPolicies: not enforced (no sidecar)\n")
 		return
 	}
-	aps := d.snap.AuthorizationPoliciesFor(proxyOf(w))
+	d.authzProxy(proxyOf(w))
+}
+
+// authzProxy is authz for a proxy.
+func (d *describer) authzProxy(p *model.Proxy) {
+	aps := d.snap.AuthorizationPoliciesFor(p)
 	if len(aps) == 0 {
 		d.printf("AuthorizationPolicies: none (every request is allowed)\n")
 		return

@@ -83,6 +83,14 @@ func TestDescribeBookinfoUp(t *testing.T) {
 			`      HTTP route 1: uri exact "/productpage" or uri prefix "/static" or uri exact "/login" or uri exact "/logout" or uri prefix "/api/v1/products" -> productpage.default.svc.cluster.local:9080`+"\n")
 	})
 
+	t.Run("the ingress gateway", func(t *testing.T) {
+		describe(t, "pod istio-ingressgateway",
+			"Gateway pod: istio-ingressgateway.istio-system (workload istio-ingressgateway)\n",
+			"Gateway: default/bookinfo-gateway (selector istio=ingressgateway)\n",
+			"   Server: http 8080/HTTP hosts *\n",
+			`      HTTP route 1: uri exact "/productpage" or uri prefix "/static" or uri exact "/login" or uri exact "/logout" or uri prefix "/api/v1/products" -> productpage.default.svc.cluster.local:9080`+"\n")
+	})
+
 	t.Run("live: the VirtualService removed, PERMISSIVE applied", func(t *testing.T) {
 		m.remove(t, "virtual-service-reviews-test-v2.yaml")
 		copyFile(t, filepath.Join(root, "samples", "bookinfo", "policy", "peer-authentication-permissive.yaml"), filepath.Join(dir, "peer-authentication-strict.yaml"))

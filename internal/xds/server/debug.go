@@ -173,7 +173,8 @@ func (s *Server) describez(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b strings.Builder
-	if err := describe.Describe(&b, m.Model(), s.registry.Workloads(), t); err != nil {
+	in := describe.Inputs{Snap: m.Model(), Workloads: s.registry.Workloads(), Gateways: s.tracker.routers()}
+	if err := describe.Describe(&b, in, t); err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, describe.ErrNotFound) {
 			code = http.StatusNotFound

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"time"
@@ -207,6 +208,20 @@ func (c *conn) typeStatus(typeURL string) *TypeStatus {
 		c.types[typeURL] = ts
 	}
 	return ts
+}
+
+// routers returns the connected router proxies (gateways).
+func (t *tracker) routers() []*model.Proxy {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*model.Proxy
+	for _, c := range t.conns {
+		if c.proxy.Type == model.Router {
+			out = append(out, c.proxy)
+		}
+	}
+	slices.SortFunc(out, func(a, b *model.Proxy) int { return cmp.Compare(a.ID, b.ID) })
+	return out
 }
 
 // snapshot returns every stream's status, sorted by proxy id then connection time.
