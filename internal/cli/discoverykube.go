@@ -165,7 +165,14 @@ func (d *discoveryKube) runBeside(run func(context.Context) error, srv xdsState)
 				kube.WebhookMux(kube.NewValidationHandler(d.validate, d.cfg.Logger), injector, func() bool { return d.synced() && srv.Ready() }), d.cfg.Logger)
 			g.Go(func() error { return wh.Run(ctx) })
 		}
-		writers, err := d.writers(srv)
+		if d.writeStatus {
+			// Every replica reports what its proxies have; the leader's
+			// status writer sums the reports.
+			rep := kube.NewReporter(kube.ReporterConfig{Kube: d.clients.Kube, Namespace: d.root, Pod: podName(), Store: d.cfg.Store,
+				Distribution: srv.Distribution, Logger: d.cfg.Logger})
+			g.Go(func() error { return rep.Run(ctx) })
+		}
+		writers, err := d.writers()
 		if err != nil {
 			return err
 		}
@@ -181,7 +188,7 @@ func (d *discoveryKube) runBeside(run func(context.Context) error, srv xdsState)
 
 // writers are what the leader runs: with a CA the root publisher and the
 // Gateway API deployer, and the status writer.
-func (d *discoveryKube) writers(srv xdsState) ([]func(context.Context) error, error) {
+func (d *discoveryKube) writers() ([]func(context.Context) error, error) {
 	var out []func(context.Context) error
 	if d.mca != nil {
 		roots := func() []byte { return ca.EncodeCertificates(d.mca.ca.TrustBundle()...) }
@@ -200,7 +207,7 @@ func (d *discoveryKube) writers(srv xdsState) ([]func(context.Context) error, er
 		out = append(out, pub.Run, gws.Run)
 	}
 	if d.writeStatus {
-		sc := kube.StatusConfig{Client: d.clients.Dynamic, Store: d.cfg.Store, Distribution: srv.Distribution, Logger: d.cfg.Logger}
+		sc := kube.StatusConfig{Client: d.clients.Dynamic, Kube: d.clients.Kube, Namespace: d.root, Store: d.cfg.Store, Logger: d.cfg.Logger}
 		if d.enableAnalysis {
 			sc.Analyze = d.analyze
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/bowline-mesh/bowline/internal/config"
 )
@@ -44,12 +46,13 @@ type ValidationMessage struct {
 type StatusConfig struct {
 	// Client writes the status subresource of Istio's kinds.
 	Client dynamic.Interface
+	// Kube reads the replicas' distribution reports (see Reporter).
+	Kube kubernetes.Interface
+	// Namespace holds the reports (the root namespace).
+	Namespace string
 	// Store holds the configuration in force; the writer covers its
 	// objects that came from the cluster.
 	Store *config.Store
-	// Distribution returns, per connected proxy, the newest config store
-	// version it has taken in whole (the xDS server's Distribution).
-	Distribution func() map[string]uint64
 	// Analyze, when set (analysis enabled), returns the analysis messages of
 	// a snapshot by object; they are written to status.validationMessages,
 	// replacing what was there. When nil, validationMessages are left alone.
@@ -63,21 +66,15 @@ type StatusConfig struct {
 }
 
 // StatusWriter writes Istio's status on the cluster's Istio objects:
-// observedGeneration, the Reconciled condition and, with analysis,
-// validationMessages. Only the leader runs it.
+// observedGeneration, the Reconciled condition (summing every replica's
+// fresh DistributionReport) and, with analysis, validationMessages. Only
+// the leader runs it.
 type StatusWriter struct {
-	cfg StatusConfig
-	log *slog.Logger
-	// seen maps an object to its generation and the config store version
-	// that generation was first seen in.
-	seen map[config.Key]seenGeneration
+	cfg     StatusConfig
+	log     *slog.Logger
+	reports *reports
 	// written is what was last written (or found) per object.
 	written map[config.Key]desiredStatus
-}
-
-type seenGeneration struct {
-	generation int64
-	version    uint64
 }
 
 // desiredStatus is what the writer wants an object's status to say.
@@ -102,11 +99,14 @@ func NewStatusWriter(cfg StatusConfig) *StatusWriter {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &StatusWriter{cfg: cfg, log: cfg.Logger, seen: map[config.Key]seenGeneration{}, written: map[config.Key]desiredStatus{}}
+	return &StatusWriter{cfg: cfg, log: cfg.Logger, written: map[config.Key]desiredStatus{},
+		reports: newReports(cfg.Kube, cfg.Namespace, cfg.Now, cfg.Logger)}
 }
 
 // Run writes status every Interval until ctx ends.
 func (w *StatusWriter) Run(ctx context.Context) error {
+	w.reports.start(ctx)
+	defer w.reports.factory.Shutdown()
 	tick := time.NewTicker(w.cfg.Interval)
 	defer tick.Stop()
 	for {
@@ -122,7 +122,7 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 // sync computes every cluster object's status and writes those that changed.
 func (w *StatusWriter) sync(ctx context.Context) {
 	snap := w.cfg.Store.Current()
-	acked := w.cfg.Distribution()
+	reps := w.reports.fresh()
 	var analysis map[config.Key][]ValidationMessage
 	if w.cfg.Analyze != nil {
 		analysis = w.cfg.Analyze(snap)
@@ -135,24 +135,13 @@ func (w *StatusWriter) sync(ctx context.Context) {
 		}
 		key := o.Key()
 		present[key] = true
-		s, ok := w.seen[key]
-		if !ok || s.generation != o.Meta.Generation {
-			s = seenGeneration{generation: o.Meta.Generation, version: snap.Version}
-			w.seen[key] = s
-		}
 		want := desiredStatus{generation: o.Meta.Generation}
-		if len(acked) > 0 {
-			upToDate := 0
-			for _, v := range acked {
-				if v >= s.version {
-					upToDate++
-				}
-			}
+		if upToDate, total := progress(reps, key, o.Meta.Generation); total > 0 {
 			want.reconciled = "False"
-			if upToDate == len(acked) {
+			if upToDate == total {
 				want.reconciled = "True"
 			}
-			want.message = fmt.Sprintf("%d/%d proxies up to date.", upToDate, len(acked))
+			want.message = fmt.Sprintf("%d/%d proxies up to date.", upToDate, total)
 		}
 		if w.cfg.Analyze != nil {
 			want.messages = analysis[key]
@@ -175,12 +164,7 @@ func (w *StatusWriter) sync(ctx context.Context) {
 		}
 		w.written[key] = want
 	}
-	for key := range w.seen {
-		if !present[key] {
-			delete(w.seen, key)
-			delete(w.written, key)
-		}
-	}
+	maps.DeleteFunc(w.written, func(k config.Key, _ desiredStatus) bool { return !present[k] })
 }
 
 // write updates the object's status subresource to want, keeping the

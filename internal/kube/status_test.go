@@ -84,19 +84,38 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Two discovery replicas report what their proxies have; the leader's
+	// writer sums them. Reports live in namespace status-reports.
+	const reportsNS = "status-reports"
+	if err := apply(t, c, "apiVersion: v1\nkind: Namespace\nmetadata: {name: status-reports}\n"); err != nil {
+		t.Fatal(err)
+	}
 	dist := &fakeDistribution{proxies: map[string]uint64{"gw.istio-system": 0, "reviews-1.status": 0}}
+	dist2 := &fakeDistribution{proxies: map[string]uint64{}}
 	var analyzeMu sync.Mutex
 	analyzed := map[config.Key][]kube.ValidationMessage{}
-	w := kube.NewStatusWriter(kube.StatusConfig{Client: dyn, Store: store, Distribution: dist.get, Interval: 20 * time.Millisecond,
+	w := kube.NewStatusWriter(kube.StatusConfig{Client: dyn, Kube: kc, Namespace: reportsNS, Store: store, Interval: 20 * time.Millisecond,
 		Analyze: func(*config.Snapshot) map[config.Key][]kube.ValidationMessage {
 			analyzeMu.Lock()
 			defer analyzeMu.Unlock()
 			return analyzed
 		}})
+	repA := kube.NewReporter(kube.ReporterConfig{Kube: kc, Namespace: reportsNS, Pod: "istiod-a", Store: store, Distribution: dist.get, Interval: 20 * time.Millisecond})
+	// Replica b reads the cluster into a store of its own, as each replica does.
+	storeB := config.NewStore()
+	ctlB, err := kube.NewController(kube.ControllerConfig{Kube: kc, Istio: ic, Store: storeB, Registry: registry.New(nil), Validate: validation.Objects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repB := kube.NewReporter(kube.ReporterConfig{Kube: kc, Namespace: reportsNS, Pod: "istiod-b", Store: storeB, Distribution: dist2.get, Interval: 20 * time.Millisecond})
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, run := range []func(context.Context) error{ctl.Run, w.Run} {
+	errs := make(chan error, 5)
+	ctxB, stopB := context.WithCancel(runCtx)
+	doneB := make(chan error, 1)
+	go func() { doneB <- repB.Run(ctxB) }()
+	defer func() { stopB(); <-doneB }()
+	for _, run := range []func(context.Context) error{ctl.Run, ctlB.Run, w.Run, repA.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs <- run(runCtx) }()
 	}
@@ -111,6 +130,7 @@ spec:
 		}
 	}()
 	<-ctl.Synced()
+	<-ctlB.Synced()
 
 	// status reads the VirtualService's status: observedGeneration, the
 	// Reconciled condition and the other conditions, and the validation
@@ -155,7 +175,7 @@ spec:
 			time.Sleep(20 * time.Millisecond) // polling interval
 		}
 	}
-	storeVersion := func(gen int64) uint64 {
+	storeVersion := func(store *config.Store, gen int64) uint64 {
 		t.Helper()
 		deadline := time.Now().Add(statusDeadline)
 		for {
@@ -172,7 +192,7 @@ spec:
 		}
 	}
 
-	v1 := storeVersion(1)
+	v1 := storeVersion(store, 1)
 	expect("no proxy has it", 1, "False", "0/2 proxies up to date.")
 	dist.set(map[string]uint64{"gw.istio-system": v1, "reviews-1.status": 0})
 	expect("one proxy has it", 1, "False", "1/2 proxies up to date.")
@@ -190,11 +210,45 @@ spec:
 `); err != nil {
 		t.Fatal(err)
 	}
-	v2 := storeVersion(2)
-	dist.set(map[string]uint64{"gw.istio-system": v2 - 1, "reviews-1.status": v2})
+	v2 := storeVersion(store, 2)
+	// (Status writes change the object's resourceVersion and so the store
+	// version: v1, from generation 1, is surely older than generation 2.)
+	dist.set(map[string]uint64{"gw.istio-system": v1, "reviews-1.status": v2})
 	expect("generation 2, one proxy has it", 2, "False", "1/2 proxies up to date.")
 	dist.set(map[string]uint64{"gw.istio-system": v2, "reviews-1.status": v2})
 	expect("generation 2, both have it", 2, "True", "2/2 proxies up to date.")
+
+	// Replica b gets two proxies, one of which has generation 2 (by b's
+	// own store's versions): the count is every replica's.
+	vb := storeVersion(storeB, 2)
+	dist2.set(map[string]uint64{"details-1.status": vb, "ratings-1.status": 0})
+	expect("two replicas, 3 of 4 proxies have it", 2, "False", "3/4 proxies up to date.")
+	dist2.set(map[string]uint64{"details-1.status": vb, "ratings-1.status": vb})
+	expect("two replicas, all have it", 2, "True", "4/4 proxies up to date.")
+	// Replica b stops: its report is deleted, the count is a's proxies again.
+	reports := func() string {
+		cms, err := kc.CoreV1().ConfigMaps(reportsNS).List(ctx, metav1.ListOptions{LabelSelector: kube.DistributionReportLabel + "=true"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, cm := range cms.Items {
+			names = append(names, cm.Name)
+		}
+		return fmt.Sprint(names)
+	}
+	if got := reports(); got != "[istiod-a-distribution istiod-b-distribution]" {
+		t.Errorf("report ConfigMaps %s, want one per replica", got)
+	}
+	stopB()
+	if err := <-doneB; err != nil {
+		t.Errorf("reporter b: %v", err)
+	}
+	doneB <- nil // for the deferred receive
+	if got := reports(); got != "[istiod-a-distribution]" {
+		t.Errorf("report ConfigMaps after replica b stopped: %s, want only a's", got)
+	}
+	expect("replica b gone", 2, "True", "2/2 proxies up to date.")
 
 	// Analysis messages are written, and cleared when they go.
 	analyzeMu.Lock()
