@@ -86,6 +86,12 @@ func testStatus(ctx context.Context, t *testing.T, c *kubecluster.Cluster, ns st
 		return fmt.Sprintf("Reconciled %q %q, observedGeneration %v (generation %d)", status, msg, st.Status.ObservedGeneration, st.Metadata.Generation)
 	})
 
+	// The one replica's distribution report, which the leader sums.
+	if out, err := c.Run(ctx, "get", "configmaps", "-n", "istio-system", "-l", "bowline.io/distribution-report=true", "-o", "name"); err != nil ||
+		strings.Count(out, "configmap/istiod-") != 1 || !strings.Contains(out, "-distribution") {
+		t.Errorf("distribution reports in istio-system: %v %q, want istiod's pod's one", err, out)
+	}
+
 	const ghost = `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
