@@ -214,7 +214,7 @@ func (c *collector) scrapeStatus(id string) (lastErr string, scraped bool) {
 }
 
 // maxRecent is how many recent failed requests the view lists.
-const maxRecent = 30
+const maxRecent = 15
 
 // recentFailures returns the failed requests the proxies last reported,
 // newest first, each named by its proxy.
