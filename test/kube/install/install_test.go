@@ -46,6 +46,11 @@ import (
 // bowline is the CLI under test, with the cluster's kubeconfig.
 type bowline struct {
 	bin, kubeconfig string
+	// runtimeDir is an empty XDG_RUNTIME_DIR, so that proxy-status and
+	// proxy-config never find a `bowline up` that another test (test/e2e,
+	// run in parallel by go test ./...) registered on this machine, and
+	// talk to the cluster.
+	runtimeDir string
 }
 
 // binary returns bin/bowline of this checkout.
@@ -56,13 +61,13 @@ func binary(t *testing.T, c *kubecluster.Cluster) *bowline {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("no %s: make build writes it (make kube-up and make test run it, and load the image of the same version)", bin)
 	}
-	return &bowline{bin: bin, kubeconfig: c.Kubeconfig}
+	return &bowline{bin: bin, kubeconfig: c.Kubeconfig, runtimeDir: t.TempDir()}
 }
 
 // run runs bowline with args and returns its combined output and exit code.
 func (b *bowline) run(ctx context.Context, args ...string) (string, int) {
 	cmd := exec.CommandContext(ctx, b.bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+b.kubeconfig)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+b.kubeconfig, "XDG_RUNTIME_DIR="+b.runtimeDir)
 	cmd.Dir = os.TempDir() // no ./.bowline of a bowline up here
 	out, err := cmd.CombinedOutput()
 	code := 0

@@ -93,7 +93,7 @@ func testNamespaceFromContext(ctx context.Context, t *testing.T, c *kubecluster.
 	if out, err := exec.CommandContext(ctx, c.Kubectl, "--kubeconfig", kc, "config", "set-context", "--current", "--namespace", "istio-system").CombinedOutput(); err != nil {
 		t.Fatalf("kubectl config set-context --current --namespace istio-system: %v\n%s", err, out)
 	}
-	inSystem := &bowline{bin: b.bin, kubeconfig: kc}
+	inSystem := &bowline{bin: b.bin, kubeconfig: kc, runtimeDir: b.runtimeDir}
 	pod, err := c.Run(ctx, "get", "pods", "-n", "istio-system", "-l", "app=istio-ingressgateway", "-o", "jsonpath={.items[0].metadata.name}")
 	if err != nil || pod == "" {
 		t.Fatalf("the gateway's pod: %q %v", pod, err)
