@@ -20,6 +20,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
+// envoyWindow is Envoy's default HTTP/2 stream and connection window.
+const envoyWindow = 256 << 20
+
 // client is a simulated Envoy: SotW ADS, CDS and LDS wildcard, then EDS and
 // RDS by the names those carry, ACKing every response.
 type client struct {
@@ -62,8 +65,12 @@ func (c *client) state() (int, time.Time) {
 
 // run connects (its own connection, as every Envoy has) and streams until ctx ends.
 func (c *client) run(ctx context.Context, addr string) error {
+	// Envoy's HTTP/2 windows (initial_stream_window_size and
+	// initial_connection_window_size default to 256 MiB): a response is
+	// not held back for WINDOW_UPDATEs as gRPC-Go's 64 KiB start would.
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)),
+		grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow))
 	if err != nil {
 		return err
 	}

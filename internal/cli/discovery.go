@@ -33,9 +33,10 @@ func newDiscoveryCommand(s streams) *cobra.Command {
 Istio configuration, builds the mesh from it and from registered workloads, and
 serves Envoy xDS v3 (ADS, state of the world and delta) to Bowline proxies, Envoy
 and proxyless gRPC clients. Changes are pushed only to the proxies whose
-configuration changed: an isolated change at once, the changes that follow it
-within --debounce merged and pushed after that quiet period (at most --debounce-max
-later; --debounce-trailing waits before every push, as istiod does). A file with
+configuration changed: an isolated change (none pushed within --debounce-max) at
+once, the changes that follow it merged and pushed after --debounce without a
+change (at most --debounce-max later; --debounce-trailing waits before every push,
+as istiod does). A file with
 errors keeps its last good version.
 Mesh-wide settings (Istio's MeshConfig) come from the ConfigMap istio in the root
 namespace (data.mesh) in the directory, or from --mesh-config.
@@ -174,7 +175,7 @@ the installed Deployment listens there on the pod's address and the kubelet prob
 	f.StringVar(&cfg.MeshConfigFile, "mesh-config", "", "MeshConfig YAML file, watched (istiod's --meshConfig); replaces the ConfigMap istio of --config-dir")
 	f.DurationVar(&cfg.Debounce, "debounce", server.DefaultDebounce, "quiet period after a change before pushing")
 	f.DurationVar(&cfg.DebounceMax, "debounce-max", server.DefaultDebounceMax, "longest a burst of changes may delay a push")
-	f.BoolVar(&cfg.DebounceTrailing, "debounce-trailing", false, "wait the quiet period before every push, as istiod does (default: an isolated change, the first after a quiet period, is pushed at once; the changes following it are debounced)")
+	f.BoolVar(&cfg.DebounceTrailing, "debounce-trailing", false, "wait the quiet period before every push, as istiod does (default: an isolated change, none pushed within --debounce-max, is pushed at once; the changes following it are debounced)")
 	f.StringVar(&cfg.DebugAddress, "debug-address", server.DefaultDebugAddress, "HOST:PORT for /debug, /metrics, /ready and the registration API")
 	f.StringVar(&cfg.PlaintextXDSAddress, "plaintext-xds-address", "", "also serve xDS in plaintext on HOST:PORT (istiod's 15010): no client certificate, no CA, and no secrets (SDS requests are dropped)")
 	f.StringVar(&cfg.MonitoringAddress, "monitoring-address", "", "serve only /metrics, /version and /ready on HOST:PORT (istiod's monitoring port 15014), safe to expose beyond loopback")

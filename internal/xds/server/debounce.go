@@ -12,10 +12,13 @@ import (
 // next burst.
 //
 // Unlike Istio, an isolated change is pushed at once when leading is set:
-// the first event after a quiet period (none since the last push ended,
-// quiet ago or more) starts its push without waiting, and the events that
-// follow it form a burst debounced as above. A burst thus costs at most one
-// more push, and a single change has no debounce delay.
+// the first event after an idle period — no push ended within max — starts
+// its push without waiting, and the events that follow it form a burst
+// debounced as above. A burst thus costs at most one more push, and a
+// single change has no debounce delay. Idle is measured in max, not quiet:
+// under steady churn (changes every 100 ms, quiet 30 ms) a leading push
+// per quiet gap would split every batch in two pushes, each sending its
+// changed resources to every stream.
 //
 // Settled events come from a source that already waited for quiet (the
 // config directory watcher debounces file events with the same period):
@@ -37,7 +40,7 @@ type burst struct {
 	settled int       // how many of events were settled
 	first   time.Time // when the first event arrived
 	last    time.Time // when the last unsettled event arrived (zero if none)
-	// leading: the burst's first event came after a quiet period, so it
+	// leading: the burst's first event came after an idle period, so it
 	// is pushed without waiting.
 	leading bool
 }
@@ -54,7 +57,7 @@ func (d *debouncer) run(ctx context.Context, in, settled <-chan struct{}, push f
 		now := d.now()
 		if b.events == 0 {
 			b.first = now
-			b.leading = d.leading && (pushed.IsZero() || now.Sub(pushed) >= d.quiet)
+			b.leading = d.leading && (pushed.IsZero() || now.Sub(pushed) >= d.max)
 		}
 		b.events++
 		if isSettled {

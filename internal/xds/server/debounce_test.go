@@ -32,9 +32,9 @@ func TestDebounceWait(t *testing.T) {
 	}
 }
 
-// TestDebounceLeadingEdge: the first change after a quiet period is pushed
-// without waiting; a change right after a push waits for quiet; with
-// leading off every change waits.
+// TestDebounceLeadingEdge: the first change when no push ended within max
+// is pushed without waiting; a change within max of a push waits for
+// quiet; with leading off every change waits.
 func TestDebounceLeadingEdge(t *testing.T) {
 	for _, leading := range []bool{true, false} {
 		t.Run(map[bool]string{true: "leading", false: "trailing"}[leading], func(t *testing.T) {
@@ -91,6 +91,9 @@ func TestDebounceLeadingEdge(t *testing.T) {
 				expect("first change", 0, true)
 				in <- struct{}{} // right after that push: the clock has not moved
 				expect("change during the quiet period", quiet, false)
+				advance(500 * time.Millisecond) // quiet, but a push ended within max
+				in <- struct{}{}
+				expect("change within max of a push", quiet, false)
 				advance(10 * time.Second)
 				in <- struct{}{}
 				expect("change after a quiet period", 0, true)

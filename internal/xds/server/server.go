@@ -80,8 +80,8 @@ type Config struct {
 	// DebounceMax bounds how long a stream of changes can delay a push.
 	DebounceMax time.Duration
 	// DebounceTrailing waits the quiet period before every push, as istiod
-	// does; when false (the default) an isolated change, the first after a
-	// quiet period, is pushed at once and only the changes that follow it
+	// does; when false (the default) an isolated change, the first when no
+	// push ended within DebounceMax, is pushed at once and the changes that follow it
 	// are debounced.
 	DebounceTrailing bool
 	// Domain is the cluster domain (for generators that need it; recorded in /debug/configz).
