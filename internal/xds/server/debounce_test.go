@@ -44,7 +44,19 @@ func TestDebounceLeadingEdge(t *testing.T) {
 				waits = make(chan time.Duration, 10)
 				fire  = make(chan time.Time)
 			)
-			now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+			// The debouncer reads the clock right after each push to note
+			// when it ended; the test waits for that read (pushRead) before
+			// it moves the clock on, or the move could land before it.
+			pending, pushRead := false, make(chan struct{}, 1)
+			now := func() time.Time {
+				mu.Lock()
+				defer mu.Unlock()
+				if pending {
+					pending = false
+					pushRead <- struct{}{}
+				}
+				return clock
+			}
 			advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
 			after := func(w time.Duration) <-chan time.Time {
 				waits <- w
@@ -60,7 +72,15 @@ func TestDebounceLeadingEdge(t *testing.T) {
 			defer cancel()
 			in, pushes := make(chan struct{}), make(chan burst, 10)
 			done := make(chan struct{})
-			go func() { defer close(done); d.run(ctx, in, nil, func(b burst) { pushes <- b }) }()
+			go func() {
+				defer close(done)
+				d.run(ctx, in, nil, func(b burst) {
+					mu.Lock()
+					pending = true
+					mu.Unlock()
+					pushes <- b
+				})
+			}()
 			defer func() { cancel(); <-done }()
 			expect := func(step string, wantWait time.Duration, wantLeading bool) {
 				t.Helper()
@@ -83,6 +103,11 @@ func TestDebounceLeadingEdge(t *testing.T) {
 					}
 				case <-time.After(60 * time.Second):
 					t.Fatalf("%s: no push", step)
+				}
+				select {
+				case <-pushRead:
+				case <-time.After(60 * time.Second):
+					t.Fatalf("%s: the debouncer never noted when the push ended", step)
 				}
 			}
 			quiet := 100 * time.Millisecond
