@@ -177,7 +177,7 @@ func (t *translator) attach(c commonRoute, ref gwv1.ParentReference) (targets []
 			continue
 		}
 		sawListener = true
-		if !li.valid || !kindAllowed(li.status.SupportedKinds, o.GVK.Kind) || !namespaceAllowed(li.l, g.obj.Meta.Namespace, o.Meta.Namespace) {
+		if !li.accepted || !kindAllowed(li.status.SupportedKinds, o.GVK.Kind) || !namespaceAllowed(li.l, g.obj.Meta.Namespace, t.namespaceLabels(o.Meta.Namespace)) {
 			continue
 		}
 		sawKindOrNS = true
@@ -186,8 +186,13 @@ func (t *translator) attach(c commonRoute, ref gwv1.ParentReference) (targets []
 			continue
 		}
 		sawHost = true
+		// A route attaches to an accepted listener even while the
+		// listener's refs are unresolved (attachedRoutes counts it); only a
+		// programmed listener serves it.
 		li.status.AttachedRoutes++
-		targets = append(targets, target{gateway: li.istioRef, hosts: hosts, ns: o.Meta.Namespace, listenerPort: uint32(li.l.Port)})
+		if li.valid {
+			targets = append(targets, target{gateway: li.istioRef, hosts: hosts, ns: o.Meta.Namespace, listenerPort: uint32(li.l.Port)})
+		}
 	}
 	switch {
 	case !sawListener:
@@ -238,10 +243,24 @@ func kindAllowed(kinds []gwv1.RouteGroupKind, kind string) bool {
 	return false
 }
 
-// namespaceAllowed applies a listener's allowedRoutes.namespaces. In
-// local mode a namespace's only label is kubernetes.io/metadata.name, as
-// Kubernetes sets it on every namespace.
-func namespaceAllowed(l gwv1.Listener, gwNS, routeNS string) bool {
+// namespaceLabels returns the labels of namespace ns: those of its
+// Namespace object when the objects have one (Kubernetes), else only
+// kubernetes.io/metadata.name, which Kubernetes sets on every namespace
+// (local mode).
+func (t *translator) namespaceLabels(ns string) namespaceLabels {
+	if l, ok := t.namespaces[ns]; ok {
+		out := namespaceLabels{"kubernetes.io/metadata.name": ns}
+		for k, v := range l {
+			out[k] = v
+		}
+		return out
+	}
+	return namespaceLabels{"kubernetes.io/metadata.name": ns}
+}
+
+// namespaceAllowed applies a listener's allowedRoutes.namespaces to a
+// route in the namespace of routeNS (its name is kubernetes.io/metadata.name).
+func namespaceAllowed(l gwv1.Listener, gwNS string, routeNS namespaceLabels) bool {
 	from := gwv1.NamespacesFromSame
 	var sel *metav1.LabelSelector
 	if l.AllowedRoutes != nil && l.AllowedRoutes.Namespaces != nil {
@@ -254,13 +273,13 @@ func namespaceAllowed(l gwv1.Listener, gwNS, routeNS string) bool {
 	case gwv1.NamespacesFromAll:
 		return true
 	case gwv1.NamespacesFromSame:
-		return gwNS == routeNS
+		return gwNS == routeNS["kubernetes.io/metadata.name"]
 	case gwv1.NamespacesFromSelector:
 		s, err := metav1.LabelSelectorAsSelector(sel)
 		if err != nil {
 			return false
 		}
-		return s.Matches(namespaceLabels{"kubernetes.io/metadata.name": routeNS})
+		return s.Matches(routeNS)
 	}
 	return false
 }

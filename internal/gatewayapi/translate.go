@@ -124,6 +124,8 @@ type translator struct {
 	grants    []*config.Object
 	// secrets: the Secrets among the objects, by namespace/name (certificateRefs).
 	secrets map[string]*config.Secret
+	// namespaces: the labels of the Namespace objects (Kubernetes), by name.
+	namespaces map[string]map[string]string
 	// ours: class names whose controller is ControllerName.
 	ours map[string]bool
 	// gws: Gateways of our classes, by namespace/name.
@@ -147,14 +149,20 @@ type listener struct {
 	index    int
 	istioRef string // namespace/name of the generated Istio Gateway
 	status   *gwv1.ListenerStatus
-	// valid: the listener is programmed (supported protocol, refs resolved).
+	// accepted: routes may attach (a supported protocol and route kind).
+	accepted bool
+	// valid: the listener is programmed (accepted, refs resolved).
 	valid bool
 }
 
 func newTranslator(objs []*config.Object, services []*registry.Service, domain string) *translator {
 	t := &translator{domain: domain, services: services, out: &Output{}, ours: map[string]bool{}, gws: map[string]*gateway{}, empty: true,
-		secrets: map[string]*config.Secret{}}
+		secrets: map[string]*config.Secret{}, namespaces: map[string]map[string]string{}}
 	for _, o := range objs {
+		if o.GVK.Group == "" && o.GVK.Kind == config.KindNamespace {
+			t.namespaces[o.Meta.Name] = o.Meta.Labels
+			continue
+		}
 		if sec := config.SecretOf(o); sec != nil {
 			t.secrets[o.Meta.Namespace+"/"+o.Meta.Name] = sec
 			continue
@@ -290,13 +298,14 @@ func (t *translator) gateways() {
 					cond(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), "invalid route kinds", gen),
 					cond(string(gwv1.ListenerConditionResolvedRefs), false, string(gwv1.ListenerReasonInvalidRouteKinds), badKind, gen))
 				li.valid = len(kinds) > 0
+				li.accepted = li.valid
 			default:
 				ok, reason, msg := t.listenerTLS(o, l)
 				ls.Conditions = append(ls.Conditions,
 					cond(string(gwv1.ListenerConditionAccepted), true, string(gwv1.ListenerReasonAccepted), "No errors found", gen),
 					cond(string(gwv1.ListenerConditionProgrammed), ok, map[bool]string{true: string(gwv1.ListenerReasonProgrammed), false: string(gwv1.ListenerReasonInvalid)}[ok], map[bool]string{true: "No errors found", false: msg}[ok], gen),
 					cond(string(gwv1.ListenerConditionResolvedRefs), ok, reason, map[bool]string{true: "No errors found", false: msg}[ok], gen))
-				li.valid = ok
+				li.valid, li.accepted = ok, true
 			}
 			if !li.valid {
 				allValid = false

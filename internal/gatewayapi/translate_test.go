@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -352,17 +353,54 @@ func TestCertificateRefs(t *testing.T) {
 	docs := secret("good", b64("CERTIFICATE", der), b64("EC PRIVATE KEY", kder)) +
 		secret("malformed", base64.StdEncoding.EncodeToString([]byte("not a certificate")), base64.StdEncoding.EncodeToString([]byte("not a key"))) +
 		"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: tls, namespace: default}\nspec:\n  gatewayClassName: istio\n  listeners:\n" +
-		listener("a", "good") + listener("b", "missing") + listener("c", "malformed")
-	got := strings.Join(conditions(translate(t, docs)), "\n")
+		listener("a", "good") + listener("b", "missing") + listener("c", "malformed") + "---\n" + services +
+		route("default", "r", "  parentRefs: [{name: tls, sectionName: b}]\n  rules: [{backendRefs: [{name: a, port: 8080}]}]\n")
+	out := translate(t, docs)
+	got := strings.Join(conditions(out), "\n")
 	for _, want := range []string{
 		"Gateway default/tls listener a (0) ResolvedRefs=True/ResolvedRefs",
-		"Gateway default/tls listener b (0) ResolvedRefs=False/InvalidCertificateRef",
-		"Gateway default/tls listener b (0) Programmed=False/Invalid",
+		// a route attaches to a listener whose refs are unresolved (it is counted), but is not served there
+		"Gateway default/tls listener b (1) ResolvedRefs=False/InvalidCertificateRef",
+		"Gateway default/tls listener b (1) Programmed=False/Invalid",
 		"Gateway default/tls listener c (0) ResolvedRefs=False/InvalidCertificateRef",
 		"Gateway default/tls Accepted=True/ListenersNotValid",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("status lacks %q:\n%s", want, got)
 		}
+	}
+	for _, o := range out.Objects {
+		if vs, ok := o.Spec.(*networking.VirtualService); ok {
+			t.Errorf("VirtualService %s (gateways %v) generated for a route on a listener that is not programmed", o.Meta.Name, vs.Gateways)
+		}
+	}
+}
+
+func TestNamespaceSelectorReadsNamespaceLabels(t *testing.T) {
+	docs := services + `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: sel, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: b}}}}}
+---
+` + route("other", "r", "  parentRefs: [{name: web, namespace: default}]\n  rules: [{backendRefs: [{name: b, port: 8080}]}]\n")
+	res := config.Parse("t.yaml", []byte(docs), config.ParseOptions{})
+	objs, problems := validation.Objects(res.Objects)
+	if len(res.Problems) > 0 || problems.HasErrors() {
+		t.Fatalf("load: %v %v", res.Problems, problems)
+	}
+	status := func(objs []*config.Object) string {
+		return strings.Join(conditions(Translate(objs, registry.Build(objs, nil).Services(), Options{Domain: "cluster.local", Deployed: true})), "\n")
+	}
+	// local mode: no Namespace objects, a namespace has only its name label
+	if got := status(objs); !strings.Contains(got, "HTTPRoute other/r parent web Accepted=False/NotAllowedByListeners") {
+		t.Errorf("without the namespace's labels:\n%s", got)
+	}
+	withNS := append(slices.Clone(objs), config.NamespaceObject("other", map[string]string{"team": "b"}))
+	if got := status(withNS); !strings.Contains(got, "HTTPRoute other/r parent web Accepted=True/Accepted") ||
+		!strings.Contains(got, "Gateway default/web listener sel (1) Programmed=True/Programmed") {
+		t.Errorf("with Namespace other labelled team=b:\n%s", got)
 	}
 }

@@ -387,6 +387,13 @@ func (c *Controller) syncConfig(visible map[string]bool) {
 		objs = append(objs, p.objs...)
 		problems = append(problems, p.problems...)
 	}
+	// Namespaces with their labels, for allowedRoutes namespace selectors.
+	nss, _ := c.listers.namespaces.List(labels.Everything())
+	for _, ns := range nss {
+		if isVisible(visible, ns.Name) {
+			objs = append(objs, config.NamespaceObject(ns.Name, ns.Labels))
+		}
+	}
 	secrets, _ := c.listers.secrets.List(labels.Everything())
 	for _, s := range secrets {
 		if !isVisible(visible, s.Namespace) || !credentialSecret(s) {

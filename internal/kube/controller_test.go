@@ -337,7 +337,8 @@ spec: {address: 10.2.0.1, labels: {app: vm}, serviceAccount: vm-sa}
 			for _, o := range snap.Objects {
 				keys = append(keys, o.Ref())
 			}
-			want := "ServiceEntry ctl/reviews-pods,ServiceEntry ctl/vms,VirtualService ctl/reviews,WorkloadEntry ctl/vm-1"
+			// the namespaces come with their labels (Gateway API allowedRoutes selectors)
+			want := "Namespace ctl,Namespace istio-system,ServiceEntry ctl/reviews-pods,ServiceEntry ctl/vms,VirtualService ctl/reviews,WorkloadEntry ctl/vm-1"
 			if got := strings.Join(keys, ","); got != want {
 				return "objects " + got + ", want " + want
 			}
