@@ -25,13 +25,15 @@ up: build samples ## build, then run Bookinfo on this machine (bowline up); INGR
 samples: ## build the Bookinfo sample apps
 	$(MAKE) -C samples/bookinfo build
 
-test: lint helm-check tools ## the README's test command: lint, the Helm chart check, the e2e tools, then as root make kube-up and go test -race ./... against that cluster
+test: lint helm-check tools ## the README's test command: lint, the Helm chart check, the e2e tools, then as root make kube-up, go test -race ./... against that cluster and one Gateway API conformance test
 	@if [ "$$(id -u)" = 0 ]; then \
 		line=$$($(MAKE) -s --no-print-directory kube-up | tail -1); \
 		case "$$line" in "export KUBECONFIG="*) ;; *) echo "make test: make kube-up failed (see above)" >&2; exit 1;; esac; \
 		eval "$$line" && \
 		export KUBEBUILDER_ASSETS="$$(dirname "$$(command -v kube-apiserver)")" && \
-		echo "make test: Kubernetes tests use $$KUBECONFIG" && $(GO) test -race ./...; \
+		echo "make test: Kubernetes tests use $$KUBECONFIG" && $(GO) test -race ./... && \
+		echo "make test: the Gateway API conformance suite's HTTPRouteSimpleSameNamespace (make conformance runs them all)" && \
+		GO=$(GO) CONFORMANCE_RUN_TEST=HTTPRouteSimpleSameNamespace CONFORMANCE_REPORT=$$(mktemp -d)/report.yaml $(KUBE)/conformance.sh; \
 	else \
 		echo "make test: not root, so no cluster (make kube-up needs root): the Kubernetes tests skip; sudo make test runs them"; \
 		$(GO) test -race ./...; \
@@ -48,6 +50,7 @@ lint: ## gofmt, go vet and staticcheck (built from its module, pinned)
 	@out=$$(gofmt -l . | grep -v '^samples/.*/bin/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd conformance && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 tools: ## build (once, cached in ~/.cache/bowline) the real Jaeger and Prometheus the e2e tests run, from their Go modules
 	$(GO) test -count=1 -timeout 30m -run '^TestBuildTools$$' ./test/e2e

@@ -174,7 +174,7 @@ func (p *Proxy) route(x *exchange, path string) {
 		return
 	case route.Redirect != nil:
 		editResponse(x.w.Header(), &route.Headers, &vh.Headers, &rt.cfg.Headers)
-		x.w.Header().Set("location", redirectURL(route.Redirect, &route.Match, x.r, path))
+		x.w.Header().Set("location", redirectURL(route.Redirect, &route.Match, x.r, path, x.scheme()))
 		x.writeHeader(route.Redirect.Code)
 		return
 	}

@@ -178,9 +178,11 @@ func editResponse(h http.Header, levels ...*xdsconfig.HeaderEdits) {
 	}
 }
 
-// redirectURL builds the Location for a redirect route.
-func redirectURL(rd *xdsconfig.Redirect, m *xdsconfig.RouteMatch, r *http.Request, path string) string {
-	scheme := "http"
+// redirectURL builds the Location for a redirect route. Without a
+// scheme_redirect the request's own scheme (downstream, "http" or
+// "https") is kept, as Envoy does.
+func redirectURL(rd *xdsconfig.Redirect, m *xdsconfig.RouteMatch, r *http.Request, path, downstream string) string {
+	scheme := downstream
 	if rd.Scheme != "" {
 		scheme = rd.Scheme
 	}
