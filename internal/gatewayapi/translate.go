@@ -281,6 +281,10 @@ func (t *translator) gateways() {
 			terminatedTLS := l.Protocol == gwv1.TLSProtocolType && (l.TLS == nil || l.TLS.Mode == nil || *l.TLS.Mode != gwv1.TLSModePassthrough)
 			kinds, badKind := listenerKinds(l)
 			ls.SupportedKinds = kinds
+			if terminatedTLS || !supported {
+				// a listener that is not accepted carries no route kinds
+				ls.SupportedKinds = []gwv1.RouteGroupKind{}
+			}
 			switch {
 			case terminatedTLS:
 				ls.Conditions = append(ls.Conditions,

@@ -404,3 +404,18 @@ spec:
 		t.Errorf("with Namespace other labelled team=b:\n%s", got)
 	}
 }
+
+func TestUnacceptedListenerHasNoSupportedKinds(t *testing.T) {
+	docs := gatewayDocs + "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: term, namespace: default}\nspec:\n  gatewayClassName: istio\n  listeners:\n" +
+		"  - {name: tls-terminate, port: 8443, protocol: TLS, hostname: t.example.com, allowedRoutes: {kinds: [{kind: TLSRoute}]}, tls: {mode: Terminate, certificateRefs: [{name: c}]}}\n"
+	for _, st := range translate(t, docs).Status {
+		for _, l := range st.Listeners {
+			if (l.Name == "udp" || l.Name == "tls-terminate") && (l.SupportedKinds == nil || len(l.SupportedKinds) != 0) {
+				t.Errorf("listener %s/%s: supportedKinds %v, want an empty list (not accepted)", st.Name, l.Name, l.SupportedKinds)
+			}
+			if l.Name == "tls" && len(l.SupportedKinds) != 1 {
+				t.Errorf("listener %s/tls: supportedKinds %v, want TLSRoute", st.Name, l.SupportedKinds)
+			}
+		}
+	}
+}
