@@ -7,12 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/gateway-api/conformance"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	"sigs.k8s.io/gateway-api/conformance/tests"
 	"sigs.k8s.io/gateway-api/conformance/utils/suite"
 	"sigs.k8s.io/gateway-api/pkg/features"
 )
@@ -22,6 +24,7 @@ import (
 var (
 	reportPath = flag.String("bowline-report", "", "write the ConformanceReport YAML here")
 	runTest    = flag.String("bowline-run-test", "", "run only this conformance test (its ShortName), for debugging")
+	runTests   = flag.String("bowline-run-tests", "", "run only these conformance tests (comma-separated ShortNames): every other test is skipped")
 	version    = flag.String("bowline-version", "", "Bowline version for the report (default: bin/bowline version)")
 	keep       = flag.Bool("bowline-keep", false, "leave Bowline installed after the run (debugging)")
 )
@@ -147,6 +150,14 @@ func TestConformance(t *testing.T) {
 	opts.CleanupBaseResources = true
 	opts.CleanupTestResources = true
 	opts.RunTest = *runTest
+	if *runTests != "" {
+		only := strings.Split(*runTests, ",")
+		for _, ct := range tests.ConformanceTests {
+			if !slices.Contains(only, ct.ShortName) {
+				opts.SkipTests = append(opts.SkipTests, ct.ShortName)
+			}
+		}
+	}
 	opts.ReportOutputPath = *reportPath
 	opts.Mode = "default"
 	opts.Implementation = confv1.Implementation{

@@ -12,7 +12,8 @@
 # that its pod is Ready and nothing forwards DNS anywhere.
 #
 # Env: CONFORMANCE_REPORT (default conformance/reports/v1.6.3/report.yaml),
-# CONFORMANCE_RUN_TEST (one test's ShortName), CONFORMANCE_TIMEOUT (90m).
+# CONFORMANCE_RUN_TEST (one test's ShortName), CONFORMANCE_RUN_TESTS (a
+# comma-separated list of them), CONFORMANCE_TIMEOUT (90m).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -41,5 +42,6 @@ report="${CONFORMANCE_REPORT:-$REPO_DIR/conformance/reports/v1.6.3/report.yaml}"
 mkdir -p "$(dirname "$report")"
 args=(-bowline-report "$report")
 [ -n "${CONFORMANCE_RUN_TEST:-}" ] && args+=(-bowline-run-test "$CONFORMANCE_RUN_TEST")
+[ -n "${CONFORMANCE_RUN_TESTS:-}" ] && args+=(-bowline-run-tests "$CONFORMANCE_RUN_TESTS")
 cd "$REPO_DIR/conformance"
 "$GO" test -count=1 -timeout "${CONFORMANCE_TIMEOUT:-90m}" -run '^TestConformance$' -v . -args "${args[@]}"
