@@ -2,6 +2,7 @@ package gatewayapi
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -325,6 +326,13 @@ func cors(f *gwv1.HTTPCORSFilter) *networking.CorsPolicy {
 	for _, o := range f.AllowOrigins {
 		if o == "*" {
 			p.AllowOrigins = append(p.AllowOrigins, &networking.StringMatch{MatchType: &networking.StringMatch_Regex{Regex: ".*"}})
+			continue
+		}
+		if strings.Contains(string(o), "*") {
+			// "https://*.example.com": the wildcard is a whole first label
+			// and stands for one or more labels.
+			re := strings.ReplaceAll(regexp.QuoteMeta(string(o)), `\*`, `[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*`)
+			p.AllowOrigins = append(p.AllowOrigins, &networking.StringMatch{MatchType: &networking.StringMatch_Regex{Regex: re}})
 			continue
 		}
 		p.AllowOrigins = append(p.AllowOrigins, &networking.StringMatch{MatchType: &networking.StringMatch_Exact{Exact: string(o)}})
