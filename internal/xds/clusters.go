@@ -145,11 +145,15 @@ func (g *gen) addCluster(svc *registry.Service, port registry.Port, subset strin
 		c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{metadataIstio: {Fields: md}}}
 	}
 	eps := selectEndpoints(svc.Endpoints, labels)
+	// A headless Service passes a sidecar's traffic to the address the app
+	// dialled; a gateway has no such address and balances over the
+	// Service's endpoints, as istiod programs gateways.
+	passthrough := svc.Resolution == registry.ResolutionNone && g.proxy.Type != model.Router
 	switch {
-	case svc.Resolution == registry.ResolutionNone:
+	case passthrough:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
 		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
-	case svc.Resolution == registry.ResolutionStatic:
+	case svc.Resolution == registry.ResolutionStatic || svc.Resolution == registry.ResolutionNone:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name}
 		g.endpoints[name] = loadAssignment(name, port, healthyUnless(eps, pol), true)
@@ -165,7 +169,7 @@ func (g *gen) addCluster(svc *registry.Service, port registry.Port, subset strin
 		c.DnsLookupFamily = clusterv3.Cluster_V4_ONLY
 		c.LoadAssignment = loadAssignment(name, port, eps, false)
 	}
-	if svc.Resolution != registry.ResolutionNone {
+	if !passthrough {
 		c.CircuitBreakers = defaultCircuitBreakers()
 		g.applyPolicy(c, svc, port, subset, pol)
 	}
