@@ -11,24 +11,34 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// grpcChecker asks over envoy.service.auth.v3.Authorization/Check.
-type grpcChecker struct{ pool *Pool }
+// grpcChecker asks over envoy.service.auth.v3.Authorization/Check on the
+// pool's connection to the service, looked up once when the filter is made
+// (not under the pool's lock per check); connErr says why there is none.
+type grpcChecker struct {
+	conn    *grpc.ClientConn
+	connErr error
+}
 
-func (g *grpcChecker) check(ctx context.Context, cfg *Config, r *Request) (Decision, error) {
+func newGRPCChecker(p *Pool, cfg *Config) *grpcChecker {
 	authority := cfg.Authority
 	if authority == "" {
 		authority = cfg.Cluster
 	}
-	conn, err := g.pool.conn(cfg.Cluster, authority)
-	if err != nil {
-		return Decision{}, err
+	conn, err := p.conn(cfg.Cluster, authority)
+	return &grpcChecker{conn: conn, connErr: err}
+}
+
+func (g *grpcChecker) check(ctx context.Context, cfg *Config, r *Request) (Decision, error) {
+	if g.connErr != nil {
+		return Decision{}, g.connErr
 	}
-	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, CheckRequest(cfg, r))
+	resp, err := authv3.NewAuthorizationClient(g.conn).Check(ctx, CheckRequest(cfg, r))
 	if err != nil {
 		return Decision{}, ctxErr(ctx, fmt.Errorf("check: %w", err))
 	}

@@ -41,7 +41,7 @@ func (p *Pool) Filter(cfg *Config) *Filter {
 		return &Filter{cfg: cfg, c: &httpChecker{client: &http.Client{Transport: p.transport(cfg.Cluster),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}}
 	}
-	return &Filter{cfg: cfg, c: &grpcChecker{pool: p}}
+	return &Filter{cfg: cfg, c: newGRPCChecker(p, cfg)}
 }
 
 // Close closes every connection; filters of the pool then fail their checks.
