@@ -86,6 +86,13 @@ func (c *Client) Stats() (acks, nacks int64, lastNACK string) {
 	return c.acks.Load(), c.nacks.Load(), lastNACK
 }
 
+const (
+	// envoyWindow is Envoy's default HTTP/2 stream and connection window.
+	envoyWindow = 256 << 20
+	// maxResponseSize bounds one discovery response (gRPC-Go's default is 4 MiB).
+	maxResponseSize = 1 << 30
+)
+
 // Run keeps an ADS stream up until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
 	creds := c.cfg.Credentials
@@ -95,7 +102,13 @@ func (c *Client) Run(ctx context.Context) error {
 	if creds == nil {
 		return fmt.Errorf("xds client: xDS over mTLS needs a workload certificate: start the proxy with a CA (--ca-address) or pass --insecure-xds")
 	}
-	conn, err := grpc.NewClient(c.cfg.Address, grpc.WithTransportCredentials(creds))
+	// As Envoy: HTTP/2 windows of 256 MiB (initial_stream_window_size,
+	// initial_connection_window_size), so a large route configuration is
+	// not held back for WINDOW_UPDATEs as gRPC-Go's 64 KiB start would, and
+	// no 4 MiB cap on a response (a mesh of thousands of services sends more).
+	conn, err := grpc.NewClient(c.cfg.Address, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseSize)),
+		grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow))
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", c.cfg.Address, err)
 	}

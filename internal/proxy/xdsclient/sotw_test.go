@@ -1,7 +1,11 @@
 package xdsclient
 
 import (
+	"fmt"
 	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
@@ -140,5 +144,44 @@ func TestSotW(t *testing.T) {
 	s.noRequest(t)
 	if n := f.deltaAttempts(); n != 0 {
 		t.Errorf("%d delta streams with ForceSotW", n)
+	}
+}
+
+// TestSotWLargeResponse: a route configuration larger than gRPC-Go's 4 MiB
+// default receive limit (a mesh of thousands of services) is taken and
+// ACKed, as Envoy takes it, not lost to a stream error.
+func TestSotWLargeResponse(t *testing.T) {
+	big := routeConfig("r1", "c1")
+	for i := range 40000 {
+		vh := proto.Clone(big.VirtualHosts[0]).(*routev3.VirtualHost)
+		vh.Name = fmt.Sprintf("service-%05d.default.svc.cluster.local:9080", i)
+		vh.Domains = []string{vh.Name, fmt.Sprintf("service-%05d", i), fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255)}
+		big.VirtualHosts = append(big.VirtualHosts, vh)
+	}
+	if n := proto.Size(big); n <= 4<<20 {
+		t.Fatalf("the route configuration is %d bytes, want more than 4 MiB", n)
+	}
+	steps := append(sotwBootstrap[:len(sotwBootstrap):len(sotwBootstrap)], sotwStep{
+		name: "a route configuration over 4 MiB is acked",
+		resp: func(t *testing.T) *discoveryv3.DiscoveryResponse {
+			return sotwResp(RouteType, "r-2", "n5", anyOf(t, big))
+		},
+		want: []*discoveryv3.DiscoveryRequest{
+			{TypeUrl: RouteType, VersionInfo: "r-2", ResponseNonce: "n5", ResourceNames: []string{"r1"}},
+		},
+	})
+	f := &fakeADS{}
+	addr := startFake(t, f)
+	var cons consumer
+	c := runClient(t, Config{Address: addr, ForceSotW: true, Apply: cons.apply})
+	s := nextStream(t, f.sotw)
+	expectRequests(t, s,
+		&discoveryv3.DiscoveryRequest{Node: testNode, TypeUrl: ClusterType},
+		&discoveryv3.DiscoveryRequest{TypeUrl: ListenerType},
+	)
+	runSteps(t, c, s, steps)
+	states := cons.states()
+	if got := states[len(states)-1].Resources[RouteType]["r1"].Version; got != "r-2" {
+		t.Errorf("the consumer holds r1 at version %q, want r-2", got)
 	}
 }
