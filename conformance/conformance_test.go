@@ -130,6 +130,20 @@ func TestConformance(t *testing.T) {
 	if out, err := run(2*time.Minute, "kubectl", "wait", "--for=condition=Established", "crd", "--all", "--timeout=100s"); err != nil {
 		t.Fatalf("the Gateway API CRDs are not established: %v\n%s", err, out)
 	}
+	// Discovery's leader creates the GatewayClass once it sees the CRDs
+	// served (it looks every few seconds); the suite fails at once on a
+	// class that does not exist yet, so wait for it here.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		out, err := run(time.Minute, "kubectl", "get", "gatewayclass", "istio", "--ignore-not-found", "-o", "name")
+		if err == nil && strings.TrimSpace(out) != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("discovery created no GatewayClass istio within 3 minutes of the CRDs being established: %v %s", err, out)
+		}
+		time.Sleep(time.Second)
+	}
 	if *version == "" {
 		out, _ := run(time.Minute, bowline, "version", "--remote=false")
 		*version = strings.TrimPrefix(strings.TrimSpace(strings.SplitN(out, "\n", 2)[0]), "bowline version ")
