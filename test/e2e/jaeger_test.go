@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,41 +73,8 @@ exporters:
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--config", "file:"+file)
-	logs := &syncWriter{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if t.Failed() {
-			t.Logf("jaeger log:\n%s", tail(logs.String(), 40))
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/services", j.query))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return j
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("jaeger exited:\n%s", logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("jaeger query API not up after 60s:\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	runTool(t, "jaeger", "", fmt.Sprintf("http://127.0.0.1:%d/api/services", j.query), bin, "--config", "file:"+file)
+	return j
 }
 
 // jaegerSpan and jaegerTrace are the parts of Jaeger's /api/traces JSON the test reads.

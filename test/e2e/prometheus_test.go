@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -85,43 +84,9 @@ func startPrometheus(t *testing.T, targets string) *prometheus {
 		t.Fatal(err)
 	}
 	p := &prometheus{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+p.addr, "--log.level=warn")
-	cmd.Dir = dir
-	logs := &syncWriter{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", tail(logs.String(), 40))
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.addr + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("prometheus exited:\n%s", logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready after 60s:\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	runTool(t, "prometheus", dir, "http://"+p.addr+"/-/ready", bin, "--config.file="+cfg,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+p.addr, "--log.level=warn")
+	return p
 }
 
 // sample is one series of an instant query's vector result.

@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // goTool is a real component the tests run (Jaeger, Prometheus), built from
@@ -89,5 +92,50 @@ func TestBuildTools(t *testing.T) {
 	}
 	for _, g := range []*goTool{jaegerTool, prometheusTool} {
 		t.Logf("%s %s: %s", g.name, g.version, g.binary(t))
+	}
+}
+
+// runTool runs bin with args in dir ("" for the test's), stops it when the
+// test ends (showing its log if the test failed), and returns once GET
+// readyURL answers 200; it fails the test if the tool exits first or is
+// not ready within a minute.
+func runTool(t *testing.T, name, dir, readyURL, bin string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	logs := &syncWriter{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, tail(logs.String(), 40))
+		}
+	})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(readyURL)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("%s exited:\n%s", name, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready (%s) after a minute:\n%s", name, readyURL, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
