@@ -103,9 +103,17 @@ func (p *Proxy) serverTLS(t *xdsconfig.TLSContext) *tls.Config {
 		cfg.ClientAuth = tls.RequestClientCert
 	}
 	if t.Verifies() {
-		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
+		// VerifyConnection, not VerifyPeerCertificate: Go skips the latter on
+		// resumed sessions, and this config (its ticket keys) outlives
+		// snapshots, so a resumed client is verified against the roots and
+		// SAN matchers in force now, not those of the first handshake.
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
 				return nil // optional client certificate not sent
+			}
+			raw := make([][]byte, len(cs.PeerCertificates))
+			for i, c := range cs.PeerCertificates {
+				raw[i] = c.Raw
 			}
 			_, err := p.verifyPeer(t, raw)
 			return err
