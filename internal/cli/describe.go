@@ -86,6 +86,13 @@ port-forward to istiod), else a bowline discovery on its default debug address.`
 				if addr != "" {
 					debugAddr = addr
 				}
+				if ns == "" && kind != describe.KindService && onCluster(&loc, &k) {
+					// A pod or workload named without .NAMESPACE: the
+					// context's namespace (or --namespace), as istioctl.
+					if ns, err = k.podNamespace(); err != nil {
+						return err
+					}
+				}
 			}
 			text, err := fetchDescription(ctx, debugAddr, describe.Target{Kind: kind, Name: name, Namespace: ns})
 			if err != nil {
