@@ -52,8 +52,9 @@ type connInfo struct {
 	peerCert *x509.Certificate
 	// peer is what the TLS handshake established (tls.go); nil for plaintext.
 	peer *peerInfo
-	// transport, sni and alpn are what the tls_inspector saw (sniff.go);
-	// they pick the filter chain with the destination port.
+	// transport, sni and alpn are what the tls_inspector saw, alpn or the
+	// application protocol the http_inspector detected (sniff.go); they
+	// pick the filter chain with the destination port.
 	transport string
 	sni       string
 	alpn      []string
@@ -269,7 +270,7 @@ const tlsHandshakeTimeout = 10 * time.Second
 // a failed handshake close the connection.
 func (p *Proxy) serveInspected(s *snapshot, b *boundListener, conn net.Conn, target *xdsconfig.Listener, info *connInfo) {
 	br := bufio.NewReaderSize(conn, maxClientHello)
-	hello, ok := sniff(conn, br, target.InspectTimeout, target.ContinueOnInspectTimeout)
+	hello, ok := sniff(conn, br, inspectorsFor(target, info.dst.Port()))
 	if !ok {
 		p.log.Debug("listener filters timed out", slog.String("listener", target.Name), slog.String("source", info.src.String()))
 		_ = conn.Close()

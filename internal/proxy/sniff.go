@@ -31,46 +31,97 @@ type peekedConn struct {
 
 func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
-// sniff is envoy.filters.listener.tls_inspector: it peeks (without
-// consuming) at the first bytes of conn through br; a TLS handshake record
-// (0x16 0x03 ...) holding a ClientHello is TLS, with its SNI and ALPN;
-// anything else is raw_buffer. It waits at most timeout (0: as long as the
-// client takes) for the first bytes; a client that sends nothing by then (a
-// server-first protocol) is raw_buffer when goOn is set (Istio's
-// continue_on_listener_filters_timeout), else ok is false and the caller
-// closes the connection, as Envoy does.
-func sniff(conn net.Conn, br *bufio.Reader, timeout time.Duration, goOn bool) (h clientHello, ok bool) {
+// inspectors are the listener filters that read a connection's first
+// bytes, as they apply to one connection.
+type inspectors struct {
+	// tls: envoy.filters.listener.tls_inspector (or a TLS chain without it).
+	tls bool
+	// http: envoy.filters.listener.http_inspector.
+	http bool
+	// timeout is listener_filters_timeout (0: as long as the client takes);
+	// goOn is continue_on_listener_filters_timeout.
+	timeout time.Duration
+	goOn    bool
+}
+
+// inspectorsFor are l's inspectors for a connection to destination port port.
+func inspectorsFor(l *xdsconfig.Listener, port uint16) inspectors {
+	return inspectors{tls: l.InspectsTLS(port), http: l.InspectsHTTP(port), timeout: l.InspectTimeout, goOn: l.ContinueOnInspectTimeout}
+}
+
+// sniff runs the inspectors on conn, peeking (without consuming) through
+// br. The tls_inspector tells a TLS handshake record (0x16 0x03 ...)
+// holding a ClientHello, with its SNI and ALPN, from anything else
+// (raw_buffer), decided on the first byte as Envoy does. The
+// http_inspector then reads a plaintext connection's request line: its
+// application protocol is "http/1.0", "http/1.1" or "h2c" (sniffHTTP), or
+// none. Both together wait at most timeout for the client's bytes; a
+// client that has not sent enough by then (a server-first protocol sends
+// nothing) goes on as raw_buffer without an application protocol when goOn
+// is set (Istio sets continue_on_listener_filters_timeout), else ok is
+// false and the caller closes the connection, as Envoy does.
+func sniff(conn net.Conn, br *bufio.Reader, in inspectors) (h clientHello, ok bool) {
 	plain := clientHello{transport: xdsconfig.TransportRawBuffer}
-	if timeout > 0 {
-		_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	if !in.tls && !in.http {
+		return plain, true
+	}
+	if in.timeout > 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(in.timeout))
 		defer func() { _ = conn.SetReadDeadline(time.Time{}) }()
 	}
+	timedOut := func(err error) bool {
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout()
+	}
+	if in.tls {
+		h, err := sniffTLS(br)
+		switch {
+		case err != nil && timedOut(err):
+			return plain, in.goOn
+		case err != nil:
+			return plain, true // closed or failed: the chain sees it
+		case h.transport == xdsconfig.TransportTLS:
+			return h, true
+		}
+	}
+	if !in.http {
+		return plain, true
+	}
+	proto, err := sniffHTTP(br)
+	switch {
+	case err != nil && timedOut(err):
+		return plain, in.goOn
+	case proto != "":
+		plain.alpn = []string{proto}
+	}
+	return plain, true
+}
+
+// sniffTLS is the tls_inspector's part of sniff.
+func sniffTLS(br *bufio.Reader) (clientHello, error) {
+	plain := clientHello{transport: xdsconfig.TransportRawBuffer}
 	first, err := br.Peek(1)
 	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return plain, goOn
-		}
-		return plain, true // closed or failed: the chain sees it
+		return plain, err
 	}
 	if first[0] != 0x16 { // not a TLS handshake record: decided on one byte, as Envoy
-		return plain, true
+		return plain, nil
 	}
 	hdr, err := br.Peek(5)
 	if err != nil || hdr[1] != 0x03 {
-		return plain, true
+		return plain, nil
 	}
 	n := int(binary.BigEndian.Uint16(hdr[3:5]))
 	if n == 0 || 5+n > maxClientHello {
-		return clientHello{transport: xdsconfig.TransportTLS}, true
+		return clientHello{transport: xdsconfig.TransportTLS}, nil
 	}
 	rec, err := br.Peek(5 + n)
 	if err != nil {
-		return clientHello{transport: xdsconfig.TransportTLS}, true
+		return clientHello{transport: xdsconfig.TransportTLS}, nil
 	}
-	h = parseClientHello(rec[5:])
+	h := parseClientHello(rec[5:])
 	h.transport = xdsconfig.TransportTLS
-	return h, true
+	return h, nil
 }
 
 // parseClientHello reads the SNI and ALPN extensions of a ClientHello

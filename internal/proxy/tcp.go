@@ -165,11 +165,14 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, s *snapshot
 		vl = s.byAddr[netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(port))]
 	}
 	var fc *xdsconfig.FilterChain
-	if vl != nil {
+	// A listener with an http_inspector (an undeclared port) picks its
+	// chain from the tunnel's first bytes, read once the tunnel is up.
+	sniffing := vl != nil && vl.InspectsHTTP(uint16(port))
+	if vl != nil && !sniffing {
 		fc = vl.ChainFor(uint16(port))
 	}
 	var tunnel *cluster // set: tunnel to the authority through this cluster
-	if fc == nil {
+	if fc == nil && !sniffing {
 		if tunnel = p.connectUnknown(w, r, s, rec, hcm); tunnel == nil {
 			return
 		}
@@ -189,6 +192,24 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, s *snapshot
 	var rd *bufio.Reader
 	if brw.Reader.Buffered() > 0 {
 		rd = brw.Reader
+	}
+	if sniffing {
+		var src io.Reader = conn
+		if rd != nil {
+			src = rd
+		}
+		rd = bufio.NewReaderSize(src, maxClientHello)
+		in := inspectorsFor(vl, uint16(port))
+		in.tls = false // the tunnel carries what the client sends the port; TLS is not inspected there
+		hello, ok := sniff(conn, rd, in)
+		if ok {
+			fc = vl.ChainForConn(uint16(port), "", xdsconfig.TransportRawBuffer, hello.alpn)
+		}
+		if fc == nil {
+			rec.flags |= flagNR
+			_ = conn.Close()
+			return
+		}
 	}
 	if tunnel != nil {
 		defer conn.Close()

@@ -36,6 +36,16 @@ type Listener struct {
 	// listener filter: the first bytes of a connection tell TLS (with its SNI
 	// and ALPN) from plaintext for filter_chain_match.
 	TLSInspector bool
+	// HTTPInspector is set by the envoy.filters.listener.http_inspector
+	// listener filter: a plaintext connection whose first bytes are an
+	// HTTP/1.x request line has application protocol "http/1.0" or
+	// "http/1.1", one opening with the HTTP/2 preface "h2c", for
+	// filter_chain_match.application_protocols (Istio's protocol sniffing).
+	HTTPInspector bool
+	// TLSInspectorDisabled and HTTPInspectorDisabled are the inspectors'
+	// filter_disabled: connections to a destination port they match skip
+	// the inspector (nil: none do).
+	TLSInspectorDisabled, HTTPInspectorDisabled *PortPredicate
 	// InspectTimeout bounds how long the inspector waits for a client's
 	// first bytes (listener_filters_timeout; Envoy's 15 s when unset, 0 no
 	// limit). On timeout the connection goes on as plaintext when
@@ -135,15 +145,76 @@ func serverNameScore(names []string, sni string) int {
 // NeedsInspection reports whether choosing a chain, or serving one, needs
 // the connection's first bytes or a TLS handshake.
 func (l *Listener) NeedsInspection() bool {
-	if l.TLSInspector {
-		return true
-	}
+	return l.TLSInspector || l.HTTPInspector || l.hasTLSChain()
+}
+
+func (l *Listener) hasTLSChain() bool {
 	for i := range l.FilterChains {
 		if l.FilterChains[i].TLS != nil {
 			return true
 		}
 	}
 	return l.DefaultChain != nil && l.DefaultChain.TLS != nil
+}
+
+// InspectsTLS reports whether a connection to destination port port has
+// its first bytes read for a TLS ClientHello: by the tls_inspector unless
+// its filter_disabled matches the port, and without one when a chain
+// terminates TLS (a plaintext client is refused there, not served).
+func (l *Listener) InspectsTLS(port uint16) bool {
+	if l.TLSInspector {
+		return !l.TLSInspectorDisabled.Match(port)
+	}
+	return l.hasTLSChain()
+}
+
+// InspectsHTTP reports whether the http_inspector reads the first bytes
+// of a plaintext connection to destination port port.
+func (l *Listener) InspectsHTTP(port uint16) bool {
+	return l.HTTPInspector && !l.HTTPInspectorDisabled.Match(port)
+}
+
+// PortPredicate is a checked ListenerFilterChainMatchPredicate of the
+// kinds Istio generates: destination port ranges combined with or, and,
+// not, and any.
+type PortPredicate struct {
+	// Any matches every connection (any_match).
+	Any bool
+	// Start and End are a destination_port_range [Start, End) when End > 0.
+	Start, End uint32
+	// Or, And and Not combine predicates (or_match, and_match, not_match).
+	Or, And []PortPredicate
+	Not     *PortPredicate
+}
+
+// Match reports whether a connection to destination port port matches; a
+// nil predicate matches nothing.
+func (p *PortPredicate) Match(port uint16) bool {
+	switch {
+	case p == nil:
+		return false
+	case p.Any:
+		return true
+	case p.End > 0:
+		return uint32(port) >= p.Start && uint32(port) < p.End
+	case p.Not != nil:
+		return !p.Not.Match(port)
+	case p.Or != nil:
+		for i := range p.Or {
+			if p.Or[i].Match(port) {
+				return true
+			}
+		}
+		return false
+	case p.And != nil:
+		for i := range p.And {
+			if !p.And[i].Match(port) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func intersects(a, b []string) bool {
@@ -167,7 +238,8 @@ type FilterChain struct {
 	// or "raw_buffer"); "" matches any.
 	TransportProtocol string
 	// ApplicationProtocols is filter_chain_match.application_protocols: a
-	// TLS client must offer one of them (ALPN); empty matches any.
+	// TLS client must offer one of them (ALPN), or the http_inspector have
+	// detected one of them; empty matches any.
 	ApplicationProtocols []string
 	// ServerNames is filter_chain_match.server_names, lower case: the TLS
 	// client's SNI must be one of them or fall under a "*.suffix" one;

@@ -10,9 +10,12 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -89,25 +92,51 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 		out.InspectTimeout = t.AsDuration()
 	}
 	for i, lf := range l.GetListenerFilters() {
-		// Istio adds these inspectors. The http_inspector is accepted and does
-		// nothing: no generated chain matches on application protocols other
-		// than the TLS ALPN (listenerFilterSupported names them).
+		path := fmt.Sprintf("listener_filters[%d]", i)
+		if err := checkFields(lf, path, "name", "typed_config", "filter_disabled"); err != nil {
+			return nil, err
+		}
+		var disabled *PortPredicate
+		if fd := lf.GetFilterDisabled(); fd != nil {
+			p, err := unmarshalPortPredicate(fd, path+".filter_disabled", 0)
+			if err != nil {
+				return nil, err
+			}
+			disabled = p
+		}
+		if tc := lf.GetTypedConfig(); tc != nil {
+			var cfg proto.Message
+			switch lf.GetName() {
+			case "envoy.filters.listener.original_dst":
+				cfg = &origdstv3.OriginalDst{}
+			case "envoy.filters.listener.tls_inspector":
+				cfg = &tlsinspectorv3.TlsInspector{}
+			case "envoy.filters.listener.http_inspector":
+				cfg = &httpinspectorv3.HttpInspector{}
+			}
+			if cfg != nil {
+				if err := tc.UnmarshalTo(cfg); err != nil {
+					return nil, fmt.Errorf("field %s.typed_config: %w", path, err)
+				}
+			}
+		}
 		switch lf.GetName() {
 		case "envoy.filters.listener.original_dst":
 			// Transparent capture (netns/pod): match chains on SO_ORIGINAL_DST.
-			if tc := lf.GetTypedConfig(); tc != nil {
-				if err := tc.UnmarshalTo(&origdstv3.OriginalDst{}); err != nil {
-					return nil, fmt.Errorf("field listener_filters[%d].typed_config: %w", i, err)
-				}
+			if disabled != nil {
+				return nil, fmt.Errorf("field %s.filter_disabled: unsupported for %s", path, lf.GetName())
 			}
 			out.OriginalDst = true
 		case "envoy.filters.listener.tls_inspector":
 			// PERMISSIVE: chains match transport_protocol and ALPN, read from
 			// the first bytes without consuming them.
-			out.TLSInspector = true
+			out.TLSInspector, out.TLSInspectorDisabled = true, disabled
 		case "envoy.filters.listener.http_inspector":
+			// Protocol sniffing of undeclared ports: chains match
+			// application_protocols http/1.0, http/1.1, h2c (sniff.go).
+			out.HTTPInspector, out.HTTPInspectorDisabled = true, disabled
 		default:
-			return nil, fmt.Errorf("field listener_filters[%d]: filter %q unsupported", i, lf.GetName())
+			return nil, fmt.Errorf("field %s: filter %q unsupported", path, lf.GetName())
 		}
 	}
 	for i, fc := range l.GetFilterChains() {
@@ -126,8 +155,14 @@ func unmarshalListener(l *listenerv3.Listener) (*Listener, error) {
 	}
 	for i := range out.FilterChains {
 		fc := &out.FilterChains[i]
-		if (fc.TransportProtocol != "" || len(fc.ApplicationProtocols) > 0 || len(fc.ServerNames) > 0) && !out.TLSInspector {
-			return nil, fmt.Errorf("field filter_chains[%d].filter_chain_match: transport_protocol, server_names and application_protocols need the envoy.filters.listener.tls_inspector listener filter", i)
+		// raw_buffer is what a connection is when no inspector says TLS
+		// (Envoy's default); application protocols come from the TLS ALPN
+		// or the http_inspector.
+		if (fc.TransportProtocol == TransportTLS || len(fc.ServerNames) > 0) && !out.TLSInspector {
+			return nil, fmt.Errorf("field filter_chains[%d].filter_chain_match: transport_protocol tls and server_names need the envoy.filters.listener.tls_inspector listener filter", i)
+		}
+		if len(fc.ApplicationProtocols) > 0 && !out.TLSInspector && !out.HTTPInspector {
+			return nil, fmt.Errorf("field filter_chains[%d].filter_chain_match: application_protocols need the envoy.filters.listener.tls_inspector or http_inspector listener filter", i)
 		}
 	}
 	if len(out.FilterChains) == 0 && out.DefaultChain == nil && !out.UseOriginalDst {
@@ -391,6 +426,63 @@ func unmarshalTCPProxy(t *tcpproxyv3.TcpProxy, path string) (*TCPProxy, error) {
 		}
 	default:
 		return nil, fmt.Errorf("field %s.cluster_specifier: cluster or weighted_clusters required", path)
+	}
+	return out, nil
+}
+
+// maxPredicateDepth bounds the nesting of a filter_disabled predicate.
+const maxPredicateDepth = 8
+
+// unmarshalPortPredicate checks a listener filter's filter_disabled:
+// destination port ranges combined with or, and, not, and any.
+func unmarshalPortPredicate(p *listenerv3.ListenerFilterChainMatchPredicate, path string, depth int) (*PortPredicate, error) {
+	if depth > maxPredicateDepth {
+		return nil, fmt.Errorf("field %s: nested deeper than %d", path, maxPredicateDepth)
+	}
+	set := func(ms *listenerv3.ListenerFilterChainMatchPredicate_MatchSet, name string) ([]PortPredicate, error) {
+		if len(ms.GetRules()) < 2 {
+			return nil, fmt.Errorf("field %s.%s.rules: want at least 2, got %d", path, name, len(ms.GetRules()))
+		}
+		out := make([]PortPredicate, 0, len(ms.GetRules()))
+		for i, r := range ms.GetRules() {
+			c, err := unmarshalPortPredicate(r, fmt.Sprintf("%s.%s.rules[%d]", path, name, i), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, *c)
+		}
+		return out, nil
+	}
+	var err error
+	out := &PortPredicate{}
+	switch r := p.GetRule().(type) {
+	case *listenerv3.ListenerFilterChainMatchPredicate_AnyMatch:
+		if !r.AnyMatch {
+			return nil, fmt.Errorf("field %s.any_match: must be true", path)
+		}
+		out.Any = true
+	case *listenerv3.ListenerFilterChainMatchPredicate_DestinationPortRange:
+		start, end := r.DestinationPortRange.GetStart(), r.DestinationPortRange.GetEnd()
+		if start < 0 || end <= start || end > 65536 {
+			return nil, fmt.Errorf("field %s.destination_port_range: [%d, %d) is not a port range", path, start, end)
+		}
+		out.Start, out.End = uint32(start), uint32(end)
+	case *listenerv3.ListenerFilterChainMatchPredicate_NotMatch:
+		if out.Not, err = unmarshalPortPredicate(r.NotMatch, path+".not_match", depth+1); err != nil {
+			return nil, err
+		}
+	case *listenerv3.ListenerFilterChainMatchPredicate_OrMatch:
+		if out.Or, err = set(r.OrMatch, "or_match"); err != nil {
+			return nil, err
+		}
+	case *listenerv3.ListenerFilterChainMatchPredicate_AndMatch:
+		if out.And, err = set(r.AndMatch, "and_match"); err != nil {
+			return nil, err
+		}
+	case nil:
+		return nil, fmt.Errorf("field %s: no rule", path)
+	default:
+		return nil, fmt.Errorf("field %s: rule unsupported (destination_port_range, or_match, and_match, not_match, any_match)", path)
 	}
 	return out, nil
 }
