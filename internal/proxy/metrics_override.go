@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -174,12 +173,12 @@ func (m *metrics) tcpFor(r *record, st *xdsconfig.IstioStats, vars func() map[st
 }
 
 // tcpVars are the CEL attributes of a TCP connection for tag expressions:
-// connection.mtls, source.* and destination.* (the downstream's addresses),
+// connection.mtls, source.* (the downstream peer), destination.* (where the
+// connection was going: its original destination, not the proxy's socket),
 // upstream.address; request.* and response.* are absent.
-func tcpVars(rec *record, down net.Conn) map[string]any {
-	addr := func(a net.Addr) any {
-		ap, err := netip.ParseAddrPort(a.String())
-		if err != nil {
+func tcpVars(rec *record, src, dst netip.AddrPort) map[string]any {
+	addr := func(ap netip.AddrPort) any {
+		if !ap.IsValid() {
 			return emptyAttrs()
 		}
 		return map[string]any{"address": ap.Addr().String(), "port": int64(ap.Port())}
@@ -188,8 +187,8 @@ func tcpVars(rec *record, down net.Conn) map[string]any {
 		"request":     emptyAttrs(),
 		"response":    emptyAttrs(),
 		"connection":  map[string]any{"mtls": rec.peer != nil && rec.peer.principal != ""},
-		"source":      addr(down.RemoteAddr()),
-		"destination": addr(down.LocalAddr()),
+		"source":      addr(src),
+		"destination": addr(dst),
 		"upstream":    map[string]any{"address": rec.upstreamHost},
 	}
 }

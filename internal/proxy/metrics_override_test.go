@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	stats "istio.io/api/envoy/extensions/stats"
@@ -153,4 +155,43 @@ func TestIstioStatsTCPOverrides(t *testing.T) {
 			t.Errorf("NACK %v", err)
 		}
 	})
+}
+
+// TestIstioStatsTCPDestination: destination.* in a TCP tag expression is
+// where the connection was going, not the proxy's socket: a CONNECT through
+// the explicit proxy port to a TCP service port tags destination.port with
+// the service port (the socket's local port is the proxy's).
+func TestIstioStatsTCPDestination(t *testing.T) {
+	up := echoServer(t)
+	lp, tport := freePort(t), freePort(t)
+	const cluster = "outbound|3306||db.default.svc.cluster.local"
+	cfg := &stats.PluginConfig{Metrics: []*stats.MetricConfig{
+		{Name: "tcp_connections_opened_total", Dimensions: map[string]string{"dst_port": "string(destination.port)"}},
+	}}
+	statsFilter := &listenerv3.Filter{Name: "istio.stats", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, cfg)}}
+	tl := listenerOf(t, "0.0.0.0_"+itoa(tport), "0.0.0.0", tport, false, tcpFilter(t, cluster))
+	tl.FilterChains[0].Filters = append([]*listenerv3.Filter{statsFilter}, tl.FilterChains[0].Filters...)
+	e := newEnv(t, resources(
+		[]types.Resource{listenerOf(t, "outbound_http_proxy", "127.0.0.1", lp, true, hcmFilter(t, "outbound_http_proxy")), tl},
+		[]types.Resource{&routev3.RouteConfiguration{Name: "outbound_http_proxy"}},
+		[]types.Resource{edsCluster(cluster)},
+		[]types.Resource{cla(cluster, up)}))
+	c := dialTCP(t, hostPort(lp))
+	defer c.Close()
+	_, _ = io.WriteString(c, "CONNECT db:"+itoa(tport)+" HTTP/1.1\r\nHost: db:"+itoa(tport)+"\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	_, _ = io.WriteString(c, "ping")
+	_ = c.(*net.TCPConn).CloseWrite()
+	if got, _ := io.ReadAll(br); string(got) != "echo:ping" {
+		t.Fatalf("tunnel got %q", got)
+	}
+	e.waitMetric(t, "istio_tcp_connections_opened_total{", `dst_port="`+itoa(tport)+`"`)
+	opened := metricLines(e.admin(t, "/stats/prometheus"), "istio_tcp_connections_opened_total{")
+	if len(opened) != 1 || strings.Contains(opened[0], `dst_port="`+itoa(lp)+`"`) {
+		t.Errorf("istio_tcp_connections_opened_total: %q; want one series with dst_port %d (the CONNECT's), not the proxy port %d", opened, tport, lp)
+	}
 }

@@ -57,11 +57,15 @@ func (p *Proxy) serveTCP(s *snapshot, b *boundListener, conn net.Conn, l *xdscon
 		return
 	}
 	rec.upstreamHost = target
-	p.pipe(conn, nil, c, target, &rec, b)
+	p.pipe(conn, nil, c, target, &rec, b, dst)
 }
 
 // pipe connects down to target and copies both ways until both sides close.
-func (p *Proxy) pipe(down net.Conn, downReader io.Reader, c *cluster, target string, rec *record, b *boundListener) {
+// dst is the connection's destination as the listener saw it (the original
+// destination of a captured connection, the port a CONNECT named): the
+// destination.* of tag expressions.
+func (p *Proxy) pipe(down net.Conn, downReader io.Reader, c *cluster, target string, rec *record, b *boundListener,
+	dst netip.AddrPort) {
 	if c.overflow() {
 		rec.flags |= flagUO
 		return
@@ -94,7 +98,7 @@ func (p *Proxy) pipe(down net.Conn, downReader io.Reader, c *cluster, target str
 		}()
 	}
 	defer up.Close()
-	ts := p.metrics.tcpFor(rec, rec.tcpStats, func() map[string]any { return tcpVars(rec, down) })
+	ts := p.metrics.tcpFor(rec, rec.tcpStats, func() map[string]any { return tcpVars(rec, addrPortOf(down.RemoteAddr()), dst) })
 	ts.opened.Inc()
 	defer ts.closed.Inc()
 	if downReader == nil {
@@ -218,7 +222,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, s *snapshot
 			dr = rd
 		}
 		rec.upstreamHost = r.Host
-		p.pipe(conn, dr, tunnel, r.Host, rec, info.bound)
+		p.pipe(conn, dr, tunnel, r.Host, rec, info.bound, netip.AddrPortFrom(target.Addr(), uint16(port)))
 		return
 	}
 	dst := netip.AddrPortFrom(vl.Address.Addr(), uint16(port))
@@ -250,7 +254,8 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, s *snapshot
 	if rd != nil {
 		dr = rd
 	}
-	p.pipe(conn, dr, c, addr, rec, info.bound)
+	rec.tcpStats = fc.TCP.Stats
+	p.pipe(conn, dr, c, addr, rec, info.bound, dst)
 }
 
 // connectUnknown decides a CONNECT to a port no virtual listener takes by
