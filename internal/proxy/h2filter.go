@@ -41,6 +41,12 @@ import (
 // (HTTP2Config.MaxReadFrameSize): Envoy's and the RFC's initial 16 KiB.
 const h2MaxFrame = 16 << 10
 
+// h2FilterBuf is the filter's initial input buffer: the read size of the
+// HTTP/2 server's own reader, enough for the SETTINGS and header blocks of
+// most connections. It grows (to a whole frame, 9+h2MaxFrame at most) only
+// for a header block that does not fit; everything else streams through.
+const h2FilterBuf = 4 << 10
+
 // h2DecoderTableSize is the HPACK dynamic table size the listeners'
 // servers decode with (HTTP2Config.MaxDecoderHeaderTableSize); the filter's
 // decoder uses the same, so both tables hold the same entries.
@@ -74,7 +80,7 @@ type h2filter struct {
 // newH2Filter follows the frames read from src, which starts after the
 // client preface; pending are bytes already read from it.
 func newH2Filter(src io.Reader, pending []byte) *h2filter {
-	f := &h2filter{src: src, buf: make([]byte, max(9+h2MaxFrame+4<<10, len(pending)))}
+	f := &h2filter{src: src, buf: make([]byte, max(h2FilterBuf, len(pending)))}
 	f.w = copy(f.buf, pending)
 	f.dec = hpack.NewDecoder(h2DecoderTableSize, f.field)
 	return f
@@ -106,6 +112,11 @@ func (f *h2filter) Read(p []byte) (int, error) {
 		if f.r > 0 {
 			f.w = copy(f.buf, f.buf[f.r:f.w])
 			f.r = 0
+		}
+		if f.w == len(f.buf) {
+			// A frame to examine that is larger than the buffer (step
+			// needs 9+h2MaxFrame bytes at most).
+			f.buf = append(f.buf, make([]byte, min(len(f.buf), 9+h2MaxFrame-len(f.buf)))...)
 		}
 		n, err := f.src.Read(f.buf[f.w:])
 		f.w += n

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/net/http2"
@@ -163,8 +164,24 @@ func TestH2Filter(t *testing.T) {
 	clean.headers(1, clean.block("/a", hpack.HeaderField{Name: "te", Value: "trailers"}))
 	_ = clean.fr.WriteData(1, true, bytes.Repeat([]byte("x"), 20000))
 	clean.headers(3, clean.block("/b"))
-	if got := filtered(t, clean.buf.Bytes(), 1000); !bytes.Equal(got, clean.buf.Bytes()) {
-		t.Error("clean frames were changed")
+	// A header block larger than the filter's initial buffer.
+	clean.headers(5, clean.block("/big", hpack.HeaderField{Name: "x-big", Value: strings.Repeat("v", 12<<10)}))
+	for _, n := range []int{1000, 1 << 20} {
+		if got := filtered(t, clean.buf.Bytes(), n); !bytes.Equal(got, clean.buf.Bytes()) {
+			t.Errorf("clean frames were changed (reads of %d bytes)", n)
+		}
+	}
+	big := newH2Frames()
+	big.headers(1, big.block("/big", hpack.HeaderField{Name: "x-big", Value: strings.Repeat("v", 12<<10)}))
+	big.headers(3, big.block("/next"))
+	if v := readAsServer(filtered(t, big.buf.Bytes(), 1000)); v.err != nil || !slices.Equal(v.paths, []string{"/big", "/next"}) {
+		t.Errorf("accepted %q (error %v), want /big /next", v.paths, v.err)
+	}
+	bad := newH2Frames()
+	bad.headers(1, bad.block("/big-conn", hpack.HeaderField{Name: "x-big", Value: strings.Repeat("v", 12<<10)},
+		hpack.HeaderField{Name: "connection", Value: "close"}))
+	if v := readAsServer(filtered(t, bad.buf.Bytes(), 1000)); len(v.paths) != 0 || !slices.Equal(v.reset, []uint32{1}) {
+		t.Errorf("a 12 KiB block with a connection field: accepted %q, reset %v; want stream 1 reset", v.paths, v.reset)
 	}
 }
 
@@ -211,4 +228,74 @@ func FuzzH2Filter(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkH2Filter: the filter's cost per HTTP/2 connection (a new filter,
+// SETTINGS and a first request) and per request on a connection (a gRPC
+// call's header block, mostly indexed after the first, and its DATA frame),
+// read through a buffer of the size the HTTP/2 server reads with.
+func BenchmarkH2Filter(b *testing.B) {
+	grpcCall := func(f *h2Frames, stream uint32) {
+		f.headers(stream, f.block("/pkg.Service/Method", hpack.HeaderField{Name: "content-type", Value: "application/grpc"},
+			hpack.HeaderField{Name: "te", Value: "trailers"}, hpack.HeaderField{Name: "user-agent", Value: "grpc-go/1.70.0"},
+			hpack.HeaderField{Name: "grpc-timeout", Value: "9999m"}, hpack.HeaderField{Name: "x-request-id", Value: "3f0c8a1e-7c55-4a3e-9d38-6a0d3b1c2e4f"}))
+		_ = f.fr.WriteData(stream, true, bytes.Repeat([]byte("x"), 1024))
+	}
+	buf := make([]byte, 4<<10) // net/http's HTTP/2 server reads through a 4 KiB bufio.Reader
+	b.Run("connection", func(b *testing.B) {
+		f := newH2Frames()
+		_ = f.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+		grpcCall(f, 1)
+		in := f.buf.Bytes()
+		b.ReportAllocs()
+		b.SetBytes(int64(len(in)))
+		for b.Loop() {
+			h := newH2Filter(bytes.NewReader(in), nil)
+			for {
+				if _, err := h.Read(buf); err != nil {
+					break
+				}
+			}
+		}
+	})
+	b.Run("request", func(b *testing.B) {
+		f := newH2Frames()
+		grpcCall(f, 1) // fills the encoder's dynamic table, as a connection's first call does
+		first := len(f.buf.Bytes())
+		for i := range 1000 {
+			grpcCall(f, uint32(3+2*i))
+		}
+		in := f.buf.Bytes()
+		per := (len(in) - first) / 1000
+		b.ReportAllocs()
+		b.SetBytes(int64(per))
+		r := &cycleReader{b: in, start: first}
+		h := newH2Filter(r, nil)
+		for b.Loop() {
+			// One request's bytes (the reader cycles through the calls).
+			for left := per; left > 0; {
+				n, err := h.Read(buf[:min(len(buf), left)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				left -= n
+			}
+		}
+	})
+}
+
+// cycleReader reads b from the start, then b[start:] over and over.
+type cycleReader struct {
+	b     []byte
+	start int
+	off   int
+}
+
+func (r *cycleReader) Read(p []byte) (int, error) {
+	if r.off == len(r.b) {
+		r.off = r.start
+	}
+	n := copy(p, r.b[r.off:])
+	r.off += n
+	return n, nil
 }
