@@ -123,6 +123,15 @@ func BookinfoImage(app string) string {
 // address (127.0.0.1:N) it forwards from.
 func (c *Cluster) PortForward(t testing.TB, ns, target string, port int) string {
 	t.Helper()
+	addr, stop := c.portForward(t, ns, target, port)
+	t.Cleanup(stop)
+	return addr
+}
+
+// portForward starts a port-forward and returns its local address and the
+// function that stops it and waits for kubectl to exit.
+func (c *Cluster) portForward(t testing.TB, ns, target string, port int) (string, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, c.Kubectl, "--kubeconfig", c.Kubeconfig, "-n", ns,
 		"port-forward", "--address", "127.0.0.1", target, fmt.Sprintf(":%d", port))
@@ -137,10 +146,10 @@ func (c *Cluster) PortForward(t testing.TB, ns, target string, port int) string 
 		cancel()
 		t.Fatalf("port-forward %s: %v", target, err)
 	}
-	t.Cleanup(func() {
+	stop := func() {
 		cancel()
 		_ = cmd.Wait()
-	})
+	}
 	// "Forwarding from 127.0.0.1:40513 -> 9080"
 	addr := make(chan string, 1)
 	go func() {
@@ -165,12 +174,14 @@ func (c *Cluster) PortForward(t testing.TB, ns, target string, port int) string 
 	select {
 	case a, ok := <-addr:
 		if !ok {
+			stop()
 			t.Fatalf("port-forward %s: exited before forwarding: %s", target, stderr.String())
 		}
-		return a
+		return a, stop
 	case <-time.After(30 * time.Second):
+		stop()
 		t.Fatalf("port-forward %s: not forwarding after 30s: %s", target, stderr.String())
-		return ""
+		return "", stop
 	}
 }
 
@@ -185,19 +196,24 @@ type Forward struct {
 	c          *Cluster
 	ns, target string
 	port       int
+	stop       func() // ends the current kubectl port-forward
 }
 
 // Forward starts PortForward(t, ns, target, port) and returns it renewable.
 func (c *Cluster) Forward(t testing.TB, ns, target string, port int) *Forward {
 	t.Helper()
-	return &Forward{Addr: c.PortForward(t, ns, target, port), t: t, c: c, ns: ns, target: target, port: port}
+	f := &Forward{t: t, c: c, ns: ns, target: target, port: port}
+	f.Addr, f.stop = c.portForward(t, ns, target, port)
+	t.Cleanup(func() { f.stop() })
+	return f
 }
 
-// Renew starts a new port-forward and points Addr at it; the old one ends
-// with the test.
+// Renew stops the current port-forward, starts a new one and points Addr at
+// it.
 func (f *Forward) Renew() {
 	f.t.Helper()
-	f.Addr = f.c.PortForward(f.t, f.ns, f.target, f.port)
+	f.stop()
+	f.Addr, f.stop = f.c.portForward(f.t, f.ns, f.target, f.port)
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.

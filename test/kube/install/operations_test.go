@@ -356,7 +356,7 @@ spec:
       containers:
       - name: details
         image: %[3]s
-        imagePullPolicy: IfNotPresent
+        imagePullPolicy: Never
         ports:
         - containerPort: 9080
         readinessProbe:
@@ -393,7 +393,7 @@ spec:
       containers:
       - name: call
         image: %[1]s
-        imagePullPolicy: IfNotPresent
+        imagePullPolicy: Never
         args: [wait, --url, "http://details:9080/details/0", --timeout, 2m]
 ---
 apiVersion: batch/v1
@@ -412,7 +412,7 @@ spec:
       containers:
       - name: work
         image: %[1]s
-        imagePullPolicy: IfNotPresent
+        imagePullPolicy: Never
         args: [request, --debug-port=15020, POST, quitquitquit]
 `, image)
 }
