@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -102,6 +103,9 @@ func (p *Proxy) serverTLS(t *xdsconfig.TLSContext) *tls.Config {
 	case t.Verifies():
 		cfg.ClientAuth = tls.RequestClientCert
 	}
+	if len(cfg.NextProtos) > 0 {
+		cfg.GetConfigForClient = withoutUnsharedALPN(cfg)
+	}
 	if t.Verifies() {
 		// VerifyConnection, not VerifyPeerCertificate: Go skips the latter on
 		// resumed sessions, and this config (its ticket keys) outlives
@@ -120,6 +124,29 @@ func (p *Proxy) serverTLS(t *xdsconfig.TLSContext) *tls.Config {
 		}
 	}
 	return cfg
+}
+
+// withoutUnsharedALPN returns a GetConfigForClient for cfg that lets a client
+// whose ALPN offer shares no protocol with cfg.NextProtos handshake without
+// ALPN, as Envoy does (BoringSSL's select callback answers "no ack"). Go's
+// server would abort such a handshake with no_application_protocol: an
+// Envoy sidecar offering istio-http/1.1 or istio-h2, which Istio's ALPN filter
+// adds, would never connect.
+func withoutUnsharedALPN(cfg *tls.Config) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if len(hello.SupportedProtos) == 0 {
+			return nil, nil
+		}
+		for _, p := range hello.SupportedProtos {
+			if slices.Contains(cfg.NextProtos, p) {
+				return nil, nil
+			}
+		}
+		c := cfg.Clone()
+		c.NextProtos = nil
+		c.GetConfigForClient = nil
+		return c, nil
+	}
 }
 
 // clientTLS builds the tls.Config of an UpstreamTlsContext. Peers are
