@@ -3,35 +3,21 @@ package authz
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	uritemplatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/match"
 )
 
 const typeURITemplate = "type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
 
-// onlyFields rejects any populated field of m not in allowed, naming it.
+// onlyFields is match.OnlyFields: the one proto field check of the data plane.
 func onlyFields(m proto.Message, path string, allowed ...string) error {
-	var bad string
-	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		if !slices.Contains(allowed, string(fd.Name())) {
-			bad = string(fd.Name())
-			return false
-		}
-		return true
-	})
-	if bad != "" {
-		if path != "" {
-			bad = path + "." + bad
-		}
-		return fmt.Errorf("field %s: unsupported", bad)
-	}
-	return nil
+	return match.OnlyFields(m, path, allowed...)
 }
 
 // node is one compiled permission or principal: a small tree evaluated

@@ -13,7 +13,8 @@ import (
 
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/match"
 )
 
 // FilterName is the dynamic metadata namespace of the payloads.
@@ -279,22 +280,9 @@ func (f *Filter) compileRequirement(r *jwtv3.JwtRequirement, path string) (*requ
 	}
 }
 
+// onlyFields is match.OnlyFields: the one proto field check of the data plane.
 func onlyFields(m proto.Message, path string, allowed ...string) error {
-	var bad string
-	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		if !slices.Contains(allowed, string(fd.Name())) {
-			bad = string(fd.Name())
-			return false
-		}
-		return true
-	})
-	if bad != "" {
-		if path != "" {
-			bad = path + "." + bad
-		}
-		return fmt.Errorf("field %s: unsupported", bad)
-	}
-	return nil
+	return match.OnlyFields(m, path, allowed...)
 }
 
 // outcome of a requirement: 'o'k, 'm'issing, 'f'ailed.

@@ -3,39 +3,22 @@ package xdsconfig
 import (
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/bowline-mesh/bowline/internal/proxy/match"
 )
 
-// checkFields returns an error naming the first populated field of m that is
-// not in allowed. path is the field path of m inside its resource.
+// checkFields is match.OnlyFields: the one proto field check of the data plane.
 func checkFields(m proto.Message, path string, allowed ...string) error {
-	var bad string
-	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		if name := string(fd.Name()); !slices.Contains(allowed, name) {
-			bad = name
-			return false
-		}
-		return true
-	})
-	if bad != "" {
-		return fmt.Errorf("field %s: unsupported", joinPath(path, bad))
-	}
-	return nil
+	return match.OnlyFields(m, path, allowed...)
 }
 
-func joinPath(path, field string) string {
-	if path == "" {
-		return field
-	}
-	return path + "." + field
-}
+func joinPath(path, field string) string { return match.JoinPath(path, field) }
 
 // StringMatchKind says how a StringMatcher compares.
 type StringMatchKind int
