@@ -34,6 +34,7 @@ const (
 	KindRequestAuthentication = "RequestAuthentication"
 	KindTelemetry             = "Telemetry"
 	KindWorkload              = "Workload"
+	KindRateLimit             = "RateLimit"
 )
 
 // Schema describes one supported kind.
@@ -52,7 +53,7 @@ type Schema struct {
 }
 
 // schemas is the fixed table of kinds Bowline reads: Istio's, and Bowline's
-// own Workload (see workload.go).
+// own Workload (see workload.go) and RateLimit (ratelimit.go).
 var schemas = []Schema{
 	{Group: GroupNetworking, Kind: KindVirtualService, Versions: []string{"v1", "v1beta1", "v1alpha3"}, NewSpec: func() proto.Message { return &networking.VirtualService{} }},
 	{Group: GroupNetworking, Kind: KindDestinationRule, Versions: []string{"v1", "v1beta1", "v1alpha3"}, NewSpec: func() proto.Message { return &networking.DestinationRule{} }},
@@ -68,6 +69,7 @@ var schemas = []Schema{
 	{Group: GroupSecurity, Kind: KindRequestAuthentication, Versions: []string{"v1", "v1beta1"}, NewSpec: func() proto.Message { return &security.RequestAuthentication{} }},
 	{Group: GroupTelemetry, Kind: KindTelemetry, Versions: []string{"v1", "v1alpha1"}, NewSpec: func() proto.Message { return &telemetry.Telemetry{} }},
 	{Group: GroupBowline, Kind: KindWorkload, Versions: []string{"v1alpha1"}, DecodeSpec: decodeWorkload},
+	{Group: GroupBowline, Kind: KindRateLimit, Versions: []string{"v1alpha1"}, DecodeSpec: decodeRateLimit},
 }
 
 // allSchemas are Istio's and Bowline's kinds, then the Gateway API's (gatewayapi.go).

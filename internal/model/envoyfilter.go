@@ -33,6 +33,10 @@ type EnvoyFilter struct {
 	// the gateways they name.
 	Targets []targetRef
 	Patches []*EnvoyPatch
+	// RateLimit marks the EnvoyFilter a RateLimit stands for
+	// (RateLimitEnvoyFilter): it applies before every user EnvoyFilter, so
+	// those can still adjust what it patched in.
+	RateLimit bool
 }
 
 type targetRef struct{ group, kind, name, namespace string }
@@ -120,9 +124,9 @@ func (s *Snapshot) attaches(ef *EnvoyFilter, p *Proxy) bool {
 }
 
 // EnvoyFiltersFor returns the patches of the EnvoyFilters that apply to p
-// (nil when none does), ordered as Istio orders them: by priority, then the
-// root namespace's before the workload namespace's, then by creation time,
-// then by name. A patch matching on match.proxy never applies: Bowline's
+// (nil when none does): those RateLimits stand for first, then ordered as
+// Istio orders them: by priority, then the root namespace's before the
+// workload namespace's, then by creation time, then by name. A patch matching on match.proxy never applies: Bowline's
 // proxies report no Istio version or metadata to match.
 func (s *Snapshot) EnvoyFiltersFor(p *Proxy) EnvoyPatches {
 	var matched []*EnvoyFilter
@@ -135,6 +139,12 @@ func (s *Snapshot) EnvoyFiltersFor(p *Proxy) EnvoyPatches {
 		return nil
 	}
 	slices.SortStableFunc(matched, func(a, b *EnvoyFilter) int {
+		if a.RateLimit != b.RateLimit {
+			if a.RateLimit {
+				return -1
+			}
+			return 1
+		}
 		if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
 			return c
 		}

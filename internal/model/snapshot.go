@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"hash"
 	"log/slog"
 	"maps"
@@ -160,6 +161,17 @@ func Build(objs []*config.Object, services ServiceView, opts Options) *Snapshot 
 			s.telemetries = append(s.telemetries, &Telemetry{Name: o.Meta.Name, Namespace: o.Meta.Namespace, Spec: spec})
 		case *networking.EnvoyFilter:
 			ef, problems := newEnvoyFilter(o, spec)
+			s.envoyFilters = append(s.envoyFilters, ef)
+			efProblems = append(efProblems, problems...)
+		case *config.RateLimitSpec:
+			// The EnvoyFilter it stands for, through the same engine (ratelimit.go).
+			efSpec, err := RateLimitEnvoyFilter(o.Meta.Namespace, opts.Domain, spec)
+			if err != nil {
+				efProblems = append(efProblems, fmt.Sprintf("%s: %v", o.Ref(), err))
+				continue
+			}
+			ef, problems := newEnvoyFilter(o, efSpec)
+			ef.RateLimit = true
 			s.envoyFilters = append(s.envoyFilters, ef)
 			efProblems = append(efProblems, problems...)
 		case *config.Secret:
