@@ -25,7 +25,7 @@ type istioKind struct {
 }
 
 // istioKinds are every Istio kind internal/config reads (config.Schemas
-// without Bowline's own Workload, which exists only in files).
+// without Bowline's own Workload and RateLimit, which exist only in files).
 var istioKinds = []istioKind{
 	{config.GroupNetworking, "v1", config.KindVirtualService, "virtualservices", func(f istioinformers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Networking().V1().VirtualServices().Informer()

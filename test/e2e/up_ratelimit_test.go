@@ -174,6 +174,42 @@ func TestBookinfoUpRateLimits(t *testing.T) {
 		}
 	})
 
+	t.Run("the RateLimit kind: a 2-token bucket limits with RL and recovers", func(t *testing.T) {
+		m.writeConfig(t, "ratelimit-kind.yaml", `apiVersion: bowline.dev/v1alpha1
+kind: RateLimit
+metadata: {name: productpage, namespace: default}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  ports: [9080]
+  local:
+    tokenBucket: {maxTokens: 2, tokensPerFill: 2, fillInterval: 2s}
+    responseHeaders: {x-kind-limited: "true"}
+    rateLimitHeaders: true
+`)
+		limited := false
+		deadline := time.Now().Add(30 * time.Second)
+		for !limited && time.Now().Before(deadline) {
+			code, h, body := m.ingressGet(t, "/productpage")
+			limited = code == http.StatusTooManyRequests && body == "local_rate_limited" &&
+				h.Get("x-kind-limited") == "true" && h.Get("x-ratelimit-limit") == "2"
+		}
+		if !limited {
+			t.Fatal("the RateLimit's 2-token bucket never answered 429 local_rate_limited with its headers")
+		}
+		recovered := false
+		for !recovered && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			code, _, _ := m.ingressGet(t, "/productpage")
+			recovered = code == http.StatusOK
+		}
+		if !recovered {
+			t.Fatal("no 200 after the RateLimit's bucket refilled")
+		}
+		if err := os.Remove(filepath.Join(m.dir, "ratelimit-kind.yaml")); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("global: the task's EnvoyFilters at the gateway obey the rate limit service", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
