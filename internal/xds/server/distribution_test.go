@@ -80,3 +80,51 @@ func TestDistribution(t *testing.T) {
 	c.cancel()
 	pollUntil(t, "disconnected proxy gone from Distribution", func() bool { _, ok := ts.srv.Distribution()[testNodeID]; return !ok })
 }
+
+// TestDistributionUnderChurn checks that Distribution follows a proxy
+// that answers each push only after the next one is made: what it has
+// taken is recorded when it answers, so it never waits for a moment with
+// nothing in flight (under churn faster than the proxy answers, or than
+// Distribution is read, there is none).
+func TestDistributionUnderChurn(t *testing.T) {
+	ts := startServer(t)
+	c := dialADS(t, ts.xdsAddr)
+	dist := func() uint64 { return ts.srv.Distribution()[testNodeID] }
+	// pushed waits until the server has pushed the config store's current
+	// version and returns it.
+	pushed := func(what string) uint64 {
+		t.Helper()
+		var v uint64
+		pollUntil(t, what+" pushed", func() bool {
+			v = ts.srv.Store().Current().Version
+			ts.srv.pusher.mu.Lock()
+			defer ts.srv.pusher.mu.Unlock()
+			return ts.srv.pusher.configVersion == v
+		})
+		return v
+	}
+
+	c.send(t, &discovery.DiscoveryRequest{Node: &core.Node{Id: testNodeID}, TypeUrl: resourcev3.ClusterType})
+	prev := c.recv(t)
+	prevVersion := pushed("first config")
+	for _, svc := range []string{"b", "c", "d", "e"} {
+		// A new push while the last response is unanswered ...
+		writeFile(t, filepath.Join(ts.dir, svc+".yaml"), fmt.Sprintf(seYAML, svc))
+		pollUntil(t, "config with "+svc, func() bool {
+			return len(ts.srv.Store().Current().Objects) > 0 && ts.srv.Store().Current().Version > prevVersion
+		})
+		v := pushed(svc)
+		// ... then the answer: the proxy has the previous push's version,
+		// though the new push is now in flight to it.
+		c.send(t, &discovery.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: prev.VersionInfo, ResponseNonce: prev.Nonce})
+		next := c.recv(t)
+		if next.VersionInfo == prev.VersionInfo {
+			t.Fatalf("push for %s sent version %s again", svc, next.VersionInfo)
+		}
+		pollUntil(t, fmt.Sprintf("after %s: Distribution = %d (want the answered push's version %d)", svc, dist(), prevVersion),
+			func() bool { return dist() == prevVersion })
+		prev, prevVersion = next, v
+	}
+	c.send(t, &discovery.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: prev.VersionInfo, ResponseNonce: prev.Nonce})
+	pollUntil(t, fmt.Sprintf("last push answered: Distribution = %d (want %d)", dist(), prevVersion), func() bool { return dist() == prevVersion })
+}

@@ -36,11 +36,6 @@ type node struct {
 	versions map[string]string // per type, last set in the cache
 	snap     *wireSnapshot     // last set in the cache
 	setAt    time.Time         // when the last snapshot was set
-	// configVersion is the config store version of the last mesh the
-	// node's snapshot was generated from (or found unchanged by);
-	// ackedConfig is the newest configVersion the node was seen to have
-	// taken in whole (distribution).
-	configVersion, ackedConfig uint64
 }
 
 // pusher generates per distinct proxy and sets changed snapshots in the
@@ -91,7 +86,6 @@ func (p *pusher) connect(proxy *model.Proxy) {
 	}
 	if g, ok := p.generateMemo(p.mesh, n); ok {
 		p.set(context.Background(), proxy.ID, n, g)
-		n.configVersion = p.configVersion
 	}
 }
 
@@ -150,7 +144,6 @@ func (p *pusher) push(ctx context.Context, mesh Mesh, configVersion uint64) push
 		if p.set(ctx, id, n, g) {
 			res.changed++
 		}
-		n.configVersion = configVersion
 	}
 	p.pruneTypes()
 	return res
@@ -162,27 +155,20 @@ func (p *pusher) unchanged(configVersion uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.configVersion = configVersion
-	for _, n := range p.nodes {
-		if n.snap != nil {
-			n.configVersion = configVersion
-		}
+	for id := range p.nodes {
+		p.cache.advance(id, configVersion)
 	}
 }
 
 // distribution returns, per connected node id, the newest config store
-// version it has taken in whole: its snapshot settled in the cache (every
-// response followed by the stream's next request) and not rejected
-// (rejected reports a NACK the node has not since recovered from). A node
-// that is not settled keeps the version it was last seen settled at.
-func (p *pusher) distribution(rejected func(id string) bool) map[string]uint64 {
+// version it has taken in whole, as the cache recorded it when the node
+// answered (wireCache.taken).
+func (p *pusher) distribution() map[string]uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make(map[string]uint64, len(p.nodes))
-	for id, n := range p.nodes {
-		if n.snap != nil && n.configVersion > n.ackedConfig && p.cache.settled(id) && !rejected(id) {
-			n.ackedConfig = n.configVersion
-		}
-		out[id] = n.ackedConfig
+	for id := range p.nodes {
+		out[id] = p.cache.taken(id)
 	}
 	return out
 }
@@ -213,13 +199,16 @@ func (p *pusher) generateMemo(mesh Mesh, n *node) (*generated, bool) {
 	return g, ok
 }
 
-// set puts g in the cache for the node unless every type's version is
-// unchanged. It reports whether it did.
+// set puts g, generated from the mesh of p.configVersion, in the cache
+// for the node unless every type's version is unchanged (then the node's
+// snapshot stands for p.configVersion too). It reports whether it did.
+// The caller holds p.mu.
 func (p *pusher) set(ctx context.Context, id string, n *node, g *generated) bool {
 	if n.versions != nil && equalVersions(n.versions, g.versions) {
+		p.cache.advance(id, p.configVersion)
 		return false
 	}
-	if err := p.cache.set(ctx, id, g.snap); err != nil {
+	if err := p.cache.set(ctx, id, g.snap, p.configVersion); err != nil {
 		p.log.Info("set snapshot failed", slog.String(attrProxy, id), slog.String(attrError, err.Error()))
 		return false
 	}

@@ -383,7 +383,7 @@ func (s *Server) OptionalAddresses(ctx context.Context) (plaintextXDS, monitorin
 // the version an object changed at to say whether the object reached the
 // proxy, as istiod's distribution tracking did.
 func (s *Server) Distribution() map[string]uint64 {
-	return s.pusher.distribution(s.tracker.rejected)
+	return s.pusher.distribution()
 }
 
 // Registry returns the service registry the server reads.

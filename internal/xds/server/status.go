@@ -183,24 +183,6 @@ func (t *tracker) request(stream streamKey, typeURL, nonce, errText string) (ack
 	return acked, version
 }
 
-// rejected reports whether a stream of proxy id has a NACK it has not
-// recovered from (a later version accepted).
-func (t *tracker) rejected(id string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, c := range t.conns {
-		if c.proxy.ID != id {
-			continue
-		}
-		for _, ts := range c.types {
-			if ts.NACK != "" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func (c *conn) typeStatus(typeURL string) *TypeStatus {
 	ts, ok := c.types[typeURL]
 	if !ok {

@@ -48,17 +48,12 @@ type wireNode struct {
 	snap         *wireSnapshot // nil until set
 	watches      map[*sotwWatch]struct{}
 	deltaWatches map[*deltaWatch]struct{}
-	// inflight holds the subscriptions answered and not yet followed by
-	// the stream's next request of the type (its ACK or NACK): while it is
-	// not empty the node has not taken in everything it was sent.
-	inflight map[inflightKey]struct{}
-}
-
-// inflightKey is one stream's subscription to a type: the ADS servers
-// multiplex a stream's responses on one channel.
-type inflightKey struct {
-	out     any // the stream's response channel
-	typeURL string
+	// subs follows the node's subscription to each type URL through its
+	// snapshots (taken.go); gen counts the snapshots set, cv is the config
+	// version the current one stands for, taken the newest config version
+	// the node has taken in whole.
+	subs           map[string]*subState
+	gen, cv, taken uint64
 }
 
 type sotwWatch struct {
@@ -113,43 +108,64 @@ func newWireType(items []types.Resource, wire []*anypb.Any, version string) *wir
 	return t
 }
 
-// set makes ws the node's snapshot and answers its watches that are now
-// behind.
-func (c *wireCache) set(_ context.Context, node string, ws *wireSnapshot) error {
+// set makes ws, generated from config store version configVersion, the
+// node's snapshot and answers its watches that are now behind.
+func (c *wireCache) set(_ context.Context, node string, ws *wireSnapshot, configVersion uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.node(node)
-	n.snap = ws
+	n.newSnapshot(ws, configVersion)
 	for w := range n.watches {
+		key := w.req.GetTypeUrl()
 		t := ws.types[w.req.GetTypeUrl()]
 		if t == nil || t.version == w.req.GetVersionInfo() {
+			n.current(key)
 			continue
 		}
 		if r := response(w.req, w.sub, t); r != nil {
 			delete(n.watches, w)
-			n.inflight[inflightKey{w.out, w.req.GetTypeUrl()}] = struct{}{}
+			n.sent(key)
 			w.out <- r
+		} else {
+			n.current(key)
 		}
 	}
 	for w := range n.deltaWatches {
+		key := w.req.GetTypeUrl()
 		if r := deltaResponse(w.req, w.sub, ws.types[w.req.GetTypeUrl()]); r != nil {
 			delete(n.deltaWatches, w)
-			n.inflight[inflightKey{w.out, w.req.GetTypeUrl()}] = struct{}{}
+			n.sent(key)
 			w.out <- r
+		} else {
+			n.current(key)
 		}
 	}
+	n.progress()
 	return nil
 }
 
-// settled reports whether the node has a snapshot and every response it
-// was sent has been followed by the stream's next request of that type:
-// nothing the node was given is still on its way or unanswered. (Whether
-// that request accepted the response is the tracker's to say.)
-func (c *wireCache) settled(node string) bool {
+// advance records that the node's snapshot also stands for the newer
+// config version configVersion (a push that changed nothing for it).
+func (c *wireCache) advance(node string, configVersion uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, ok := c.nodes[node]
-	return ok && n.snap != nil && len(n.inflight) == 0
+	if n, ok := c.nodes[node]; ok && n.snap != nil {
+		n.cv = max(n.cv, configVersion)
+		n.progress()
+	}
+}
+
+// taken returns the newest config store version the node has taken in
+// whole (0: none): every stream subscription has answered a response of
+// a snapshot of that version or newer, or was sent nothing by one, and
+// none rejected the last response it answered.
+func (c *wireCache) taken(node string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.nodes[node]; ok {
+		return n.taken
+	}
+	return 0
 }
 
 // clear forgets a node.
@@ -162,7 +178,7 @@ func (c *wireCache) clear(node string) {
 func (c *wireCache) node(id string) *wireNode {
 	n, ok := c.nodes[id]
 	if !ok {
-		n = &wireNode{watches: map[*sotwWatch]struct{}{}, deltaWatches: map[*deltaWatch]struct{}{}, inflight: map[inflightKey]struct{}{}}
+		n = &wireNode{watches: map[*sotwWatch]struct{}{}, deltaWatches: map[*deltaWatch]struct{}{}, subs: map[string]*subState{}}
 		c.nodes[id] = n
 	}
 	return n
@@ -177,19 +193,21 @@ func (c *wireCache) CreateWatch(req *discovery.DiscoveryRequest, sub cachev3.Sub
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.node(id)
-	key := inflightKey{out, req.GetTypeUrl()}
-	delete(n.inflight, key) // this request follows the last response of its type
+	key := req.GetTypeUrl()
+	n.answered(key, req.GetResponseNonce() != "", req.GetErrorDetail() != nil)
+	defer n.progress()
 	var t *wireType
 	if n.snap != nil {
 		t = n.snap.types[req.GetTypeUrl()]
 	}
 	if t != nil && (req.GetVersionInfo() != t.version || lacksResources(sub, t)) {
 		if r := response(req, sub, t); r != nil {
-			n.inflight[key] = struct{}{}
+			n.sent(key)
 			out <- r
-			return c.forgetInflight(id, key), nil
+			return func() {}, nil // the stream's next request of the type, or its end, follows
 		}
 	}
+	n.current(key)
 	w := &sotwWatch{req: req, sub: sub, out: out}
 	n.watches[w] = struct{}{}
 	return func() {
@@ -197,21 +215,8 @@ func (c *wireCache) CreateWatch(req *discovery.DiscoveryRequest, sub cachev3.Sub
 		defer c.mu.Unlock()
 		if n, ok := c.nodes[id]; ok {
 			delete(n.watches, w)
-			delete(n.inflight, key)
 		}
 	}, nil
-}
-
-// forgetInflight returns the cancel of an answered watch: the stream's next
-// request of the type, or its end, resolves what was in flight.
-func (c *wireCache) forgetInflight(id string, key inflightKey) func() {
-	return func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if n, ok := c.nodes[id]; ok {
-			delete(n.inflight, key)
-		}
-	}
 }
 
 // CreateDeltaWatch answers req with what the stream lacks or has that is
@@ -222,15 +227,17 @@ func (c *wireCache) CreateDeltaWatch(req *discovery.DeltaDiscoveryRequest, sub c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.node(id)
-	key := inflightKey{out, req.GetTypeUrl()}
-	delete(n.inflight, key) // this request follows the last response of its type
+	key := req.GetTypeUrl()
+	n.answered(key, req.GetResponseNonce() != "", req.GetErrorDetail() != nil)
+	defer n.progress()
 	if n.snap != nil {
 		if r := deltaResponse(req, sub, n.snap.types[req.GetTypeUrl()]); r != nil {
-			n.inflight[key] = struct{}{}
+			n.sent(key)
 			out <- r
-			return c.forgetInflight(id, key), nil
+			return func() {}, nil // the stream's next request of the type, or its end, follows
 		}
 	}
+	n.current(key)
 	w := &deltaWatch{req: req, sub: sub, out: out}
 	n.deltaWatches[w] = struct{}{}
 	return func() {
@@ -238,7 +245,6 @@ func (c *wireCache) CreateDeltaWatch(req *discovery.DeltaDiscoveryRequest, sub c
 		defer c.mu.Unlock()
 		if n, ok := c.nodes[id]; ok {
 			delete(n.deltaWatches, w)
-			delete(n.inflight, key)
 		}
 	}, nil
 }

@@ -63,7 +63,7 @@ func TestWireCacheWatches(t *testing.T) {
 	if got(ch) != nil {
 		t.Fatal("answered without a snapshot")
 	}
-	if err := c.set(context.Background(), "n1", wireSnap(t, "v1", "a", "b")); err != nil {
+	if err := c.set(context.Background(), "n1", wireSnap(t, "v1", "a", "b"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if r := got(ch); r == nil || r.VersionInfo != "v1" || len(r.Resources) != 2 {
@@ -96,13 +96,13 @@ func TestWireCacheWatches(t *testing.T) {
 
 	// A new version answers parked watches whose resources changed; an
 	// unchanged version does not, nor one whose change they do not hold.
-	if err := c.set(context.Background(), "n1", wireSnap(t, "v1", "a", "b")); err != nil {
+	if err := c.set(context.Background(), "n1", wireSnap(t, "v1", "a", "b"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if got(parked) != nil {
 		t.Fatal("answered for an unchanged version")
 	}
-	if err := c.set(context.Background(), "n1", wireSnap(t, "v2", "a", "b", "c")); err != nil {
+	if err := c.set(context.Background(), "n1", wireSnap(t, "v2", "a", "b", "c"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if got(parked) != nil {
@@ -112,7 +112,7 @@ func TestWireCacheWatches(t *testing.T) {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: "b", Endpoints: []*endpointv3.LocalityLbEndpoints{{LoadBalancingWeight: wrapperspb.UInt32(3)}}}
 	es := []types.Resource{&endpointv3.ClusterLoadAssignment{ClusterName: "a"}, cla, &endpointv3.ClusterLoadAssignment{ClusterName: "c"}}
 	v3.types[resourcev3.EndpointType] = newWireType(es, encodeAll(resourcev3.EndpointType, es), "v3")
-	if err := c.set(context.Background(), "n1", v3); err != nil {
+	if err := c.set(context.Background(), "n1", v3, 0); err != nil {
 		t.Fatal(err)
 	}
 	if r := got(parked); r == nil || r.VersionInfo != "v3" || len(r.Resources) != 1 {
@@ -184,7 +184,7 @@ func TestWireCacheDelta(t *testing.T) {
 	if _, _, ok := got(ch, &cds); ok {
 		t.Fatal("answered without a snapshot")
 	}
-	if err := c.set(context.Background(), "d1", wireSnap(t, "v1", "a", "b")); err != nil {
+	if err := c.set(context.Background(), "d1", wireSnap(t, "v1", "a", "b"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if sent, _, ok := got(ch, &cds); !ok || !slices.Equal(sent, []string{"a", "b"}) {
@@ -197,13 +197,13 @@ func TestWireCacheDelta(t *testing.T) {
 	}
 	// An unchanged snapshot under a new version sends nothing; b changing,
 	// a going and c coming send b and c and remove a.
-	if err := c.set(context.Background(), "d1", wireSnap(t, "v2", "a", "b")); err != nil {
+	if err := c.set(context.Background(), "d1", wireSnap(t, "v2", "a", "b"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, ok := got(ch, &cds); ok {
 		t.Fatal("answered for unchanged resources")
 	}
-	if err := c.set(context.Background(), "d1", wireSnapWith(t, "v3", true, "b", "c")); err != nil {
+	if err := c.set(context.Background(), "d1", wireSnapWith(t, "v3", true, "b", "c"), 0); err != nil {
 		t.Fatal(err)
 	}
 	sent, removed, ok := got(ch, &cds)
@@ -258,7 +258,7 @@ func TestWireCachePartialEDS(t *testing.T) {
 			return nil
 		}
 	}
-	if err := c.set(context.Background(), "p1", edsSnap("v1", map[string]uint32{"a": 1, "b": 1, "c": 1})); err != nil {
+	if err := c.set(context.Background(), "p1", edsSnap("v1", map[string]uint32{"a": 1, "b": 1, "c": 1}), 0); err != nil {
 		t.Fatal(err)
 	}
 	req := &discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{"a", "b"}}
@@ -271,7 +271,7 @@ func TestWireCachePartialEDS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// c (not subscribed) changes: nothing for this stream.
-	if err := c.set(context.Background(), "p1", edsSnap("v2", map[string]uint32{"a": 1, "b": 1, "c": 2})); err != nil {
+	if err := c.set(context.Background(), "p1", edsSnap("v2", map[string]uint32{"a": 1, "b": 1, "c": 2}), 0); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -281,7 +281,7 @@ func TestWireCachePartialEDS(t *testing.T) {
 	default:
 	}
 	// b changes: only b.
-	if err := c.set(context.Background(), "p1", edsSnap("v3", map[string]uint32{"a": 1, "b": 5, "c": 2})); err != nil {
+	if err := c.set(context.Background(), "p1", edsSnap("v3", map[string]uint32{"a": 1, "b": 5, "c": 2}), 0); err != nil {
 		t.Fatal(err)
 	}
 	select {
