@@ -29,8 +29,9 @@ func TestMain(m *testing.M) {
 }
 
 // waitTimeout bounds every wait for the client or the server; a test that
-// hits it has failed, so it is generous.
-const waitTimeout = 5 * time.Second
+// hits it has failed, so it is generous: under -race on a loaded CI machine
+// a 4 MiB response took more than 5 s to reach the client and be answered.
+const waitTimeout = time.Minute
 
 // fakeStream is one ADS stream as the fake server sees it: every request the
 // client sends arrives on reqs, every response put on resps is sent, and
